@@ -1,0 +1,64 @@
+"""The ``depth-ros`` command.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported lazily and keep heavy imports (torch, rclpy,
+onnxruntime) inside ``run`` so that ``depth-ros --help`` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from depth_ros.errors import DepthRosError
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("depth_ros.demo", "the whole story on a synthetic scene: synth, train, export, infer, metrics"),
+    "synth": ("depth_ros.synthetic.cli", "render a synthetic scene seen by a moving camera into a rosbag2"),
+    "infer": ("depth_ros.bag.infer_cli", "bag-to-bag inference: depth, camera_info, clouds into an MCAP"),
+    "run": ("depth_ros.ros.runner", "run the depth (and pose) nodes in one process"),
+    "play": ("depth_ros.ros.play", "republish a bag's topics with their recorded timing"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="depth-ros", description="Monocular metric depth for ROS 2.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # subcommand not part of this install
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._run(args) or 0)
+    except DepthRosError as exc:
+        print(f"depth-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"depth-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"depth-ros {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Pinhole camera model: intrinsics in pixels at a stated resolution.
+
+Convention: pixel (u, v) = (column, row); integer coordinates are pixel *centres*, the
+top-left pixel's centre is (0, 0) (as in ROS CameraInfo / OpenCV). A point (x, y, z) in the
+camera optical frame (REP 103: x right, y down, z forward) projects to
+``u = fx * x / z + cx``, ``v = fy * y / z + cy``.
+
+Intrinsics change with the image only through :meth:`CameraModel.resized` and
+:meth:`CameraModel.cropped`; nothing else rescales K.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CameraModel"]
+
+_MAX_SIDE_PX = 1 << 15  # 32768: larger images are refused as implausible
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Intrinsics of one image stream.
+
+    Args:
+        width: image width in pixels.
+        height: image height in pixels.
+        K: (3, 3) float64 intrinsic matrix in pixels at (width, height).
+        D: distortion coefficients (may be empty); depth is computed as if the image were
+            rectified, which is what a model sees.
+        distortion_model: CameraInfo's name for D ("plumb_bob", "equidistant", ...).
+    """
+
+    width: int
+    height: int
+    K: np.ndarray
+    D: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    distortion_model: str = "plumb_bob"
+
+    def __post_init__(self) -> None:
+        K = np.asarray(self.K, dtype=np.float64)
+        if K.shape != (3, 3):
+            raise ValueError(f"K must be 3x3, got shape {K.shape}")
+        if not np.all(np.isfinite(K)):
+            raise ValueError(f"K has non-finite entries: {K.tolist()}")
+        if not (0 < int(self.width) <= _MAX_SIDE_PX and 0 < int(self.height) <= _MAX_SIDE_PX):
+            raise ValueError(f"image size must be 1..{_MAX_SIDE_PX} px per side, got {self.width}x{self.height}")
+        if not np.any(K):
+            raise ValueError("K is all zeros: the camera is uncalibrated (CameraInfo.k not set)")
+        if K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise ValueError(f"focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
+        K = K.copy()
+        K.setflags(write=False)
+        D = np.asarray(self.D, dtype=np.float64).reshape(-1).copy()
+        D.setflags(write=False)
+        object.__setattr__(self, "K", K)
+        object.__setattr__(self, "D", D)
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
+
+    @classmethod
+    def from_intrinsics(cls, width: int, height: int, fx_px: float, fy_px: float, cx_px: float, cy_px: float) -> "CameraModel":
+        K = np.array([[fx_px, 0.0, cx_px], [0.0, fy_px, cy_px], [0.0, 0.0, 1.0]])
+        return cls(width=width, height=height, K=K)
+
+    @property
+    def fx(self) -> float:
+        return float(self.K[0, 0])
+
+    @property
+    def fy(self) -> float:
+        return float(self.K[1, 1])
+
+    @property
+    def cx(self) -> float:
+        return float(self.K[0, 2])
+
+    @property
+    def cy(self) -> float:
+        return float(self.K[1, 2])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return (self.width, self.height)
+
+    def resized(self, width: int, height: int) -> "CameraModel":
+        """The same camera seen through an image resized to (width, height).
+
+        Convention: a resize maps pixel *edges* to edges (``align_corners=False``), so the
+        centre coordinate transforms as ``c' = (c + 0.5) * s - 0.5`` and focal as ``f' = f * s``.
+        """
+        sx = width / self.width
+        sy = height / self.height
+        K = self.K.copy()
+        K[0, 0] *= sx
+        K[0, 1] *= sx
+        K[1, 1] *= sy
+        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+        return CameraModel(width, height, K, self.D, self.distortion_model)
+
+    def cropped(self, x0: int, y0: int, width: int, height: int) -> "CameraModel":
+        """The same camera seen through the crop [x0, x0+width) x [y0, y0+height)."""
+        if x0 < 0 or y0 < 0 or x0 + width > self.width or y0 + height > self.height:
+            raise ValueError(
+                f"crop ({x0}, {y0}, {width}x{height}) is outside the {self.width}x{self.height} image"
+            )
+        K = self.K.copy()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        return CameraModel(width, height, K, self.D, self.distortion_model)
+
+    def pixel_rays(self) -> np.ndarray:
+        """(H, W, 3) float32 rays ``K^-1 [u, v, 1]`` (z = 1) for every pixel centre."""
+        u = (np.arange(self.width, dtype=np.float64) - self.cx) / self.fx
+        v = (np.arange(self.height, dtype=np.float64) - self.cy) / self.fy
+        rays = np.empty((self.height, self.width, 3), dtype=np.float32)
+        rays[..., 0] = u[None, :]
+        rays[..., 1] = v[:, None]
+        rays[..., 2] = 1.0
+        return rays
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CameraModel):
+            return NotImplemented
+        return (
+            self.size == other.size
+            and np.array_equal(self.K, other.K)
+            and np.array_equal(self.D, other.D)
+            and self.distortion_model == other.distortion_model
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.size, self.K.tobytes(), self.D.tobytes(), self.distortion_model))
