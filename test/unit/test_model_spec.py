@@ -1,0 +1,96 @@
+"""ModelSpec: validation, serialisation, sidecar and ONNX metadata loading."""
+from pathlib import Path
+
+import pytest
+
+from depth_ros.inference.spec import METADATA_KEY, ModelSpec, ModelSpecError, load_model_spec
+
+
+def make_spec(**overrides) -> ModelSpec:
+    args = {"output_kind": "disparity_sigmoid", "input_height": 192, "input_width": 640}
+    args.update(overrides)
+    return ModelSpec(**args)
+
+
+def test_json_round_trip_keeps_every_field() -> None:
+    spec = make_spec(metric=True, scale_source="velocity_supervision", train_fx_px=300.5, extra={"a": "b"})
+    assert ModelSpec.from_json(spec.to_json()) == spec
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    spec = make_spec(output_kind="inverse_depth_relative", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    spec.to_yaml(tmp_path / "m.yaml")
+    assert ModelSpec.from_yaml(tmp_path / "m.yaml") == spec
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"output_kind": "depth_magic"}, "output_kind must be one of"),
+        ({"input_height": 0}, "input_height"),
+        ({"input_width": 1.5}, "input_width"),
+        ({"layout": "CHW"}, "layout"),
+        ({"color_order": "yuv"}, "color_order"),
+        ({"std": (1.0, 0.0, 1.0)}, "std must be positive"),
+        ({"mean": (1.0, 2.0)}, "mean must be 3"),
+        ({"min_depth_m": 5.0, "max_depth_m": 1.0}, "min_depth_m < max_depth_m"),
+        ({"output_kind": "pose_6dof"}, "take 6 input channels"),
+        ({"version": 99}, "newer"),
+    ],
+)
+def test_invalid_specs_say_what_is_wrong(overrides: dict, message: str) -> None:
+    with pytest.raises(ModelSpecError, match=message):
+        make_spec(**overrides)
+
+
+def test_from_dict_rejects_unknown_and_missing_keys() -> None:
+    with pytest.raises(ModelSpecError, match=r"unknown keys \['inptu_width'\]"):
+        ModelSpec.from_dict({"output_kind": "depth_metric", "input_height": 1, "input_width": 1, "inptu_width": 3})
+    with pytest.raises(ModelSpecError, match=r"missing required keys \['input_width'\]"):
+        ModelSpec.from_dict({"output_kind": "depth_metric", "input_height": 1})
+    with pytest.raises(ModelSpecError, match="not valid JSON"):
+        ModelSpec.from_json("{nope")
+
+
+def test_metric_flags() -> None:
+    assert make_spec(output_kind="depth_metric").is_metric
+    assert make_spec(output_kind="canonical_inverse_depth").is_metric
+    assert not make_spec().is_metric
+    assert make_spec(metric=True).is_metric
+    assert not make_spec(output_kind="pose_6dof", input_channels=6).is_depth
+
+
+def test_sidecar_wins_and_missing_spec_is_explained(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["depth"])],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 3, 4, 4])],
+    )
+    model = helper.make_model(graph)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelSpecError, match=f"no '{METADATA_KEY}'"):
+        load_model_spec(path)
+
+    embedded = make_spec(input_height=4, input_width=4, name="embedded")
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, embedded.to_json()
+    onnx.save(model, str(path))
+    assert load_model_spec(path) == embedded
+
+    sidecar = make_spec(input_height=4, input_width=4, name="sidecar")
+    sidecar.to_yaml(tmp_path / "m.onnx.yaml")
+    assert load_model_spec(path).name == "sidecar"
+
+
+def test_unreadable_model_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelSpecError, match="not a readable ONNX file"):
+        load_model_spec(bad)
+    with pytest.raises(FileNotFoundError):
+        load_model_spec(tmp_path / "missing.onnx")
