@@ -1,0 +1,197 @@
+"""Organized point clouds from a depth image and intrinsics (pure numpy).
+
+Convention: points are in the camera *optical* frame (REP 103: x right, y down, z forward),
+metres. A pixel (u, v) with depth z (camera-frame z, not ray length) gives
+``x = (u - cx) / fx * z``, ``y = (v - cy) / fy * z``; integer (u, v) are pixel centres
+(see :class:`CameraModel`).
+
+Layout (as depth_image_proc publishes): fields x, y, z float32 at offsets 0, 4, 8 with
+``itemsize`` 16 (xyz), or + ``rgb`` at 16 with ``itemsize`` 32 (xyzrgb). ``rgb`` is the PCL
+packing: the uint32 ``0x00RRGGBB`` whose bits are reinterpreted as a float32. Clouds are
+organized (one point per (decimated) pixel) and invalid points are NaN.
+
+Decimation ``d`` is stride subsampling: output pixel (u', v') is input pixel (d u', d v'),
+for depth and rgb alike, so the output is ``ceil(H / d) x ceil(W / d)``. Its intrinsics are
+given by :func:`decimated_camera` (``f' = f / d``, ``c' = c / d``: exact for stride sampling,
+unlike :meth:`CameraModel.resized`, which models an area resize).
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from depth_ros.core.camera import CameraModel
+
+__all__ = [
+    "XYZRGB_DTYPE",
+    "XYZ_DTYPE",
+    "decimated_camera",
+    "depth_to_xyz",
+    "make_cloud",
+    "pack_rgb",
+    "pixel_rays",
+    "unpack_rgb",
+]
+
+XYZ_DTYPE = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3, "offsets": [0, 4, 8], "itemsize": 16})
+XYZRGB_DTYPE = np.dtype(
+    {"names": ["x", "y", "z", "rgb"], "formats": ["<f4"] * 4, "offsets": [0, 4, 8, 16], "itemsize": 32}
+)
+
+
+def _check_decimation(decimation: int) -> int:
+    if isinstance(decimation, bool) or not isinstance(decimation, (int, np.integer)) or decimation < 1:
+        raise ValueError(f"decimation must be an integer >= 1, got {decimation!r}")
+    return int(decimation)
+
+
+def decimated_camera(camera: CameraModel, decimation: int) -> CameraModel:
+    """The camera of the stride-subsampled image ``image[::d, ::d]``.
+
+    Output pixel u' samples input pixel ``d u'``, so ``(u - cx) / fx = (u' - cx / d) / (fx / d)``:
+    focal lengths and principal point are divided by ``d``; size is ``ceil(W / d) x ceil(H / d)``.
+    """
+    d = _check_decimation(decimation)
+    if d == 1:
+        return camera
+    K = camera.K.copy()
+    K[:2, :] /= d  # fx, skew, cx, fy, cy
+    return CameraModel(
+        math.ceil(camera.width / d), math.ceil(camera.height / d), K, camera.D, camera.distortion_model
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _rays_cached(camera: CameraModel, decimation: int) -> np.ndarray:
+    rays = decimated_camera(camera, decimation).pixel_rays()
+    rays.setflags(write=False)
+    return rays
+
+
+def pixel_rays(camera: CameraModel, decimation: int = 1) -> np.ndarray:
+    """Cached (h, w, 3) float32 rays ``K^-1 [u, v, 1]`` (z = 1) of the decimated image (read-only)."""
+    return _rays_cached(camera, _check_decimation(decimation))
+
+
+def _check_depth(depth_m: np.ndarray, camera: CameraModel) -> np.ndarray:
+    depth_m = np.asarray(depth_m)
+    if depth_m.shape != (camera.height, camera.width):
+        raise ValueError(
+            f"depth_m must be (H, W) = ({camera.height}, {camera.width}) to match the camera, got {depth_m.shape}"
+        )
+    if depth_m.dtype.kind != "f":
+        raise ValueError(f"depth_m must be floating point metres, got dtype {depth_m.dtype}")
+    return depth_m
+
+
+def _check_range(min_range_m: float, max_range_m: float) -> None:
+    if not (min_range_m >= 0 and max_range_m > min_range_m):
+        raise ValueError(f"need 0 <= min_range_m < max_range_m, got {min_range_m}, {max_range_m}")
+
+
+def _fill_xyz(out: np.ndarray, depth_m: np.ndarray, camera: CameraModel, decimation: int,
+              min_range_m: float, max_range_m: float) -> None:
+    """Write x, y, z into ``out[..., 0:3]`` (an (h, w, >=3) float32 view)."""
+    z = depth_m[::decimation, ::decimation]
+    rays = pixel_rays(camera, decimation)
+    with np.errstate(invalid="ignore"):  # 0 * inf on the principal axis; masked below
+        np.multiply(rays[..., 0], z, out=out[..., 0])
+        np.multiply(rays[..., 1], z, out=out[..., 1])
+    out[..., 2] = z
+    # NaN depth stays NaN through the products above; comparisons with NaN are False, so
+    # NaN, non-positive, infinite and out-of-range depths all fail this test.
+    lo = min_range_m if min_range_m > 0 else np.nextafter(np.float32(0), np.float32(1))
+    hi = min(max_range_m, float(np.finfo(np.float32).max))
+    with np.errstate(invalid="ignore"):
+        valid = (z >= lo) & (z <= hi)
+    if not valid.all():
+        out[~valid, 0:3] = np.nan
+
+
+def depth_to_xyz(depth_m: np.ndarray, camera: CameraModel, decimation: int = 1,
+                 min_range_m: float = 0.0, max_range_m: float = math.inf) -> np.ndarray:
+    """Back-project a depth image to points in the camera optical frame.
+
+    Args:
+        depth_m: (H, W) float metres (camera-frame z), NaN invalid; H, W = camera size.
+        camera: intrinsics at the depth image's resolution.
+        decimation: stride d >= 1 (output ``ceil(H/d) x ceil(W/d)``).
+        min_range_m: points with z < min_range_m (and z <= 0) are NaN.
+        max_range_m: points with z > max_range_m (and infinite z) are NaN.
+
+    Returns:
+        (h, w, 3) float32 x, y, z metres, NaN where invalid.
+    """
+    depth_m = _check_depth(depth_m, camera)
+    d = _check_decimation(decimation)
+    _check_range(min_range_m, max_range_m)
+    h, w = math.ceil(camera.height / d), math.ceil(camera.width / d)
+    out = np.empty((h, w, 3), dtype=np.float32)
+    _fill_xyz(out, depth_m, camera, d, min_range_m, max_range_m)
+    return out
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...) float32 whose bits are the uint32 ``0x00RRGGBB`` (PCL packing)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim < 1 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be (..., 3) uint8, got shape {rgb.shape} dtype {rgb.dtype}")
+    bgr0 = np.zeros(rgb.shape[:-1] + (4,), dtype=np.uint8)  # little-endian bytes of 0x00RRGGBB
+    bgr0[..., 0] = rgb[..., 2]
+    bgr0[..., 1] = rgb[..., 1]
+    bgr0[..., 2] = rgb[..., 0]
+    return bgr0.view("<u4")[..., 0].view("<f4").astype(np.float32, copy=False)
+
+
+def unpack_rgb(rgb_packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: (...) float32 -> (..., 3) uint8 RGB."""
+    bits = np.ascontiguousarray(rgb_packed, dtype="<f4").view("<u4")
+    out = np.empty(bits.shape + (3,), dtype=np.uint8)
+    out[..., 0] = (bits >> 16) & 0xFF
+    out[..., 1] = (bits >> 8) & 0xFF
+    out[..., 2] = bits & 0xFF
+    return out
+
+
+def make_cloud(depth_m: np.ndarray, camera: CameraModel, rgb: np.ndarray | None = None, decimation: int = 1,
+               min_range_m: float = 0.0, max_range_m: float = math.inf) -> np.ndarray:
+    """An organized point cloud in the depth_image_proc layout.
+
+    Args:
+        depth_m: (H, W) float metres (camera-frame z), NaN invalid.
+        camera: intrinsics at (W, H).
+        rgb: optional (H, W, 3) uint8 RGB registered to the depth image; decimated like it.
+        decimation: stride d >= 1.
+        min_range_m: nearer points are NaN.
+        max_range_m: farther points are NaN.
+
+    Returns:
+        (h, w) structured array: :data:`XYZ_DTYPE` (x, y, z float32; itemsize 16) or, with
+        rgb, :data:`XYZRGB_DTYPE` (+ packed rgb float32 at 16; itemsize 32). Padding bytes
+        are zero; invalid points have NaN x, y, z (their colour is kept).
+    """
+    depth_m = _check_depth(depth_m, camera)
+    d = _check_decimation(decimation)
+    _check_range(min_range_m, max_range_m)
+    h, w = math.ceil(camera.height / d), math.ceil(camera.width / d)
+    if rgb is None:
+        buf = np.empty((h, w, 4), dtype="<f4")
+        buf[..., 3] = 0.0
+        _fill_xyz(buf, depth_m, camera, d, min_range_m, max_range_m)
+        return buf.view(XYZ_DTYPE)[..., 0]
+    rgb = np.asarray(rgb)
+    if rgb.shape != (camera.height, camera.width, 3) or rgb.dtype != np.uint8:
+        raise ValueError(
+            f"rgb must be (H, W, 3) = ({camera.height}, {camera.width}, 3) uint8, got shape {rgb.shape} dtype {rgb.dtype}"
+        )
+    buf = np.zeros((h, w, 8), dtype="<f4")
+    _fill_xyz(buf, depth_m, camera, d, min_range_m, max_range_m)
+    # Write the packed colour's little-endian bytes B, G, R, 0 straight into offset 16.
+    colour = buf.view(np.uint8)[..., 16:20]
+    rgb_d = rgb[::d, ::d]
+    colour[..., 0] = rgb_d[..., 2]
+    colour[..., 1] = rgb_d[..., 1]
+    colour[..., 2] = rgb_d[..., 0]
+    return buf.view(XYZRGB_DTYPE)[..., 0]
