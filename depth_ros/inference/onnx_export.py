@@ -1,0 +1,144 @@
+"""Export an ``nn.Module`` to ONNX with its :class:`ModelSpec` embedded.
+
+The spec goes into ``metadata_props[METADATA_KEY]`` as JSON, so :func:`load_model_spec` finds
+it with no sidecar. Output names follow :func:`depth_ros.inference.torch_backend.named_outputs`,
+so the ONNX and eager backends return the same dict keys. The input shape is fixed to the
+spec's (batch 1), which is what the TensorRT fixed-shape profile expects.
+
+After export the model is run once in ONNX Runtime on the same random input as the module and
+the outputs are compared (``check_atol``); the file is written only if they agree, and always
+atomically (temporary file + rename), so a failed export never leaves a file at ``path``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from depth_ros.errors import ModelError
+from depth_ros.inference.backend import spec_input_shape
+from depth_ros.inference.engine_cache import atomic_write_bytes
+from depth_ros.inference.spec import METADATA_KEY, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DEFAULT_OPSET", "embed_spec", "export_onnx"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 20
+_MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit; larger models need external data (unsupported)
+
+
+def embed_spec(model_proto: "object", spec: ModelSpec) -> None:
+    """Set ``metadata_props[METADATA_KEY]`` of an ``onnx.ModelProto`` to ``spec`` (replacing any)."""
+    props = model_proto.metadata_props  # type: ignore[attr-defined]
+    for i in reversed(range(len(props))):
+        if props[i].key == METADATA_KEY:
+            del props[i]
+    entry = props.add()
+    entry.key, entry.value = METADATA_KEY, spec.to_json()
+
+
+def export_onnx(
+    module: "torch.nn.Module",
+    spec: ModelSpec,
+    path: str | Path,
+    opset: int = DEFAULT_OPSET,
+    check_atol: float | None = 1e-4,
+    seed: int = 0,
+) -> Path:
+    """Export ``module`` (CPU, eval mode) to ONNX at ``path`` with ``spec`` in its metadata.
+
+    Args:
+        module: takes ``(1, C, h, w)`` (or NHWC per spec) float32 and returns a Tensor, a
+            tuple/list or a dict of tensors (see ``named_outputs``).
+        spec: the contract to embed; its input name/size/layout define the exported input.
+        path: destination ``.onnx`` file.
+        opset: ONNX opset (>= 18 for the dynamo exporter).
+        check_atol: max allowed |ONNX Runtime - torch| on a random input in [0, 1); None skips
+            the check (then onnxruntime is not needed).
+        seed: seed of that random input.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        ModelError: export failed, the exported model is invalid or too large, or the parity
+            check failed (nothing is written then).
+        ValueError: bad ``opset``.
+    """
+    import onnx
+    import torch
+
+    from depth_ros.inference.torch_backend import named_outputs
+
+    if not isinstance(opset, int) or opset < 18:
+        raise ValueError(f"opset must be an integer >= 18 for the dynamo exporter, got {opset!r}")
+    path = Path(path)
+    module = module.eval().cpu()
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(spec_input_shape(spec), generator=generator, dtype=torch.float32)
+    with torch.inference_mode():
+        reference = {k: v.float().numpy() for k, v in named_outputs(module(x), spec).items()}
+    names = list(reference)
+
+    class _Outputs(torch.nn.Module):
+        """The module with its outputs flattened to a tuple in ``names`` order."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = named_outputs(self.inner(image), spec)
+            return tuple(out[n] for n in names)
+
+    try:
+        program = torch.onnx.export(
+            _Outputs().eval(),
+            (x,),
+            input_names=[spec.input_name],
+            output_names=names,
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    except Exception as exc:  # the exporter raises many types (TorchExportError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"ONNX export of {type(module).__name__} failed: {first}") from None
+    proto = program.model_proto
+    embed_spec(proto, spec)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"exported ONNX model is invalid: {str(exc).splitlines()[0]}") from None
+    data = proto.SerializeToString()
+    if len(data) > _MAX_PROTO_BYTES:
+        raise ModelError(f"exported model is {len(data)} bytes, over protobuf's 2 GiB limit")
+    if check_atol is not None:
+        _check_parity(data, spec, x.numpy(), reference, check_atol)
+    atomic_write_bytes(path, data)
+    _log.info("exported %s to %s (opset %d, %d bytes)", type(module).__name__, path, opset, len(data))
+    return path
+
+
+def _check_parity(
+    data: bytes, spec: ModelSpec, x: np.ndarray, reference: dict[str, np.ndarray], atol: float
+) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {spec.input_name: x})))
+    for name, want in reference.items():
+        if name not in got or got[name].shape != want.shape:
+            raise ModelError(
+                f"exported output {name!r}: shape {getattr(got.get(name), 'shape', None)} vs torch {want.shape}"
+            )
+        diff = float(np.max(np.abs(got[name].astype(np.float64) - want))) if want.size else 0.0
+        _log.info("export parity %s: max |onnxruntime - torch| = %.3g", name, diff)
+        if not diff <= atol:
+            raise ModelError(f"exported output {name!r} differs from torch by {diff:.3g} (allowed {atol:g})")

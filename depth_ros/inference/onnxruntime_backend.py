@@ -1,0 +1,146 @@
+"""ONNX Runtime backend: CPU by default, the CUDA execution provider when asked and present.
+
+The model's input and outputs are checked against the :class:`ModelSpec` when the session is
+created (:func:`depth_ros.inference.backend.check_model_io`); models with dynamic dims are
+accepted and run at the spec's input size.
+
+Session tuning (measured on 2-core x86 machines, see bench/bench_backends.py): one intra-op
+pool with as many threads as cores this process may use, no inter-op pool (a depth network is
+one chain of convolutions, there is nothing to run in parallel at graph level), sequential
+execution, all graph optimizations (constant folding, conv+bn/activation fusion, layout
+transforms), memory-pattern planning and the CPU arena on (the input shape is fixed, so the
+planned allocation is reused every frame).
+
+Unverified here: the CUDA path (no GPU, no onnxruntime-gpu on these machines). It only sets
+the provider list; if ONNX Runtime silently falls back to CPU the backend says so in a
+warning and reports ``name == "onnxruntime-cpu"``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depth_ros.errors import BackendError, ModelError
+from depth_ros.inference.backend import TensorInfo, check_input_array, check_model_io
+from depth_ros.inference.spec import ModelSpec
+
+__all__ = ["OPTIONS", "OnnxRuntimeBackend", "default_threads"]
+
+_log = logging.getLogger(__name__)
+
+#: Options :func:`depth_ros.inference.backend.create_backend` passes through to this backend.
+OPTIONS = frozenset({"threads", "graph_optimization", "cuda_device", "allow_spinning"})
+
+_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
+
+
+def default_threads() -> int:
+    """CPU cores this process may run on (affinity-aware; containers often pin fewer)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _session_options(ort: Any, threads: int, graph_optimization: str, allow_spinning: bool | None) -> Any:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[graph_optimization]
+    so.enable_mem_pattern = True
+    so.enable_cpu_mem_arena = True
+    so.log_severity_level = 3  # errors only; ORT warns about harmless things (unused initializers)
+    if allow_spinning is not None:
+        # Spinning workers answer faster but burn a core while idle: turn off when the
+        # network shares 2 cores with the rest of the pipeline.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    return so
+
+
+class OnnxRuntimeBackend:
+    """An ONNX model in an ONNX Runtime session.
+
+    Args:
+        model_path: the ``.onnx`` file.
+        spec: its contract (checked against the model's inputs/outputs here).
+        device: "cpu" or "cuda" (CUDA execution provider, CPU provider as fallback).
+        threads: intra-op threads; None -> :func:`default_threads`.
+        graph_optimization: "all" (default), "extended", "basic" or "disable".
+        cuda_device: CUDA device index for ``device="cuda"``.
+        allow_spinning: let idle workers spin (ORT's default when None).
+
+    Raises:
+        ModelError: unreadable/corrupt model file, or inputs/outputs that do not fit the spec.
+        BackendError: onnxruntime is not importable.
+        ValueError: a bad option value.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        spec: ModelSpec,
+        device: str = "cpu",
+        threads: int | None = None,
+        graph_optimization: str = "all",
+        cuda_device: int = 0,
+        allow_spinning: bool | None = None,
+    ) -> None:
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if graph_optimization not in _GRAPH_LEVELS:
+            raise ValueError(f"graph_optimization must be one of {_GRAPH_LEVELS}, got {graph_optimization!r}")
+        threads = default_threads() if threads is None else threads
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError(f"onnxruntime is not importable ({exc})") from None
+
+        self.model_path = Path(model_path)
+        self.spec = spec
+        self.threads = threads
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if device == "cuda":
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(cuda_device)}))
+        options = _session_options(ort, threads, graph_optimization, allow_spinning)
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/NoSuchFile types
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{self.model_path}: ONNX Runtime cannot load the model ({first_line})") from None
+
+        inputs = [
+            TensorInfo(i.name, tuple(i.shape), _ORT_TYPES.get(i.type, i.type)) for i in self.session.get_inputs()
+        ]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        info = check_model_io(inputs, self.output_names, spec, str(self.model_path))
+        self._input_dtype = np.float16 if info.dtype == "float16" else np.float32
+
+        self.providers = list(self.session.get_providers())
+        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+            _log.warning("ONNX Runtime did not enable CUDA for %s; running on CPU", self.model_path.name)
+        self.name = "onnxruntime-cuda" if "CUDAExecutionProvider" in self.providers else "onnxruntime-cpu"
+        _log.info(
+            "%s: %s, %d threads, graph optimization %s", self.model_path.name, self.name, threads, graph_optimization
+        )
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run once; ``x`` float32 of :func:`~depth_ros.inference.backend.spec_input_shape`.
+
+        Returns every model output by name (host numpy arrays).
+        """
+        x = check_input_array(x, self.spec).astype(self._input_dtype, copy=False)
+        outputs = self.session.run(None, {self.spec.input_name: x})
+        return dict(zip(self.output_names, outputs))
