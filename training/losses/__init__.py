@@ -1,0 +1,31 @@
+"""Self-supervised losses (pure torch): SC-Depth v1 / v3, monodepth2 smoothness, PackNet velocity.
+
+Images passed to these losses are in [0, 1] (not mean/std normalised).
+"""
+from depth_ros_training.losses.normals import edge_guided_normal_ranking_loss, normal_matching_loss, normals_from_depth
+from depth_ros_training.losses.photometric import SsimDissimilarity, photometric_error, ssim_dissimilarity
+from depth_ros_training.losses.ranking import depth_ranking_loss
+from depth_ros_training.losses.sc_depth import PairLoss, ScDepthTerms, masked_mean, sc_depth_loss, sc_depth_pair_loss
+from depth_ros_training.losses.smoothness import EdgeAwareSmoothness, edge_aware_smoothness
+from depth_ros_training.losses.velocity import velocity_loss
+from depth_ros_training.losses.warping import WarpResult, inverse_warp
+
+__all__ = [
+    "EdgeAwareSmoothness",
+    "PairLoss",
+    "ScDepthTerms",
+    "SsimDissimilarity",
+    "WarpResult",
+    "depth_ranking_loss",
+    "edge_aware_smoothness",
+    "edge_guided_normal_ranking_loss",
+    "inverse_warp",
+    "masked_mean",
+    "normal_matching_loss",
+    "normals_from_depth",
+    "photometric_error",
+    "sc_depth_loss",
+    "sc_depth_pair_loss",
+    "ssim_dissimilarity",
+    "velocity_loss",
+]
