@@ -254,6 +254,8 @@ class EngineCache:
             size = path.stat().st_size
         except FileNotFoundError:
             return CacheLookup(path, None, "missing")
+        except OSError as exc:  # e.g. cache_dir is a file
+            return CacheLookup(path, None, f"unreadable ({exc})")
         if size > self.max_engine_bytes:
             return CacheLookup(path, None, f"file is {size} bytes, over the {self.max_engine_bytes}-byte limit")
         try:
