@@ -1,0 +1,73 @@
+"""Rank-zero visualisation: input image and depth colormap to TensorBoard."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+__all__ = ["DepthImageLogger", "colorize_inverse_depth"]
+
+# anchors of a perceptually ordered dark-to-bright map (close = bright)
+_ANCHORS = np.array(
+    [[0.0, 0.0, 0.02], [0.23, 0.06, 0.44], [0.55, 0.16, 0.51], [0.87, 0.32, 0.39], [0.99, 0.64, 0.36], [0.99, 0.99, 0.75]],
+    dtype=np.float32,
+)
+
+
+def colorize_inverse_depth(depth_m: np.ndarray) -> np.ndarray:
+    """(H, W) depth in metres -> (3, H, W) float32 RGB in [0, 1] of 1/depth, normalised
+    between its 5th and 95th percentile (near = bright). Non-finite depth is black."""
+    inv = np.where(np.isfinite(depth_m) & (depth_m > 0), 1.0 / np.maximum(depth_m, 1e-6), np.nan)
+    finite = inv[np.isfinite(inv)]
+    if finite.size == 0:
+        return np.zeros((3,) + depth_m.shape, dtype=np.float32)
+    lo, hi = np.percentile(finite, [5, 95])
+    t = np.clip((inv - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+    t = np.nan_to_num(t, nan=0.0) * (len(_ANCHORS) - 1)
+    i0 = np.floor(t).astype(np.int64).clip(0, len(_ANCHORS) - 2)
+    frac = (t - i0)[..., None]
+    rgb = _ANCHORS[i0] * (1 - frac) + _ANCHORS[i0 + 1] * frac
+    rgb[~np.isfinite(inv)] = 0.0
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+
+
+class DepthImageLogger(Callback):
+    """Every ``every_n_steps`` training steps and after each validation, logs the target image
+    and its predicted depth colormap to a TensorBoard logger (rank zero only).
+
+    Reads ``pl_module._last_train`` / ``_last_val``: {"tgt": (1, 3, H, W) normalised,
+    "depth": (1, 1, H, W) metres}.
+    """
+
+    def __init__(self, every_n_steps: int = 100) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+
+    @staticmethod
+    def _experiment(trainer: Trainer):
+        for lg in trainer.loggers:
+            exp = getattr(lg, "experiment", None)
+            if exp is not None and hasattr(exp, "add_image"):
+                return exp
+        return None
+
+    def _log(self, trainer: Trainer, pl_module: LightningModule, item: dict[str, torch.Tensor] | None, tag: str) -> None:
+        exp = self._experiment(trainer)
+        if exp is None or item is None:
+            return
+        image = pl_module.to_unit_range(item["tgt"])[0].float().cpu().numpy()
+        depth = item["depth"][0, 0].float().cpu().numpy()
+        exp.add_image(f"{tag}/image", image, trainer.global_step)
+        exp.add_image(f"{tag}/depth", colorize_inverse_depth(depth), trainer.global_step)
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._log(trainer, pl_module, getattr(pl_module, "_last_train", None), "train")
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._log(trainer, pl_module, getattr(pl_module, "_last_val", None), "val")

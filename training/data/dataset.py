@@ -1,0 +1,374 @@
+"""Training samples from bags: a target frame and its source frames at +-k.
+
+One sample (the dictionary every part of training agrees on; B = batch, S = sources):
+
+* ``"tgt"``: (3, h, w) float32, the target image normalised exactly as the runtime's
+  :func:`depth_ros.core.preprocess.preprocess` does (so what is trained is what runs).
+* ``"srcs"``: (S, 3, h, w) float32, source images in ``DataConfig.frame_offsets`` order.
+* ``"K"``: (3, 3) float32 intrinsics in pixels at the network resolution (w, h), rescaled
+  from CameraInfo through ``CameraModel.cropped`` / ``CameraModel.resized`` only.
+* ``"distance_m"``: (S,) float32 distance between the camera centres of target and source
+  from odometry (metres), NaN where no pose is known.
+* ``"gt_depth_m"``: (1, h, w) float32 ground-truth depth at network resolution (nearest
+  neighbour), NaN where invalid or where the bag has none.
+* ``"teacher_depth"``: (1, h, w) float32 pseudo-depth of the teacher (v3), only when a
+  teacher cache is attached.
+* ``"index"``: int64 sample index.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from depth_ros.core.camera import CameraModel
+from depth_ros.errors import BagError, InputError
+from depth_ros.inference.spec import ModelSpec
+
+from depth_ros_training.data.bag_index import BagIndex, BagMessageReader, IndexOptions, load_or_build_index
+
+__all__ = ["BagSequenceDataset", "DataConfig", "SampleRef", "plan_samples"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How bags become samples.
+
+    Args:
+        bags: bag paths (.mcap / .db3 files or rosbag2 directories).
+        height, width: network input size in pixels.
+        crop: optional (x0, y0, width, height) crop in recorded pixels, applied before the resize.
+        frame_offsets: source frames relative to the target, in units of ``stride`` frames.
+        stride: frames between neighbours (2 = every other frame).
+        image_topic, camera_info_topic, odom_topic, gt_depth_topic: see IndexOptions.
+        static_filter: "odometry" (skip samples whose camera moved less than
+            ``min_translation_m`` to every source), "image" (mean absolute grey-level
+            change below ``min_image_change`` in [0, 1]), "auto" (odometry when the bag has
+            it, else image), or "none".
+        min_translation_m: static threshold for the odometry filter (metres).
+        min_image_change: static threshold for the image filter (fraction of full scale).
+        val_fraction: share of time segments held out for validation (0 = no validation).
+        segment_s: length of the time segments the split works on (seconds); every sample
+            lies inside one segment, so no frame of a validation sample is in a training sample.
+        require_odometry: raise when a bag has no usable odometry (velocity supervision).
+        cache_dir: where bag indexes are cached (default: next to each bag).
+        cache_frames: keep decoded, preprocessed frames in memory (per worker process).
+        mean, std: normalisation (as in the exported ModelSpec).
+    """
+
+    bags: tuple[str, ...] = ()
+    height: int = 128
+    width: int = 416
+    crop: tuple[int, int, int, int] | None = None
+    frame_offsets: tuple[int, ...] = (-1, 1)
+    stride: int = 1
+    image_topic: str | None = None
+    camera_info_topic: str | None = None
+    odom_topic: str = "/odom"
+    gt_depth_topic: str = "/camera/depth/ground_truth"
+    static_filter: Literal["auto", "odometry", "image", "none"] = "auto"
+    min_translation_m: float = 0.02
+    min_image_change: float = 0.01
+    val_fraction: float = 0.2
+    segment_s: float = 4.0
+    require_odometry: bool = False
+    cache_dir: str | None = None
+    cache_frames: bool = True
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bags", tuple(str(b) for b in self.bags))
+        object.__setattr__(self, "frame_offsets", tuple(int(o) for o in self.frame_offsets))
+        if self.crop is not None:
+            object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
+            if len(self.crop) != 4 or self.crop[2] <= 0 or self.crop[3] <= 0 or min(self.crop[:2]) < 0:
+                raise ValueError(f"crop must be (x0, y0, width, height) with positive size, got {self.crop}")
+        if not (8 <= self.height <= 4096 and 8 <= self.width <= 4096):
+            raise ValueError(f"height/width must be 8..4096 px, got {self.height}x{self.width}")
+        if self.height % 32 or self.width % 32:
+            raise ValueError(f"height and width must be multiples of 32 (encoder stride), got {self.height}x{self.width}")
+        if not self.frame_offsets or 0 in self.frame_offsets or len(set(self.frame_offsets)) != len(self.frame_offsets):
+            raise ValueError(f"frame_offsets must be distinct non-zero integers, got {self.frame_offsets}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.static_filter not in ("auto", "odometry", "image", "none"):
+            raise ValueError(f"static_filter must be auto|odometry|image|none, got {self.static_filter!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not self.segment_s > 0:
+            raise ValueError(f"segment_s must be positive, got {self.segment_s}")
+        if self.min_translation_m < 0 or self.min_image_change < 0:
+            raise ValueError("static thresholds must be >= 0")
+
+    @property
+    def index_options(self) -> IndexOptions:
+        return IndexOptions(
+            image_topic=self.image_topic,
+            camera_info_topic=self.camera_info_topic,
+            odom_topic=self.odom_topic,
+            gt_depth_topic=self.gt_depth_topic,
+        )
+
+    def model_spec(self, **overrides: Any) -> ModelSpec:
+        """The depth network's input contract implied by this data configuration."""
+        kwargs: dict[str, Any] = dict(
+            output_kind="disparity_sigmoid",
+            input_height=self.height,
+            input_width=self.width,
+            mean=self.mean,
+            std=self.std,
+        )
+        kwargs.update(overrides)
+        return ModelSpec(**kwargs)
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """A sample: bag number, target frame number and source frame numbers in that bag."""
+
+    bag: int
+    tgt: int
+    srcs: tuple[int, ...]
+
+
+def _split_of_frames(stamps_ns: np.ndarray, segment_s: float, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(segment id per frame, is-validation per frame).
+
+    Every ``round(1 / val_fraction)``-th segment is validation, starting with the middle of the
+    first period so that validation is spread over the whole bag, deterministically.
+    """
+    seg = ((stamps_ns - stamps_ns[0]) // int(segment_s * 1e9)).astype(np.int64)
+    if val_fraction <= 0:
+        return seg, np.zeros(len(seg), dtype=bool)
+    period = max(2, int(round(1.0 / val_fraction)))
+    return seg, (seg % period) == (period // 2)
+
+
+def plan_samples(index: BagIndex, config: DataConfig, bag_number: int, thumbnails: np.ndarray | None) -> dict[str, list[SampleRef]]:
+    """Samples of one bag split into {"train": [...], "val": [...]}.
+
+    Args:
+        index: the bag's index.
+        config: data configuration.
+        bag_number: position of the bag in ``config.bags``.
+        thumbnails: (N, h, w) float32 grey thumbnails in [0, 1] for the image static filter,
+            or None.
+    """
+    n = len(index)
+    seg, is_val = _split_of_frames(index.image_stamp_ns, config.segment_s, config.val_fraction) if n else (np.zeros(0, np.int64), np.zeros(0, bool))
+    offsets = np.array(config.frame_offsets) * config.stride
+    mode = config.static_filter
+    if mode == "auto":
+        mode = "odometry" if index.has_odometry and index.pose_valid.any() else ("image" if thumbnails is not None else "none")
+    out: dict[str, list[SampleRef]] = {"train": [], "val": []}
+    centres = index.T_odom_cam[:, :3, 3]
+    for i in range(max(0, -offsets.min()), n - max(0, offsets.max())):
+        srcs = i + offsets
+        if np.any(seg[srcs] != seg[i]):
+            continue  # crosses a split segment boundary
+        if config.require_odometry and not (index.pose_valid[i] and index.pose_valid[srcs].all()):
+            continue
+        if mode == "odometry":
+            if not (index.pose_valid[i] and index.pose_valid[srcs].all()):
+                continue
+            moved = np.linalg.norm(centres[srcs] - centres[i], axis=1)
+            if moved.min() < config.min_translation_m:
+                continue
+        elif mode == "image" and thumbnails is not None:
+            change = np.abs(thumbnails[srcs] - thumbnails[i]).mean(axis=(1, 2))
+            if change.min() < config.min_image_change:
+                continue
+        out["val" if is_val[i] else "train"].append(SampleRef(bag_number, int(i), tuple(int(s) for s in srcs)))
+    return out
+
+
+class BagSequenceDataset(Dataset):
+    """Target/source samples from one or many bags (see the module docstring for a sample).
+
+    Args:
+        config: data configuration.
+        split: "train", "val" or "all".
+        teacher_depth: optional {bag path: (N, 1, h, w) float32 array-like} of teacher
+            pseudo-depth per frame at network resolution (memory-mapped cache), see
+            :mod:`depth_ros_training.teacher`.
+
+    Raises:
+        BagError: a bag lacks camera_info, has too few frames for one sample, or lacks
+            odometry when ``config.require_odometry`` is set.
+    """
+
+    def __init__(self, config: DataConfig, split: Literal["train", "val", "all"] = "train", teacher_depth: dict[str, Any] | None = None) -> None:
+        if not config.bags:
+            raise ValueError("DataConfig.bags is empty: give at least one bag")
+        if split not in ("train", "val", "all"):
+            raise ValueError(f"split must be train|val|all, got {split!r}")
+        self.config = config
+        self.split = split
+        self.spec = config.model_spec()
+        self.indexes: list[BagIndex] = []
+        self.samples: list[SampleRef] = []
+        self.teacher_depth = teacher_depth
+        for b, bag in enumerate(config.bags):
+            index = load_or_build_index(bag, config.index_options, config.cache_dir)
+            self._check_bag(index)
+            thumbs = None
+            if config.static_filter == "image" or (config.static_filter == "auto" and not index.has_odometry):
+                thumbs = _thumbnails(index)
+            planned = plan_samples(index, config, b, thumbs)
+            self.indexes.append(index)
+            self.samples.extend(planned["train"] + planned["val"] if split == "all" else planned[split])
+        if not self.samples:
+            raise BagError(
+                f"no {split} samples in {list(config.bags)}: "
+                f"{[len(i) for i in self.indexes]} images, offsets {config.frame_offsets} x stride {config.stride}, "
+                f"static filter {config.static_filter!r}, val_fraction {config.val_fraction}, segment_s {config.segment_s} "
+                "(record a longer bag, lower the thresholds or the stride)"
+            )
+        self.readers = [BagMessageReader(i.bag_path) for i in self.indexes]
+        self._frame_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._gt_cache: dict[tuple[int, int], np.ndarray] = {}
+        cam = self.indexes[0].camera
+        self.network_cameras = [self._network_camera(i.camera) for i in self.indexes]
+        log.info("%s: %d samples from %d bags (camera %dx%d)", split, len(self.samples), len(self.indexes), cam.width, cam.height)
+
+    def _check_bag(self, index: BagIndex) -> None:
+        need = (max(max(self.config.frame_offsets), 0) - min(min(self.config.frame_offsets), 0)) * self.config.stride + 1
+        if len(index) < need:
+            raise BagError(
+                f"{index.bag_path}: {len(index)} images on {index.image_topic}, need at least {need} "
+                f"for source offsets {self.config.frame_offsets} at stride {self.config.stride}"
+            )
+        if self.config.require_odometry and not (index.has_odometry and index.pose_valid.any()):
+            why = "; ".join(index.notes) or f"no nav_msgs/Odometry on {self.config.odom_topic}"
+            raise BagError(
+                f"{index.bag_path}: velocity supervision needs odometry and a base -> camera transform in "
+                f"/tf_static ({why}); turn velocity supervision off or record odometry"
+            )
+
+    def _network_camera(self, camera: CameraModel) -> CameraModel:
+        if self.config.crop is not None:
+            camera = camera.cropped(*self.config.crop)
+        return camera.resized(self.config.width, self.config.height)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    # -- frame loading -----------------------------------------------------------------------
+    def load_rgb(self, bag: int, frame: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of a frame at recorded resolution (before crop)."""
+        from depth_ros.msgconv import compressed_to_rgb, image_to_rgb
+
+        index = self.indexes[bag]
+        msg = self.readers[bag].read(index.image_topic, int(index.image_log_ns[frame]))
+        rgb = compressed_to_rgb(msg) if index.image_kind == "compressed" else image_to_rgb(msg)
+        if rgb.shape[:2] != (index.camera.height, index.camera.width):
+            raise InputError(
+                f"{index.bag_path}: image {frame} is {rgb.shape[1]}x{rgb.shape[0]}, camera_info says "
+                f"{index.camera.width}x{index.camera.height}"
+            )
+        return rgb
+
+    def load_frame(self, bag: int, frame: int) -> np.ndarray:
+        """(3, h, w) float32 network input for one frame (cached when configured)."""
+        key = (bag, frame)
+        cached = self._frame_cache.get(key)
+        if cached is not None:
+            return cached
+        from depth_ros.core.preprocess import preprocess
+
+        rgb = self.load_rgb(bag, frame)
+        camera = self.indexes[bag].camera
+        if self.config.crop is not None:
+            x0, y0, w, h = self.config.crop
+            rgb = rgb[y0 : y0 + h, x0 : x0 + w]
+            camera = camera.cropped(x0, y0, w, h)
+        pre = preprocess(np.ascontiguousarray(rgb), camera, self.spec)
+        x = np.asarray(pre.tensor, dtype=np.float32)[0]
+        if self.config.cache_frames:
+            self._frame_cache[key] = x
+        return x
+
+    def load_gt_depth(self, bag: int, frame: int) -> np.ndarray:
+        """(1, h, w) float32 ground-truth depth (metres, NaN invalid) at network resolution."""
+        key = (bag, frame)
+        cached = self._gt_cache.get(key)
+        if cached is not None:
+            return cached
+        h, w = self.config.height, self.config.width
+        index = self.indexes[bag]
+        log_ns = int(index.gt_depth_log_ns[frame])
+        if index.gt_depth_topic is None or log_ns < 0:
+            out = np.full((1, h, w), np.nan, dtype=np.float32)
+        else:
+            from depth_ros.msgconv import image_to_depth_m
+
+            depth = image_to_depth_m(self.readers[bag].read(index.gt_depth_topic, log_ns))
+            if self.config.crop is not None:
+                x0, y0, cw, ch = self.config.crop
+                depth = depth[y0 : y0 + ch, x0 : x0 + cw]
+            out = resize_nearest(depth, h, w)[None]
+        if self.config.cache_frames:
+            self._gt_cache[key] = out
+        return out
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        ref = self.samples[item]
+        index = self.indexes[ref.bag]
+        tgt = self.load_frame(ref.bag, ref.tgt)
+        srcs = np.stack([self.load_frame(ref.bag, s) for s in ref.srcs])
+        centres = index.T_odom_cam[:, :3, 3]
+        valid = index.pose_valid[ref.tgt] & index.pose_valid[list(ref.srcs)]
+        distance = np.linalg.norm(centres[list(ref.srcs)] - centres[ref.tgt], axis=1)
+        distance = np.where(valid, distance, np.nan).astype(np.float32)
+        sample: dict[str, Any] = {
+            "tgt": torch.from_numpy(tgt),
+            "srcs": torch.from_numpy(srcs),
+            "K": torch.from_numpy(self.network_cameras[ref.bag].K.astype(np.float32)),
+            "distance_m": torch.from_numpy(distance),
+            "gt_depth_m": torch.from_numpy(self.load_gt_depth(ref.bag, ref.tgt)),
+            "index": torch.tensor(item, dtype=torch.int64),
+        }
+        if self.teacher_depth is not None:
+            pseudo = np.asarray(self.teacher_depth[index.bag_path][ref.tgt], dtype=np.float32)
+            sample["teacher_depth"] = torch.from_numpy(pseudo.reshape(1, self.config.height, self.config.width).copy())
+        return sample
+
+
+def resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a (H, W) array (pixel centres map to pixel centres).
+
+    Used for depth, where interpolating across an edge would invent depths that exist nowhere.
+    """
+    H, W = image.shape[:2]
+    rows = np.minimum(((np.arange(height) + 0.5) * H / height).astype(np.int64), H - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * W / width).astype(np.int64), W - 1)
+    return image[rows[:, None], cols[None, :]]
+
+
+def _thumbnails(index: BagIndex, size: tuple[int, int] = (24, 32)) -> np.ndarray:
+    """(N, 24, 32) float32 grey thumbnails in [0, 1] (one pass over the images; only for
+    bags without odometry, where the image-change static filter needs them)."""
+    from depth_ros.msgconv import compressed_to_rgb, image_to_rgb
+
+    from depth_ros_training.data.bag_index import open_any_reader
+
+    reader = open_any_reader(index.bag_path)
+    try:
+        conns = [c for c in reader.connections if c.topic == index.image_topic]
+        by_log = {}
+        for conn, t, raw in reader.messages(connections=conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            rgb = compressed_to_rgb(msg) if index.image_kind == "compressed" else image_to_rgb(msg)
+            by_log[t] = resize_nearest(rgb.mean(axis=2).astype(np.float32) / 255.0, *size)
+    finally:
+        reader.close()
+    return np.stack([by_log[int(t)] for t in index.image_log_ns]) if len(index) else np.zeros((0,) + size, np.float32)

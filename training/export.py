@@ -1,0 +1,186 @@
+"""Checkpoint -> ``depth.onnx`` and ``pose.onnx`` with their ModelSpec embedded.
+
+Depth: input ``image`` (1, 3, h, w) normalised per the spec, output ``depth`` = the finest
+sigmoid disparity ``w`` (1, 1, h, w) (ModelSpec ``disparity_sigmoid`` with the training
+min/max depth; ``metric=True``, ``scale_source="velocity_supervision"`` when trained with it).
+
+Pose: input ``image`` (1, 6, h, w) = ``[target, source]`` channels (the runtime's
+``preprocess_pair``), output ``pose`` (1, 6) = ``T_src_tgt`` as axis-angle (rad) +
+translation (metres when metric), ModelSpec ``pose_6dof`` with ``pose_convention="T_src_tgt"``.
+
+Both files are checked against PyTorch in ONNX Runtime on a random input (inside
+:func:`depth_ros.inference.onnx_export.export_onnx`) and again here on a smooth image-like input,
+whose max abs error is reported. On a host where TensorRT and CUDA are usable, TensorRT engines
+are built through the runtime's engine cache.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from depth_ros.errors import ModelError
+from depth_ros.inference.spec import ModelSpec
+
+__all__ = ["DepthExportWrapper", "ExportResult", "PoseExportWrapper", "export_checkpoint", "export_module", "specs_for"]
+
+log = logging.getLogger(__name__)
+
+
+class DepthExportWrapper(nn.Module):
+    """DispNet -> its finest sigmoid disparity only: (1, 3, h, w) -> (1, 1, h, w)."""
+
+    def __init__(self, depth_net: nn.Module) -> None:
+        super().__init__()
+        self.depth_net = depth_net
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.depth_net(image)[0]
+
+
+class PoseExportWrapper(nn.Module):
+    """PoseNet on a 6-channel stack ``[target, source]``: (1, 6, h, w) -> (1, 6) ``T_src_tgt``."""
+
+    def __init__(self, pose_net: nn.Module) -> None:
+        super().__init__()
+        self.pose_net = pose_net
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.pose_net(image[:, :3], image[:, 3:])
+
+
+@dataclass
+class ExportResult:
+    """Written files ({"depth": path, "pose": path, "depth_engine": ...}) and the parity
+    errors measured here ({"depth": max |ort - torch|, ...})."""
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    parity_max_abs_error: dict[str, float] = field(default_factory=dict)
+    specs: dict[str, ModelSpec] = field(default_factory=dict)
+
+
+def specs_for(module: "object", name: str | None = None) -> tuple[ModelSpec, ModelSpec]:
+    """(depth spec, pose spec) of a :class:`DepthTrainingModule` from its hyper-parameters."""
+    hp = module.hparams  # type: ignore[attr-defined]
+    metric = float(hp.velocity_weight) > 0
+    common = dict(
+        input_height=int(hp.image_height),
+        input_width=int(hp.image_width),
+        mean=tuple(hp.mean),
+        std=tuple(hp.std),
+        min_depth_m=float(hp.min_depth_m),
+        max_depth_m=float(hp.max_depth_m),
+        metric=metric,
+        scale_source="velocity_supervision" if metric else "none",
+    )
+    base = name or f"sc_depth_resnet{hp.num_layers}_{hp.image_width}x{hp.image_height}"
+    depth = ModelSpec(output_kind="disparity_sigmoid", output_name="depth", name=base, **common)
+    pose = ModelSpec(
+        output_kind="pose_6dof",
+        output_name="pose",
+        input_channels=6,
+        pose_convention="T_src_tgt",
+        name=base + "_pose",
+        **common,
+    )
+    return depth, pose
+
+
+def _smooth_input(spec: ModelSpec, seed: int = 1) -> np.ndarray:
+    """An image-like (1, C, h, w) float32 input: low-frequency pattern, normalised per spec."""
+    rng = np.random.default_rng(seed)
+    c, h, w = spec.input_channels, spec.input_height, spec.input_width
+    coarse = rng.random((c, max(2, h // 16), max(2, w // 16)))
+    img = torch.nn.functional.interpolate(torch.from_numpy(coarse)[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0].numpy()
+    mean = np.tile(np.array(spec.mean), c // 3)[:, None, None]
+    std = np.tile(np.array(spec.std), c // 3)[:, None, None]
+    return ((img - mean) / std)[None].astype(np.float32)
+
+
+def _parity(path: Path, module: nn.Module, spec: ModelSpec) -> float:
+    import onnxruntime as ort
+
+    x = _smooth_input(spec)
+    with torch.inference_mode():
+        want = module(torch.from_numpy(x)).float().numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([spec.output_name], {spec.input_name: x})[0]
+    if got.shape != want.shape:
+        raise ModelError(f"{path}: ONNX output shape {got.shape} != torch {want.shape}")
+    return float(np.max(np.abs(got.astype(np.float64) - want)))
+
+
+def export_module(module: "object", output_dir: str | Path, pose: bool = True, name: str | None = None, check_parity: bool = True, tensorrt: Literal["auto", "on", "off"] = "auto") -> ExportResult:
+    """Export a trained :class:`DepthTrainingModule` (see the module docstring).
+
+    Raises:
+        ModelError: export or parity failed (atol 1e-4 on the export's own check).
+        BackendError: ``tensorrt="on"`` but TensorRT/CUDA is not usable.
+    """
+    from depth_ros.inference.onnx_export import export_onnx
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    depth_spec, pose_spec = specs_for(module, name)
+    result = ExportResult()
+    jobs = [("depth", DepthExportWrapper(module.depth_net), depth_spec)]  # type: ignore[attr-defined]
+    if pose:
+        jobs.append(("pose", PoseExportWrapper(module.pose_net), pose_spec))  # type: ignore[attr-defined]
+    for kind, wrapper, spec in jobs:
+        wrapper = wrapper.eval().cpu()
+        path = export_onnx(wrapper, spec, out / f"{kind}.onnx", check_atol=1e-4 if check_parity else None)
+        result.paths[kind] = path
+        result.specs[kind] = spec
+        if check_parity:
+            result.parity_max_abs_error[kind] = _parity(path, wrapper, spec)
+            log.info("%s.onnx parity on an image-like input: max |ort - torch| = %.3g", kind, result.parity_max_abs_error[kind])
+    _maybe_build_engines(result, tensorrt)
+    return result
+
+
+def _maybe_build_engines(result: ExportResult, tensorrt: str) -> None:
+    if tensorrt == "off":
+        return
+    from depth_ros.errors import BackendError
+    from depth_ros.inference.backend import create_backend, probe_tensorrt
+
+    probe = probe_tensorrt()
+    if not probe.available:
+        if tensorrt == "on":
+            raise BackendError(f"TensorRT engines requested but TensorRT is not usable: {probe.reason}")
+        log.info("no TensorRT engines built: %s", probe.reason)
+        return
+    for kind in list(result.paths):
+        # building the backend compiles the engine into the runtime's engine cache
+        backend = create_backend(result.paths[kind], backend="tensorrt")
+        result.paths[f"{kind}_engine"] = Path(getattr(backend, "engine_path", result.paths[kind]))
+        log.info("TensorRT engine for %s: %s", kind, backend.name)
+
+
+def load_module(checkpoint: str | Path) -> "object":
+    """A :class:`DepthTrainingModule` from a Lightning checkpoint (CPU, eval mode).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ModelError: not a checkpoint of this module.
+    """
+    from depth_ros_training.module import DepthTrainingModule
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        module = DepthTrainingModule.load_from_checkpoint(str(path), map_location="cpu", weights_only=True)
+    except (KeyError, RuntimeError, TypeError, ValueError, EOFError) as exc:
+        raise ModelError(f"{path}: not a depth_ros training checkpoint ({type(exc).__name__}: {exc})") from None
+    return module.eval()
+
+
+def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, pose: bool = True, name: str | None = None, check_parity: bool = True, tensorrt: Literal["auto", "on", "off"] = "auto") -> ExportResult:
+    """``depth-ros-train export``: load a checkpoint and :func:`export_module` it."""
+    return export_module(load_module(checkpoint), output_dir, pose=pose, name=name, check_parity=check_parity, tensorrt=tensorrt)

@@ -1,0 +1,261 @@
+"""LightningModule: SC-Depth v1 (+ v3 terms) self-supervised depth and pose, metric by velocity.
+
+One shared step serves training and validation. Terms (each logged by name under
+``train/`` or ``val/``):
+
+* ``photometric``: 0.15 L1 + 0.85 SSIM between the target and each warped source, with
+  per-pixel minimum over sources, auto-mask and self-discovered mask (SC-Depth v1);
+* ``geometry``: SC-Depth geometry consistency between target and source depths;
+* ``smoothness``: edge-aware smoothness of the mean-normalised disparity;
+* ``velocity``: PackNet velocity supervision, | ||t|| - distance travelled (odometry) |,
+  which pins the scale of pose, and so of depth, to metres;
+* ``ranking`` / ``normal`` (SC-Depth v3, only with a teacher's pseudo-depth in the batch).
+
+Validation also computes AbsRel / delta1 against the bag's ground-truth depth when present,
+median-scaled (``val/abs_rel_median``, ``val/delta1_median``) and as is (``val/abs_rel_metric``,
+``val/delta1_metric``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor
+
+from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
+from depth_ros_training.losses import edge_aware_smoothness, sc_depth_loss, velocity_loss
+from depth_ros_training.models import DispNet, PoseNet, disp_to_depth, pose_vec_to_mat
+
+__all__ = ["DepthTrainingModule"]
+
+log = logging.getLogger(__name__)
+
+
+class DepthTrainingModule(LightningModule):
+    """DispNet + PoseNet trained from image sequences (see module docstring).
+
+    Args:
+        num_layers: ResNet depth of both encoders (18 or 50).
+        min_depth_m, max_depth_m: range of the ``disparity_sigmoid`` parametrisation.
+        lr: Adam learning rate (peak of the schedule).
+        weight_decay: Adam weight decay.
+        lr_schedule: "constant", "step" (x0.1 at 80 % of max steps) or "onecycle" (warm-up,
+            cosine decay over the trainer's max steps).
+        photometric_weight, geometry_weight, smoothness_weight: SC-Depth v1 weights
+            (1.0, 0.5, 0.1 in SC-Depth).
+        velocity_weight: velocity supervision weight (0 disables it; metric depth needs it).
+        ranking_weight, normal_weight: SC-Depth v3 weights (used only when the batch carries
+            ``teacher_depth``).
+        ssim_weight: SSIM share of the photometric error.
+        use_auto_mask, use_self_mask: SC-Depth v1 masks.
+        pose_from_inverse: obtain ``T_tgt_src`` by inverting PoseNet's ``T_src_tgt`` instead
+            of running PoseNet on the swapped pair (halves the pose cost).
+        encoder_weights_path: optional local ResNet state_dict for both encoders.
+        mean, std: input normalisation (the same as the dataset's / ModelSpec's), used to
+            bring images back to [0, 1] for the photometric terms.
+        image_height, image_width: network input size (recorded for export).
+        ranking_pairs, ranking_tau: v3 ranking sampling.
+        log_images_every_n_steps: read by the image callback.
+    """
+
+    def __init__(
+        self,
+        num_layers: int = 18,
+        min_depth_m: float = 0.1,
+        max_depth_m: float = 100.0,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        lr_schedule: str = "constant",
+        photometric_weight: float = 1.0,
+        geometry_weight: float = 0.5,
+        smoothness_weight: float = 0.1,
+        velocity_weight: float = 0.0,
+        ranking_weight: float = 0.0,
+        normal_weight: float = 0.0,
+        ssim_weight: float = 0.85,
+        use_auto_mask: bool = True,
+        use_self_mask: bool = True,
+        pose_from_inverse: bool = False,
+        encoder_weights_path: str | None = None,
+        mean: tuple[float, float, float] = (0.45, 0.45, 0.45),
+        std: tuple[float, float, float] = (0.225, 0.225, 0.225),
+        image_height: int = 128,
+        image_width: int = 416,
+        ranking_pairs: int = 3000,
+        ranking_tau: float = 0.03,
+        log_images_every_n_steps: int = 100,
+    ) -> None:
+        super().__init__()
+        if not 0 < min_depth_m < max_depth_m or not math.isfinite(max_depth_m):
+            raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {min_depth_m}, {max_depth_m}")
+        if lr_schedule not in ("constant", "step", "onecycle"):
+            raise ValueError(f"lr_schedule must be constant|step|onecycle, got {lr_schedule!r}")
+        for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "ranking_weight", "normal_weight"):
+            if locals()[name] < 0:
+                raise ValueError(f"{name} must be >= 0, got {locals()[name]}")
+        self.save_hyperparameters()
+        self.depth_net = DispNet(num_layers=num_layers, num_scales=1, weights_path=encoder_weights_path)
+        self.pose_net = PoseNet(num_layers=num_layers, weights_path=encoder_weights_path)
+        self.register_buffer("_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self._val_metrics: dict[str, list] = {"median": [], "metric": []}
+
+    # -- networks ------------------------------------------------------------------------------
+    def predict_depth(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(disparity w in (0, 1), depth_m), both (B, 1, H, W), for normalised images x (B, 3, H, W)."""
+        w = self.depth_net(x)[0]
+        return w, disp_to_depth(w, self.hparams.min_depth_m, self.hparams.max_depth_m)
+
+    def predict_pose(self, tgt: Tensor, src: Tensor) -> Tensor:
+        """(B, 6) ``T_src_tgt`` (axis-angle rad, translation m) for normalised images."""
+        return self.pose_net(tgt, src)
+
+    def to_unit_range(self, x: Tensor) -> Tensor:
+        """Undo the input normalisation: (B, 3, H, W) -> [0, 1]."""
+        return (x * self._std + self._mean).clamp(0.0, 1.0)
+
+    # -- the shared step -------------------------------------------------------------------------
+    def shared_step(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Loss terms of one batch.
+
+        Returns:
+            (total loss, {term name: scalar}, target depth (B, 1, H, W) metres).
+        """
+        hp = self.hparams
+        tgt, srcs, K = batch["tgt"], batch["srcs"], batch["K"]
+        b, s = srcs.shape[:2]
+        frames = torch.cat([tgt, srcs.flatten(0, 1)], dim=0)  # (B + B*S, 3, H, W): one depth pass
+        w_all, depth_all = self.predict_depth(frames)
+        tgt_w, tgt_depth = w_all[:b], depth_all[:b]
+        src_depths = list(depth_all[b:].view(b, s, 1, *depth_all.shape[-2:]).unbind(1))
+        src_list = list(srcs.unbind(1))
+
+        pose_vecs = [self.predict_pose(tgt, src) for src in src_list]  # T_src_tgt
+        poses = [pose_vec_to_mat(v) for v in pose_vecs]
+        if hp.pose_from_inverse:
+            poses_inv = [torch.linalg.inv(T) for T in poses]
+        else:
+            poses_inv = [pose_vec_to_mat(self.predict_pose(src, tgt)) for src in src_list]  # T_tgt_src
+
+        tgt01 = self.to_unit_range(tgt)
+        src01 = [self.to_unit_range(x) for x in src_list]
+        sc = sc_depth_loss(
+            tgt01,
+            src01,
+            tgt_depth,
+            src_depths,
+            poses,
+            poses_inv,
+            K,
+            ssim_weight=hp.ssim_weight,
+            use_mask=hp.use_self_mask,
+            use_auto_mask=hp.use_auto_mask,
+        )
+        terms: dict[str, Tensor] = {
+            "photometric": sc.photometric,
+            "geometry": sc.geometry,
+            "smoothness": edge_aware_smoothness(tgt_w, tgt01),
+        }
+        total = hp.photometric_weight * sc.photometric + hp.geometry_weight * sc.geometry + hp.smoothness_weight * terms["smoothness"]
+        terms["auto_mask_fraction"] = torch.as_tensor(sc.auto_mask_fraction, dtype=tgt.dtype).detach()
+
+        distance = batch.get("distance_m")
+        if hp.velocity_weight > 0:
+            if distance is None or not torch.isfinite(distance).any():
+                raise ValueError("velocity supervision is on but the batch has no odometry distance (distance_m all NaN)")
+            v_terms = []
+            for i, vec in enumerate(pose_vecs):
+                d = distance[:, i]
+                ok = torch.isfinite(d)
+                if ok.any():
+                    v_terms.append(velocity_loss(vec[ok, 3:], d[ok]))
+            terms["velocity"] = torch.stack(v_terms).mean()
+            total = total + hp.velocity_weight * terms["velocity"]
+        with torch.no_grad():
+            t_norm = torch.stack([v[:, 3:].norm(dim=1) for v in pose_vecs], dim=1)  # (B, S)
+            terms["translation_m"] = t_norm.mean()
+            if distance is not None and torch.isfinite(distance).any():
+                ok = torch.isfinite(distance)
+                terms["odom_distance_m"] = distance[ok].mean()
+
+        if "teacher_depth" in batch and (hp.ranking_weight > 0 or hp.normal_weight > 0):
+            from depth_ros_training.losses import depth_ranking_loss, normal_matching_loss
+
+            pseudo = batch["teacher_depth"]
+            if hp.ranking_weight > 0:
+                dynamic = 1.0 - sc.self_mask  # high where target and source depths disagree
+                terms["ranking"] = depth_ranking_loss(tgt_depth, pseudo, dynamic, hp.ranking_pairs, hp.ranking_tau)
+                total = total + hp.ranking_weight * terms["ranking"]
+            if hp.normal_weight > 0:
+                terms["normal"] = normal_matching_loss(tgt_depth, pseudo, K)
+                total = total + hp.normal_weight * terms["normal"]
+        terms["total"] = total
+        return total, terms, tgt_depth
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        total, terms, depth = self.shared_step(batch, "train")
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite training loss at step {self.global_step}: { {k: float(v) for k, v in terms.items()} }")
+        b = batch["tgt"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=b, sync_dist=False)
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=b)
+        self._last_train = {"tgt": batch["tgt"][:1].detach(), "depth": depth[:1].detach()}
+        return total
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        total, terms, depth = self.shared_step(batch, "val")
+        b = batch["tgt"].shape[0]
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=b, sync_dist=True)
+        self.log("val/loss", total, prog_bar=True, batch_size=b, sync_dist=True)
+        gt = batch.get("gt_depth_m")
+        if gt is not None:
+            pred = depth.detach().float().cpu().numpy()
+            gtn = gt.detach().float().cpu().numpy()
+            for i in range(b):
+                for mode, median in (("median", True), ("metric", False)):
+                    m = compute_depth_metrics(pred[i, 0], gtn[i, 0], median_scaling=median, max_depth_m=self.hparams.max_depth_m)
+                    if m is not None:
+                        self._val_metrics[mode].append(m)
+        if batch_idx == 0:
+            self._last_val = {"tgt": batch["tgt"][:1].detach(), "depth": depth[:1].detach()}
+        return total
+
+    def on_validation_epoch_end(self) -> None:
+        for mode in ("median", "metric"):
+            m = mean_metrics(self._val_metrics[mode])
+            if m is not None:
+                self.log(f"val/abs_rel_{mode}", m.abs_rel, sync_dist=True)
+                self.log(f"val/delta1_{mode}", m.delta1, sync_dist=True)
+                if mode == "median":
+                    self.log("val/median_scale", m.scale, sync_dist=True)
+            self._val_metrics[mode] = []
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay) if hp.weight_decay > 0 else torch.optim.Adam(self.parameters(), lr=hp.lr)
+        if hp.lr_schedule == "constant":
+            return opt
+        total_steps = self._total_steps()
+        if hp.lr_schedule == "step":
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.8 * total_steps))], gamma=0.1)
+        else:
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=hp.lr, total_steps=max(total_steps, 2), pct_start=0.1, anneal_strategy="cos", div_factor=10.0, final_div_factor=20.0
+            )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        trainer = self.trainer
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            return int(trainer.max_steps)
+        return int(trainer.estimated_stepping_batches)
+
+    # -- export helpers --------------------------------------------------------------------------
+    @property
+    def is_metric(self) -> bool:
+        """True when trained with velocity supervision (depth and pose in metres)."""
+        return self.hparams.velocity_weight > 0
