@@ -67,7 +67,8 @@ class DispNet(nn.Module):
         ``forward(x: (B, 3, H, W) float, normalised with the spec's mean/std)`` returns a
         list, finest first: ``[(B, 1, H, W), (B, 1, H/2, W/2), ...]`` of length ``num_scales``,
         values in (0, 1) (ModelSpec ``disparity_sigmoid``). Always a list, in train and eval
-        mode alike; an export wrapper takes element 0. H and W must be multiples of 32.
+        mode alike; an export wrapper takes element 0. H and W must be multiples of 32 and at
+        least 64 (the coarsest feature map, H/32 x W/32, is reflection-padded by one pixel).
     """
 
     def __init__(self, num_layers: int = 18, num_scales: int = 4, weights_path: str | Path | None = None) -> None:
@@ -90,8 +91,8 @@ class DispNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"DispNet expects (B, 3, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        if h % 32 or w % 32:
-            raise ValueError(f"DispNet input height and width must be multiples of 32, got {h}x{w}")
+        if h % 32 or w % 32 or h < 64 or w < 64:
+            raise ValueError(f"DispNet input height and width must be multiples of 32 and >= 64, got {h}x{w}")
         features = self.encoder(x)
         out = features[4]
         disps: list[Tensor] = [x.new_empty(0)] * self.num_scales
