@@ -1,0 +1,316 @@
+"""Write a rendered synthetic sequence as a rosbag2 storage file (``depth-ros synth``).
+
+Path convention (the same as every bag the package writes, see depth_ros.bag.writer): the
+output is ONE self-contained storage file, ``out.mcap`` (MCAP storage) or ``out.db3`` (sqlite3
+storage), not a rosbag2 directory; rosbags' AnyReader, the ``mcap`` tools, Foxglove and
+``ros2 bag`` open it directly. A path without a suffix gets the one of ``config.storage``
+(``auto`` -> ``.mcap``). The file is written next to the target and renamed into place only
+when complete: on failure nothing appears under the target name.
+
+Topics (every message of frame i carries frame i's stamp; ``/tf_static`` the first stamp):
+
+=============================  ================================  =====================
+topic                          type                              frame_id
+=============================  ================================  =====================
+/camera/image_raw              sensor_msgs/msg/Image rgb8        camera_optical_frame
+/camera/image_raw/compressed   sensor_msgs/msg/CompressedImage   camera_optical_frame
+/camera/camera_info            sensor_msgs/msg/CameraInfo        camera_optical_frame
+/camera/depth/ground_truth     sensor_msgs/msg/Image 32FC1 (m)   camera_optical_frame
+/odom                          nav_msgs/msg/Odometry             odom -> base_link
+/lidar/points                  sensor_msgs/msg/PointCloud2 xyz   lidar_link
+/tf_static                     tf2_msgs/msg/TFMessage            base_link -> camera_optical_frame, lidar_link
+=============================  ================================  =====================
+
+(``/camera/image_raw/compressed`` only with ``config.jpeg``; ``/lidar/points`` only with
+``config.lidar_beams > 0``.)
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from depth_ros.errors import InputError
+from depth_ros.msgconv import depth_image_fields, ns_to_stamp, pointcloud2_fields
+from depth_ros.synthetic.config import SynthConfig
+from depth_ros.synthetic.render import Frame, Renderer
+from depth_ros.synthetic.scene import T_BASE_CAM, T_BASE_LIDAR
+
+__all__ = [
+    "BASE_FRAME",
+    "CAMERA_FRAME",
+    "LIDAR_FRAME",
+    "ODOM_FRAME",
+    "TOPICS",
+    "BagSummary",
+    "matrix_to_quaternion",
+    "output_path",
+    "write_bag",
+]
+
+_log = logging.getLogger(__name__)
+
+ODOM_FRAME = "odom"
+BASE_FRAME = "base_link"
+CAMERA_FRAME = "camera_optical_frame"
+LIDAR_FRAME = "lidar_link"
+
+TOPICS: dict[str, str] = {
+    "/camera/image_raw": "sensor_msgs/msg/Image",
+    "/camera/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
+    "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
+    "/camera/depth/ground_truth": "sensor_msgs/msg/Image",
+    "/odom": "nav_msgs/msg/Odometry",
+    "/lidar/points": "sensor_msgs/msg/PointCloud2",
+    "/tf_static": "tf2_msgs/msg/TFMessage",
+}
+
+# Odometry covariances (row-major 6x6 diagonals: x, y, z, roll, pitch, yaw). The poses are
+# exact, but a zero covariance reads as "unknown" to some consumers (robot_localization), so
+# state a small honest uncertainty: 1 mm / 1 mrad pose, 1 mm/s / 1 mrad/s twist.
+_POSE_VAR = (1e-6,) * 3 + (1e-6,) * 3
+_TWIST_VAR = (1e-6,) * 3 + (1e-6,) * 3
+
+_SUFFIX_OF_STORAGE = {"mcap": ".mcap", "sqlite3": ".db3"}
+
+
+@dataclass(frozen=True)
+class BagSummary:
+    """What :func:`write_bag` wrote: path, frame count, bytes and per-topic message counts."""
+
+    path: Path
+    frames: int
+    size_bytes: int
+    message_counts: dict[str, int]
+
+
+def output_path(config: SynthConfig, path: str | Path) -> Path:
+    """The storage file to write for a user-given ``path`` (adds the suffix of ``config.storage``).
+
+    Raises:
+        InputError: the suffix and ``config.storage`` disagree, or the suffix is neither
+            ``.mcap`` nor ``.db3``.
+    """
+    path = Path(path)
+    if path.suffix == "":
+        return path.with_name(path.name + _SUFFIX_OF_STORAGE.get(config.storage, ".mcap"))
+    if path.suffix not in (".mcap", ".db3"):
+        raise InputError(f"output {path}: expected a .mcap or .db3 file name, got suffix {path.suffix!r}")
+    if config.storage != "auto" and path.suffix != _SUFFIX_OF_STORAGE[config.storage]:
+        raise InputError(f"output {path}: suffix {path.suffix} does not match storage={config.storage}")
+    return path
+
+
+def matrix_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w) unit quaternion of a (3, 3) rotation matrix, w >= 0."""
+    R = np.asarray(R, dtype=np.float64)
+    tr = R[0, 0] + R[1, 1] + R[2, 2]
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        q = np.array([(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s])
+    else:
+        i = int(np.argmax([R[0, 0], R[1, 1], R[2, 2]]))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-300))
+        q = np.zeros(4)
+        q[i] = 0.25 * s
+        q[j] = (R[j, i] + R[i, j]) / s
+        q[k] = (R[k, i] + R[i, k]) / s
+        q[3] = (R[k, j] - R[j, k]) / s
+    q /= np.linalg.norm(q)
+    if q[3] < 0:
+        q = -q
+    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
+
+
+class _Messages:
+    """Builds typestore messages for one frame (kept apart from I/O for testing)."""
+
+    def __init__(self, typestore: Any, config: SynthConfig) -> None:
+        self.ts = typestore
+        self.config = config
+        t = typestore.types
+        self.Header = t["std_msgs/msg/Header"]
+        self.Time = t["builtin_interfaces/msg/Time"]
+        self.Image = t["sensor_msgs/msg/Image"]
+        self.CompressedImage = t["sensor_msgs/msg/CompressedImage"]
+        self.CameraInfo = t["sensor_msgs/msg/CameraInfo"]
+        self.RegionOfInterest = t["sensor_msgs/msg/RegionOfInterest"]
+        self.PointCloud2 = t["sensor_msgs/msg/PointCloud2"]
+        self.PointField = t["sensor_msgs/msg/PointField"]
+        self.Odometry = t["nav_msgs/msg/Odometry"]
+        self.PoseWithCovariance = t["geometry_msgs/msg/PoseWithCovariance"]
+        self.TwistWithCovariance = t["geometry_msgs/msg/TwistWithCovariance"]
+        self.Pose = t["geometry_msgs/msg/Pose"]
+        self.Twist = t["geometry_msgs/msg/Twist"]
+        self.Point = t["geometry_msgs/msg/Point"]
+        self.Vector3 = t["geometry_msgs/msg/Vector3"]
+        self.Quaternion = t["geometry_msgs/msg/Quaternion"]
+        self.Transform = t["geometry_msgs/msg/Transform"]
+        self.TransformStamped = t["geometry_msgs/msg/TransformStamped"]
+        self.TFMessage = t["tf2_msgs/msg/TFMessage"]
+
+    def header(self, stamp_ns: int, frame_id: str) -> Any:
+        sec, nanosec = ns_to_stamp(stamp_ns)
+        return self.Header(stamp=self.Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+    def image_rgb(self, frame: Frame) -> Any:
+        h, w = frame.rgb.shape[:2]
+        return self.Image(
+            header=self.header(frame.stamp_ns, CAMERA_FRAME),
+            height=h,
+            width=w,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=3 * w,
+            data=np.ascontiguousarray(frame.rgb).reshape(-1),
+        )
+
+    def compressed(self, frame: Frame) -> Any:
+        from PIL import Image as PILImage
+
+        buf = io.BytesIO()
+        PILImage.fromarray(frame.rgb).save(buf, format="JPEG", quality=self.config.jpeg_quality)
+        return self.CompressedImage(
+            header=self.header(frame.stamp_ns, CAMERA_FRAME),
+            format="rgb8; jpeg compressed bgr8",
+            data=np.frombuffer(buf.getvalue(), dtype=np.uint8),
+        )
+
+    def depth(self, frame: Frame) -> Any:
+        return self.Image(header=self.header(frame.stamp_ns, CAMERA_FRAME), **depth_image_fields(frame.depth_m, "32FC1"))
+
+    def camera_info(self, frame: Frame) -> Any:
+        cam = frame.camera
+        K = cam.K
+        P = np.zeros((3, 4))
+        P[:3, :3] = K
+        return self.CameraInfo(
+            header=self.header(frame.stamp_ns, CAMERA_FRAME),
+            height=cam.height,
+            width=cam.width,
+            distortion_model="plumb_bob",
+            d=np.zeros(5),
+            k=K.reshape(-1).astype(np.float64),
+            r=np.eye(3).reshape(-1),
+            p=P.reshape(-1),
+            binning_x=0,
+            binning_y=0,
+            roi=self.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        )
+
+    def odometry(self, frame: Frame) -> Any:
+        T = frame.T_world_base
+        qx, qy, qz, qw = matrix_to_quaternion(T[:3, :3])
+        v, w = frame.v_base_mps, frame.omega_base_radps
+        return self.Odometry(
+            header=self.header(frame.stamp_ns, ODOM_FRAME),
+            child_frame_id=BASE_FRAME,
+            pose=self.PoseWithCovariance(
+                pose=self.Pose(
+                    position=self.Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+                    orientation=self.Quaternion(x=qx, y=qy, z=qz, w=qw),
+                ),
+                covariance=np.diag(_POSE_VAR).reshape(-1),
+            ),
+            twist=self.TwistWithCovariance(
+                twist=self.Twist(
+                    linear=self.Vector3(x=float(v[0]), y=float(v[1]), z=float(v[2])),
+                    angular=self.Vector3(x=float(w[0]), y=float(w[1]), z=float(w[2])),
+                ),
+                covariance=np.diag(_TWIST_VAR).reshape(-1),
+            ),
+        )
+
+    def lidar(self, frame: Frame) -> Any:
+        pts = frame.lidar_points_lidar
+        cloud = np.zeros(len(pts), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+        cloud["x"], cloud["y"], cloud["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+        f = pointcloud2_fields(cloud)
+        fields = [self.PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in f.pop("fields")]
+        f["is_dense"] = True  # every LiDAR ray hits inside the closed room
+        return self.PointCloud2(header=self.header(frame.stamp_ns, LIDAR_FRAME), fields=fields, **f)
+
+    def tf_static(self, stamp_ns: int) -> Any:
+        out = []
+        for child, T in ((CAMERA_FRAME, T_BASE_CAM), (LIDAR_FRAME, T_BASE_LIDAR)):
+            qx, qy, qz, qw = matrix_to_quaternion(T[:3, :3])
+            out.append(
+                self.TransformStamped(
+                    header=self.header(stamp_ns, BASE_FRAME),
+                    child_frame_id=child,
+                    transform=self.Transform(
+                        translation=self.Vector3(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+                        rotation=self.Quaternion(x=qx, y=qy, z=qz, w=qw),
+                    ),
+                )
+            )
+        return self.TFMessage(transforms=out)
+
+
+def write_bag(
+    config: SynthConfig,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Render ``config`` and write it as one rosbag2 storage file at ``path``.
+
+    Args:
+        config: the sequence.
+        path: ``*.mcap`` or ``*.db3`` (no suffix: the one of ``config.storage``).
+        overwrite: replace an existing file (only once the new one is complete).
+        progress: optional ``progress(done_frames, total_frames)`` callback.
+
+    Returns:
+        The path of the storage file written.
+
+    Raises:
+        InputError: bad path suffix for the storage.
+        depth_ros.errors.BagError: the target exists (without ``overwrite``), its directory is
+            missing, or writing fails; nothing is left under the target name.
+    """
+    return write_bag_summary(config, path, overwrite=overwrite, progress=progress).path
+
+
+def write_bag_summary(
+    config: SynthConfig,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BagSummary:
+    """:func:`write_bag` returning a :class:`BagSummary` (for the CLI)."""
+    from depth_ros.bag.typestore import output_typestore
+    from depth_ros.bag.writer import BagWriter
+
+    target = output_path(config, path)
+    typestore = output_typestore()
+    msgs = _Messages(typestore, config)
+    renderer = Renderer(config)  # before opening: a config error leaves no temp file behind
+    topics = [t for t in TOPICS if (t != "/camera/image_raw/compressed" or config.jpeg) and (t != "/lidar/points" or config.lidar_beams > 0)]
+    with BagWriter(target, typestore=typestore, overwrite=overwrite) as bag:
+        for topic in topics:
+            bag.add_topic(topic, TOPICS[topic])
+        bag.write("/tf_static", msgs.tf_static(config.stamp_ns(0)), config.stamp_ns(0))
+        for frame in renderer:
+            stamp = frame.stamp_ns
+            bag.write("/camera/image_raw", msgs.image_rgb(frame), stamp)
+            if config.jpeg:
+                bag.write("/camera/image_raw/compressed", msgs.compressed(frame), stamp)
+            bag.write("/camera/camera_info", msgs.camera_info(frame), stamp)
+            bag.write("/camera/depth/ground_truth", msgs.depth(frame), stamp)
+            bag.write("/odom", msgs.odometry(frame), stamp)
+            if config.lidar_beams > 0:
+                bag.write("/lidar/points", msgs.lidar(frame), stamp)
+            if progress is not None:
+                progress(frame.index + 1, config.frames)
+        counts = dict(bag.message_counts)
+    size = target.stat().st_size
+    _log.info("wrote %s: %d frames, %d bytes", target, config.frames, size)
+    return BagSummary(path=target, frames=config.frames, size_bytes=size, message_counts=counts)
