@@ -205,8 +205,10 @@ def probe_tensorrt() -> Probe:
     """TensorRT usable: ``tensorrt`` imports and torch sees a CUDA device (buffers live there)."""
     try:
         trt = importlib.import_module("tensorrt")
-    except Exception as exc:  # ImportError, or a broken install raising OSError on its .so
-        return Probe(False, f"tensorrt not importable ({type(exc).__name__})")
+    except ImportError:
+        return Probe(False, "tensorrt not importable")
+    except Exception as exc:  # a broken install raising OSError on its .so, ...
+        return Probe(False, f"tensorrt import failed ({type(exc).__name__}: {exc})")
     version = str(getattr(trt, "__version__", "?"))
     major = version.split(".")[0]
     if not major.isdigit() or int(major) < 10:
