@@ -1,0 +1,391 @@
+"""Depth node: camera image + camera_info in, metric depth image, camera_info, cloud, DepthInfo out.
+
+Topics (relative names; remap them, e.g. ``image:=/camera/image_raw``):
+
+=======================  ==================================  =============================
+``image``                sensor_msgs/Image (rgb8, bgr8,      in, SensorDataQoS
+                         mono8, rgba8, bgra8)                (``image_transport: raw``)
+``image/compressed``     sensor_msgs/CompressedImage         in (``image_transport: compressed``)
+``camera_info``          sensor_msgs/CameraInfo              in, paired with images by stamp
+``depth/image``          sensor_msgs/Image 32FC1 metres      out (NaN invalid; 16UC1 mm with
+                                                             ``depth_encoding: 16UC1``)
+``depth/camera_info``    sensor_msgs/CameraInfo              out (the input's, re-stamped)
+``depth/points``         sensor_msgs/PointCloud2             out, organized, camera optical
+                                                             frame; built only when subscribed
+``depth/info``           depth_ros/DepthInfo                 out, how each image was made
+=======================  ==================================  =============================
+
+Every output copies the input image's header. Parameters: :class:`DepthNodeConfig`.
+
+Threading: the subscription callbacks only pair messages and put the newest pair into a
+one-item slot (:class:`~depth_ros.ros.sync.LatestSlot`); one worker thread decodes, infers and
+publishes. A frame that arrives while the worker is busy replaces the waiting one (counted in
+``frames_dropped``). A malformed message is logged as a warning naming the problem and
+skipped; the node keeps running.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from depth_ros import msgconv
+from depth_ros.errors import DepthRosError, InputError, ModelError
+from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
+from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
+
+__all__ = ["DepthPipeline", "FrameOutput", "create_depth_node", "main", "make_depth_node_class"]
+
+_log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[DepthNodeConfig], Any]
+
+
+def default_backend_factory(config: DepthNodeConfig) -> Any:
+    """Load ``config.model_path`` with ``config.backend`` (create_backend)."""
+    from depth_ros.inference.backend import create_backend
+
+    options = {"threads": config.threads} if config.threads > 0 else {}
+    return create_backend(config.model_path, config.backend, **options)
+
+
+@dataclass(frozen=True)
+class FrameOutput:
+    """What one frame produced (arrays; the node turns them into messages).
+
+    Attributes:
+        depth_m: (H, W) float32 metres at the camera resolution, NaN invalid.
+        scale, shift, scale_source, scale_support: from the scale policy.
+        valid_fraction: finite pixels / all pixels.
+        inference_ms: backend time.
+    """
+
+    depth_m: np.ndarray
+    rgb: np.ndarray
+    camera: Any
+    scale: float
+    shift: float
+    scale_source: str
+    scale_support: int
+    valid_fraction: float
+    inference_ms: float
+
+
+class DepthPipeline:
+    """Image message + CameraInfo message -> depth (no ROS; one core call per step).
+
+    Args:
+        backend: an InferenceBackend (``spec`` must be a depth kind).
+        config: the node config (range limits, scale policy).
+    """
+
+    def __init__(self, backend: Any, config: DepthNodeConfig) -> None:
+        spec = backend.spec
+        if not spec.is_depth:
+            raise ModelError(f"{spec.name}: output_kind {spec.output_kind!r} is not a depth model (the depth node needs one of depth kinds)")
+        if config.scale_policy == "model" and not spec.is_metric:
+            raise ModelError(
+                f"{spec.name}: scale_policy 'model' needs a metric model, but this {spec.output_kind} model is "
+                "up to scale; set scale_policy to fixed, sparse_alignment or ground_plane"
+            )
+        self.backend = backend
+        self.spec = spec
+        self.config = config
+        self._postprocessor = self._make_postprocessor(config)
+
+    def _make_postprocessor(self, config: DepthNodeConfig) -> Any:
+        from depth_ros.ros.scale_config import postprocessor_for
+
+        return postprocessor_for(self.spec, config)
+
+    def update_config(self, config: DepthNodeConfig) -> None:
+        """Apply a runtime config change (range, scale policy): the postprocessor is rebuilt."""
+        if config.scale_policy == "model" and not self.spec.is_metric:
+            raise ParameterError("parameter 'scale_policy': 'model' needs a metric model")
+        self._postprocessor = self._make_postprocessor(config)
+        self.config = config
+
+    def reset(self) -> None:
+        """Forget temporal state (scale smoothing): after a time jump."""
+        self._postprocessor = self._make_postprocessor(self.config)
+
+    def decode(self, image: Any, info: Any) -> tuple[np.ndarray, Any]:
+        """(rgb (H, W, 3) uint8, CameraModel) of a message pair; InputError when malformed."""
+        camera = msgconv.camera_info_to_model(info)
+        if self.config.image_transport == "compressed":
+            rgb = msgconv.compressed_to_rgb(image)
+        else:
+            rgb = msgconv.image_to_rgb(image)
+        msgconv.check_image_matches_camera(rgb, camera)
+        return rgb, camera
+
+    def run(self, rgb: np.ndarray, camera: Any) -> FrameOutput:
+        """Preprocess, infer, postprocess one frame.
+
+        Raises:
+            InputError: the network returned non-finite values or an unusable shape.
+        """
+        from depth_ros.core.preprocess import preprocess
+
+        pre = preprocess(rgb, camera, self.spec)
+        t0 = time.perf_counter()
+        outputs = self.backend.infer(pre.tensor)
+        inference_ms = (time.perf_counter() - t0) * 1e3
+        result = self._postprocessor(outputs, camera, None)
+        depth_m = np.asarray(result.depth_m, dtype=np.float32)
+        if depth_m.shape != (camera.height, camera.width):
+            raise InputError(f"postprocess returned depth of shape {depth_m.shape}, expected {(camera.height, camera.width)}")
+        valid = float(np.count_nonzero(np.isfinite(depth_m))) / depth_m.size
+        return FrameOutput(
+            depth_m=depth_m,
+            rgb=rgb,
+            camera=camera,
+            scale=float(result.scale),
+            shift=float(result.shift),
+            scale_source=str(result.scale_source),
+            scale_support=int(result.scale_support),
+            valid_fraction=valid,
+            inference_ms=inference_ms,
+        )
+
+
+class _Throttle:
+    """Per-text warning throttle (rclpy's throttle is per call site, which would hide a second,
+    different problem reported from the same line)."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_ns = int(period_s * 1e9)
+        self._last: dict[str, int] = {}
+
+    def ready(self, key: str) -> bool:
+        now = time.monotonic_ns()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_ns:
+            return False
+        if len(self._last) > 256:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+def make_depth_node_class() -> type:
+    """The rclpy Node subclass (built on first use so this module imports without rclpy)."""
+    global _DEPTH_NODE_CLASS
+    if _DEPTH_NODE_CLASS is not None:
+        return _DEPTH_NODE_CLASS
+    from rclpy.node import Node
+
+    class _DepthNode(Node):
+        """The depth node; see the module docstring for topics."""
+
+        def __init__(self, node_name: str = "depth_node", *, backend_factory: BackendFactory | None = None,
+                     **node_kwargs: Any) -> None:
+            super().__init__(node_name, **node_kwargs)
+            self.config: DepthNodeConfig = declare_config(self, DepthNodeConfig)
+            self._backend_factory = backend_factory or default_backend_factory
+            self.pipeline: DepthPipeline | None = None
+            self._slot: LatestSlot[Pair] = LatestSlot()
+            self._pairer = StampPairer(int(self.config.sync_tolerance_ms * 1e6))
+            self._order = StampOrder(int(self.config.time_jump_reset_s * 1e9))
+            self._throttle = _Throttle(2.0)
+            self._worker: threading.Thread | None = None
+            self._reset_requested = False
+            # counters (read by tests and benches)
+            self.frames_received = 0
+            self.frames_published = 0
+            self.frames_skipped = 0
+            self.frames_out_of_order = 0
+            self.last_latency_ms = 0.0
+            self.last_inference_ms = 0.0
+
+        # -- set-up ---------------------------------------------------------------------------
+        def configure(self) -> None:
+            """Load the model and create publishers, subscriptions and the worker.
+
+            Raises:
+                ParameterError: model_path is not set.
+                ModelError, BackendError, FileNotFoundError: the model cannot be loaded or
+                    is not a depth model.
+            """
+            from depth_ros.msg import DepthInfo
+            from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+            from depth_ros.ros import qos
+
+            if not self.config.model_path:
+                raise ParameterError("parameter 'model_path': not set (path of an .onnx model or torch checkpoint)")
+            backend = self._backend_factory(self.config)
+            self.pipeline = DepthPipeline(backend, self.config)
+            self.get_logger().info(
+                f"model '{self.pipeline.spec.name}' ({self.pipeline.spec.output_kind}, "
+                f"{self.pipeline.spec.input_width}x{self.pipeline.spec.input_height}) on {getattr(backend, 'name', '?')}"
+            )
+            self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
+
+            self.depth_pub = self.create_publisher(Image, "depth/image", qos.output_qos())
+            self.info_pub = self.create_publisher(CameraInfo, "depth/camera_info", qos.output_qos())
+            self.cloud_pub = self.create_publisher(PointCloud2, "depth/points", qos.output_qos())
+            self.meta_pub = self.create_publisher(DepthInfo, "depth/info", qos.info_qos())
+            if self.config.image_transport == "compressed":
+                self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos.input_qos())
+            else:
+                self.create_subscription(Image, "image", self._on_image, qos.input_qos())
+            self.create_subscription(CameraInfo, "camera_info", self._on_info, qos.input_qos())
+            self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
+            self._worker.start()
+
+        def _set_config(self, config: DepthNodeConfig) -> None:
+            if self.pipeline is not None:
+                self.pipeline.update_config(config)
+            self.config = config
+            self._order.reset_after_ns = int(config.time_jump_reset_s * 1e9)
+            self._pairer.tolerance_ns = int(config.sync_tolerance_ms * 1e6)
+
+        @property
+        def frames_dropped(self) -> int:
+            """Frames replaced before the worker took them, plus images that never got a camera_info."""
+            return self._slot.dropped + self._pairer.unpaired_images
+
+        def queue_length(self) -> int:
+            """Frames waiting for the worker (0 or 1 by construction)."""
+            return self._slot.pending()
+
+        # -- callbacks (never block) ----------------------------------------------------------
+        def _warn(self, text: str) -> None:
+            if self._throttle.ready(text):
+                self.get_logger().warning(text)
+
+        def _on_image(self, msg: Any) -> None:
+            received_ns = time.monotonic_ns()
+            self.frames_received += 1
+            stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
+            verdict = self._order.check(stamp_ns)
+            if verdict == "old":
+                self.frames_out_of_order += 1
+                self._warn(
+                    f"image stamp {stamp_ns * 1e-9:.6f} s is not newer than the last frame's "
+                    f"({(self._order.last_ns or 0) * 1e-9:.6f} s): out of order, skipped"
+                )
+                return
+            if verdict == "reset":
+                self._warn(f"image stamps jumped back to {stamp_ns * 1e-9:.6f} s: restart (bag loop?), state reset")
+                self._pairer.reset()
+                self._reset_requested = True
+            pair, replaced = self._pairer.add_image(stamp_ns, msg, received_ns)
+            if replaced or pair is None:
+                last = self._pairer.last_info_stamp_ns
+                self._warn_missing_info(stamp_ns, last)
+            if pair is not None:
+                self._slot.put(pair)
+
+        def _warn_missing_info(self, stamp_ns: int, last_info_ns: int | None) -> None:
+            topic = self.resolve_topic_name("camera_info")
+            if last_info_ns is None:
+                text = f"no camera_info received on {topic} yet: images wait for one (depth needs intrinsics)"
+            else:
+                text = (
+                    f"no camera_info on {topic} with the stamp of image {stamp_ns * 1e-9:.6f} s "
+                    f"(last camera_info: {last_info_ns * 1e-9:.6f} s); unpaired images are dropped"
+                )
+            if self._throttle.ready("missing camera_info"):
+                self.get_logger().warning(text)
+
+        def _on_info(self, msg: Any) -> None:
+            pair = self._pairer.add_info(msgconv.stamp_to_ns(msg.header.stamp), msg)
+            if pair is not None:
+                self._slot.put(pair)
+
+        # -- worker ---------------------------------------------------------------------------
+        def _work(self) -> None:
+            while not self._slot.closed:
+                pair = self._slot.get(timeout_s=0.5)
+                if pair is None:
+                    continue
+                try:
+                    self._process(pair)
+                except (InputError, ValueError) as exc:
+                    self.frames_skipped += 1
+                    self._warn(f"frame {pair.stamp_ns * 1e-9:.6f} s skipped: {exc}")
+                except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
+                    self.frames_skipped += 1
+                    self.get_logger().error(f"frame {pair.stamp_ns * 1e-9:.6f} s failed: {type(exc).__name__}: {exc}")
+
+        def _process(self, pair: Pair) -> None:
+            from depth_ros.core.pointcloud import make_cloud
+            from depth_ros.ros import messages
+
+            assert self.pipeline is not None
+            if self._reset_requested:
+                self._reset_requested = False
+                self.pipeline.reset()
+            config = self.pipeline.config
+            rgb, camera = self.pipeline.decode(pair.image, pair.info)
+            out = self.pipeline.run(rgb, camera)
+            header = pair.image.header
+            depth_msg = messages.depth_image_msg(out.depth_m, header, config.depth_encoding)
+            info_msg = messages.camera_info_msg(pair.info, header)
+            cloud_msg = None
+            if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:
+                cloud = make_cloud(
+                    out.depth_m, camera, rgb=out.rgb if config.cloud_rgb else None,
+                    decimation=config.cloud_decimation, min_range_m=config.min_range_m, max_range_m=config.max_range_m,
+                )
+                cloud_msg = messages.pointcloud_msg(cloud, header)
+            self.depth_pub.publish(depth_msg)
+            self.info_pub.publish(info_msg)
+            if cloud_msg is not None:
+                self.cloud_pub.publish(cloud_msg)
+            latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6
+            self.meta_pub.publish(messages.depth_info_msg(
+                header,
+                model=self.pipeline.spec.name,
+                output_kind=self.pipeline.spec.output_kind,
+                backend=getattr(self.pipeline.backend, "name", "unknown"),
+                scale_source=out.scale_source,
+                scale=out.scale,
+                shift=out.shift,
+                scale_support=out.scale_support,
+                min_range_m=config.min_range_m,
+                max_range_m=config.max_range_m,
+                valid_fraction=out.valid_fraction,
+                inference_ms=out.inference_ms,
+                latency_ms=latency_ms,
+                frames_dropped=self.frames_dropped,
+            ))
+            self.frames_published += 1
+            self.last_latency_ms = latency_ms
+            self.last_inference_ms = out.inference_ms
+
+        # -- tear-down ------------------------------------------------------------------------
+        def shutdown(self) -> None:
+            """Stop the worker (waits for the frame in progress)."""
+            self._slot.close()
+            if self._worker is not None:
+                self._worker.join(timeout=10.0)
+
+    _DEPTH_NODE_CLASS = _DepthNode
+    return _DepthNode
+
+
+_DEPTH_NODE_CLASS: type | None = None
+
+
+def create_depth_node(**kwargs: Any) -> Any:
+    """A configured-ready (not yet :meth:`configure`-d) depth node; needs ``rclpy.init``."""
+    return make_depth_node_class()(**kwargs)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of ``depth_node``: exit code 0, or 1 on a configuration error."""
+    from depth_ros.ros.runner import run_nodes
+
+    return run_nodes(["depth"], args=args, program="depth_node")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""``depth-ros run``: the depth (and pose) nodes in one process, for pip installs.
+
+    depth-ros run --config config/depth.yaml [--model M] [--pose-model P] [--use-pose]
+                  [--namespace NS] [--image-topic T] [--camera-info-topic T] [--backend B]
+                  [--ros-args ...]
+
+The options have the names of depth.launch.py's arguments. ``--config`` is a ROS 2 params
+file (sections ``/**/depth_node`` and ``/**/pose_node`` with ``ros__parameters``); it is
+checked against the nodes' config dataclasses before anything starts, so a typo or bad value
+is reported (exit code 1) naming the parameter. The nodes share a MultiThreadedExecutor;
+Ctrl-C shuts them down cleanly (exit code 0).
+
+:func:`run_nodes` is also the body of the ``depth_node`` and ``pose_node`` executables.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from depth_ros.errors import DepthRosError
+from depth_ros.ros.params import DepthNodeConfig, ParameterError, PoseNodeConfig, config_from_mapping
+
+__all__ = ["add_arguments", "check_params_file", "run", "run_nodes"]
+
+_log = logging.getLogger(__name__)
+
+NODE_NAMES = {"depth": "depth_node", "pose": "pose_node"}
+NODE_CONFIGS = {"depth_node": DepthNodeConfig, "pose_node": PoseNodeConfig}
+
+
+def _node_of_key(key: str) -> str | None:
+    """The node a params-file section applies to: ``depth_node``, ``/**/depth_node``,
+    ``/ns/depth_node`` -> depth_node; ``/**`` -> ``*`` (all nodes)."""
+    if key in ("/**", "**"):
+        return "*"
+    name = key.rstrip("/").rsplit("/", 1)[-1]
+    return name if name in NODE_CONFIGS else None
+
+
+def check_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Validate a ROS 2 params file against the nodes' configs.
+
+    Returns:
+        node name -> its ``ros__parameters`` (merged with ``/**`` entries).
+
+    Raises:
+        ParameterError: unreadable YAML, wrong structure, a section for an unknown node, an
+            unknown parameter or an invalid value (named, with the file).
+        FileNotFoundError: no such file.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ParameterError(f"{path}: expected a mapping of node names to ros__parameters, got {type(data).__name__}")
+    sections: dict[str, dict[str, Any]] = {}
+    for key, section in data.items():
+        node = _node_of_key(str(key))
+        if node is None:
+            raise ParameterError(f"{path}: section '{key}' names no depth_ros node (expected {sorted(NODE_CONFIGS)} or /**)")
+        if not isinstance(section, Mapping) or set(section) != {"ros__parameters"}:
+            raise ParameterError(f"{path}: section '{key}' must hold exactly one key, 'ros__parameters'")
+        params = section["ros__parameters"] or {}
+        if not isinstance(params, Mapping):
+            raise ParameterError(f"{path}: '{key}.ros__parameters' must be a mapping")
+        sections.setdefault(node, {}).update(params)
+    common = sections.pop("*", {})
+    merged: dict[str, dict[str, Any]] = {}
+    for node, cls in NODE_CONFIGS.items():
+        values = {k: v for k, v in common.items() if k in {f for f in cls.__dataclass_fields__}}
+        values.update(sections.get(node, {}))
+        config_from_mapping(cls, values, source=f"{path} [{node}]")
+        merged[node] = values
+    return merged
+
+
+def _create_node(kind: str, overrides: Mapping[str, Any]) -> Any:
+    from rclpy.parameter import Parameter
+
+    parameter_overrides = [Parameter(k, value=v) for k, v in overrides.items()]
+    if kind == "depth":
+        from depth_ros.ros.depth_node import create_depth_node
+
+        return create_depth_node(parameter_overrides=parameter_overrides)
+    if kind == "pose":
+        from depth_ros.ros.pose_node import create_pose_node
+
+        return create_pose_node(parameter_overrides=parameter_overrides)
+    raise ValueError(f"unknown node kind {kind!r} (expected one of {sorted(NODE_NAMES)})")
+
+
+def run_nodes(
+    kinds: Sequence[str],
+    args: Sequence[str] | None = None,
+    program: str = "depth-ros run",
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> int:
+    """Create, configure and spin nodes until Ctrl-C (or the context shuts down).
+
+    Args:
+        kinds: "depth" and/or "pose".
+        args: command-line arguments for ``rclpy.init`` (None = sys.argv), may hold
+            ``--ros-args ...`` (params files, remaps, ``-p``).
+        program: name used in error messages.
+        overrides: per node kind, parameter values that win over params files.
+
+    Returns:
+        0 after a clean shutdown; 1 when a parameter, the params file or the model is
+        invalid (the message, naming the problem, is printed to stderr).
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    try:
+        rclpy.init(args=list(args) if args is not None else None)
+    except RuntimeError as exc:  # rclpy's RCLError: malformed params file or arguments
+        print(f"{program}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    nodes: list[Any] = []
+    executor: Any = None
+    try:
+        try:
+            for kind in kinds:
+                node = _create_node(kind, (overrides or {}).get(kind, {}))
+                nodes.append(node)
+                node.configure()
+        except (DepthRosError, FileNotFoundError, ValueError) as exc:
+            name = nodes[-1].get_name() if nodes else program
+            print(f"{program}: error: {name}: {exc}", file=sys.stderr)
+            return 1
+        executor = MultiThreadedExecutor(num_threads=max(2, len(nodes) * 2))
+        for node in nodes:
+            executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        for node in nodes:
+            try:
+                node.shutdown()
+            finally:
+                node.destroy_node()
+        if executor is not None:
+            executor.shutdown()
+        rclpy.try_shutdown()
+
+
+# -- CLI ----------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "--params-file", dest="params_file", metavar="YAML",
+                        help="ROS 2 params file (e.g. config/depth.yaml); checked before start")
+    parser.add_argument("--model", help="depth model (sets depth_node model_path)")
+    parser.add_argument("--pose-model", help="pose model (sets pose_node model_path)")
+    parser.add_argument("--backend", help="inference backend for both nodes (auto, onnxruntime, tensorrt, torch, ...)")
+    parser.add_argument("--use-pose", action="store_true", help="also run the visual-odometry node")
+    parser.add_argument("--namespace", default="", help="namespace of the nodes and their relative topics")
+    parser.add_argument("--image-topic", default="", help="remap 'image' (and 'image/compressed') to this topic")
+    parser.add_argument("--camera-info-topic", default="", help="remap 'camera_info' to this topic")
+    parser.add_argument("ros_args", nargs=argparse.REMAINDER,
+                        help="--ros-args ... passed to ROS (remaps, -p name:=value)")
+
+
+def build_ros_args(args: argparse.Namespace) -> list[str]:
+    """The rclpy.init argument list for the parsed ``depth-ros run`` options."""
+    ros: list[str] = []
+    if args.params_file:
+        ros += ["--params-file", str(args.params_file)]
+    if args.namespace:
+        ns = args.namespace if args.namespace.startswith("/") else "/" + args.namespace
+        ros += ["-r", f"__ns:={ns}"]
+    if args.image_topic:
+        ros += ["-r", f"image:={args.image_topic}", "-r", f"image/compressed:={args.image_topic.rstrip('/')}/compressed"]
+    if args.camera_info_topic:
+        ros += ["-r", f"camera_info:={args.camera_info_topic}"]
+    extra = list(args.ros_args or [])
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    if extra and extra[0] == "--ros-args":
+        extra = extra[1:]
+    ros += extra
+    return ["depth-ros-run", "--ros-args", *ros] if ros else ["depth-ros-run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.params_file:
+        check_params_file(args.params_file)  # ParameterError -> one line, exit 1
+    overrides: dict[str, dict[str, Any]] = {"depth": {}, "pose": {}}
+    if args.model:
+        overrides["depth"]["model_path"] = str(args.model)
+    if args.pose_model:
+        overrides["pose"]["model_path"] = str(args.pose_model)
+    if args.backend:
+        overrides["depth"]["backend"] = args.backend
+        overrides["pose"]["backend"] = args.backend
+    for kind, cls in (("depth", DepthNodeConfig), ("pose", PoseNodeConfig)):
+        for name, value in overrides[kind].items():
+            config_from_mapping(cls, {name: value}, source=f"{kind} node option")
+    kinds = ["depth", "pose"] if args.use_pose else ["depth"]
+    return run_nodes(kinds, args=build_ros_args(args), program="depth-ros run", overrides=overrides)
