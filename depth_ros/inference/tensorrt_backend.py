@@ -249,15 +249,19 @@ def create_tensorrt_backend(
     inputs, outputs = onnx_model_io(onnx_bytes, str(path))
     check_model_io(inputs, outputs, spec, str(path))
 
+    cache = EngineCache(cache_dir)
     try:
         toolkit = (toolkit_factory or (lambda: TensorRTToolkit(device=device, workspace_bytes=workspace_bytes)))()
-        backend, how = obtain_engine(onnx_bytes, spec, toolkit, EngineCache(cache_dir), precision)
+        backend, how = obtain_engine(onnx_bytes, spec, toolkit, cache, precision)
     except (BackendError, EngineBuildError, EngineLoadError) as exc:
         choice = decide_fallback(fallback, exc, path)
         if fallback_factory is not None:
             return fallback_factory(choice)
         return _onnxruntime_fallback(path, spec, fallback_options or {})
-    _log.info("TensorRT engine for %s: %s", path.name, how)
+    engine_path = cache.path_for(engine_key(onnx_bytes, toolkit, spec, precision))
+    if isinstance(backend, TensorRTBackend):
+        backend.engine_path = engine_path
+    _log.info("TensorRT engine for %s: %s (%s)", path.name, how, engine_path)
     return backend
 
 
@@ -367,6 +371,7 @@ class TensorRTBackend:
         trt, torch = toolkit.trt, toolkit.torch
         self.spec = spec
         self.name = f"tensorrt-{precision}"
+        self.engine_path: Path | None = None  # the cache file, set by create_tensorrt_backend
         self._torch = torch
         self._device = toolkit.device
         toolkit.logger.errors.clear()

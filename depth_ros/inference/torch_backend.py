@@ -164,7 +164,7 @@ def load_checkpoint(path: str | Path) -> "tuple[torch.nn.Module, ModelSpec]":
         spec = ModelSpec.from_dict(raw_spec, f"{path} model_spec")
     try:
         module = cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OSError) as exc:
         raise ModelError(f"{path}: cannot build {data['arch']} with arch_kwargs {kwargs} ({exc})") from None
     try:
         module.load_state_dict(state, strict=True)
