@@ -126,7 +126,9 @@ def sc_depth_pair_loss(
     if tgt_img.shape != src_img.shape:
         raise ValueError(f"target {tuple(tgt_img.shape)} and source {tuple(src_img.shape)} images differ in shape")
     c = src_img.shape[1]
-    warp = inverse_warp(torch.cat([src_img, src_depth], dim=1), tgt_depth, T_src_tgt, K, padding_mode="zeros")
+    # border padding: SSIM windows at the edge of the visible region see replicated pixels, not
+    # black (validity comes from the projection, not from the padding)
+    warp = inverse_warp(torch.cat([src_img, src_depth], dim=1), tgt_depth, T_src_tgt, K, padding_mode="border")
     warped_img, sampled_depth = warp.warped[:, :c], warp.warped[:, c:]
     in_view = warp.valid * (sampled_depth > 0).to(warp.valid.dtype)
     computed = warp.projected_depth

@@ -15,11 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MIN_PROJECTED_DEPTH", "WarpResult", "inverse_warp", "pixel_grid"]
+__all__ = ["MIN_PROJECTED_DEPTH", "VALID_MARGIN_PX", "WarpResult", "inverse_warp", "pixel_grid"]
 
 # Points closer than this to the source camera's image plane are treated as invalid (and the
 # division by z is clamped there) so that the projection stays finite.
 MIN_PROJECTED_DEPTH = 1e-3
+
+# Projections this far (pixels) outside the image still count as inside: round-off of the
+# back-projection and re-projection puts identity-warped border pixels at e.g. u = -1e-15.
+VALID_MARGIN_PX = 1e-3
 
 _GRID_CACHE: dict[tuple[int, int, str, torch.dtype], Tensor] = {}
 _GRID_CACHE_MAX = 16
@@ -32,7 +36,8 @@ class WarpResult:
     Attributes:
         warped: (B, C, H, W) source image sampled at the target pixels' projections.
         valid: (B, 1, H, W) float, 1 where the projection is in front of the source camera
-            and inside the source image (so bilinear sampling used only real pixels).
+            and inside the source image, between the outermost pixel centres (so bilinear
+            sampling used only real pixels), up to :data:`VALID_MARGIN_PX`.
         projected_depth: (B, 1, H, W) z of the target's 3-D points in the source camera frame.
         src_pixel_coords: (B, H, W, 2) (u, v) source pixel coordinates of every target pixel.
     """
@@ -111,7 +116,8 @@ def inverse_warp(
     z = proj[:, 2:3]
     uv = proj[:, :2] / z.clamp(min=MIN_PROJECTED_DEPTH)  # (B, 2, HW)
     u, v = uv[:, 0], uv[:, 1]
-    valid = (z[:, 0] > MIN_PROJECTED_DEPTH) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    m = VALID_MARGIN_PX
+    valid = (z[:, 0] > MIN_PROJECTED_DEPTH) & (u >= -m) & (u <= w - 1 + m) & (v >= -m) & (v <= h - 1 + m)
     # align_corners=False: pixel centre u -> (2u + 1) / W - 1
     grid = torch.stack([(2 * u + 1) / w - 1, (2 * v + 1) / h - 1], dim=-1).reshape(b, h, w, 2)
     warped = F.grid_sample(src_img, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
