@@ -1,0 +1,559 @@
+"""Metric scale policies for depth networks (pure numpy).
+
+Every policy works on the network's *unscaled inverse depth* ``x`` (1/m for metric models,
+arbitrary units otherwise) at camera resolution and returns a :class:`ScaleEstimate`
+``(scale, shift)``; the postprocessor turns ``x`` into metres as
+
+* ``depth_m = scale / x`` (scale-only policies: ``scale`` multiplies depth), or
+* ``depth_m = 1 / (scale * x + shift)`` (``sparse_alignment`` in ``scale_shift`` mode, the
+  MiDaS alignment: affine in inverse depth, ``shift`` in 1/m).
+
+Policies (``ScaleConfig.policy``; the name is also the ``scale_source`` reported):
+
+* ``none``: scale 1, depth as the kind's formula gives it (up to scale for relative models).
+* ``fixed``: a known multiplier ``fixed_scale``.
+* ``model``: the model is metric (``ModelSpec.is_metric``); scale 1. A
+  ``canonical_inverse_depth`` model reports ``canonical_focal``.
+* ``canonical_focal``: Depth Pro; the kind's formula ``f_px / (W_px * w)`` is already metric.
+* ``sparse_alignment``: robust fit against sparse metric points (LiDAR) already in the camera
+  optical frame, projected with K. ``scale``: trimmed least squares of ``log(z / depth)``
+  from a median start (a robust location estimate, iterated: outliers beyond
+  ``min(inlier_threshold, 3 sigma_MAD)`` are dropped and the mean refit). ``scale_shift``:
+  RANSAC on pairs, then weighted least squares of the relative inverse-depth residual on
+  the inliers, iterated.
+* ``ground_plane``: RANSAC plane on the back-projected lower image region (unscaled), its
+  normal within ``max_tilt_deg`` of gravity (``gravity_cam``, optical frame), camera below
+  nothing; ``scale = camera_height_m / estimated height``.
+
+Alignment estimates are smoothed over time (exponential, in log scale) by
+:class:`ScaleTracker`; a sudden jump (predicted depth changing by more than
+``max_jump_ratio``) is held as an outlier unless it persists for ``max_rejected_jumps``
+frames; with too little support the last good scale is reused (source ``<policy>_held``) for
+up to ``max_hold_frames`` frames, after which :class:`ScaleUnavailableError` is raised (the
+caller skips the frame: no unscaled depth is ever published as metric).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from depth_ros.core.camera import CameraModel
+from depth_ros.core.pointcloud import pixel_rays
+from depth_ros.errors import InputError
+from depth_ros.inference.spec import ModelSpec, ModelSpecError
+
+__all__ = [
+    "SCALE_POLICIES",
+    "MetricScaler",
+    "ScaleConfig",
+    "ScaleEstimate",
+    "ScaleTracker",
+    "ScaleUnavailableError",
+    "fit_ground_plane",
+    "fit_scale",
+    "fit_scale_shift",
+    "ground_points",
+    "sample_at_points",
+    "validate_scale_policy",
+]
+
+SCALE_POLICIES = ("none", "fixed", "model", "canonical_focal", "sparse_alignment", "ground_plane")
+ScalePolicy = Literal["none", "fixed", "model", "canonical_focal", "sparse_alignment", "ground_plane"]
+
+
+class ScaleUnavailableError(InputError):
+    """No metric scale for this frame (too little support and no recent good scale)."""
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How depth gets metric scale at run time.
+
+    Args:
+        policy: one of :data:`SCALE_POLICIES`.
+        fixed_scale: multiplier of depth for ``fixed``.
+        sparse_mode: ``scale``, ``scale_shift`` (affine in inverse depth) or ``auto``
+            (``scale_shift`` for ``inverse_depth_relative`` models, else ``scale``).
+        min_support: fewest inlier points an alignment needs to count.
+        inlier_threshold: relative residual (of depth for ``scale``, of inverse depth for
+            ``scale_shift``, of height for the ground plane) an inlier may have.
+        smoothing: weight of the newest estimate in the exponential average (1 = none).
+        max_jump_ratio: an estimate changing inverse depth by more than this factor at the
+            frame's median support point is an outlier ...
+        max_rejected_jumps: ... unless this many arrive in a row (then the new value is taken).
+        max_hold_frames: frames the last good estimate is reused for when support is short.
+        camera_height_m: height of the optical centre above the ground (``ground_plane``).
+        gravity_cam: gravity direction in the camera optical frame (x right, y down, z forward);
+            ``(0, 1, 0)`` for a level camera.
+        max_tilt_deg: largest angle between the ground normal and gravity accepted.
+        ground_region: lower fraction of image rows searched for the ground.
+        ground_samples: pixels sampled (on a regular grid) from the ground region.
+        min_ground_fraction: fewest plane inliers, as a fraction of valid sampled pixels.
+        ransac_iterations: hypotheses tried by RANSAC.
+        seed: RANSAC random seed (estimates are deterministic).
+    """
+
+    policy: ScalePolicy = "model"
+    fixed_scale: float = 1.0
+    sparse_mode: Literal["scale", "scale_shift", "auto"] = "auto"
+    min_support: int = 20
+    inlier_threshold: float = 0.05
+    smoothing: float = 0.3
+    max_jump_ratio: float = 1.5
+    max_rejected_jumps: int = 5
+    max_hold_frames: int = 30
+    camera_height_m: float | None = None
+    gravity_cam: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    max_tilt_deg: float = 30.0
+    ground_region: float = 0.5
+    ground_samples: int = 4000
+    min_ground_fraction: float = 0.2
+    ransac_iterations: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.policy not in SCALE_POLICIES:
+            raise ValueError(f"scale policy must be one of {SCALE_POLICIES}, got {self.policy!r}")
+        if self.sparse_mode not in ("scale", "scale_shift", "auto"):
+            raise ValueError(f"sparse_mode must be 'scale', 'scale_shift' or 'auto', got {self.sparse_mode!r}")
+        _positive("fixed_scale", self.fixed_scale)
+        _positive("inlier_threshold", self.inlier_threshold)
+        if not 0.0 < self.smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in (0, 1], got {self.smoothing}")
+        if not (math.isfinite(self.max_jump_ratio) and self.max_jump_ratio > 1.0):
+            raise ValueError(f"max_jump_ratio must be a finite number > 1, got {self.max_jump_ratio}")
+        for name in ("min_support", "max_rejected_jumps", "max_hold_frames", "ransac_iterations", "ground_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "max_hold_frames" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.min_support < 2:
+            raise ValueError(f"min_support must be >= 2, got {self.min_support}")
+        if self.camera_height_m is not None:
+            _positive("camera_height_m", self.camera_height_m)
+        elif self.policy == "ground_plane":
+            raise ValueError("the ground_plane policy needs camera_height_m (height of the camera above the ground)")
+        g = tuple(float(v) for v in self.gravity_cam)
+        if len(g) != 3 or not all(math.isfinite(v) for v in g) or math.hypot(*g) == 0:
+            raise ValueError(f"gravity_cam must be a non-zero 3-vector, got {self.gravity_cam!r}")
+        object.__setattr__(self, "gravity_cam", g)
+        if not 0.0 < self.max_tilt_deg < 90.0:
+            raise ValueError(f"max_tilt_deg must be in (0, 90), got {self.max_tilt_deg}")
+        if not 0.0 < self.ground_region <= 1.0:
+            raise ValueError(f"ground_region must be in (0, 1], got {self.ground_region}")
+        if not 0.0 < self.min_ground_fraction <= 1.0:
+            raise ValueError(f"min_ground_fraction must be in (0, 1], got {self.min_ground_fraction}")
+
+
+def _positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ScaleEstimate:
+    """A metric scale for one frame.
+
+    Attributes:
+        scale: multiplier of depth (scale-only) or of inverse depth (scale + shift).
+        shift: added to inverse depth (1/m) after ``scale``; 0 for scale-only policies.
+        source: which policy produced it (``sparse_alignment_held`` etc. when reused).
+        support: points (or ground pixels) this frame's estimate used; 0 if none.
+        affine: True when ``depth_m = 1 / (scale * x + shift)``, False when ``depth_m = scale / x``.
+    """
+
+    scale: float
+    shift: float = 0.0
+    source: str = "none"
+    support: int = 0
+    affine: bool = False
+
+    def inverse_depth(self, x: np.ndarray | float) -> np.ndarray | float:
+        """Metric inverse depth (1/m) from unscaled inverse depth ``x``."""
+        return self.scale * x + self.shift if self.affine else x / self.scale
+
+
+def validate_scale_policy(config: ScaleConfig, spec: ModelSpec) -> None:
+    """Refuse a scale policy the model's output cannot support (a clear ModelSpecError)."""
+    kind = spec.output_kind
+    if not spec.is_depth:
+        raise ModelSpecError(f"model '{spec.name}' outputs {kind}, not depth")
+    if config.policy == "model" and not spec.is_metric:
+        raise ModelSpecError(
+            f"scale policy 'model' needs a metric model, but '{spec.name}' ({kind}, metric: false) is up to scale; "
+            "use fixed, sparse_alignment or ground_plane"
+        )
+    if config.policy == "canonical_focal" and kind != "canonical_inverse_depth":
+        raise ModelSpecError(f"scale policy 'canonical_focal' needs a canonical_inverse_depth model, got {kind}")
+    if config.policy == "ground_plane" and kind == "inverse_depth_relative":
+        raise ModelSpecError(
+            "scale policy 'ground_plane' needs depth up to scale, but inverse_depth_relative has an unknown shift; "
+            "use sparse_alignment with sparse_mode scale_shift"
+        )
+
+
+# -- sparse alignment ---------------------------------------------------------------------
+def sample_at_points(x: np.ndarray, camera: CameraModel, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unscaled inverse depth at the pixels where metric points project.
+
+    Args:
+        x: (H, W) unscaled inverse depth at camera resolution (NaN invalid).
+        camera: intrinsics at (W, H).
+        points_cam: (N, 3) metres in the camera optical frame.
+
+    Returns:
+        (x_at, z_m): (M,) float64 each, for the points in front of the camera that project
+        inside the image (nearest pixel) onto a finite, positive ``x`` (for scale-only fits) or
+        any finite ``x`` (the caller filters).
+    """
+    pts = np.asarray(points_cam, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"sparse points must be (N, 3) metres in the camera optical frame, got shape {pts.shape}")
+    pts = pts[np.isfinite(pts).all(axis=1) & (pts[:, 2] > 0)]
+    u = np.rint(camera.fx * pts[:, 0] / pts[:, 2] + camera.K[0, 1] * pts[:, 1] / pts[:, 2] + camera.cx)
+    v = np.rint(camera.fy * pts[:, 1] / pts[:, 2] + camera.cy)
+    inside = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+    x_at = x[v[inside].astype(np.intp), u[inside].astype(np.intp)].astype(np.float64)
+    z_m = pts[inside, 2]
+    finite = np.isfinite(x_at)
+    return x_at[finite], z_m[finite]
+
+
+def fit_scale(depth_rel: np.ndarray, depth_m: np.ndarray, inlier_threshold: float = 0.05,
+              iterations: int = 5) -> tuple[float, np.ndarray]:
+    """Robust least-squares scale ``s`` with ``depth_m ~= s * depth_rel``.
+
+    Least squares of ``r = log(depth_m / depth_rel) - log s`` (relative error, scale
+    invariant) from a median start, trimming residuals beyond ``max(log(1 + threshold),
+    3 * 1.4826 * MAD)`` and refitting the mean, ``iterations`` times.
+
+    Returns:
+        (scale, inlier mask (N,) bool).
+    """
+    ok = (depth_rel > 0) & (depth_m > 0) & np.isfinite(depth_rel) & np.isfinite(depth_m)
+    if not ok.any():
+        return math.nan, ok
+    r = np.full(depth_rel.shape, np.inf)
+    r[ok] = np.log(depth_m[ok]) - np.log(depth_rel[ok])
+    log_s = float(np.median(r[ok]))
+    inliers = ok
+    for _ in range(iterations):
+        res = np.abs(r - log_s)
+        new = _adaptive_inliers(res, ok, math.log1p(inlier_threshold))
+        if not new.any():
+            break
+        log_s = float(np.mean(r[new]))
+        if np.array_equal(new, inliers):
+            break
+        inliers = new
+    return math.exp(log_s), _adaptive_inliers(np.abs(r - log_s), ok, math.log1p(inlier_threshold))
+
+
+def _adaptive_inliers(res: np.ndarray, ok: np.ndarray, threshold: float) -> np.ndarray:
+    """``res <= min(threshold, 3 sigma)``: sigma from the MAD of the residuals within ``threshold``.
+
+    Tightening to the measured noise keeps gross outliers that happen to fall inside the
+    user's bound (and near-miss structure, e.g. a wall meeting the floor) out of the refit.
+    """
+    within = ok & (res <= threshold)
+    if not within.any():
+        return within
+    sigma = 1.4826 * float(np.median(res[within]))
+    return ok & (res <= min(threshold, max(3.0 * sigma, 1e-3 * threshold)))
+
+
+def _weighted_affine(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares of ``y ~= s x + t``."""
+    sw = w.sum()
+    mx, my = (w * x).sum() / sw, (w * y).sum() / sw
+    var = (w * (x - mx) ** 2).sum()
+    if var <= 0:
+        return math.nan, math.nan
+    s = (w * (x - mx) * (y - my)).sum() / var
+    return float(s), float(my - s * mx)
+
+
+def fit_scale_shift(x: np.ndarray, inv_depth_m: np.ndarray, inlier_threshold: float = 0.05, iterations: int = 200,
+                    rng: np.random.Generator | None = None, max_ransac_points: int = 2000) -> tuple[float, float, np.ndarray]:
+    """Robust ``inv_depth_m ~= s * x + t`` (MiDaS alignment in inverse depth), ``s > 0``.
+
+    RANSAC over point pairs (scored on at most ``max_ransac_points`` points, relative
+    residual ``|s x + t - y| / y <= inlier_threshold``), then least squares of the relative
+    residual (weights ``1 / y^2``) on the inliers, re-selecting inliers (within
+    ``min(inlier_threshold, 3 sigma_MAD)``) 3 times.
+
+    Returns:
+        (s, t, inlier mask (N,) bool); NaNs and an empty mask when no fit exists.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(inv_depth_m, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
+    n = int(ok.sum())
+    none = (math.nan, math.nan, np.zeros(x.shape, bool))
+    if n < 2:
+        return none
+    idx = np.flatnonzero(ok)
+    score_idx = idx if n <= max_ransac_points else rng.choice(idx, max_ransac_points, replace=False)
+    pairs = rng.integers(0, n, size=(iterations, 2))
+    x1, x2 = x[idx[pairs[:, 0]]], x[idx[pairs[:, 1]]]
+    y1, y2 = y[idx[pairs[:, 0]]], y[idx[pairs[:, 1]]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (y2 - y1) / (x2 - x1)
+        t = y1 - s * x1
+        good = np.isfinite(s) & (s > 0)
+        if not good.any():
+            return none
+        s, t = s[good], t[good]
+        res = np.abs(s[:, None] * x[score_idx][None, :] + t[:, None] - y[score_idx][None, :]) / y[score_idx][None, :]
+    best = int(np.argmax((res <= inlier_threshold).sum(axis=1)))
+    s_best, t_best = float(s[best]), float(t[best])
+    inliers = np.zeros(x.shape, bool)
+    for _ in range(3):
+        with np.errstate(invalid="ignore"):
+            new = _adaptive_inliers(np.abs(s_best * x + t_best - y) / y, ok, inlier_threshold)
+        if new.sum() < 2:
+            break
+        s_new, t_new = _weighted_affine(x[new], y[new], 1.0 / y[new] ** 2)
+        if not (math.isfinite(s_new) and s_new > 0):
+            break
+        s_best, t_best, inliers = s_new, t_new, new
+    if not inliers.any():
+        return none
+    return s_best, t_best, inliers
+
+
+# -- ground plane -------------------------------------------------------------------------
+def ground_points(x: np.ndarray, camera: CameraModel, region: float, samples: int) -> np.ndarray:
+    """Back-projected points of the lower image region on a regular grid.
+
+    Args:
+        x: (H, W) unscaled inverse depth (NaN / <= 0 invalid) at camera resolution.
+        camera: intrinsics at (W, H).
+        region: lower fraction of rows used.
+        samples: about how many pixels to take.
+
+    Returns:
+        (N, 3) float64 unscaled points in the camera optical frame (finite, z > 0).
+    """
+    h, w = x.shape
+    v0 = min(h - 1, int(math.floor(h * (1.0 - region))))
+    stride = max(1, int(math.sqrt((h - v0) * w / max(samples, 1))))
+    x_s = x[v0::stride, ::stride].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(x_s > 0, 1.0 / x_s, np.nan)
+    rays = pixel_rays(camera)[v0::stride, ::stride].astype(np.float64)
+    pts = (rays * z[..., None]).reshape(-1, 3)
+    return pts[np.isfinite(pts).all(axis=1)]
+
+
+def fit_ground_plane(points: np.ndarray, gravity_cam: np.ndarray, max_tilt_deg: float, inlier_threshold: float,
+                     iterations: int = 200, rng: np.random.Generator | None = None,
+                     max_ransac_points: int = 1000) -> tuple[np.ndarray, float, np.ndarray]:
+    """RANSAC + least-squares plane ``n . p = h`` under the camera, normal near gravity.
+
+    Args:
+        points: (N, 3) points in the camera optical frame (any consistent unit).
+        gravity_cam: (3,) gravity direction in the optical frame.
+        max_tilt_deg: largest accepted angle between the plane normal and gravity.
+        inlier_threshold: inlier distance as a fraction of the plane's distance ``h``.
+        iterations: RANSAC hypotheses (scored on at most ``max_ransac_points`` points).
+        rng: random generator (seeded by the caller for reproducible results).
+
+    The least-squares refit (centroid + smallest singular vector) keeps points within
+    ``min(inlier_threshold * h, 3 sigma_MAD)`` of the plane, iterated 3 times.
+
+    Returns:
+        (n (3,) unit normal pointing along gravity, h > 0 the camera's distance to the plane
+        in the points' unit, inlier mask (N,)); h is NaN when no plane qualifies.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    g = np.asarray(gravity_cam, dtype=np.float64)
+    g = g / np.linalg.norm(g)
+    cos_max = math.cos(math.radians(max_tilt_deg))
+    n_pts = len(points)
+    none = (g, math.nan, np.zeros(n_pts, bool))
+    if n_pts < 3:
+        return none
+    tri = points[rng.integers(0, n_pts, size=(iterations, 3))]  # (I, 3, 3)
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    norms = np.linalg.norm(normals, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normals = normals / norms[:, None]
+        normals *= np.sign(normals @ g)[:, None]  # point along gravity (down)
+        heights = np.einsum("ij,ij->i", normals, tri[:, 0])
+        good = (norms > 0) & (normals @ g >= cos_max) & (heights > 0)
+    if not good.any():
+        return none
+    normals, heights = normals[good], heights[good]
+    score_pts = points if n_pts <= max_ransac_points else points[rng.choice(n_pts, max_ransac_points, replace=False)]
+    dist = np.abs(score_pts @ normals.T - heights[None, :])  # (n, I)
+    best = int(np.argmax((dist <= inlier_threshold * heights[None, :]).sum(axis=0)))
+    n, h = normals[best], float(heights[best])
+    all_ok = np.ones(n_pts, bool)
+    inliers = np.abs(points @ n - h) <= inlier_threshold * h
+    for _ in range(3):
+        if inliers.sum() < 3:
+            return none
+        sel = points[inliers]
+        centroid = sel.mean(axis=0)
+        n_new = np.linalg.svd(sel - centroid, full_matrices=False)[2][-1]
+        n_new *= np.sign(n_new @ g) or 1.0
+        h_new = float(n_new @ centroid)
+        if h_new <= 0 or n_new @ g < cos_max:
+            return none
+        n, h = n_new, h_new
+        inliers = _adaptive_inliers(np.abs(points @ n - h), all_ok, inlier_threshold * h)
+    return n, h, inliers
+
+
+# -- temporal tracking --------------------------------------------------------------------
+class ScaleTracker:
+    """Exponential smoothing of alignment estimates with jump rejection and a bounded hold.
+
+    Args:
+        config: smoothing, max_jump_ratio, max_rejected_jumps, max_hold_frames.
+        source: the policy name reported (``<source>_held`` when an old estimate is reused).
+    """
+
+    def __init__(self, config: ScaleConfig, source: str) -> None:
+        self._config = config
+        self._source = source
+        self.reset()
+
+    def reset(self) -> None:
+        self._current: ScaleEstimate | None = None
+        self._held_frames = 0
+        self._rejected = 0
+
+    def update(self, estimate: ScaleEstimate | None, x_ref: float, support: int, why: str) -> ScaleEstimate:
+        """The estimate to use for this frame.
+
+        Args:
+            estimate: this frame's fit, or None when the fit failed / had too little support.
+            x_ref: unscaled inverse depth at the frame's median support point (jump test).
+            support: this frame's support count (reported).
+            why: reason the fit failed (for the error when nothing can be reused).
+
+        Raises:
+            ScaleUnavailableError: no estimate now and none reusable.
+        """
+        cfg = self._config
+        prev = self._current
+        if estimate is not None and prev is not None:
+            ratio = estimate.inverse_depth(x_ref) / prev.inverse_depth(x_ref)
+            jump = not (ratio > 0 and abs(math.log(ratio)) <= math.log(cfg.max_jump_ratio))
+            if jump:
+                self._rejected += 1
+                if self._rejected < cfg.max_rejected_jumps:
+                    return self._hold(support, f"jump by a factor {ratio:.3g} rejected")
+                prev = None  # the change persisted: start over from the new value
+            if prev is not None:
+                a = cfg.smoothing
+                if estimate.affine:
+                    scale = (1 - a) * prev.scale + a * estimate.scale
+                    shift = (1 - a) * prev.shift + a * estimate.shift
+                else:
+                    scale = math.exp((1 - a) * math.log(prev.scale) + a * math.log(estimate.scale))
+                    shift = 0.0
+                estimate = replace(estimate, scale=scale, shift=shift)
+        if estimate is None:
+            return self._hold(support, why)
+        self._rejected = 0
+        self._held_frames = 0
+        self._current = replace(estimate, source=self._source, support=support)
+        return self._current
+
+    def _hold(self, support: int, why: str) -> ScaleEstimate:
+        if self._current is None or self._held_frames >= self._config.max_hold_frames:
+            age = "" if self._current is None else f" and the last good scale is {self._held_frames} frames old"
+            raise ScaleUnavailableError(f"no metric scale for this frame: {why}{age}")
+        self._held_frames += 1
+        return replace(self._current, source=f"{self._source}_held", support=support)
+
+
+# -- policy front end ---------------------------------------------------------------------
+class MetricScaler:
+    """The scale policy of one stream (stateful for the alignment policies).
+
+    Args:
+        config: the policy and its parameters.
+        spec: the model's contract (checked with :func:`validate_scale_policy`).
+    """
+
+    def __init__(self, config: ScaleConfig, spec: ModelSpec) -> None:
+        validate_scale_policy(config, spec)
+        self.config = config
+        self.spec = spec
+        mode = config.sparse_mode
+        if mode == "auto":
+            mode = "scale_shift" if spec.output_kind == "inverse_depth_relative" else "scale"
+        self.sparse_mode = mode
+        self._tracker = ScaleTracker(config, config.policy)
+        self._rng_seed = config.seed
+
+    def reset(self) -> None:
+        """Forget the temporal state (e.g. after a jump in the bag or a camera change)."""
+        self._tracker.reset()
+
+    def __call__(self, x: np.ndarray, camera: CameraModel, sparse_points_cam: np.ndarray | None = None) -> ScaleEstimate:
+        """The scale for one frame.
+
+        Args:
+            x: (H, W) float32 unscaled inverse depth at camera resolution, NaN invalid.
+            camera: intrinsics at (W, H).
+            sparse_points_cam: (N, 3) metres in the camera optical frame, or None.
+
+        Raises:
+            ScaleUnavailableError: alignment policies with no usable estimate.
+        """
+        policy = self.config.policy
+        if policy == "none":
+            return ScaleEstimate(1.0, source="none")
+        if policy == "fixed":
+            return ScaleEstimate(float(self.config.fixed_scale), source="fixed")
+        if policy in ("model", "canonical_focal"):
+            canonical = self.spec.output_kind == "canonical_inverse_depth"
+            return ScaleEstimate(1.0, source="canonical_focal" if canonical else "model")
+        if policy == "sparse_alignment":
+            return self._sparse(x, camera, sparse_points_cam)
+        return self._ground(x, camera)
+
+    def _sparse(self, x: np.ndarray, camera: CameraModel, points: np.ndarray | None) -> ScaleEstimate:
+        cfg = self.config
+        if points is None or len(points) == 0:
+            return self._tracker.update(None, math.nan, 0, "no sparse points")
+        x_at, z_m = sample_at_points(x, camera, points)
+        if self.sparse_mode == "scale":
+            ok = x_at > 0
+            x_at, z_m = x_at[ok], z_m[ok]
+            scale, inliers = fit_scale(1.0 / x_at, z_m, cfg.inlier_threshold) if len(x_at) else (math.nan, np.zeros(0, bool))
+            estimate = ScaleEstimate(scale) if math.isfinite(scale) else None
+        else:
+            rng = np.random.default_rng(self._rng_seed)
+            s, t, inliers = fit_scale_shift(x_at, 1.0 / z_m, cfg.inlier_threshold, cfg.ransac_iterations, rng)
+            estimate = ScaleEstimate(s, t, affine=True) if math.isfinite(s) else None
+        support = int(inliers.sum())
+        if support < cfg.min_support:
+            why = f"{support} inliers of {len(x_at)} sparse points in view, need {cfg.min_support}"
+            return self._tracker.update(None, math.nan, support, why)
+        x_ref = float(np.median(x_at[inliers]))
+        return self._tracker.update(estimate, x_ref, support, "")
+
+    def _ground(self, x: np.ndarray, camera: CameraModel) -> ScaleEstimate:
+        cfg = self.config
+        pts = ground_points(x, camera, cfg.ground_region, cfg.ground_samples)
+        rng = np.random.default_rng(self._rng_seed)
+        _, h, inliers = fit_ground_plane(pts, np.asarray(cfg.gravity_cam), cfg.max_tilt_deg, cfg.inlier_threshold,
+                                         cfg.ransac_iterations, rng)
+        support = int(inliers.sum())
+        need = max(cfg.min_support, int(math.ceil(cfg.min_ground_fraction * len(pts))))
+        if not math.isfinite(h) or support < need:
+            why = (f"no ground plane within {cfg.max_tilt_deg} deg of gravity" if not math.isfinite(h)
+                   else f"ground plane has {support} of {len(pts)} sampled pixels, need {need}")
+            return self._tracker.update(None, math.nan, support, why)
+        estimate = ScaleEstimate(float(cfg.camera_height_m) / h)
+        x_ref = float(np.median(1.0 / pts[inliers, 2]))
+        return self._tracker.update(estimate, x_ref, support, "")
