@@ -58,7 +58,7 @@ class SynthConfig:
     moving_objects: int = _f(0, "number of boxes that move on their own (0 = none)")
     texture_size_px: int = _f(512, "texture tile resolution in texels (power of two)")
     texture_tile_m: float = _f(4.0, "side of one texture tile in metres")
-    texture_octaves: int = _f(5, "octaves of value noise in the textures")
+    texture_octaves: int = _f(6, "octaves of value noise in the textures")
     texture_edges: bool = _f(True, "add sharp edges (tiles, stripes, patches) to the textures")
     shading: bool = _f(True, "Lambertian shading from a fixed light (else flat)")
     jpeg: bool = _f(False, "also write /camera/image_raw/compressed (jpeg)")

@@ -27,6 +27,7 @@ _log = logging.getLogger(__name__)
 
 _TINY = np.float32(1e-30)  # replaces exact zeros in ray directions (avoids 0/0)
 _EPS_T = np.float32(1e-6)
+_SHADE_BLOCK = 32768  # pixels per band: temporaries stay in cache
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Frame:
             (N = beams * azimuth samples, every ray hits; empty (0, 3) without LiDAR).
         lidar_points_lidar: (N, 3) float32 the same points in lidar_link.
         dynamic_mask: (H, W) bool, True on pixels that see a moving box.
-        surface_id: (H, W) int16 id of the surface each pixel sees (0-5 room faces, then 6 per box).
+        surface_id: (H, W) int32 id of the surface each pixel sees (0-5 room faces, then 6 per box).
         T_world_base: (4, 4) float64 base_link -> world.
         v_base_mps: (3,) float64 linear velocity of base_link in base_link, m/s.
         omega_base_radps: (3,) float64 angular velocity of base_link in base_link, rad/s.
@@ -66,6 +67,28 @@ class Frame:
     omega_base_radps: np.ndarray
 
 
+_MASK_RB = np.uint32(0x00FF00FF)
+_MASK_AG = np.uint32(0xFF00FF00)
+_ROUND = np.uint32(0x00800080)
+
+
+def _weight256(w: np.ndarray) -> np.ndarray:
+    """Weights in [0, 1] -> uint32 in 0..256."""
+    return (w * np.float32(256.0) + np.float32(0.5)).astype(np.uint32)
+
+
+def _lerp_rgba(a: np.ndarray, b: np.ndarray, w256: np.ndarray) -> np.ndarray:
+    """Per-channel ``a + (b - a) * w`` on packed RGBA8 uint32 arrays, w = w256 / 256.
+
+    Two channels at a time in 16-bit lanes (bytes 0, 2 then 1, 3): each lane holds at most
+    255 * 256 + 128 < 2**16, so nothing carries into the next channel.
+    """
+    iw = np.uint32(256) - w256
+    rb = (((a & _MASK_RB) * iw + (b & _MASK_RB) * w256 + _ROUND) >> np.uint32(8)) & _MASK_RB
+    ag = (((a >> np.uint32(8)) & _MASK_RB) * iw + ((b >> np.uint32(8)) & _MASK_RB) * w256 + _ROUND) & _MASK_AG
+    return rb | ag
+
+
 def _nonzero(d: np.ndarray) -> np.ndarray:
     d[d == 0] = _TINY
     return d
@@ -79,9 +102,9 @@ def _cast_room(lo_rel: np.ndarray, hi_rel: np.ndarray, dx: np.ndarray, dy: np.nd
         ts.append(np.divide(bound, d, out=bound))
     tx, ty, tz = ts
     t = np.minimum(np.minimum(tx, ty), tz)
-    sid = np.where(tx == t, np.int16(0), np.where(ty == t, np.int16(2), np.int16(4))).astype(np.int16)
+    sid = np.where(tx == t, np.int32(0), np.where(ty == t, np.int32(2), np.int32(4))).astype(np.int32)
     pos = np.where(sid == 0, dx > 0, np.where(sid == 2, dy > 0, dz > 0))
-    sid += pos.astype(np.int16)
+    sid += pos.astype(np.int32)
     return t, sid
 
 
@@ -131,7 +154,7 @@ def _cast_box(
     axis = np.where(tx == nh, 0, np.where(ty == nh, 1, 2))
     dsel = np.where(axis == 0, bx[idx], np.where(axis == 1, by[idx], dz[idx]))
     # Entering through the -axis face when moving along +axis (side 0), else the +axis face.
-    sid[idx] = (sid_base + 2 * axis + (dsel < 0)).astype(np.int16)
+    sid[idx] = (sid_base + 2 * axis + (dsel < 0)).astype(np.int32)
 
 
 class Renderer:
@@ -153,13 +176,15 @@ class Renderer:
         self._ry = ((np.arange(cam.height) - cam.cy) / cam.fy).astype(np.float32)
         self._ray_norm = np.sqrt(self._rx[None, :] ** 2 + self._ry[:, None] ** 2 + 1.0).astype(np.float32)
         self._f_px = math.sqrt(cam.fx * cam.fy)
-        self._ray_norm_flat = self._ray_norm.reshape(-1)
         self._lidar_dirs = _lidar_directions(config)  # (N, 3) float64 in lidar_link
         atlas = self.scene.atlas
         self._level_scale = np.ldexp(np.float32(1.0), -np.arange(atlas.levels)).astype(np.float32)
         self._level_mask = np.array([(atlas.size >> l) - 1 for l in range(atlas.levels)], dtype=np.int32)
         self._level_shift = np.array([int(math.log2(atlas.size >> l)) for l in range(atlas.levels)], dtype=np.int32)
         self._offsets_flat = atlas.offsets.astype(np.int32).reshape(-1)
+        rgba = np.zeros((len(atlas.texels), 4), dtype=np.uint8)
+        rgba[:, :3] = np.clip(atlas.texels * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        self._texels_rgba = rgba.view(np.uint32).reshape(-1)
         _log.debug(
             "synthetic scene: room %s..%s, %d boxes (%d moving)",
             self.scene.room_lo,
@@ -181,7 +206,7 @@ class Renderer:
                 of the direction's length).
         Returns:
             t: (N,) float32 ray parameter of the first hit (> 0, finite).
-            sid: (N,) int16 surface id of the hit.
+            sid: (N,) int32 surface id of the hit.
         """
         o = np.asarray(origin_world, dtype=np.float64)
         d = np.ascontiguousarray(np.asarray(dirs_world, dtype=np.float32).T)  # (3, N)
@@ -230,7 +255,7 @@ class Renderer:
 
     # -- shading -------------------------------------------------------------------------------
     def _sample_level(self, u: np.ndarray, v: np.ndarray, level: np.ndarray, base: np.ndarray) -> np.ndarray:
-        """Bilinear texel lookup at integer mip ``level`` (N,), wrapping; returns (N, 3) float32."""
+        """Bilinear texel lookup at integer mip ``level`` (N,), wrapping; (N,) uint32 packed RGBA8."""
         scale = self._level_scale[level]
         mask = self._level_mask[level]
         shift = self._level_shift[level]
@@ -238,8 +263,8 @@ class Renderer:
         ys = v * scale - np.float32(0.5)
         x0f = np.floor(xs)
         y0f = np.floor(ys)
-        wx = (xs - x0f)[:, None]
-        wy = (ys - y0f)[:, None]
+        wx = _weight256(xs - x0f)
+        wy = _weight256(ys - y0f)
         x0 = x0f.astype(np.int32)
         y0 = y0f.astype(np.int32)
         x1 = (x0 + 1) & mask
@@ -248,39 +273,86 @@ class Renderer:
         y0 &= mask
         row0 = base + (y0 << shift)
         row1 = base + (y1 << shift)
-        tex = self.scene.atlas.texels
-        top = tex[row0 + x0]
-        top += (tex[row0 + x1] - top) * wx
-        bot = tex[row1 + x0]
-        bot += (tex[row1 + x1] - bot) * wx
-        top += (bot - top) * wy
-        return top
+        tex = self._texels_rgba  # (T,) uint32 packed RGBA8: one 4-byte gather per texel
+        top = _lerp_rgba(np.take(tex, row0 + x0), np.take(tex, row0 + x1), wx)
+        bot = _lerp_rgba(np.take(tex, row1 + x0), np.take(tex, row1 + x1), wx)
+        return _lerp_rgba(top, bot, wy)
 
-    def _shade(self, t: np.ndarray, sid: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray, table: np.ndarray) -> np.ndarray:
-        """(N,) hits -> (N, 3) float32 RGB in [0, 1] (trilinear mip-mapped texture x shading)."""
+    def _shade(
+        self, t: np.ndarray, sid: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray, ray_norm: np.ndarray, table: np.ndarray
+    ) -> np.ndarray:
+        """(N,) hits -> (N,) uint32 packed RGBA8 (trilinear mip-mapped texture x shading)."""
         tab = table.astype(np.float32)
         px, py, pz = t * dx, t * dy, t * dz
         cols = tab.T  # (NUM_COLS, S)
-        g = [np.take(cols[i], sid) for i in range(sc.NUM_COLS)]
+        g = [np.take(cols[i], sid) for i in range(sc.MAT)]
         u = g[0] * px + g[1] * py + g[2] * pz + g[3]
         v = g[4] * px + g[5] * py + g[6] * pz + g[7]
         ndotd = np.abs(g[8] * dx + g[9] * dy + g[10] * dz)  # |n . d|, d not unit
         atlas = self.scene.atlas
-        ray_norm = self._ray_norm_flat
-        # Pixel footprint on the surface in texels: distance / f, stretched by 1/sqrt(cos).
+        # Pixel footprint on the surface in texels: distance / f, stretched by 1/sqrt(cos) (a
+        # compromise between blur and aliasing at grazing angles).
         cos_inc = np.maximum(ndotd / ray_norm, np.float32(1e-3))
         footprint = t * ray_norm * np.float32(self.scene.texels_per_m / self._f_px) / np.sqrt(cos_inc)
         level = np.log2(np.maximum(footprint, np.float32(1.0)))
         np.minimum(level, np.float32(atlas.levels - 1), out=level)
         l0 = level.astype(np.int32)
-        frac = (level - l0)[:, None]
+        frac = _weight256(level - l0)
         l1 = np.minimum(l0 + 1, atlas.levels - 1)
-        mat = g[sc.MAT].astype(np.int32) * atlas.levels
-        c0 = self._sample_level(u, v, l0, self._offsets_flat[mat + l0])
-        c1 = self._sample_level(u, v, l1, self._offsets_flat[mat + l1])
-        c0 += (c1 - c0) * frac
-        c0 *= g[sc.SHADE][:, None]
-        return c0
+        mat = np.take(self._surface_material(table), sid)
+        c0 = self._sample_level(u, v, l0, np.take(self._offsets_flat, mat + l0))
+        c1 = self._sample_level(u, v, l1, np.take(self._offsets_flat, mat + l1))
+        rgba = _lerp_rgba(c0, c1, frac)
+        shade = np.take(_weight256(tab[:, sc.SHADE]), sid)
+        return _lerp_rgba(np.zeros_like(rgba), rgba, shade)
+
+    def _surface_material(self, table: np.ndarray) -> np.ndarray:
+        """(S,) int32 index of level 0 of each surface's material in the flattened offsets."""
+        return table[:, sc.MAT].astype(np.int32) * self.scene.atlas.levels
+
+    def _render_image(self, R_world_cam: np.ndarray, o: np.ndarray, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Depth (H, W) float32, surface ids (H, W) int32 and packed RGBA (H, W) uint32.
+
+        Works in bands of rows so that every temporary stays in cache (about 2x faster than
+        whole-image arrays); boxes are tested only inside their projected bounding rectangle.
+        """
+        cam = self.camera
+        H, W = cam.height, cam.width
+        Rf = R_world_cam.astype(np.float32)
+        boxes = []
+        for k, box in enumerate(self.scene.boxes):
+            c, yaw = box.pose(t_s)
+            c_rel = c - o
+            region = self._screen_region(R_world_cam, c_rel, box.half_m, yaw)
+            if region is not None:
+                boxes.append((c_rel, box.half_m, yaw, region, self.scene.box_surface(k, 0, 0)))
+        lo_rel = np.asarray(self.scene.room_lo) - o
+        hi_rel = np.asarray(self.scene.room_hi) - o
+        table = surface_table(self.scene, t_s, o)
+        depth = np.empty((H, W), dtype=np.float32)
+        sid = np.empty((H, W), dtype=np.int32)
+        rgba = np.empty((H, W), dtype=np.uint32)
+        rx = self._rx[None, :]
+        band = max(1, _SHADE_BLOCK // W)
+        for r0 in range(0, H, band):
+            r1 = min(H, r0 + band)
+            ry = self._ry[r0:r1, None]
+            dx = _nonzero(Rf[0, 0] * rx + (Rf[0, 1] * ry + Rf[0, 2]))
+            dy = _nonzero(Rf[1, 0] * rx + (Rf[1, 1] * ry + Rf[1, 2]))
+            dz = _nonzero(Rf[2, 0] * rx + (Rf[2, 1] * ry + Rf[2, 2]))
+            t, s = _cast_room(lo_rel, hi_rel, dx, dy, dz)
+            for c_rel, half, yaw, (rows, cols), sid_base in boxes:
+                a, b = max(rows.start or 0, r0), min(H if rows.stop is None else rows.stop, r1)
+                if a >= b:
+                    continue
+                sub = (slice(a - r0, b - r0), cols)
+                _cast_box(c_rel, half, yaw, dx[sub], dy[sub], dz[sub], t[sub], s[sub], sid_base)
+            depth[r0:r1] = t
+            sid[r0:r1] = s
+            rgba[r0:r1] = self._shade(
+                t.reshape(-1), s.reshape(-1), dx.reshape(-1), dy.reshape(-1), dz.reshape(-1), self._ray_norm[r0:r1].reshape(-1), table
+            ).reshape(r1 - r0, W)
+        return depth, sid, rgba
 
     # -- frames --------------------------------------------------------------------------------
     def render(self, index: int) -> Frame:
@@ -294,25 +366,14 @@ class Renderer:
         T_wc = T_wb @ T_BASE_CAM
         R = T_wc[:3, :3]
         o = T_wc[:3, 3].copy()
-        Rf = R.astype(np.float32)
-        rx, ry = self._rx[None, :], self._ry[:, None]
-        dx = _nonzero(Rf[0, 0] * rx + (Rf[0, 1] * ry + Rf[0, 2]))
-        dy = _nonzero(Rf[1, 0] * rx + (Rf[1, 1] * ry + Rf[1, 2]))
-        dz = _nonzero(Rf[2, 0] * rx + (Rf[2, 1] * ry + Rf[2, 2]))
-        depth, sid = self._cast_all(o, dx, dy, dz, t_s, cull=R)
-        table = surface_table(self.scene, t_s, o)
+        depth, sid, rgba = self._render_image(R, o, t_s)
         cam = self.camera
-        rgb = self._shade(depth.reshape(-1), sid.reshape(-1), dx.reshape(-1), dy.reshape(-1), dz.reshape(-1), table)
-        rgb8 = np.empty((cam.height * cam.width, 3), dtype=np.uint8)
-        np.multiply(rgb, np.float32(255.0), out=rgb)
-        rgb += np.float32(0.5)
-        np.clip(rgb, 0.0, 255.0, out=rgb)
-        rgb8[...] = rgb
+        rgb8 = rgba.view(np.uint8).reshape(cam.height, cam.width, 4)[..., :3].copy()
         lidar_lidar, lidar_cam = self._lidar(T_wb, t_s, T_wc)
         return Frame(
             index=index,
             stamp_ns=cfg.stamp_ns(index),
-            rgb=rgb8.reshape(cam.height, cam.width, 3),
+            rgb=rgb8,
             depth_m=depth,
             camera=cam,
             T_world_cam=T_wc,

@@ -30,27 +30,28 @@ _PALETTE = np.array(
 )
 
 
-def _interp_matrix(size: int, cells: int) -> np.ndarray:
-    """(size, cells) weights of a periodic smoothstep interpolation of ``cells`` grid values."""
-    x = (np.arange(size) + 0.5) * cells / size
+def _interp_weights(size: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Periodic smoothstep interpolation of ``cells`` grid values at ``size`` texel centres.
+
+    Returns (i0, i1, w): texel x takes ``(1 - w) * g[i0] + w * g[i1]``.
+    """
+    x = (np.arange(size) + 0.5) * cells / size - 0.5
     i0 = np.floor(x).astype(np.int64)
     f = x - i0
     w = f * f * (3.0 - 2.0 * f)
-    m = np.zeros((size, cells))
-    m[np.arange(size), i0 % cells] += 1.0 - w
-    m[np.arange(size), (i0 + 1) % cells] += w
-    return m
+    return i0 % cells, (i0 + 1) % cells, w
 
 
 def value_noise(size: int, cells: int, rng: np.random.Generator) -> np.ndarray:
     """(size, size) float64 tileable smooth value noise in [0, 1] with ``cells`` features per side."""
     cells = max(1, min(cells, size))
     grid = rng.random((cells, cells))
-    m = _interp_matrix(size, cells)
-    return m @ grid @ m.T
+    i0, i1, w = _interp_weights(size, cells)
+    rows = grid[i0] * (1.0 - w)[:, None] + grid[i1] * w[:, None]  # (size, cells)
+    return rows[:, i0] * (1.0 - w)[None, :] + rows[:, i1] * w[None, :]
 
 
-def _fbm(size: int, base_cells: int, octaves: int, rng: np.random.Generator, gain: float = 0.55) -> np.ndarray:
+def _fbm(size: int, base_cells: int, octaves: int, rng: np.random.Generator, gain: float = 0.7) -> np.ndarray:
     out = np.zeros((size, size))
     total = 0.0
     amp = 1.0
@@ -114,7 +115,7 @@ def make_texture(size: int, octaves: int, edges: bool, rng: np.random.Generator,
     base = _PALETTE[color_index % len(_PALETTE)]
     # Slow colour variation so that the three channels carry different information.
     tint = np.stack([_fbm(size, 2, 2, rng) for _ in range(3)], axis=-1) - 0.5  # (S, S, 3)
-    rgb = base[None, None, :] * (0.35 + 0.9 * lum[..., None]) + 0.18 * tint
+    rgb = base[None, None, :] * (0.3 + 1.0 * lum[..., None]) + 0.1 * tint
     return np.clip(rgb, 0.02, 1.0).astype(np.float32)
 
 
