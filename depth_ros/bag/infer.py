@@ -321,9 +321,13 @@ def _load_backend(model: "InferenceBackend | str | Path", backend: str) -> "Infe
     if isinstance(model, (str, Path)):
         from depth_ros.inference.backend import create_backend
 
+        from depth_ros.inference.spec import load_model_spec
+
         path = Path(model)
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist")
+        if path.suffix.lower() == ".onnx":
+            _check_depth_kind(load_model_spec(path))  # the clearest message, before loading weights
         try:
             return create_backend(path, backend=backend)
         except DepthRosError:
@@ -332,6 +336,14 @@ def _load_backend(model: "InferenceBackend | str | Path", backend: str) -> "Infe
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {text})") from None
     return model
+
+
+def _check_depth_kind(spec: "ModelSpec") -> None:
+    if not spec.is_depth:
+        raise ModelError(
+            f"model '{spec.name}' is a {spec.output_kind} network; depth inference needs one of "
+            "disparity_sigmoid, inverse_depth_relative, depth_metric, canonical_inverse_depth"
+        )
 
 
 def _check_depth_model(backend: "InferenceBackend") -> "ModelSpec":
@@ -343,11 +355,7 @@ def _check_depth_model(backend: "InferenceBackend") -> "ModelSpec":
     from depth_ros.inference.backend import spec_input_shape
 
     spec = backend.spec
-    if not spec.is_depth:
-        raise ModelError(
-            f"model '{spec.name}' is a {spec.output_kind} network; depth inference needs one of "
-            "disparity_sigmoid, inverse_depth_relative, depth_metric, canonical_inverse_depth"
-        )
+    _check_depth_kind(spec)
     x = np.zeros(spec_input_shape(spec), dtype=np.float32)
     try:
         outputs = backend.infer(x)

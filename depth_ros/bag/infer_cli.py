@@ -5,8 +5,9 @@ Example::
     depth-ros infer in.mcap -o out.mcap --model model.onnx --scale lidar --lidar-topic /lidar/points
 
 Progress goes to stderr (tqdm), the summary to stdout. User errors (a bag or model that cannot
-be used, a bad option) are one line on stderr and exit code 1; Ctrl-C or SIGTERM exits
-without leaving a partial output file.
+be used, an option value out of range) are one line on stderr and exit code 1; malformed
+command lines (a missing flag, a non-number) are argparse's usage error, exit code 2; Ctrl-C
+or SIGTERM exits without leaving a partial output file.
 """
 from __future__ import annotations
 
@@ -26,26 +27,6 @@ __all__ = ["add_arguments", "run"]
 _BACKENDS = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "torch")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``infer`` flags (one per :class:`~depth_ros.bag.infer.InferConfig` field that users set)."""
     parser.add_argument("in_bag", metavar="IN_BAG", help="input rosbag2: .mcap or .db3 file, or a bag directory")
@@ -62,13 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-cloud", action="store_true", help="do not write the point cloud")
     parser.add_argument("--rgb-cloud", action="store_true", help="xyzrgb cloud coloured from the image")
-    parser.add_argument("--decimation", type=_positive_int, default=1, metavar="N", help="cloud stride (default 1)")
-    parser.add_argument("--min-range", type=_non_negative_float, default=0.0, metavar="M", help="nearest depth kept, metres")
-    parser.add_argument("--max-range", type=_non_negative_float, default=math.inf, metavar="M", help="farthest depth kept, metres")
+    parser.add_argument("--decimation", type=int, default=1, metavar="N", help="cloud stride (default 1)")
+    parser.add_argument("--min-range", type=float, default=0.0, metavar="M", help="nearest depth kept, metres")
+    parser.add_argument("--max-range", type=float, default=math.inf, metavar="M", help="farthest depth kept, metres")
     parser.add_argument("--depth-16uc1", action="store_true", help="also write 16UC1 millimetre depth (<ns>/depth/image_raw)")
-    parser.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N images")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N images")
     parser.add_argument(
-        "--stamp-tolerance", type=_non_negative_float, default=0.0, metavar="S",
+        "--stamp-tolerance", type=float, default=0.0, metavar="S",
         help="largest image/camera_info stamp difference accepted, seconds (default 0: exact)",
     )
     parser.add_argument("--compression", choices=("none", "zstd"), default="none", help="output compression")
@@ -116,7 +97,7 @@ def config_from_args(args: argparse.Namespace) -> "Any":
             backend=args.backend,
             compression=None if args.compression == "none" else args.compression,
         )
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise DepthRosError(f"bad option: {exc}") from None
 
 
