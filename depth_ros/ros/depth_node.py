@@ -87,27 +87,37 @@ class DepthPipeline:
     def __init__(self, backend: Any, config: DepthNodeConfig) -> None:
         spec = backend.spec
         if not spec.is_depth:
-            raise ModelError(f"{spec.name}: output_kind {spec.output_kind!r} is not a depth model (the depth node needs one of depth kinds)")
-        if config.scale_policy == "model" and not spec.is_metric:
-            raise ModelError(
-                f"{spec.name}: scale_policy 'model' needs a metric model, but this {spec.output_kind} model is "
-                "up to scale; set scale_policy to fixed, sparse_alignment or ground_plane"
-            )
+            raise ModelError(f"{spec.name}: output_kind {spec.output_kind!r} is not a depth model")
         self.backend = backend
         self.spec = spec
         self.config = config
         self._postprocessor = self._make_postprocessor(config)
 
     def _make_postprocessor(self, config: DepthNodeConfig) -> Any:
-        from depth_ros.ros.scale_config import postprocessor_for
+        """A DepthPostprocessor for ``config``; ModelSpecError when the policy does not fit the model."""
+        from depth_ros.core.postprocess import DepthPostprocessor, PostprocessConfig
+        from depth_ros.core.scale import ScaleConfig, validate_scale_policy
 
-        return postprocessor_for(self.spec, config)
+        scale = ScaleConfig(
+            policy=config.scale_policy,
+            fixed_scale=config.scale_fixed,
+            camera_height_m=config.camera_height_m if config.camera_height_m > 0 else None,
+        )
+        validate_scale_policy(scale, self.spec)
+        return DepthPostprocessor(
+            self.spec, PostprocessConfig(min_range_m=config.min_range_m, max_range_m=config.max_range_m, scale=scale)
+        )
 
     def update_config(self, config: DepthNodeConfig) -> None:
-        """Apply a runtime config change (range, scale policy): the postprocessor is rebuilt."""
-        if config.scale_policy == "model" and not self.spec.is_metric:
-            raise ParameterError("parameter 'scale_policy': 'model' needs a metric model")
-        self._postprocessor = self._make_postprocessor(config)
+        """Apply a runtime config change (range, scale policy): the postprocessor is rebuilt.
+
+        Raises:
+            ParameterError: the new scale policy does not fit the model (config unchanged).
+        """
+        try:
+            self._postprocessor = self._make_postprocessor(config)
+        except ValueError as exc:  # ModelSpecError is a ValueError
+            raise ParameterError(f"parameter 'scale_policy': {exc}") from None
         self.config = config
 
     def reset(self) -> None:
@@ -277,8 +287,10 @@ def make_depth_node_class() -> type:
                 self._pairer.reset()
                 self._reset_requested = True
             pair, replaced = self._pairer.add_image(stamp_ns, msg, received_ns)
-            if replaced or pair is None:
-                last = self._pairer.last_info_stamp_ns
+            last = self._pairer.last_info_stamp_ns
+            if replaced or (pair is None and last is None):
+                # An image whose camera_info is simply still in flight is not worth a warning;
+                # one dropped unpaired, or no camera_info at all, is.
                 self._warn_missing_info(stamp_ns, last)
             if pair is not None:
                 self._slot.put(pair)

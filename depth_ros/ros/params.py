@@ -276,8 +276,9 @@ def on_set_parameters_callback(
 ) -> Callable[[list[Any]], Any]:
     """An rclpy on-set-parameters callback: validates changes, then swaps the config.
 
-    The swap is one reference assignment, so worker threads see either the old or the new
-    config, never a mix.
+    ``set_config`` may refuse a config by raising ValueError (the reason is returned). The swap
+    is one reference assignment, so worker threads see either the old or the new config,
+    never a mix.
     """
 
     def callback(parameters: list[Any]) -> Any:
@@ -287,10 +288,9 @@ def on_set_parameters_callback(
         known = {f.name for f in dataclasses.fields(current)}
         changes = {p.name: p.value for p in parameters if p.name in known}
         try:
-            new = apply_changes(current, changes)
-        except ParameterError as exc:
+            set_config(apply_changes(current, changes))
+        except ValueError as exc:  # ParameterError, or the node refusing the new config
             return SetParametersResult(successful=False, reason=str(exc))
-        set_config(new)
         return SetParametersResult(successful=True)
 
     return callback

@@ -1,0 +1,279 @@
+"""Visual-odometry node: consecutive camera frames -> PoseNet -> odometry of the camera.
+
+Topics (relative):
+
+======================  ==============================  ===================================
+``image``               sensor_msgs/Image               in, SensorDataQoS (or
+                                                        ``image/compressed``)
+``camera_info``         sensor_msgs/CameraInfo          in, paired by stamp
+``odom``                nav_msgs/Odometry               out: pose of the camera (optical
+                                                        frame) in ``odom_frame``; twist in
+                                                        the camera frame (m/s, rad/s)
+``pose``                geometry_msgs/PoseStamped       out: the same pose
+``/tf``                 odom_frame -> camera frame      when tf2_ros imports and publish_tf
+======================  ==============================  ===================================
+
+``odom_frame`` is the camera pose at the first frame after a (re)start. The odometry resets
+(warning) when consecutive frames are more than ``max_gap_s`` apart or the stamps go
+backwards. Translation is metric when the model is (``ModelSpec.metric``), else up to scale
+(warned once). Parameters: :class:`~depth_ros.ros.params.PoseNodeConfig`.
+
+Convention: the network's (1, 6) output is ``[axis-angle (rad), translation]`` of
+``T_tgt_src`` or ``T_src_tgt`` as ``ModelSpec.pose_convention`` says; target = current frame,
+source = previous frame. The pose is accumulated as ``T_odom_cur = T_odom_prev @ T_prev_cur``.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from depth_ros import msgconv
+from depth_ros.errors import InputError, ModelError
+from depth_ros.ros.depth_node import _Throttle
+from depth_ros.ros.params import ParameterError, PoseNodeConfig, declare_config, on_set_parameters_callback
+from depth_ros.ros.pose_math import invert, matrix_to_quaternion, pose_vector_to_T, rotation_vector
+from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
+
+__all__ = ["PoseTracker", "create_pose_node", "main"]
+
+
+class PoseTracker:
+    """Accumulates frame-to-frame motion into ``T_odom_cam`` (pure numpy).
+
+    Args:
+        pose_convention: what the network's transform maps ("T_tgt_src" or "T_src_tgt").
+        max_gap_ns: frames further apart reset the track.
+    """
+
+    def __init__(self, pose_convention: str, max_gap_ns: int) -> None:
+        if pose_convention not in ("T_tgt_src", "T_src_tgt"):
+            raise ValueError(f"pose_convention must be T_tgt_src or T_src_tgt, got {pose_convention!r}")
+        self.pose_convention = pose_convention
+        self.max_gap_ns = int(max_gap_ns)
+        self.T_odom_cam = np.eye(4)
+        self.last_stamp_ns: int | None = None
+        self.resets = 0
+
+    def needs_reset(self, stamp_ns: int) -> str | None:
+        """Why the next frame cannot be chained to the previous one, or None."""
+        if self.last_stamp_ns is None:
+            return "first frame"
+        dt = stamp_ns - self.last_stamp_ns
+        if dt <= 0:
+            return f"stamp went back by {-dt * 1e-9:.3f} s"
+        if dt > self.max_gap_ns:
+            return f"gap of {dt * 1e-9:.3f} s > max_gap_s"
+        return None
+
+    def reset(self, stamp_ns: int) -> None:
+        self.T_odom_cam = np.eye(4)
+        self.last_stamp_ns = stamp_ns
+        self.resets += 1
+
+    def step(self, stamp_ns: int, vec6: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Chain one network output.
+
+        Returns:
+            (T_odom_cam (4, 4), T_prev_cur (4, 4), dt_s).
+        """
+        T = pose_vector_to_T(vec6)
+        T_prev_cur = invert(T) if self.pose_convention == "T_tgt_src" else T
+        assert self.last_stamp_ns is not None
+        dt_s = (stamp_ns - self.last_stamp_ns) * 1e-9
+        self.T_odom_cam = self.T_odom_cam @ T_prev_cur
+        self.last_stamp_ns = stamp_ns
+        return self.T_odom_cam, T_prev_cur, dt_s
+
+
+def make_pose_node_class() -> type:
+    """The rclpy Node subclass (rclpy imported on first use)."""
+    global _POSE_NODE_CLASS
+    if _POSE_NODE_CLASS is not None:
+        return _POSE_NODE_CLASS
+    from rclpy.node import Node
+
+    class _PoseNode(Node):
+        def __init__(self, node_name: str = "pose_node", *, backend_factory: Any = None, **node_kwargs: Any) -> None:
+            super().__init__(node_name, **node_kwargs)
+            self.config: PoseNodeConfig = declare_config(self, PoseNodeConfig)
+            self._backend_factory = backend_factory
+            self._slot: LatestSlot[Pair] = LatestSlot()
+            self._pairer = StampPairer(int(self.config.sync_tolerance_ms * 1e6))
+            self._order = StampOrder(1)  # any step back: the tracker resets
+            self._throttle = _Throttle(2.0)
+            self._worker: threading.Thread | None = None
+            self._tf = None
+            self.frames_published = 0
+            self.frames_skipped = 0
+
+        def configure(self) -> None:
+            """Load the pose model; create publishers, subscriptions, the worker."""
+            from geometry_msgs.msg import PoseStamped
+            from nav_msgs.msg import Odometry
+            from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+            from depth_ros.ros import qos
+
+            cfg = self.config
+            if not cfg.model_path:
+                raise ParameterError("parameter 'model_path': not set (path of a pose_6dof model)")
+            if self._backend_factory is not None:
+                self.backend = self._backend_factory(cfg)
+            else:
+                from depth_ros.inference.backend import create_backend
+
+                options = {"threads": cfg.threads} if cfg.threads > 0 else {}
+                self.backend = create_backend(cfg.model_path, cfg.backend, **options)
+            spec = self.backend.spec
+            if spec.output_kind != "pose_6dof":
+                raise ModelError(f"{spec.name}: output_kind {spec.output_kind!r}; the pose node needs a pose_6dof model")
+            self.spec = spec
+            if not spec.metric:
+                self.get_logger().warning(f"pose model '{spec.name}' is not metric: translation is up to scale")
+            self.tracker = PoseTracker(spec.pose_convention, int(cfg.max_gap_s * 1e9))
+            self._prev: tuple[int, np.ndarray] | None = None
+            self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
+            self.odom_pub = self.create_publisher(Odometry, "odom", qos.info_qos())
+            self.pose_pub = self.create_publisher(PoseStamped, "pose", qos.info_qos())
+            if cfg.image_transport == "compressed":
+                self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos.input_qos())
+            else:
+                self.create_subscription(Image, "image", self._on_image, qos.input_qos())
+            self.create_subscription(CameraInfo, "camera_info", self._on_info, qos.input_qos())
+            try:
+                from tf2_ros import TransformBroadcaster  # absent from the pip wheels
+
+                self._tf = TransformBroadcaster(self)
+            except ImportError:
+                self.get_logger().info("tf2_ros not importable: odometry is published without TF")
+            self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
+            self._worker.start()
+
+        def _set_config(self, config: PoseNodeConfig) -> None:
+            self.config = config
+            self.tracker.max_gap_ns = int(config.max_gap_s * 1e9)
+            self._pairer.tolerance_ns = int(config.sync_tolerance_ms * 1e6)
+
+        def _on_image(self, msg: Any) -> None:
+            stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
+            pair, _ = self._pairer.add_image(stamp_ns, msg, time.monotonic_ns())
+            if pair is None and self._throttle.ready("missing camera_info"):
+                self.get_logger().warning(
+                    f"no camera_info on {self.resolve_topic_name('camera_info')} with the stamp of image {stamp_ns * 1e-9:.6f} s"
+                )
+            if pair is not None:
+                self._slot.put(pair)
+
+        def _on_info(self, msg: Any) -> None:
+            pair = self._pairer.add_info(msgconv.stamp_to_ns(msg.header.stamp), msg)
+            if pair is not None:
+                self._slot.put(pair)
+
+        def _work(self) -> None:
+            while not self._slot.closed:
+                pair = self._slot.get(timeout_s=0.5)
+                if pair is None:
+                    continue
+                try:
+                    self._process(pair)
+                except (InputError, ValueError) as exc:
+                    self.frames_skipped += 1
+                    text = f"frame {pair.stamp_ns * 1e-9:.6f} s skipped: {exc}"
+                    if self._throttle.ready(text):
+                        self.get_logger().warning(text)
+                except Exception as exc:  # noqa: BLE001 - survive any one frame
+                    self.frames_skipped += 1
+                    self.get_logger().error(f"frame {pair.stamp_ns * 1e-9:.6f} s failed: {type(exc).__name__}: {exc}")
+
+        def _process(self, pair: Pair) -> None:
+            from depth_ros.core.preprocess import preprocess_pair
+
+            camera = msgconv.camera_info_to_model(pair.info)
+            if self.config.image_transport == "compressed":
+                rgb = msgconv.compressed_to_rgb(pair.image)
+            else:
+                rgb = msgconv.image_to_rgb(pair.image)
+            msgconv.check_image_matches_camera(rgb, camera)
+            why = self.tracker.needs_reset(pair.stamp_ns)
+            if why is not None:
+                if why != "first frame":
+                    self.get_logger().warning(f"odometry reset: {why}")
+                self.tracker.reset(pair.stamp_ns)
+                self._prev = (pair.stamp_ns, rgb)
+                self._publish(pair.image.header, self.tracker.T_odom_cam, np.eye(4), 0.0)
+                return
+            assert self._prev is not None
+            x = preprocess_pair(rgb, self._prev[1], camera, self.spec).tensor
+            out = self.backend.infer(x)
+            vec = np.asarray(out[self.spec.output_name], dtype=np.float64).reshape(-1)
+            if vec.shape != (6,) or not np.all(np.isfinite(vec)):
+                raise InputError(f"pose output must be 6 finite numbers, got shape {vec.shape} {vec.tolist()[:6]}")
+            T_odom_cam, T_prev_cur, dt_s = self.tracker.step(pair.stamp_ns, vec)
+            self._prev = (pair.stamp_ns, rgb)
+            self._publish(pair.image.header, T_odom_cam, T_prev_cur, dt_s)
+
+        def _publish(self, header: Any, T_odom_cam: np.ndarray, T_prev_cur: np.ndarray, dt_s: float) -> None:
+            from geometry_msgs.msg import PoseStamped, TransformStamped
+            from nav_msgs.msg import Odometry
+
+            from depth_ros.ros.messages import copy_header
+
+            child = self.config.camera_frame or str(header.frame_id)
+            odom_header = copy_header(header)
+            odom_header.frame_id = self.config.odom_frame
+            q = matrix_to_quaternion(T_odom_cam[:3, :3])
+            t = T_odom_cam[:3, 3]
+            odom = Odometry(header=odom_header, child_frame_id=child)
+            p = odom.pose.pose
+            p.position.x, p.position.y, p.position.z = (float(v) for v in t)
+            p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in q)
+            if dt_s > 0:
+                # Twist in the child (current camera) frame. T_prev_cur's translation is the
+                # displacement in the previous frame; R^T takes it into the current one (the
+                # rotation vector is the same in both frames: R leaves its own axis fixed).
+                v_lin = T_prev_cur[:3, :3].T @ T_prev_cur[:3, 3] / dt_s
+                w = rotation_vector(T_prev_cur[:3, :3]) / dt_s
+                tw = odom.twist.twist
+                tw.linear.x, tw.linear.y, tw.linear.z = (float(v) for v in v_lin)
+                tw.angular.x, tw.angular.y, tw.angular.z = (float(v) for v in w)
+            pose = PoseStamped(header=copy_header(odom_header), pose=odom.pose.pose)
+            self.odom_pub.publish(odom)
+            self.pose_pub.publish(pose)
+            if self._tf is not None and self.config.publish_tf:
+                tf = TransformStamped(header=copy_header(odom_header), child_frame_id=child)
+                tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = (float(v) for v in t)
+                r = tf.transform.rotation
+                r.x, r.y, r.z, r.w = (float(v) for v in q)
+                self._tf.sendTransform(tf)
+            self.frames_published += 1
+
+        def shutdown(self) -> None:
+            self._slot.close()
+            if self._worker is not None:
+                self._worker.join(timeout=10.0)
+
+    _POSE_NODE_CLASS = _PoseNode
+    return _PoseNode
+
+
+_POSE_NODE_CLASS: type | None = None
+
+
+def create_pose_node(**kwargs: Any) -> Any:
+    """A pose node (needs ``rclpy.init``); call ``configure()`` before spinning."""
+    return make_pose_node_class()(**kwargs)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of ``pose_node``: exit code 0, or 1 on a configuration error."""
+    from depth_ros.ros.runner import run_nodes
+
+    return run_nodes(["pose"], args=args, program="pose_node")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

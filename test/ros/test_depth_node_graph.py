@@ -1,0 +1,274 @@
+"""The depth node in its own process, on the real graph: outputs, layouts, bad inputs, bursts.
+
+The model is a depth_metric ONNX graph that sees a fronto-parallel plane at 2 m everywhere,
+so every output value is known by hand: depth 2.0 m, cloud z = 2, x = (u - cx) * 2 / fx.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+from conftest import CX, CY, FX, FY, IMG_H, IMG_W, Graph, NodeProcess, image_msg, info_msg, node_argv
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+S = 1_000_000_000  # ns per second
+POINTFIELD_FLOAT32 = 7
+_stamp_counter = [1000 * S]
+
+
+def h_next_stamp(_: object = None) -> int:
+    """Stamps increase through the module (the node skips frames older than the last)."""
+    _stamp_counter[0] += 2 * S
+    return _stamp_counter[0]
+
+
+class Harness:
+    def __init__(self, graph: Graph, proc: NodeProcess, ns: str) -> None:
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        from depth_ros.msg import DepthInfo
+        from depth_ros.ros import qos
+
+        self.g, self.proc, self.ns = graph, proc, ns
+        n = graph.node
+        self.image_pub = n.create_publisher(Image, f"{ns}/image", qos.input_qos())
+        self.info_pub = n.create_publisher(CameraInfo, f"{ns}/camera_info", qos.input_qos())
+        self.depth = graph.subscribe(Image, f"{ns}/depth/image", 50)
+        self.dinfo = graph.subscribe(CameraInfo, f"{ns}/depth/camera_info", 50)
+        self.cloud = graph.subscribe(PointCloud2, f"{ns}/depth/points", 50)
+        self.meta = graph.subscribe(DepthInfo, f"{ns}/depth/info", 50)
+        subs = [graph.subscriptions[f"{ns}/depth/{t}"] for t in ("image", "camera_info", "points", "info")]
+        graph.wait_until(
+            lambda: self.image_pub.get_subscription_count() >= 1 and self.info_pub.get_subscription_count() >= 1
+            and all(s.get_publisher_count() >= 1 for s in subs),
+            30.0, "the depth node to match our publishers and subscriptions",
+        )
+
+    def warm_up(self, first_stamp_ns: int) -> int:
+        """Send frames until one comes back: a best-effort writer can match its reader before
+        the reader has matched the writer, and samples sent in that window are lost. Returns
+        the stamp of the first frame that came back."""
+        import time
+
+        t = first_stamp_ns
+        deadline = time.monotonic() + 30.0
+        while not self.depth:
+            assert time.monotonic() < deadline, "no depth output for 30 s of warm-up frames"
+            t += S // 100
+            self.send(t)
+            self.g.spin_for(0.2)
+        return t
+
+    def send(self, stamp_ns: int, image: Any = None, info: Any = None, info_first: bool = True) -> None:
+        image = image if image is not None else image_msg(stamp_ns)
+        info = info if info is not None else info_msg(stamp_ns)
+        if info_first:
+            self.info_pub.publish(info)
+            self.image_pub.publish(image)
+        else:
+            self.image_pub.publish(image)
+            self.info_pub.publish(info)
+
+    def stamps(self, box: list[Any]) -> list[int]:
+        return [m.header.stamp.sec * S + m.header.stamp.nanosec for m in box]
+
+    def wait_depth(self, stamp_ns: int, timeout_s: float = 20.0) -> None:
+        self.g.wait_until(lambda: stamp_ns in self.stamps(self.depth) and stamp_ns in self.stamps(self.meta),
+                          timeout_s, f"depth output stamped {stamp_ns}")
+
+    def clear(self) -> None:
+        for box in (self.depth, self.dinfo, self.cloud, self.meta):
+            box.clear()
+
+
+@pytest.fixture(scope="module")
+def node_proc(ros_env: dict[str, str], models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    log = tmp_path_factory.mktemp("depth_node") / "node.log"
+    argv = node_argv("depth_ros.ros.depth_node",
+                     {"model_path": models["plane"], "backend": "onnxruntime-cpu", "max_range_m": 10.0},
+                     {"__ns": "/cam"})
+    proc = NodeProcess(argv, ros_env, log)
+    proc.wait_log("model 'plane_2m'", 60.0)
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"the node did not shut down cleanly on SIGINT (exit {code}):\n{proc.log()[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def harness(graph: Graph, node_proc: NodeProcess) -> Harness:
+    harness = Harness(graph, node_proc, "/cam")
+    harness.warm_up(h_next_stamp())
+    return harness
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    harness.clear()
+    return harness
+
+
+def test_plane_at_two_metres(h: Harness) -> None:
+    t = h_next_stamp(h) + 123
+    h.send(t)
+    h.wait_depth(t)
+    h.g.wait_until(lambda: t in h.stamps(h.cloud) and t in h.stamps(h.dinfo), 10.0, "cloud and camera_info")
+    depth = h.depth[-1]
+    assert (depth.header.frame_id, depth.encoding, depth.is_bigendian) == ("camera_optical_frame", "32FC1", 0)
+    assert (depth.height, depth.width, depth.step) == (IMG_H, IMG_W, IMG_W * 4)
+    d = np.frombuffer(bytes(depth.data), dtype="<f4").reshape(IMG_H, IMG_W)
+    np.testing.assert_allclose(d, 2.0, atol=1e-6)
+
+    cinfo = h.dinfo[-1]
+    assert cinfo.header.frame_id == "camera_optical_frame"
+    assert list(cinfo.k) == [FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]
+
+    # sensor_msgs_py.point_cloud2 layout: x, y, z float32 at 0, 4, 8, point_step 16, organized.
+    cloud = h.cloud[-1]
+    assert cloud.header.frame_id == "camera_optical_frame"
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        ("x", 0, POINTFIELD_FLOAT32, 1), ("y", 4, POINTFIELD_FLOAT32, 1), ("z", 8, POINTFIELD_FLOAT32, 1)]
+    assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (IMG_H, IMG_W, 16, IMG_W * 16)
+    assert cloud.is_dense is False and cloud.is_bigendian is False
+    pts = np.frombuffer(bytes(cloud.data), dtype=np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3,
+                                                            "offsets": [0, 4, 8], "itemsize": 16})).reshape(IMG_H, IMG_W)
+    u, v = 10, 30
+    assert pts["z"][v, u] == pytest.approx(2.0)
+    assert pts["x"][v, u] == pytest.approx((u - CX) * 2.0 / FX, abs=1e-5)
+    assert pts["y"][v, u] == pytest.approx((v - CY) * 2.0 / FY, abs=1e-5)
+
+    meta = h.meta[-1]
+    assert (meta.model, meta.output_kind, meta.backend, meta.scale_source) == (
+        "plane_2m", "depth_metric", "onnxruntime-cpu", "model")
+    assert meta.scale == pytest.approx(1.0) and meta.valid_fraction == pytest.approx(1.0)
+    assert meta.max_range_m == pytest.approx(10.0)
+    assert meta.inference_ms > 0 and meta.latency_ms >= meta.inference_ms
+
+
+def test_camera_info_after_image_still_pairs(h: Harness) -> None:
+    t = h_next_stamp(h)
+    h.send(t, info_first=False)
+    h.wait_depth(t)
+
+
+def test_row_padding_is_honoured(h: Harness) -> None:
+    from depth_ros.ros.messages import to_byte_array
+
+    t = h_next_stamp(h)
+    rgb = np.full((IMG_H, IMG_W, 3), 100, np.uint8)
+    padded = np.zeros((IMG_H, IMG_W * 3 + 8), np.uint8)
+    padded[:, : IMG_W * 3] = rgb.reshape(IMG_H, -1)
+    h.send(t, image=image_msg(t, step=IMG_W * 3 + 8, data=to_byte_array(padded.reshape(-1))))
+    h.wait_depth(t)
+    assert h.depth[-1].width == IMG_W
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown_encoding", "yuv422"),
+        ("step_too_small", "step"),
+        ("data_too_short", "data"),
+        ("size_mismatch", "camera_info is"),
+        ("k_zeros", "K is all zeros"),
+        ("empty", "skipped"),
+        ("huge_claim", "skipped"),
+    ],
+)
+def test_bad_input_is_skipped_with_a_warning(h: Harness, case: str, expected: str) -> None:
+    from depth_ros.ros.messages import to_byte_array
+
+    t = h_next_stamp(h)
+    image, info = image_msg(t), info_msg(t)
+    if case == "unknown_encoding":
+        image.encoding = "yuv422"
+    elif case == "step_too_small":
+        image.step = IMG_W * 3 - 3
+    elif case == "data_too_short":
+        image.data = to_byte_array(np.zeros(100, np.uint8))
+    elif case == "size_mismatch":
+        info = info_msg(t, width=IMG_W * 2, height=IMG_H * 2)
+    elif case == "k_zeros":
+        info = info_msg(t, k=[0.0] * 9)
+    elif case == "empty":
+        image.height, image.width, image.step = 0, 0, 0
+        image.data = to_byte_array(np.zeros(0, np.uint8))
+    elif case == "huge_claim":
+        image.height, image.width, image.step = 100_000, 100_000, 300_000
+        image.data = to_byte_array(np.zeros(10, np.uint8))
+    offset = len(h.proc.log())
+    h.send(t, image=image, info=info)
+    log = h.proc.wait_log(f"frame {t * 1e-9:.6f} s skipped", 20.0, after=offset)
+    assert expected in log[offset:]
+    # A good frame afterwards is processed; the bad one never produced output.
+    t2 = t + S // 10
+    h.send(t2)
+    h.wait_depth(t2)
+    assert t not in h.stamps(h.depth) + h.stamps(h.cloud) + h.stamps(h.meta)
+    assert h.proc.alive()
+
+
+def test_out_of_order_stamp_is_skipped(h: Harness) -> None:
+    t = h_next_stamp(h)
+    h.send(t)
+    h.wait_depth(t)
+    offset = len(h.proc.log())
+    old = t - S // 2  # half a second back: out of order, not a restart
+    h.send(old)
+    h.proc.wait_log("out of order", 10.0, after=offset)
+    t2 = t + S // 10
+    h.send(t2)
+    h.wait_depth(t2)
+    assert old not in h.stamps(h.depth)
+
+
+def test_missing_camera_info_is_warned(h: Harness) -> None:
+    t = h_next_stamp(h)
+    offset = len(h.proc.log())
+    h.image_pub.publish(image_msg(t))
+    h.image_pub.publish(image_msg(t + S // 30))  # replaces the first, still unpaired
+    h.proc.wait_log("no camera_info", 10.0, after=offset)
+    assert t not in h.stamps(h.depth)
+
+
+def test_nan_output_is_skipped(ros_env: dict[str, str], models: dict[str, Path], graph: Graph, tmp_path: Path) -> None:
+    proc = NodeProcess(node_argv("depth_ros.ros.depth_node", {"model_path": models["nan"], "backend": "onnxruntime-cpu"},
+                                 {"__ns": "/nan", "__node": "nan_depth_node"}), ros_env, tmp_path / "nan.log")
+    try:
+        proc.wait_log("model 'nan_depth'", 60.0)
+        hn = Harness(graph, proc, "/nan")
+        t = 5 * S
+        while "skipped" not in proc.log():  # warm-up (see Harness.warm_up), until one is handled
+            t += S // 10
+            hn.send(t)
+            graph.spin_for(0.2)
+            assert t < 200 * S, "the NaN model's frames were never handled"
+        log = proc.wait_log("skipped", 1.0)
+        assert "non-finite" in log or "NaN" in log
+        graph.spin_for(0.3)
+        assert hn.depth == [] and hn.meta == [] and proc.alive()
+    finally:
+        assert proc.stop() == 0
+
+
+def test_burst_at_100hz_keeps_newest(h: Harness) -> None:
+    """100 frames at 100 Hz: the node stays up, outputs stay in stamp order, the last frame
+    comes out (the newest is always kept), and drops are counted in DepthInfo."""
+    import time
+
+    h.clear()
+    t0 = h_next_stamp(h)
+    stamps = [t0 + i * S // 100 for i in range(100)]
+    start = time.monotonic()
+    for i, t in enumerate(stamps):
+        h.send(t)
+        h.g.spin_for(max(0.0, start + (i + 1) / 100 - time.monotonic()))
+    h.wait_depth(stamps[-1], timeout_s=20.0)
+    out = h.stamps(h.depth)
+    assert out == sorted(out) and set(out) <= set(stamps)
+    assert h.proc.alive()
+    dropped = h.meta[-1].frames_dropped
+    assert dropped + len(out) >= 90, (dropped, len(out))  # every frame either published or counted
