@@ -81,8 +81,11 @@ def _byte_view(data: Any, what: str) -> np.ndarray:
         if not data.flags.c_contiguous:
             raise InputError(f"{what}: data array must be C-contiguous")
         return data.reshape(-1).view(np.uint8)
-    if isinstance(data, (list, tuple)):  # slow path (hand-made messages); len is known first
-        return np.asarray(data, dtype=np.uint8)
+    if isinstance(data, (list, tuple)):  # slow path (hand-made messages); len was checked first
+        try:
+            return np.asarray(data, dtype=np.uint8)
+        except (OverflowError, ValueError, TypeError):
+            raise InputError(f"{what}: data list must hold integers 0..255") from None
     try:
         view = memoryview(data)
     except TypeError:

@@ -127,8 +127,9 @@ class ScaleConfig:
             raise ValueError(f"max_jump_ratio must be a finite number > 1, got {self.max_jump_ratio}")
         for name in ("min_support", "max_rejected_jumps", "max_hold_frames", "ransac_iterations", "ground_samples"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "max_hold_frames" else 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            lowest = 0 if name == "max_hold_frames" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
         if self.min_support < 2:
             raise ValueError(f"min_support must be >= 2, got {self.min_support}")
         if self.camera_height_m is not None:

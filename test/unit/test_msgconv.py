@@ -430,3 +430,34 @@ def test_stamp_values():
         msgconv.stamp_to_ns(SimpleNamespace(sec=0, nanosec=1_000_000_000))
     with pytest.raises(ValueError, match="int32"):
         msgconv.ns_to_stamp(1 << 62)
+
+
+def test_list_data_is_accepted_and_checked():
+    msg = image_msg(RGB, "rgb8")
+    msg.data = list(msg.data)
+    np.testing.assert_array_equal(msgconv.image_to_rgb(msg), RGB)
+    msg.data[0] = 300
+    with pytest.raises(InputError, match="data list must hold integers 0..255"):
+        msgconv.image_to_rgb(msg)
+
+
+def test_rclpy_messages_convert_like_rosbags_ones():
+    # message objects only (no ROS graph): rclpy carries uint8[] as array.array, k as ndarray
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+    rgb_msg = Image(height=4, width=5, encoding="rgb8", is_bigendian=0, step=16,
+                    data=array.array("B", image_msg(RGB, "rgb8", step=16).data))
+    np.testing.assert_array_equal(msgconv.image_to_rgb(rgb_msg), RGB)
+    depth_m = np.array([[1.25, np.nan], [3.0, 0.5]], np.float32)
+    f = msgconv.depth_image_fields(depth_m, "16UC1")
+    depth_msg = Image(**{**f, "data": array.array("B", f["data"].tobytes())})
+    np.testing.assert_allclose(msgconv.image_to_depth_m(depth_msg), depth_m)
+    info = CameraInfo(width=640, height=480, k=[500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0])
+    assert msgconv.camera_info_to_model(info).fy == 510.0
+    with pytest.raises(InputError, match="K is all zeros"):
+        msgconv.camera_info_to_model(CameraInfo(width=640, height=480))
+    cloud = make_cloud(DEPTH, CAM, np.zeros((3, 4, 3), np.uint8))
+    f = msgconv.pointcloud2_fields(cloud)
+    pc_msg = PointCloud2(**{**f, "fields": [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in f["fields"]],
+                            "data": array.array("B", f["data"].tobytes())})
+    assert msgconv.pointcloud2_to_xyz(pc_msg).shape == (11, 3)

@@ -238,7 +238,7 @@ def test_policy_must_fit_the_model(config, spec, fragment):
         ({"min_support": 1}, "min_support must be >= 2"),
         ({"gravity_cam": (0.0, 0.0, 0.0)}, "gravity_cam must be a non-zero 3-vector"),
         ({"sparse_mode": "affine"}, "sparse_mode must be"),
-        ({"ransac_iterations": 0}, "ransac_iterations must be a positive integer"),
+        ({"ransac_iterations": 0}, "ransac_iterations must be an integer >= 1"),
     ],
 )
 def test_config_validation(kwargs, fragment):
