@@ -21,11 +21,13 @@ Policies (``ScaleConfig.policy``; the name is also the ``scale_source`` reported
   ``min(inlier_threshold, 3 sigma_MAD)`` are dropped and the mean refit). ``scale_shift``:
   RANSAC on pairs, then weighted least squares of the relative inverse-depth residual on
   the inliers, iterated.
-* ``ground_plane``: RANSAC plane on the back-projected lower image region (unscaled), its
-  normal within ``max_tilt_deg`` of gravity (``gravity_cam``, optical frame), camera below
-  nothing; ``scale = camera_height_m / estimated height``.
+* ``ground_plane``: RANSAC plane on the back-projected lower image region (unscaled); only
+  planes *below* the camera whose normal is within ``max_tilt_deg`` of gravity
+  (``gravity_cam``, optical frame) count (walls and ceilings do not), refit by least
+  squares; ``scale = camera_height_m / estimated height``.
 
-Alignment estimates are smoothed over time (exponential, in log scale) by
+Alignment estimates are smoothed over time (exponential: in log scale for scale-only,
+linear in (scale, shift) for the affine fit) by
 :class:`ScaleTracker`; a sudden jump (predicted depth changing by more than
 ``max_jump_ratio``) is held as an outlier unless it persists for ``max_rejected_jumps``
 frames; with too little support the last good scale is reused (source ``<policy>_held``) for
