@@ -162,8 +162,8 @@ class SynthConfig:
             raise InputError(
                 f"{source}: unknown SynthConfig field(s) {', '.join(unknown)}; known: {', '.join(types_)}"
             )
-        kwargs = {name: coerce_value(name, value, types_[name]) for name, value in values.items()}
         try:
+            kwargs = {name: coerce_value(name, value, types_[name]) for name, value in values.items()}
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise InputError(f"{source}: {exc}") from None
