@@ -253,9 +253,7 @@ def declare_config(node: Any, cls: type[ConfigT]) -> ConfigT:
         if n not in known and n not in _BUILTIN_PARAMETERS and not n.startswith("qos_overrides.")
     )
     if unknown:
-        raise ParameterError(
-            f"node '{node.get_name()}': unknown parameter(s) {unknown}; known: {sorted(known)}"
-        )
+        raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(known)}")
     for f in fields:
         given = overrides.get(f.name)
         if (
@@ -268,7 +266,7 @@ def declare_config(node: Any, cls: type[ConfigT]) -> ConfigT:
         except ParameterException as exc:
             raise ParameterError(f"parameter '{f.name}': {exc}") from None
     values = {f.name: node.get_parameter(f.name).value for f in fields}
-    return config_from_mapping(cls, values, source=f"node '{node.get_name()}'")
+    return config_from_mapping(cls, values, source="parameters")
 
 
 def on_set_parameters_callback(

@@ -132,12 +132,13 @@ def run_nodes(
     try:
         try:
             for kind in kinds:
+                where = NODE_NAMES.get(kind, kind)
                 node = _create_node(kind, (overrides or {}).get(kind, {}))
                 nodes.append(node)
+                where = node.get_fully_qualified_name()
                 node.configure()
         except (DepthRosError, FileNotFoundError, ValueError) as exc:
-            name = nodes[-1].get_name() if nodes else program
-            print(f"{program}: error: {name}: {exc}", file=sys.stderr)
+            print(f"{program}: error: {where}: {exc}", file=sys.stderr)
             return 1
         executor = MultiThreadedExecutor(num_threads=max(2, len(nodes) * 2))
         for node in nodes:

@@ -26,6 +26,7 @@ import pytest
 
 from depth_ros.inference.spec import METADATA_KEY, ModelSpec
 
+S = 1_000_000_000  # ns per second
 NET_W, NET_H = 32, 24
 IMG_W, IMG_H = 64, 48
 FX, FY, CX, CY = 50.0, 50.0, 31.5, 23.5
@@ -256,3 +257,62 @@ def graph(ros_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[G
     g = Graph(f"test_{request.module.__name__.rsplit('.', 1)[-1][:40]}")
     yield g
     g.close()
+
+
+class Harness:
+    def __init__(self, graph: Graph, proc: NodeProcess, ns: str) -> None:
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        from depth_ros.msg import DepthInfo
+        from depth_ros.ros import qos
+
+        self.g, self.proc, self.ns = graph, proc, ns
+        n = graph.node
+        self.image_pub = n.create_publisher(Image, f"{ns}/image", qos.input_qos())
+        self.info_pub = n.create_publisher(CameraInfo, f"{ns}/camera_info", qos.input_qos())
+        self.depth = graph.subscribe(Image, f"{ns}/depth/image", 50)
+        self.dinfo = graph.subscribe(CameraInfo, f"{ns}/depth/camera_info", 50)
+        self.cloud = graph.subscribe(PointCloud2, f"{ns}/depth/points", 50)
+        self.meta = graph.subscribe(DepthInfo, f"{ns}/depth/info", 50)
+        subs = [graph.subscriptions[f"{ns}/depth/{t}"] for t in ("image", "camera_info", "points", "info")]
+        graph.wait_until(
+            lambda: self.image_pub.get_subscription_count() >= 1 and self.info_pub.get_subscription_count() >= 1
+            and all(s.get_publisher_count() >= 1 for s in subs),
+            30.0, "the depth node to match our publishers and subscriptions",
+        )
+
+    def warm_up(self, first_stamp_ns: int) -> int:
+        """Send frames until one comes back: a best-effort writer can match its reader before
+        the reader has matched the writer, and samples sent in that window are lost. Returns
+        the stamp of the first frame that came back."""
+        import time
+
+        t = first_stamp_ns
+        deadline = time.monotonic() + 30.0
+        while not self.depth:
+            assert time.monotonic() < deadline, "no depth output for 30 s of warm-up frames"
+            t += S // 100
+            self.send(t)
+            self.g.spin_for(0.2)
+        return t
+
+    def send(self, stamp_ns: int, image: Any = None, info: Any = None, info_first: bool = True) -> None:
+        image = image if image is not None else image_msg(stamp_ns)
+        info = info if info is not None else info_msg(stamp_ns)
+        if info_first:
+            self.info_pub.publish(info)
+            self.image_pub.publish(image)
+        else:
+            self.image_pub.publish(image)
+            self.info_pub.publish(info)
+
+    def stamps(self, box: list[Any]) -> list[int]:
+        return [m.header.stamp.sec * S + m.header.stamp.nanosec for m in box]
+
+    def wait_depth(self, stamp_ns: int, timeout_s: float = 20.0) -> None:
+        self.g.wait_until(lambda: stamp_ns in self.stamps(self.depth) and stamp_ns in self.stamps(self.meta),
+                          timeout_s, f"depth output stamped {stamp_ns}")
+
+    def clear(self) -> None:
+        for box in (self.depth, self.dinfo, self.cloud, self.meta):
+            box.clear()

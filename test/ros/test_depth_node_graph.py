@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from conftest import CX, CY, FX, FY, IMG_H, IMG_W, Graph, NodeProcess, image_msg, info_msg, node_argv
+from conftest import CX, CY, FX, FY, IMG_H, IMG_W, Graph, Harness, NodeProcess, image_msg, info_msg, node_argv
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -24,65 +24,6 @@ def h_next_stamp(_: object = None) -> int:
     """Stamps increase through the module (the node skips frames older than the last)."""
     _stamp_counter[0] += 2 * S
     return _stamp_counter[0]
-
-
-class Harness:
-    def __init__(self, graph: Graph, proc: NodeProcess, ns: str) -> None:
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-
-        from depth_ros.msg import DepthInfo
-        from depth_ros.ros import qos
-
-        self.g, self.proc, self.ns = graph, proc, ns
-        n = graph.node
-        self.image_pub = n.create_publisher(Image, f"{ns}/image", qos.input_qos())
-        self.info_pub = n.create_publisher(CameraInfo, f"{ns}/camera_info", qos.input_qos())
-        self.depth = graph.subscribe(Image, f"{ns}/depth/image", 50)
-        self.dinfo = graph.subscribe(CameraInfo, f"{ns}/depth/camera_info", 50)
-        self.cloud = graph.subscribe(PointCloud2, f"{ns}/depth/points", 50)
-        self.meta = graph.subscribe(DepthInfo, f"{ns}/depth/info", 50)
-        subs = [graph.subscriptions[f"{ns}/depth/{t}"] for t in ("image", "camera_info", "points", "info")]
-        graph.wait_until(
-            lambda: self.image_pub.get_subscription_count() >= 1 and self.info_pub.get_subscription_count() >= 1
-            and all(s.get_publisher_count() >= 1 for s in subs),
-            30.0, "the depth node to match our publishers and subscriptions",
-        )
-
-    def warm_up(self, first_stamp_ns: int) -> int:
-        """Send frames until one comes back: a best-effort writer can match its reader before
-        the reader has matched the writer, and samples sent in that window are lost. Returns
-        the stamp of the first frame that came back."""
-        import time
-
-        t = first_stamp_ns
-        deadline = time.monotonic() + 30.0
-        while not self.depth:
-            assert time.monotonic() < deadline, "no depth output for 30 s of warm-up frames"
-            t += S // 100
-            self.send(t)
-            self.g.spin_for(0.2)
-        return t
-
-    def send(self, stamp_ns: int, image: Any = None, info: Any = None, info_first: bool = True) -> None:
-        image = image if image is not None else image_msg(stamp_ns)
-        info = info if info is not None else info_msg(stamp_ns)
-        if info_first:
-            self.info_pub.publish(info)
-            self.image_pub.publish(image)
-        else:
-            self.image_pub.publish(image)
-            self.info_pub.publish(info)
-
-    def stamps(self, box: list[Any]) -> list[int]:
-        return [m.header.stamp.sec * S + m.header.stamp.nanosec for m in box]
-
-    def wait_depth(self, stamp_ns: int, timeout_s: float = 20.0) -> None:
-        self.g.wait_until(lambda: stamp_ns in self.stamps(self.depth) and stamp_ns in self.stamps(self.meta),
-                          timeout_s, f"depth output stamped {stamp_ns}")
-
-    def clear(self) -> None:
-        for box in (self.depth, self.dinfo, self.cloud, self.meta):
-            box.clear()
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +213,47 @@ def test_burst_at_100hz_keeps_newest(h: Harness) -> None:
     assert h.proc.alive()
     dropped = h.meta[-1].frames_dropped
     assert dropped + len(out) >= 90, (dropped, len(out))  # every frame either published or counted
+
+
+def _set(h: Harness, **values: Any) -> list[Any]:
+    """Set parameters of /cam/depth_node over its parameter services; the results."""
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(h.g.node, "/cam/depth_node")
+    assert client.wait_for_services(timeout_sec=15.0), "parameter services of the depth node not found"
+    future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+    h.g.wait_until(future.done, 15.0, "set_parameters response")
+    return list(future.result().results)
+
+
+def test_runtime_parameters_validated(h: Harness) -> None:
+    # Accepted: the next frame uses the new range and reports it.
+    (ok,) = _set(h, max_range_m=1.5)
+    assert ok.successful, ok.reason
+    t = h_next_stamp()
+    h.send(t)
+    h.wait_depth(t)
+    assert h.meta[-1].max_range_m == pytest.approx(1.5)
+    d = np.frombuffer(bytes(h.depth[-1].data), dtype="<f4")
+    assert np.isnan(d).all()  # the 2 m plane is beyond 1.5 m: every pixel invalid
+    assert h.meta[-1].valid_fraction == 0.0
+    # Rejected with a reason naming the parameter; the old value stays in force.
+    (bad,) = _set(h, min_range_m=3.0)
+    assert not bad.successful and "min_range_m" in bad.reason
+    (bad,) = _set(h, cloud_decimation=0)
+    assert not bad.successful and "cloud_decimation" in bad.reason
+    (bad,) = _set(h, scale_policy="guess")
+    assert not bad.successful and "scale_policy" in bad.reason
+    (ro,) = _set(h, model_path="/tmp/other.onnx")
+    assert not ro.successful and "read" in ro.reason.lower()
+    results = _set(h, max_range_m=10.0, depth_encoding="16UC1")
+    assert all(r.successful for r in results), [r.reason for r in results]
+    t = h_next_stamp()
+    h.send(t)
+    h.wait_depth(t)
+    img = h.depth[-1]
+    assert (img.encoding, img.step) == ("16UC1", IMG_W * 2)
+    assert (np.frombuffer(bytes(img.data), dtype="<u2") == 2000).all()  # 2 m in mm
+    (ok,) = _set(h, depth_encoding="32FC1")
+    assert ok.successful
