@@ -36,14 +36,14 @@ def _f(default: Any, help_text: str) -> Any:
 class SynthConfig:
     """Everything that defines a synthetic sequence; the same config always renders the same bytes.
 
-    Intrinsics left as ``None`` take defaults: ``fx_px = 0.7 * width`` (about 71 degrees
+    Intrinsics left as ``None`` take defaults: ``fx_px = 0.58 * width`` (KITTI-like, about 81 degrees
     horizontal field of view), ``fy_px = fx_px``, principal point at the image centre
     ``((width - 1) / 2, (height - 1) / 2)`` (pixel-centre convention of CameraModel).
     """
 
     width: int = _f(640, "image width in pixels")
     height: int = _f(480, "image height in pixels")
-    fx_px: float | None = _f(None, "focal length x in pixels (default 0.7 * width)")
+    fx_px: float | None = _f(None, "focal length x in pixels (default 0.58 * width)")
     fy_px: float | None = _f(None, "focal length y in pixels (default fx_px)")
     cx_px: float | None = _f(None, "principal point x in pixels (default (width - 1) / 2)")
     cy_px: float | None = _f(None, "principal point y in pixels (default (height - 1) / 2)")
@@ -121,7 +121,7 @@ class SynthConfig:
     @property
     def camera(self) -> CameraModel:
         """The pinhole camera at (width, height) with the defaults above filled in."""
-        fx = self.fx_px if self.fx_px is not None else 0.7 * self.width
+        fx = self.fx_px if self.fx_px is not None else 0.58 * self.width
         fy = self.fy_px if self.fy_px is not None else fx
         cx = self.cx_px if self.cx_px is not None else (self.width - 1) / 2.0
         cy = self.cy_px if self.cy_px is not None else (self.height - 1) / 2.0

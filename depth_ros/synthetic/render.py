@@ -182,9 +182,7 @@ class Renderer:
         self._level_mask = np.array([(atlas.size >> l) - 1 for l in range(atlas.levels)], dtype=np.int32)
         self._level_shift = np.array([int(math.log2(atlas.size >> l)) for l in range(atlas.levels)], dtype=np.int32)
         self._offsets_flat = atlas.offsets.astype(np.int32).reshape(-1)
-        rgba = np.zeros((len(atlas.texels), 4), dtype=np.uint8)
-        rgba[:, :3] = np.clip(atlas.texels * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        self._texels_rgba = rgba.view(np.uint32).reshape(-1)
+        self._texels_rgba = atlas.rgba
         _log.debug(
             "synthetic scene: room %s..%s, %d boxes (%d moving)",
             self.scene.room_lo,

@@ -12,6 +12,8 @@ time), away from the camera's path so that the camera never enters one.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from dataclasses import dataclass
 
@@ -35,6 +37,8 @@ __all__ = [
 CAMERA_XYZ_BASE = (0.2, 0.0, 1.0)
 LIDAR_XYZ_BASE = (0.0, 0.0, 1.3)
 
+_log = logging.getLogger(__name__)
+
 # Rotation camera_optical_frame -> base_link (columns: the optical x, y, z axes in base_link).
 _R_BASE_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
@@ -57,7 +61,7 @@ _AMBIENT = 0.55
 
 # Materials: 0 floor, 1 ceiling, 2-3 walls, 4.. boxes.
 _NUM_MATERIALS = 8
-_CLEARANCE_M = 0.6  # free space kept around the camera path (base origin) for boxes
+_CLEARANCE_M = 0.4  # free space kept around the camera path (base and camera origins) for boxes
 
 
 @dataclass(frozen=True)
@@ -130,13 +134,36 @@ class Scene:
     def box_surface(self, box_index: int, axis: int, side: int) -> int:
         return 6 + 6 * box_index + 2 * axis + side
 
+    def distance_to_surfaces(self, points_world: np.ndarray, t_s: float) -> np.ndarray:
+        """(N,) float64 distance in metres from each point to the nearest surface at time ``t_s``.
+
+        For checking geometry against the exact scene (e.g. a cloud made from ground-truth
+        depth must give ~0 everywhere). Room faces count as planes (exact for points inside
+        the room), boxes use the exact box distance function.
+
+        Args:
+            points_world: (N, 3) points in the world (odom) frame, metres.
+            t_s: scene time in seconds since the first frame (moving boxes).
+        """
+        p = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
+        lo, hi = np.asarray(self.room_lo), np.asarray(self.room_hi)
+        best = np.min(np.concatenate([np.abs(p - lo), np.abs(p - hi)], axis=1), axis=1)
+        for box in self.boxes:
+            c, yaw = box.pose(t_s)
+            cy, sy = math.cos(yaw), math.sin(yaw)
+            R = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
+            q = np.abs((p - c) @ R) - np.asarray(box.half_m)
+            sdf = np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0)
+            np.minimum(best, np.abs(sdf), out=best)
+        return best
+
 
 def _room_bounds(config: SynthConfig, path_xy: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     lo = path_xy.min(axis=0)
     hi = path_xy.max(axis=0)
     if config.scene == "corridor":
-        # Long along x: 3 m behind the start, 12 m beyond the end; at least 4 m wide.
-        x0, x1 = lo[0] - 3.0, hi[0] + 12.0
+        # Long along x: 3 m behind the start, 15 m beyond the end; at least 4 m wide.
+        x0, x1 = lo[0] - 3.0, hi[0] + 15.0
         yc = 0.5 * (lo[1] + hi[1])
         half_w = max(2.0, 0.5 * (hi[1] - lo[1]) + 1.5)
         return (x0, yc - half_w, 0.0), (x1, yc + half_w, 3.0)
@@ -174,10 +201,17 @@ def _random_box(
     return Box(center=(cx, cy, cz), half_m=half, yaw=float(rng.uniform(-math.pi, math.pi)), materials=mats, tex_offsets=offs, **kwargs)
 
 
+@functools.lru_cache(maxsize=4)
+def _atlas(seed: int, size: int, octaves: int, edges: bool) -> MipAtlas:
+    """Textures of all materials (cached: building them takes most of a Renderer's start-up)."""
+    tex_rng = np.random.default_rng(seed)
+    return make_atlas([make_texture(size, octaves, edges, tex_rng, color_index=m) for m in range(_NUM_MATERIALS)])
+
+
 def build_scene(config: SynthConfig, trajectory: Trajectory, rng: np.random.Generator) -> Scene:
     """Lay out the room and boxes around ``trajectory`` and make the textures.
 
-    Boxes whose footprint (plus their motion) comes within 0.6 m of the base path are
+    Boxes whose footprint (plus their motion) comes within 0.4 m of the base or camera path are
     rejected, so the camera (0.2 m ahead of the base) never enters a box.
     """
     times = np.array([config.time_s(i) for i in range(config.frames)])
@@ -192,9 +226,7 @@ def build_scene(config: SynthConfig, trajectory: Trajectory, rng: np.random.Gene
     lo, hi = _room_bounds(config, path_xy)
 
     size = config.texture_size_px
-    tex_rng = np.random.default_rng(rng.integers(0, 2**63))
-    textures = [make_texture(size, config.texture_octaves, config.texture_edges, tex_rng, color_index=m) for m in range(_NUM_MATERIALS)]
-    atlas = make_atlas(textures)
+    atlas = _atlas(int(rng.integers(0, 2**63)), size, config.texture_octaves, config.texture_edges)
 
     layout_rng = np.random.default_rng(rng.integers(0, 2**63))
     room_materials = (2, 3, 3, 2, 0, 1)  # -x, +x walls; -y, +y walls; floor; ceiling
@@ -210,6 +242,8 @@ def build_scene(config: SynthConfig, trajectory: Trajectory, rng: np.random.Gene
             if _box_clear_of_path(np.asarray(box.center[:2]), radius, path_xy):
                 boxes.append(box)
                 placed += 1
+        if placed < count:
+            _log.warning("placed only %d of %d %s boxes: no more room clear of the camera path", placed, count, "moving" if moving else "static")
     num_static = sum(1 for b in boxes if not b.moving)
     return Scene(
         room_lo=tuple(float(v) for v in lo),

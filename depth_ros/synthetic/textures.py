@@ -125,12 +125,14 @@ class MipAtlas:
 
     Attributes:
         texels: (T, 3) float32 RGB of every level of every material, row-major per level.
+        rgba: (T,) uint32 the same texels as packed RGBA8 (little-endian bytes R, G, B, 255).
         offsets: (M, L) int64 index of texel (0, 0) of level l of material m in ``texels``.
         size: side of level 0 in texels (power of two); level l has side ``size >> l``.
         levels: number of levels L (down to 4x4 texels).
     """
 
     texels: np.ndarray
+    rgba: np.ndarray
     offsets: np.ndarray
     size: int
     levels: int
@@ -162,4 +164,9 @@ def make_atlas(textures: list[np.ndarray]) -> MipAtlas:
             parts.append(t.reshape(-1, 3))
             pos += t.shape[0] * t.shape[1]
     texels = np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
-    return MipAtlas(texels=texels, offsets=offsets, size=size, levels=levels)
+    packed = np.full((len(texels), 4), 255, dtype=np.uint8)
+    packed[:, :3] = np.clip(texels * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    rgba = packed.view("<u4").reshape(-1)
+    for a in (texels, rgba, offsets):
+        a.setflags(write=False)
+    return MipAtlas(texels=texels, rgba=rgba, offsets=offsets, size=size, levels=levels)

@@ -64,8 +64,14 @@ def test_depth_unprojects_onto_scene_surfaces(overrides: dict) -> None:
     for i in (0, cfg.frames - 1):
         f = r.render(i)
         assert np.all(np.isfinite(f.depth_m)) and f.depth_m.min() > 0.05
-        d = scene_distance(r.scene, cfg.time_s(i), unproject_world(f))
+        pw = unproject_world(f)
+        d = scene_distance(r.scene, cfg.time_s(i), pw)
         assert d.max() < 1e-4, f"frame {i}: max distance to a surface {d.max():.2e} m"
+        np.testing.assert_allclose(r.scene.distance_to_surfaces(pw, cfg.time_s(i)), d, atol=1e-12)
+    # The check can fail: depth 1% too short puts nearly every point off the surfaces.
+    f.depth_m[...] *= np.float32(0.99)
+    d_short = scene_distance(r.scene, cfg.time_s(f.index), unproject_world(f))
+    assert np.mean(d_short > 1e-3) > 0.95
 
 
 def test_floor_and_ceiling_depth_match_hand_computed_values() -> None:
