@@ -1,0 +1,1 @@
+"""Offline self-supervised training from bags (installed as ``depth_ros_training``)."""
