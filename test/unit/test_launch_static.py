@@ -1,0 +1,181 @@
+"""Static checks of launch/*.launch.py (launch and launch_ros are not installable from pip).
+
+* Every Node started is a depth_ros executable that CMakeLists.txt installs into
+  lib/depth_ros, backed by a module with a ``main``.
+* Every parameter a launch file sets is declared by that node's config dataclass.
+* Every LaunchConfiguration used is a declared argument with a description; included launch
+  files get only arguments they declare.
+* Every package file referenced (FindPackageShare paths) exists in the repo and is installed.
+* The files run: ``generate_launch_description()`` executed against recording stand-ins for
+  the launch / launch_ros classes builds the expected actions.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from depth_ros.ros.params import DepthNodeConfig, PoseNodeConfig
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
+NODE_CONFIGS = {"depth_node": DepthNodeConfig, "pose_node": PoseNodeConfig}
+BUILTIN_PARAMETERS = {"use_sim_time"}
+
+
+def cmake_executables() -> dict[str, str]:
+    """executable -> module, from CMakeLists.txt's "name:module" list."""
+    text = (REPO / "CMakeLists.txt").read_text()
+    return dict(re.findall(r'"(\w+):(depth_ros(?:\.\w+)+)"', text))
+
+
+def _kw(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _calls(tree: ast.AST, func_name: str) -> list[ast.Call]:
+    return [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and (getattr(n.func, "id", None) == func_name or getattr(n.func, "attr", None) == func_name)
+    ]
+
+
+def _declared_arguments(tree: ast.AST) -> dict[str, ast.Call]:
+    out = {}
+    for call in _calls(tree, "DeclareLaunchArgument"):
+        assert isinstance(call.args[0], ast.Constant), "argument names must be literals"
+        out[call.args[0].value] = call
+    return out
+
+
+def test_there_are_launch_files() -> None:
+    assert {p.name for p in LAUNCH_FILES} == {"depth.launch.py", "replay.launch.py"}
+
+
+def test_cmake_installs_executables_launch_and_config() -> None:
+    exes = cmake_executables()
+    assert {"depth_node", "pose_node", "play"} <= set(exes)
+    for module in exes.values():
+        assert callable(getattr(importlib.import_module(module), "main", None)), module
+    text = (REPO / "CMakeLists.txt").read_text()
+    assert re.search(r"install\(DIRECTORY launch config DESTINATION", text)
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_nodes_are_installed_executables_with_declared_parameters(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    exes = cmake_executables()
+    nodes = _calls(tree, "Node")
+    assert nodes, f"{path.name} starts no Node"
+    for call in nodes:
+        package, executable = _kw(call, "package"), _kw(call, "executable")
+        assert isinstance(package, ast.Constant) and package.value == "depth_ros"
+        assert isinstance(executable, ast.Constant) and executable.value in exes, ast.dump(call)
+        params = _kw(call, "parameters")
+        if params is None:
+            continue
+        assert isinstance(params, ast.List)
+        config = NODE_CONFIGS[executable.value]
+        names = {f.name for f in dataclasses.fields(config)} | BUILTIN_PARAMETERS
+        for item in params.elts:
+            if isinstance(item, ast.Dict):
+                for key in item.keys:
+                    assert isinstance(key, ast.Constant), "parameter names must be literals"
+                    assert key.value in names, f"{path.name}: {executable.value} has no parameter {key.value!r}"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_configurations_are_declared_with_descriptions(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    declared = _declared_arguments(tree)
+    for name, call in declared.items():
+        desc = _kw(call, "description")
+        assert isinstance(desc, ast.Constant) and len(desc.value) > 10, f"{path.name}: {name} needs a description"
+    for call in _calls(tree, "LaunchConfiguration"):
+        assert call.args[0].value in declared, f"{path.name}: LaunchConfiguration({call.args[0].value!r}) not declared"
+
+
+def test_depth_launch_arguments() -> None:
+    declared = set(_declared_arguments(ast.parse((REPO / "launch" / "depth.launch.py").read_text())))
+    assert {"namespace", "image_topic", "camera_info_topic", "model", "backend", "params_file", "use_pose"} <= declared
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_referenced_package_files_exist(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    found = 0
+    for call in _calls(tree, "PathJoinSubstitution"):
+        parts = call.args[0]
+        assert isinstance(parts, ast.List)
+        first = parts.elts[0]
+        assert isinstance(first, ast.Call) and getattr(first.func, "id", "") == "FindPackageShare"
+        assert first.args[0].value == "depth_ros"
+        rel = [e.value for e in parts.elts[1:]]
+        assert rel[0] in ("launch", "config"), f"{rel}: only launch/ and config/ are installed to share/"
+        assert (REPO.joinpath(*rel)).is_file(), f"{path.name} references missing file {'/'.join(rel)}"
+        found += 1
+    assert found >= 1
+
+
+# -- run the files against recording stand-ins ----------------------------------------------
+class _Recorder:
+    """Stands in for any launch class: records its arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+def _stub_modules() -> dict[str, types.ModuleType]:
+    names = {
+        "launch": ["LaunchDescription"],
+        "launch.actions": ["DeclareLaunchArgument", "IncludeLaunchDescription", "GroupAction", "ExecuteProcess"],
+        "launch.conditions": ["IfCondition", "UnlessCondition"],
+        "launch.launch_description_sources": ["PythonLaunchDescriptionSource"],
+        "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution", "PythonExpression", "TextSubstitution"],
+        "launch_ros": [],
+        "launch_ros.actions": ["Node"],
+        "launch_ros.substitutions": ["FindPackageShare"],
+    }
+    mods = {}
+    for mod, classes in names.items():
+        m = types.ModuleType(mod)
+        for cls in classes:
+            setattr(m, cls, type(cls, (_Recorder,), {}))
+        mods[mod] = m
+    return mods
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, module in _stub_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    namespace: dict[str, Any] = {"__name__": "launch_file"}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    ld = namespace["generate_launch_description"]()
+    assert type(ld).__name__ == "LaunchDescription"
+    actions = ld.args[0]
+    nodes = [a for a in actions if type(a).__name__ == "Node"]
+    if path.name == "depth.launch.py":
+        assert [n.kwargs["executable"] for n in nodes] == ["depth_node", "pose_node"]
+        remaps = dict((a, b) for a, b in nodes[0].kwargs["remappings"])
+        assert set(remaps) == {"image", "image/compressed", "camera_info"}
+        assert "condition" in nodes[1].kwargs  # pose only with use_pose
+    else:
+        from depth_ros.ros import play
+
+        assert {n.kwargs["executable"] for n in nodes} == {"play"}
+        parser = __import__("argparse").ArgumentParser()
+        play.add_arguments(parser)
+        flags = {a for n in nodes for a in n.kwargs["arguments"] if isinstance(a, str) and a.startswith("--")}
+        known = {s for action in parser._actions for s in action.option_strings}
+        assert flags <= known, flags - known
+        include = next(a for a in actions if type(a).__name__ == "IncludeLaunchDescription")
+        included_args = set(_declared_arguments(ast.parse((REPO / "launch" / "depth.launch.py").read_text())))
+        assert set(dict(include.kwargs["launch_arguments"])) <= included_args
