@@ -30,7 +30,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -103,6 +103,21 @@ def output_path(config: SynthConfig, path: str | Path) -> Path:
     if config.storage != "auto" and path.suffix != _SUFFIX_OF_STORAGE[config.storage]:
         raise InputError(f"output {path}: suffix {path.suffix} does not match storage={config.storage}")
     return path
+
+
+def _select_topics(config: SynthConfig, topics: Collection[str] | None) -> list[str]:
+    enabled = [
+        t for t in TOPICS if (t != "/camera/image_raw/compressed" or config.jpeg) and (t != "/lidar/points" or config.lidar_beams > 0)
+    ]
+    if topics is None:
+        return enabled
+    unknown = sorted(set(topics) - set(TOPICS))
+    if unknown:
+        raise InputError(f"unknown synthetic topic(s) {', '.join(unknown)}; known: {', '.join(TOPICS)}")
+    disabled = sorted(set(topics) - set(enabled))
+    if disabled:
+        raise InputError(f"topic(s) {', '.join(disabled)} disabled by the config (jpeg=false or lidar_beams=0)")
+    return [t for t in TOPICS if t in topics]
 
 
 def matrix_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
@@ -258,6 +273,7 @@ def write_bag(
     *,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    topics: Collection[str] | None = None,
 ) -> Path:
     """Render ``config`` and write it as one rosbag2 storage file at ``path``.
 
@@ -266,16 +282,19 @@ def write_bag(
         path: ``*.mcap`` or ``*.db3`` (no suffix: the one of ``config.storage``).
         overwrite: replace an existing file (only once the new one is complete).
         progress: optional ``progress(done_frames, total_frames)`` callback.
+        topics: write only these topics of :data:`TOPICS` (e.g. to make a bag lacking
+            camera_info for an error-path test); default all that the config enables.
 
     Returns:
         The path of the storage file written.
 
     Raises:
-        InputError: bad path suffix for the storage.
+        InputError: bad path suffix for the storage; an unknown topic, or one the config
+            disables (compressed without ``jpeg``, LiDAR with 0 beams).
         depth_ros.errors.BagError: the target exists (without ``overwrite``), its directory is
             missing, or writing fails; nothing is left under the target name.
     """
-    return write_bag_summary(config, path, overwrite=overwrite, progress=progress).path
+    return write_bag_summary(config, path, overwrite=overwrite, progress=progress, topics=topics).path
 
 
 def write_bag_summary(
@@ -284,30 +303,37 @@ def write_bag_summary(
     *,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    topics: Collection[str] | None = None,
 ) -> BagSummary:
     """:func:`write_bag` returning a :class:`BagSummary` (for the CLI)."""
     from depth_ros.bag.typestore import output_typestore
     from depth_ros.bag.writer import BagWriter
 
     target = output_path(config, path)
+    selected = _select_topics(config, topics)
     typestore = output_typestore()
     msgs = _Messages(typestore, config)
     renderer = Renderer(config)  # before opening: a config error leaves no temp file behind
-    topics = [t for t in TOPICS if (t != "/camera/image_raw/compressed" or config.jpeg) and (t != "/lidar/points" or config.lidar_beams > 0)]
+    per_frame: list[tuple[str, Callable[[Frame], Any]]] = [
+        (topic, build)
+        for topic, build in (
+            ("/camera/image_raw", msgs.image_rgb),
+            ("/camera/image_raw/compressed", msgs.compressed),
+            ("/camera/camera_info", msgs.camera_info),
+            ("/camera/depth/ground_truth", msgs.depth),
+            ("/odom", msgs.odometry),
+            ("/lidar/points", msgs.lidar),
+        )
+        if topic in selected
+    ]
     with BagWriter(target, typestore=typestore, overwrite=overwrite) as bag:
-        for topic in topics:
+        for topic in selected:
             bag.add_topic(topic, TOPICS[topic])
-        bag.write("/tf_static", msgs.tf_static(config.stamp_ns(0)), config.stamp_ns(0))
+        if "/tf_static" in selected:
+            bag.write("/tf_static", msgs.tf_static(config.stamp_ns(0)), config.stamp_ns(0))
         for frame in renderer:
-            stamp = frame.stamp_ns
-            bag.write("/camera/image_raw", msgs.image_rgb(frame), stamp)
-            if config.jpeg:
-                bag.write("/camera/image_raw/compressed", msgs.compressed(frame), stamp)
-            bag.write("/camera/camera_info", msgs.camera_info(frame), stamp)
-            bag.write("/camera/depth/ground_truth", msgs.depth(frame), stamp)
-            bag.write("/odom", msgs.odometry(frame), stamp)
-            if config.lidar_beams > 0:
-                bag.write("/lidar/points", msgs.lidar(frame), stamp)
+            for topic, build in per_frame:
+                bag.write(topic, build(frame), frame.stamp_ns)
             if progress is not None:
                 progress(frame.index + 1, config.frames)
         counts = dict(bag.message_counts)

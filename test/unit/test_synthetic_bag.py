@@ -127,6 +127,17 @@ def test_jpeg_option(tmp_path: Path) -> None:
     assert "/camera/image_raw/compressed" not in _read(write_bag(CFG.replace(frames=1), tmp_path / "n.mcap"))["_types"]
 
 
+def test_topic_selection(tmp_path: Path) -> None:
+    cfg = CFG.replace(jpeg=True, frames=2)
+    bag = _read(write_bag(cfg, tmp_path / "t.mcap", topics=["/camera/image_raw/compressed", "/odom"]))
+    assert set(bag["_types"]) == {"/camera/image_raw/compressed", "/odom"}
+    with pytest.raises(InputError, match="unknown synthetic topic.*/nope"):
+        write_bag(cfg, tmp_path / "u.mcap", topics=["/nope"])
+    with pytest.raises(InputError, match="disabled by the config"):
+        write_bag(CFG, tmp_path / "v.mcap", topics=["/camera/image_raw/compressed"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mcap"]
+
+
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
     real = Renderer.render
