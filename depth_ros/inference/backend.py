@@ -322,13 +322,20 @@ def _backend_options(kind: str) -> frozenset[str]:
     return importlib.import_module(_BACKEND_MODULES[kind]).OPTIONS
 
 
+def _accepted_options(kind: str) -> frozenset[str]:
+    """Options a backend takes; TensorRT also takes its ONNX Runtime fallback's (``threads``)."""
+    if kind == "tensorrt":
+        return _backend_options("tensorrt") | _backend_options("onnxruntime-cpu")
+    return _backend_options(kind)
+
+
 def _split_options(kind: str, options: Mapping[str, Any], requested: str) -> dict[str, Any]:
     """The options that apply to ``kind``; unknown names are errors, others' are dropped under auto."""
     known_anywhere = frozenset().union(*(_backend_options(k) for k in _BACKEND_MODULES))
     unknown = sorted(set(options) - known_anywhere)
     if unknown:
         raise ValueError(f"unknown backend options {unknown}; known: {sorted(known_anywhere)}")
-    mine = _backend_options(kind)
+    mine = _accepted_options(kind)
     foreign = sorted(set(options) - mine)
     if foreign and requested != "auto":
         raise ValueError(f"options {foreign} do not apply to backend {kind!r} (its options: {sorted(mine)})")
@@ -353,9 +360,11 @@ def create_backend(
             its provider is present, else CPU.
         spec: the model contract; None -> :func:`load_model_spec` (YAML sidecar, then ONNX
             metadata; for checkpoints, sidecar then the checkpoint's ``model_spec``).
-        **options: backend options, e.g. ``threads`` (ONNX Runtime, torch), ``precision``,
-            ``cache_dir``, ``fallback`` (TensorRT), ``device`` (torch, TensorRT). Under
-            ``auto``, options of backends not picked are ignored.
+        **options: backend options, e.g. ``threads`` (ONNX Runtime, torch, and TensorRT's
+            ONNX Runtime fallback), ``precision``, ``cache_dir``, ``fallback`` (TensorRT;
+            ``fallback`` defaults to "onnxruntime" under ``auto``, to None when TensorRT is
+            asked for by name), ``device`` (torch, TensorRT). Under ``auto``, options of
+            backends not picked are ignored; otherwise they are an error.
 
     Returns:
         an :class:`InferenceBackend` whose ``name`` says what runs the model.
@@ -382,9 +391,10 @@ def create_backend(
     if selection.kind == "tensorrt":
         from depth_ros.inference import tensorrt_backend
 
-        kind_options.setdefault("fallback", "onnxruntime" if backend == "auto" else None)
-        fallback_options = {k: v for k, v in options.items() if k in _backend_options("onnxruntime-cpu")}
-        return tensorrt_backend.create_tensorrt_backend(path, spec, fallback_options=fallback_options, **kind_options)
+        trt_options = {k: v for k, v in kind_options.items() if k in tensorrt_backend.OPTIONS}
+        trt_options.setdefault("fallback", "onnxruntime" if backend == "auto" else None)
+        fallback_options = {k: v for k, v in kind_options.items() if k not in tensorrt_backend.OPTIONS}
+        return tensorrt_backend.create_tensorrt_backend(path, spec, fallback_options=fallback_options, **trt_options)
     from depth_ros.inference import onnxruntime_backend
 
     device = "cuda" if selection.kind == "onnxruntime-cuda" else "cpu"

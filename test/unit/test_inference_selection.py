@@ -124,8 +124,9 @@ def test_auto_falls_back_when_tensorrt_probes_present_but_cannot_build(
     assert any("falling back to onnxruntime" in r.message for r in caplog.records)
     # Asked for explicitly, TensorRT failing is an error unless a fallback is configured.
     with pytest.raises(BackendError, match="TensorRT cannot run identity.onnx: TensorRT is not available"):
-        create_backend(onnx_model, "tensorrt", cache_dir=tmp_path / "engines")
-    assert create_backend(onnx_model, "tensorrt", fallback="onnxruntime").name == "onnxruntime-cpu"
+        create_backend(onnx_model, "tensorrt", cache_dir=tmp_path / "engines", threads=1)
+    explicit = create_backend(onnx_model, "tensorrt", fallback="onnxruntime", threads=1)
+    assert (explicit.name, explicit.threads) == ("onnxruntime-cpu", 1)
 
 
 def test_options_are_checked(onnx_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
