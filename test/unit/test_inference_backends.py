@@ -12,13 +12,21 @@ import torch
 from onnx import TensorProto, helper
 
 from depth_ros.errors import InputError, ModelError
-from depth_ros.inference.backend import InferenceBackend, create_backend, spec_input_shape
+from depth_ros.inference import backend as backend_mod
+from depth_ros.inference.backend import InferenceBackend, Probe, create_backend, spec_input_shape
 from depth_ros.inference.onnx_export import export_onnx
 from depth_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
 from depth_ros.inference.spec import METADATA_KEY, ModelSpec, ModelSpecError, load_model_spec
 from depth_ros.inference.torch_backend import TorchBackend
 
 H, W = 32, 48
+
+
+@pytest.fixture(autouse=True)
+def _cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` means ONNX Runtime CPU here, also on a machine with TensorRT or CUDA."""
+    monkeypatch.setattr(backend_mod, "probe_tensorrt", lambda: Probe(False, "disabled in unit tests"))
+    monkeypatch.setattr(backend_mod, "probe_onnxruntime_cuda", lambda: Probe(False, "disabled in unit tests"))
 
 
 class TinyDepthNet(torch.nn.Module):
