@@ -182,6 +182,7 @@ class Renderer:
         self._level_mask = np.array([(atlas.size >> l) - 1 for l in range(atlas.levels)], dtype=np.int32)
         self._level_shift = np.array([int(math.log2(atlas.size >> l)) for l in range(atlas.levels)], dtype=np.int32)
         self._offsets_flat = atlas.offsets.astype(np.int32).reshape(-1)
+        self._max_level = np.float32(atlas.levels - 1)  # 0 turns mip-mapping off (tests)
         self._texels_rgba = atlas.rgba
         _log.debug(
             "synthetic scene: room %s..%s, %d boxes (%d moving)",
@@ -293,7 +294,7 @@ class Renderer:
         cos_inc = np.maximum(ndotd / ray_norm, np.float32(1e-3))
         footprint = t * ray_norm * np.float32(self.scene.texels_per_m / self._f_px) / np.sqrt(cos_inc)
         level = np.log2(np.maximum(footprint, np.float32(1.0)))
-        np.minimum(level, np.float32(atlas.levels - 1), out=level)
+        np.minimum(level, self._max_level, out=level)
         l0 = level.astype(np.int32)
         frac = _weight256(level - l0)
         l1 = np.minimum(l0 + 1, atlas.levels - 1)
