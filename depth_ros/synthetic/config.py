@@ -54,7 +54,7 @@ class SynthConfig:
     scene: str = _f("corridor", f"scene preset: {', '.join(SCENES)}")
     trajectory: str = _f("forward", f"camera trajectory: {', '.join(TRAJECTORIES)}")
     speed_mps: float = _f(0.5, "camera speed in m/s (mean speed for random_smooth)")
-    num_boxes: int = _f(14, "number of static boxes in the scene")
+    num_boxes: int | None = _f(None, "number of static boxes (default: 0.15 per square metre of floor)")
     moving_objects: int = _f(0, "number of boxes that move on their own (0 = none)")
     texture_size_px: int = _f(512, "texture tile resolution in texels (power of two)")
     texture_tile_m: float = _f(4.0, "side of one texture tile in metres")
@@ -91,7 +91,8 @@ class SynthConfig:
         self._check_choice("storage", STORAGES)
         if not (math.isfinite(self.speed_mps) and 0.0 <= self.speed_mps <= 20.0):
             raise ValueError(f"SynthConfig.speed_mps must be in [0, 20] m/s, got {self.speed_mps!r}")
-        self._check_range("num_boxes", 0, 200)
+        if self.num_boxes is not None:
+            self._check_range("num_boxes", 0, 2000)
         self._check_range("moving_objects", 0, 50)
         self._check_range("texture_size_px", 16, 4096)
         if self.texture_size_px & (self.texture_size_px - 1):

@@ -61,6 +61,7 @@ _AMBIENT = 0.55
 
 # Materials: 0 floor, 1 ceiling, 2-3 walls, 4.. boxes.
 _NUM_MATERIALS = 8
+_BOX_DENSITY_PER_M2 = 0.15  # default static boxes per square metre of floor
 _CLEARANCE_M = 0.4  # free space kept around the camera path (base and camera origins) for boxes
 
 
@@ -232,7 +233,9 @@ def build_scene(config: SynthConfig, trajectory: Trajectory, rng: np.random.Gene
     room_materials = (2, 3, 3, 2, 0, 1)  # -x, +x walls; -y, +y walls; floor; ceiling
     room_offsets = tuple((float(layout_rng.uniform(0, size)), float(layout_rng.uniform(0, size))) for _ in range(6))
     boxes: list[Box] = []
-    for moving, count in ((False, config.num_boxes), (True, config.moving_objects)):
+    floor_m2 = (hi[0] - lo[0]) * (hi[1] - lo[1])
+    num_static = config.num_boxes if config.num_boxes is not None else int(round(_BOX_DENSITY_PER_M2 * floor_m2))
+    for moving, count in ((False, num_static), (True, config.moving_objects)):
         placed = 0
         for _ in range(200 * max(count, 1)):
             if placed == count:
