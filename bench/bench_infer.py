@@ -1,0 +1,220 @@
+"""Bag-to-bag inference end to end vs backend-only time (issue 2, benchmark 11c).
+
+Prints one JSON document. A synthetic 640x480 bag is rendered, a ResNet-18 DispNet is exported
+to ONNX, and the same frames are run
+
+* **backend only**: ``backend.infer`` on the frames, preprocessed beforehand (not timed);
+* **end to end**: ``infer_bag`` (read + decode + preprocess + backend + postprocess + cloud +
+  serialise + write, output copies of the inputs, atomic rename), wall time.
+
+``overhead = end_to_end / backend_only - 1`` (target <= 0.10). The two are interleaved
+(backend, e2e, backend, e2e, ...) and the medians compared, so machine-load drift hits both
+alike. ``stages_ms_per_frame`` breaks one end-to-end run down by stage (the pipeline's own
+timers), ``overhead_in_run`` is that run's non-backend share. ``decode`` compares reading and
+decoding the image topic with rosbags (what the pipeline uses) and with the ``mcap`` +
+``mcap-ros2-support`` fast path, per image.
+
+Usage:
+    python bench/bench_infer.py [--frames 20] [--repeats 3] [--net 480x640] [--threads N]
+        [--variants]
+
+``--variants`` also runs end to end without the cloud, with the xyzrgb cloud, with
+decimation 2, and with zstd output compression.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, _, w = text.partition("x")
+    return int(h), int(w)
+
+
+def _make_bag(workdir: Path, frames: int, width: int, height: int) -> tuple[Path, float]:
+    from depth_ros.synthetic import SynthConfig, write_bag
+
+    config = SynthConfig(width=width, height=height, frames=frames, lidar_beams=0, jpeg=False)
+    t0 = time.perf_counter()
+    path = write_bag(config, workdir / "in.mcap")
+    return path, time.perf_counter() - t0
+
+
+def _make_model(workdir: Path, net_h: int, net_w: int) -> Path:
+    import torch
+
+    from depth_ros.inference.onnx_export import export_onnx
+    from depth_ros.inference.spec import ModelSpec
+    from depth_ros_training.export import DepthExportWrapper
+    from depth_ros_training.models.dispnet import DispNet
+
+    torch.manual_seed(0)
+    net = DepthExportWrapper(DispNet(num_layers=18, num_scales=1)).eval()
+    spec = ModelSpec(
+        output_kind="disparity_sigmoid", input_height=net_h, input_width=net_w, metric=True,
+        min_depth_m=0.1, max_depth_m=50.0, name="dispnet18", scale_source="velocity_supervision",
+    )
+    return export_onnx(net, spec, workdir / "dispnet18.onnx")
+
+
+def _inputs(bag: Path, spec: Any) -> list[np.ndarray]:
+    """The network inputs of every frame, made by the same code the pipeline runs."""
+    from depth_ros import msgconv
+    from depth_ros.bag.reader import BagReader
+    from depth_ros.core.preprocess import preprocess
+
+    images, infos = {}, {}
+    with BagReader(bag) as reader:
+        for raw in reader.messages(["/camera/image_raw", "/camera/camera_info"]):
+            msg = reader.deserialize(raw)
+            (images if raw.topic == "/camera/image_raw" else infos)[msgconv.stamp_to_ns(msg.header.stamp)] = msg
+    out = []
+    for stamp in sorted(images):
+        camera = msgconv.camera_info_to_model(infos[stamp])
+        out.append(preprocess(msgconv.image_to_rgb(images[stamp]), camera, spec).tensor)
+    return out
+
+
+def _backend_only(backend: Any, inputs: list[np.ndarray]) -> float:
+    t0 = time.perf_counter()
+    for x in inputs:
+        backend.infer(x)
+    return time.perf_counter() - t0
+
+
+def _end_to_end(bag: Path, out: Path, backend: Any, **config: Any) -> tuple[float, Any]:
+    from depth_ros.bag.infer import InferConfig, infer_bag
+
+    if out.exists():
+        out.unlink()
+    t0 = time.perf_counter()
+    summary = infer_bag(bag, out, backend, InferConfig(**config))
+    return time.perf_counter() - t0, summary
+
+
+def _decode_rates(bag: Path) -> dict[str, float]:
+    """Per-image ms to read + decode /camera/image_raw and convert to RGB, two readers."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    from depth_ros import msgconv
+    from depth_ros.bag.reader import BagReader
+
+    t0 = time.perf_counter()
+    n = 0
+    with BagReader(bag) as reader:
+        for raw in reader.messages(["/camera/image_raw"]):
+            msgconv.image_to_rgb(reader.deserialize(raw))
+            n += 1
+    rosbags_ms = (time.perf_counter() - t0) / n * 1e3
+    t0 = time.perf_counter()
+    n = 0
+    with bag.open("rb") as f:
+        for _, _, _, msg in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages(
+            topics=["/camera/image_raw"]
+        ):
+            msgconv.image_to_rgb(msg)
+            n += 1
+    mcap_ms = (time.perf_counter() - t0) / n * 1e3
+    return {"rosbags_ms_per_image": round(rosbags_ms, 3), "mcap_ros2_ms_per_image": round(mcap_ms, 3)}
+
+
+def _stages(summary: Any) -> dict[str, float]:
+    n = max(summary.frames_out, 1)
+    return {k: round(v / n * 1e3, 2) for k, v in summary.timing_s.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--camera", type=_size, default=(480, 640), help="camera HxW (default 480x640)")
+    parser.add_argument("--net", type=_size, default=(480, 640), help="network input HxW (default 480x640)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
+    parser.add_argument("--variants", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+    from depth_ros.inference.backend import create_backend
+
+    with tempfile.TemporaryDirectory(prefix="bench_infer_") as tmp:
+        workdir = Path(tmp)
+        (cam_h, cam_w), (net_h, net_w) = args.camera, args.net
+        bag, synth_s = _make_bag(workdir, args.frames, cam_w, cam_h)
+        t0 = time.perf_counter()
+        model = _make_model(workdir, net_h, net_w)
+        export_s = time.perf_counter() - t0
+        options = {"threads": args.threads} if args.threads else {}
+        backend = create_backend(model, backend="onnxruntime-cpu", **options)
+        inputs = _inputs(bag, backend.spec)
+        out = workdir / "out.mcap"
+        _backend_only(backend, inputs[:2])  # warm-up
+        backend_s, e2e_s, summaries = [], [], []
+        for _ in range(args.repeats):
+            backend_s.append(_backend_only(backend, inputs))
+            wall, summary = _end_to_end(bag, out, backend)
+            e2e_s.append(wall)
+            summaries.append(summary)
+        frames = len(inputs)
+        backend_med, e2e_med = statistics.median(backend_s), statistics.median(e2e_s)
+        best = summaries[int(np.argmin(e2e_s))]
+        in_run_backend = best.timing_s["backend"]
+        result: dict[str, Any] = {
+            "benchmark": "bag-to-bag inference vs backend only (issue 2, 11c)",
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "note": "noisy (shared machine)"},
+            "camera": f"{cam_w}x{cam_h}",
+            "network_input": f"{net_w}x{net_h}",
+            "model": "ResNet-18 DispNet (disparity_sigmoid), ONNX",
+            "backend": backend.name,
+            "frames": frames,
+            "repeats": args.repeats,
+            "backend_only_ms_per_frame": round(backend_med / frames * 1e3, 2),
+            "end_to_end_ms_per_frame": round(e2e_med / frames * 1e3, 2),
+            "end_to_end_fps": round(frames / e2e_med, 2),
+            "overhead": round(e2e_med / backend_med - 1.0, 4),
+            "overhead_target": 0.10,
+            "overhead_in_run": round((best.wall_s - in_run_backend) / in_run_backend, 4),
+            "stages_ms_per_frame": _stages(best),
+            "output_mb_per_frame": round(best.bytes_written / frames / 1e6, 2),
+            "all_backend_only_s": [round(v, 3) for v in backend_s],
+            "all_end_to_end_s": [round(v, 3) for v in e2e_s],
+            "decode": _decode_rates(bag),
+            "setup_s": {"synth_bag": round(synth_s, 1), "onnx_export": round(export_s, 1)},
+        }
+        if args.variants:
+            variants = {}
+            for name, config in {
+                "no_cloud": {"cloud": False},
+                "rgb_cloud": {"rgb_cloud": True},
+                "decimation_2": {"decimation": 2},
+                "zstd": {"compression": "zstd"},
+            }.items():
+                base = _backend_only(backend, inputs)
+                wall, summary = _end_to_end(bag, out, backend, **config)
+                variants[name] = {
+                    "overhead": round(wall / base - 1.0, 4),
+                    "stages_ms_per_frame": _stages(summary),
+                    "output_mb_per_frame": round(summary.bytes_written / frames / 1e6, 2),
+                }
+            result["variants"] = variants
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
