@@ -338,5 +338,5 @@ def write_bag_summary(
                 progress(frame.index + 1, config.frames)
         counts = dict(bag.message_counts)
     size = target.stat().st_size
-    _log.info("wrote %s: %d frames, %d bytes", target, config.frames, size)
+    _log.debug("wrote %s: %d frames, %d bytes", target, config.frames, size)
     return BagSummary(path=target, frames=config.frames, size_bytes=size, message_counts=counts)

@@ -8,9 +8,14 @@ with exit code 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 from depth_ros.synthetic.config import SynthConfig
 
@@ -26,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, help="output bag file (.mcap or .db3)")
     parser.add_argument("--config", type=Path, default=None, help="YAML file of SynthConfig fields")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     group = parser.add_argument_group("scene (SynthConfig fields; default in brackets)")
     for f in dataclasses.fields(SynthConfig):
         default = f.default
@@ -38,8 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the bag writer removes its partial output."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Render and write the bag; print one summary line. Returns 0."""
+    """Render and write the bag; print one summary line to stdout (progress on stderr). Returns 0."""
     from depth_ros.synthetic.bagio import write_bag_summary
     from depth_ros.synthetic.config import load_config
 
@@ -49,8 +72,23 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, f"cfg_{f.name}", None) is not None
     }
     config = load_config(args.config, overrides)
+    bar: Any = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.frames, unit="frame", desc="synth", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.n)
+
     t0 = time.perf_counter()
-    summary = write_bag_summary(config, args.output, overwrite=args.overwrite)
+    try:
+        with _sigterm_as_interrupt():
+            summary = write_bag_summary(config, args.output, overwrite=args.overwrite, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     elapsed = time.perf_counter() - t0
     topics = ", ".join(f"{topic} ({count})" for topic, count in summary.message_counts.items())
     print(
