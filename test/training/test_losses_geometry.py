@@ -271,3 +271,17 @@ def test_ground_truth_warp_on_a_rendered_sequence() -> None:
     assert float(masked_mean(pair.auto_mask, pair.in_view)) > 0.8
     wrong = sc_depth_pair_loss(tgt_img, src_img, 1.3 * tgt_depth, src_depth, T_src_tgt, K_cam)
     assert float(masked_mean(wrong.photo_error, wrong.in_view)) > 1.5 * float(masked_mean(pair.photo_error, pair.in_view))
+
+
+def test_projection_stays_precise_under_autocast_and_keeps_input_dtypes() -> None:
+    # a bfloat16 projection would put pixel 400 of a 416 px row 1-2 px off
+    b, h, w = 1, 8, 416
+    K32 = torch.tensor([[200.0, 0.0, 207.5], [0.0, 200.0, 3.5], [0.0, 0.0, 1.0]])
+    src = torch.rand(b, 3, h, w)
+    depth = torch.full((b, 1, h, w), 7.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        res = inverse_warp(src, depth, torch.eye(4)[None], K32.double())
+    v, u = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
+    assert res.src_pixel_coords.dtype == torch.float32 and res.projected_depth.dtype == torch.float32
+    torch.testing.assert_close(res.src_pixel_coords[0], torch.stack([u, v], -1), atol=1e-3, rtol=0)
+    assert bool(res.valid.all())

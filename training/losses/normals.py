@@ -28,7 +28,7 @@ def _batched_k(K: Tensor, batch: int, like: Tensor) -> Tensor:
         K = K.unsqueeze(0).expand(batch, 3, 3)
     elif K.shape != (batch, 3, 3):
         raise ValueError(f"K must be (3, 3) or (B={batch}, 3, 3), got {tuple(K.shape)}")
-    return K.to(like.dtype)
+    return K.to(device=like.device, dtype=like.dtype)
 
 
 def normals_from_depth(depth: Tensor, K: Tensor) -> Tensor:

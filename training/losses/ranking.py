@@ -106,6 +106,8 @@ def depth_ranking_loss(
             raise ValueError(f"{name} must match pred_depth {tuple(pred_depth.shape)}, got {tuple(t.shape)}")
     if not isinstance(num_pairs, int) or num_pairs < 1:
         raise ValueError(f"num_pairs must be a positive integer, got {num_pairs!r}")
+    if pred_depth.shape[-2] * pred_depth.shape[-1] < 2:
+        raise ValueError(f"need at least 2 pixels to form pairs, got {tuple(pred_depth.shape)}")
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau}")
     b = pred_depth.shape[0]

@@ -11,7 +11,8 @@ Per (target, source) pair, in the target's pixel grid (:func:`sc_depth_pair_loss
   occlusions and bad depth are inconsistent between views and so down-weighted);
 * auto-mask (monodepth2): a pixel counts only if the warped source explains it better than
   the *unwarped* source, which removes pixels static relative to the camera (and frames where
-  the camera did not move);
+  the camera did not move); decided per pair, as sc_depth_pl does (monodepth2 compares the
+  minimum over sources of both errors instead);
 * validity: the projection lands in front of the source camera and inside its image.
 
 Over several sources and both directions (:func:`sc_depth_loss`):
@@ -136,8 +137,9 @@ def sc_depth_pair_loss(
     geometry_map = ((computed - sampled_depth).abs() / denom).clamp(0.0, 1.0) * in_view
     photo_error = photometric_error(tgt_img, warped_img, ssim_weight)
     if use_auto_mask:
-        identity_error = photometric_error(tgt_img, src_img, ssim_weight)
-        auto_mask = (photo_error < identity_error).to(photo_error.dtype).detach()
+        with torch.no_grad():
+            identity_error = photometric_error(tgt_img, src_img, ssim_weight)
+            auto_mask = (photo_error < identity_error).to(photo_error.dtype)
     else:
         auto_mask = torch.ones_like(photo_error)
     weight_mask = 1.0 - geometry_map if use_mask else torch.ones_like(geometry_map)

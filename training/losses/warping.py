@@ -107,23 +107,28 @@ def inverse_warp(
         raise ValueError(f"T_src_tgt must be (B, 4, 4) = {(b, 4, 4)}, got {tuple(T_src_tgt.shape)}")
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"padding_mode must be 'zeros', 'border' or 'reflection', got {padding_mode!r}")
-    K = _batched_k(K, b).to(tgt_depth.dtype)
-    pix = pixel_grid(h, w, tgt_depth.device, tgt_depth.dtype)  # (3, HW)
-    rays = torch.linalg.solve(K, pix.unsqueeze(0).expand(b, 3, h * w))  # (B, 3, HW), z = 1
-    points_tgt = rays * tgt_depth.reshape(b, 1, h * w)
-    points_src = T_src_tgt[:, :3, :3] @ points_tgt + T_src_tgt[:, :3, 3:]  # (B, 3, HW)
-    proj = K @ points_src
-    z = proj[:, 2:3]
-    uv = proj[:, :2] / z.clamp(min=MIN_PROJECTED_DEPTH)  # (B, 2, HW)
-    u, v = uv[:, 0], uv[:, 1]
-    m = VALID_MARGIN_PX
-    valid = (z[:, 0] > MIN_PROJECTED_DEPTH) & (u >= -m) & (u <= w - 1 + m) & (v >= -m) & (v <= h - 1 + m)
-    # align_corners=False: pixel centre u -> (2u + 1) / W - 1
-    grid = torch.stack([(2 * u + 1) / w - 1, (2 * v + 1) / h - 1], dim=-1).reshape(b, h, w, 2)
-    warped = F.grid_sample(src_img, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    # Projection in at least float32 and outside autocast: in float16 a 400 px wide image
+    # would be resampled with errors of a quarter pixel.
+    dtype = torch.promote_types(tgt_depth.dtype, torch.float32)
+    with torch.autocast(device_type=tgt_depth.device.type, enabled=False):
+        K = _batched_k(K, b).to(device=tgt_depth.device, dtype=dtype)
+        pix = pixel_grid(h, w, tgt_depth.device, dtype)  # (3, HW)
+        rays = torch.linalg.solve(K, pix.unsqueeze(0).expand(b, 3, h * w))  # (B, 3, HW), z = 1
+        points_tgt = rays * tgt_depth.to(dtype).reshape(b, 1, h * w)
+        T = T_src_tgt.to(dtype)
+        points_src = T[:, :3, :3] @ points_tgt + T[:, :3, 3:]  # (B, 3, HW)
+        proj = K @ points_src
+        z = proj[:, 2:3]
+        uv = proj[:, :2] / z.clamp(min=MIN_PROJECTED_DEPTH)  # (B, 2, HW)
+        u, v = uv[:, 0], uv[:, 1]
+        m = VALID_MARGIN_PX
+        valid = (z[:, 0] > MIN_PROJECTED_DEPTH) & (u >= -m) & (u <= w - 1 + m) & (v >= -m) & (v <= h - 1 + m)
+        # align_corners=False: pixel centre u -> (2u + 1) / W - 1
+        grid = torch.stack([(2 * u + 1) / w - 1, (2 * v + 1) / h - 1], dim=-1).reshape(b, h, w, 2)
+    warped = F.grid_sample(src_img, grid.to(src_img.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=False)
     return WarpResult(
         warped=warped,
         valid=valid.reshape(b, 1, h, w).to(src_img.dtype),
-        projected_depth=points_src[:, 2:3].reshape(b, 1, h, w),
-        src_pixel_coords=uv.permute(0, 2, 1).reshape(b, h, w, 2),
+        projected_depth=points_src[:, 2:3].reshape(b, 1, h, w).to(tgt_depth.dtype),
+        src_pixel_coords=uv.permute(0, 2, 1).reshape(b, h, w, 2).to(tgt_depth.dtype),
     )
