@@ -1,6 +1,6 @@
 """``depth-ros play``: republish a bag's topics live with their recorded relative timing.
 
-    depth-ros play BAG [--rate R] [--loop] [--clock] [--topics T ...] [--wait-for-subscribers S]
+    depth-ros play BAG [--rate R] [--loop] [--clock] [--topics T ...] [--wait-for-subscribers S] [--delay S]
 
 Works where ``ros2 bag play`` does not exist (pip installs): the bag is read with rosbags
 (MCAP or sqlite3) and each record's CDR bytes are published as they are (no decode/encode),
@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="only these topics (default: all)")
     parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
                         help="before playing, wait up to S seconds until every topic has a subscriber")
+    parser.add_argument("--delay", type=float, default=0.0, metavar="S",
+                        help="sleep S seconds before the first message (lets remote readers finish discovery)")
 
 
 def _qos_for(topic: str) -> Any:
@@ -66,7 +68,7 @@ def _qos_for(topic: str) -> Any:
 
 
 def play(node: Any, bag: Path, rate: float = 1.0, loop: bool = False, clock: bool = False,
-         topics: Sequence[str] | None = None, wait_for_subscribers_s: float = 0.0) -> int:
+         topics: Sequence[str] | None = None, wait_for_subscribers_s: float = 0.0, delay_s: float = 0.0) -> int:
     """Republish ``bag`` through ``node``; returns the number of messages published.
 
     Raises:
@@ -110,6 +112,10 @@ def play(node: Any, bag: Path, rate: float = 1.0, loop: bool = False, clock: boo
                     lonely = [t for t, p in publishers.items() if p.get_subscription_count() == 0]
                     raise BagError(f"no subscriber on {lonely} after {wait_for_subscribers_s} s")
                 time.sleep(0.05)
+        if delay_s > 0:
+            # A best-effort reader drops samples sent before *it* has matched the writer, which
+            # can be a while after the writer has matched it; nothing here can observe that.
+            time.sleep(delay_s)
         _log.info("playing %s: %s at rate %g%s", bag, ", ".join(publishers), rate, " (loop)" if loop else "")
         while rclpy.ok(context=node.context):
             start_wall: float | None = None
@@ -144,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     node = rclpy.create_node("depth_ros_play")
     try:
         count = play(node, args.bag, rate=args.rate, loop=args.loop, clock=args.clock, topics=args.topics,
-                     wait_for_subscribers_s=args.wait_for_subscribers)
+                     wait_for_subscribers_s=args.wait_for_subscribers, delay_s=args.delay)
         print(f"depth-ros play: published {count} messages from {args.bag}", file=sys.stderr)
         return 0
     except KeyboardInterrupt:
