@@ -106,9 +106,12 @@ def output_path(config: SynthConfig, path: str | Path) -> Path:
 
 
 def _select_topics(config: SynthConfig, topics: Collection[str] | None) -> list[str]:
-    enabled = [
-        t for t in TOPICS if (t != "/camera/image_raw/compressed" or config.jpeg) and (t != "/lidar/points" or config.lidar_beams > 0)
-    ]
+    disabled_by_config = set()
+    if not config.jpeg:
+        disabled_by_config.add("/camera/image_raw/compressed")
+    if config.lidar_beams == 0:
+        disabled_by_config.add("/lidar/points")
+    enabled = [t for t in TOPICS if t not in disabled_by_config]
     if topics is None:
         return enabled
     unknown = sorted(set(topics) - set(TOPICS))

@@ -94,7 +94,9 @@ def _nonzero(d: np.ndarray) -> np.ndarray:
     return d
 
 
-def _cast_room(lo_rel: np.ndarray, hi_rel: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cast_room(
+    lo_rel: np.ndarray, hi_rel: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Exit of rays from inside the room; (t, surface id 2*axis + side) of the same shape as dx."""
     ts = []
     for a, d in enumerate((dx, dy, dz)):
@@ -207,29 +209,22 @@ class Renderer:
             t: (N,) float32 ray parameter of the first hit (> 0, finite).
             sid: (N,) int32 surface id of the hit.
         """
-        o = np.asarray(origin_world, dtype=np.float64)
-        d = np.ascontiguousarray(np.asarray(dirs_world, dtype=np.float32).T)  # (3, N)
+        o = np.asarray(origin_world, dtype=np.float64).reshape(-1)
+        dirs = np.asarray(dirs_world)
+        if o.shape != (3,) or dirs.ndim != 2 or dirs.shape[1] != 3:
+            raise ValueError(f"expected origin (3,) and directions (N, 3), got {o.shape} and {dirs.shape}")
+        d = np.ascontiguousarray(dirs.astype(np.float32).T)  # (3, N)
         dx, dy, dz = (_nonzero(d[i].copy()) for i in range(3))
-        t, sid = self._cast_all(o, dx, dy, dz, t_s, cull=None)
-        return t, sid
-
-    def _cast_all(self, o: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray, t_s: float, cull: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         scene = self.scene
-        lo_rel = np.asarray(scene.room_lo) - o
-        hi_rel = np.asarray(scene.room_hi) - o
-        t, sid = _cast_room(lo_rel, hi_rel, dx, dy, dz)
+        t, sid = _cast_room(np.asarray(scene.room_lo) - o, np.asarray(scene.room_hi) - o, dx, dy, dz)
         for k, box in enumerate(scene.boxes):
             c, yaw = box.pose(t_s)
-            c_rel = c - o
-            region = (slice(None),) * dx.ndim
-            if cull is not None:
-                region = self._screen_region(cull, c_rel, box.half_m, yaw)
-                if region is None:
-                    continue
-            _cast_box(c_rel, box.half_m, yaw, dx[region], dy[region], dz[region], t[region], sid[region], scene.box_surface(k, 0, 0))
+            _cast_box(c - o, box.half_m, yaw, dx, dy, dz, t, sid, scene.box_surface(k, 0, 0))
         return t, sid
 
-    def _screen_region(self, R_world_cam: np.ndarray, c_rel: np.ndarray, half: tuple[float, float, float], yaw: float) -> tuple[slice, slice] | None:
+    def _screen_region(
+        self, R_world_cam: np.ndarray, c_rel: np.ndarray, half: tuple[float, float, float], yaw: float
+    ) -> tuple[slice, slice] | None:
         """Rows/columns of the image that can see the box (None if it is behind the camera)."""
         c, s = math.cos(yaw), math.sin(yaw)
         R_box = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -278,7 +273,14 @@ class Renderer:
         return _lerp_rgba(top, bot, wy)
 
     def _shade(
-        self, t: np.ndarray, sid: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray, ray_norm: np.ndarray, table: np.ndarray
+        self,
+        t: np.ndarray,
+        sid: np.ndarray,
+        dx: np.ndarray,
+        dy: np.ndarray,
+        dz: np.ndarray,
+        ray_norm: np.ndarray,
+        table: np.ndarray,
     ) -> np.ndarray:
         """(N,) hits -> (N,) uint32 packed RGBA8 (trilinear mip-mapped texture x shading)."""
         tab = table.astype(np.float32)
@@ -348,9 +350,8 @@ class Renderer:
                 _cast_box(c_rel, half, yaw, dx[sub], dy[sub], dz[sub], t[sub], s[sub], sid_base)
             depth[r0:r1] = t
             sid[r0:r1] = s
-            rgba[r0:r1] = self._shade(
-                t.reshape(-1), s.reshape(-1), dx.reshape(-1), dy.reshape(-1), dz.reshape(-1), self._ray_norm[r0:r1].reshape(-1), table
-            ).reshape(r1 - r0, W)
+            flat = (a.reshape(-1) for a in (t, s, dx, dy, dz, self._ray_norm[r0:r1]))
+            rgba[r0:r1] = self._shade(*flat, table).reshape(r1 - r0, W)
         return depth, sid, rgba
 
     # -- frames --------------------------------------------------------------------------------

@@ -199,7 +199,8 @@ def _random_box(
             motion_phase=float(rng.uniform(0, 2 * math.pi)),
             yaw_rate_radps=float(rng.uniform(-0.5, 0.5)),
         )
-    return Box(center=(cx, cy, cz), half_m=half, yaw=float(rng.uniform(-math.pi, math.pi)), materials=mats, tex_offsets=offs, **kwargs)
+    yaw = float(rng.uniform(-math.pi, math.pi))
+    return Box(center=(cx, cy, cz), half_m=half, yaw=yaw, materials=mats, tex_offsets=offs, **kwargs)
 
 
 @functools.lru_cache(maxsize=4)
@@ -220,9 +221,8 @@ def build_scene(config: SynthConfig, trajectory: Trajectory, rng: np.random.Gene
     dense_t = np.linspace(0.0, times[-1], max(2, 4 * config.frames))
     path_xy = trajectory.positions(dense_t)[:, :2]
     # The camera sits ahead of the base: treat its track as part of the path too.
-    cam_xy = np.array(
-        [trajectory.state(float(t)).T_world_base[:2, :] @ np.r_[CAMERA_XYZ_BASE, 1.0] for t in dense_t[:: max(1, len(dense_t) // 400)]]
-    )
+    cam_t = dense_t[:: max(1, len(dense_t) // 400)]
+    cam_xy = np.array([trajectory.state(float(t)).T_world_base[:2, :] @ np.r_[CAMERA_XYZ_BASE, 1.0] for t in cam_t])
     path_xy = np.concatenate([path_xy, cam_xy], axis=0)
     lo, hi = _room_bounds(config, path_xy)
 
@@ -246,7 +246,8 @@ def build_scene(config: SynthConfig, trajectory: Trajectory, rng: np.random.Gene
                 boxes.append(box)
                 placed += 1
         if placed < count:
-            _log.warning("placed only %d of %d %s boxes: no more room clear of the camera path", placed, count, "moving" if moving else "static")
+            kind = "moving" if moving else "static"
+            _log.warning("placed only %d of %d %s boxes: no more room clear of the camera path", placed, count, kind)
     num_static = sum(1 for b in boxes if not b.moving)
     return Scene(
         room_lo=tuple(float(v) for v in lo),
@@ -285,9 +286,11 @@ def surface_table(scene: Scene, t_s: float, origin_world: np.ndarray) -> np.ndar
     tpm = scene.texels_per_m
     o = np.asarray(origin_world, dtype=np.float64)
 
-    def fill(sid: int, R: np.ndarray, center: np.ndarray, axis: int, normal_sign: float, material: int, off: tuple[float, float]) -> None:
+    def fill(
+        sid: int, R: np.ndarray, center: np.ndarray, axis: int, sign: float, material: int, off: tuple[float, float]
+    ) -> None:
         ua, va = _face_axes(axis)
-        eu, ev, n = R[:, ua], R[:, va], normal_sign * R[:, axis]
+        eu, ev, n = R[:, ua], R[:, va], sign * R[:, axis]
         rel = o - center
         table[sid, 0:3] = eu * tpm
         table[sid, 3] = eu @ rel * tpm + off[0]

@@ -89,6 +89,18 @@ def test_floor_and_ceiling_depth_match_hand_computed_values() -> None:
     assert set(np.unique(f.surface_id[bottom])) == {4}  # floor = -z face of the room
 
 
+def test_cast_rays_hand_computed() -> None:
+    r = Renderer(SynthConfig(**{**SMALL, "num_boxes": 0}))
+    lo, hi = r.scene.room_lo, r.scene.room_hi
+    o = np.array([0.5, 0.25, 1.0])
+    dirs = np.array([[0, 0, 1.0], [0, 0, -1.0], [2.0, 0, 0], [0, -0.5, 0]])
+    t, sid = r.cast_rays(o, dirs, 0.0)
+    np.testing.assert_allclose(t, [hi[2] - 1.0, 1.0, (hi[0] - 0.5) / 2, (0.25 - lo[1]) / 0.5], rtol=1e-6)
+    np.testing.assert_array_equal(sid, [5, 4, 1, 2])  # ceiling, floor, +x wall, -y wall
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        r.cast_rays(o, dirs[:, :2], 0.0)
+
+
 def test_reprojection_between_frames_is_consistent() -> None:
     cfg = SynthConfig(width=128, height=96, frames=12, num_boxes=10, texture_size_px=64, speed_mps=1.0)
     r = Renderer(cfg)
