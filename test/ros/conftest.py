@@ -27,6 +27,7 @@ import pytest
 from depth_ros.inference.spec import METADATA_KEY, ModelSpec
 
 S = 1_000_000_000  # ns per second
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NET_W, NET_H = 32, 24
 IMG_W, IMG_H = 64, 48
 FX, FY, CX, CY = 50.0, 50.0, 31.5, 23.5
