@@ -132,6 +132,33 @@ def test_reprojection_between_frames_is_consistent() -> None:
     assert visible.sum() > 0.5 * planar.sum()
 
 
+def test_brightness_constancy_under_ground_truth_warp() -> None:
+    # What self-supervised training relies on: warping frame j into frame i with the exact
+    # depth and poses reproduces frame i where visible (world-fixed textures and lighting).
+    cfg = SynthConfig(width=208, height=64, frames=8)
+    r = Renderer(cfg)
+    fi, fj = r.render(2), r.render(5)
+    cam = fi.camera
+    T_cj_w = np.linalg.inv(fj.T_world_cam)
+    q = unproject_world(fi) @ T_cj_w[:3, :3].T + T_cj_w[:3, 3]
+    uj = cam.fx * q[:, 0] / q[:, 2] + cam.cx
+    vj = cam.fy * q[:, 1] / q[:, 2] + cam.cy
+    ok = (uj >= 0) & (uj <= cam.width - 1.001) & (vj >= 0) & (vj <= cam.height - 1.001)
+    u0, v0 = np.floor(uj[ok]).astype(int), np.floor(vj[ok]).astype(int)
+    a, b = (uj[ok] - u0)[:, None], (vj[ok] - v0)[:, None]
+
+    def bilinear(img: np.ndarray) -> np.ndarray:
+        img = img.astype(np.float64).reshape(cam.height, cam.width, -1)
+        top = (1 - a) * img[v0, u0] + a * img[v0, u0 + 1]
+        return (1 - b) * top + b * ((1 - a) * img[v0 + 1, u0] + a * img[v0 + 1, u0 + 1])
+
+    visible = np.abs(bilinear(fj.depth_m)[:, 0] - q[ok, 2]) < 0.01 * q[ok, 2]
+    assert visible.mean() > 0.8
+    err = np.abs(bilinear(fj.rgb) - fi.rgb.reshape(-1, 3)[ok]).mean(axis=1)[visible].mean()
+    unwarped = np.abs(fj.rgb.astype(np.float64) - fi.rgb).mean()
+    assert err < 3.0 and err < 0.3 * unwarped, (err, unwarped)
+
+
 def test_lidar_points_lie_on_surfaces_and_agree_between_frames() -> None:
     cfg = SynthConfig(**{**SMALL, "moving_objects": 2, "lidar_beams": 8, "lidar_azimuth_samples": 90})
     r = Renderer(cfg)
