@@ -12,7 +12,9 @@ to ONNX, and the same frames are run
 alike. ``stages_ms_per_frame`` breaks one end-to-end run down by stage (the pipeline's own
 timers), ``overhead_in_run`` is that run's non-backend share. ``decode`` compares reading and
 decoding the image topic with rosbags (what the pipeline uses) and with the ``mcap`` +
-``mcap-ros2-support`` fast path, per image.
+``mcap-ros2-support`` fast path, per image; ``writers`` compares writing one frame's outputs
+with rosbags' MCAP writer, the ``mcap`` package's writer and BagWriter (what the pipeline
+uses: depth_ros.bag.mcap_writer).
 
 Usage:
     python bench/bench_infer.py [--frames 20] [--repeats 3] [--net 480x640] [--threads N]
@@ -106,30 +108,96 @@ def _end_to_end(bag: Path, out: Path, backend: Any, **config: Any) -> tuple[floa
 
 
 def _decode_rates(bag: Path) -> dict[str, float]:
-    """Per-image ms to read + decode /camera/image_raw and convert to RGB, two readers."""
+    """Per-image ms to read + decode /camera/image_raw and convert to RGB (bag already open)."""
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
     from depth_ros import msgconv
     from depth_ros.bag.reader import BagReader
 
-    t0 = time.perf_counter()
-    n = 0
     with BagReader(bag) as reader:
+        for raw in reader.messages(["/camera/image_raw"]):  # first pass: builds rosbags' decoders
+            reader.deserialize(raw)
+            break
+        t0 = time.perf_counter()
+        n = 0
         for raw in reader.messages(["/camera/image_raw"]):
             msgconv.image_to_rgb(reader.deserialize(raw))
             n += 1
-    rosbags_ms = (time.perf_counter() - t0) / n * 1e3
-    t0 = time.perf_counter()
-    n = 0
+        rosbags_ms = (time.perf_counter() - t0) / n * 1e3
     with bag.open("rb") as f:
-        for _, _, _, msg in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages(
-            topics=["/camera/image_raw"]
-        ):
+        messages = make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages(topics=["/camera/image_raw"])
+        next(messages)
+        t0 = time.perf_counter()
+        n = 0
+        for _, _, _, msg in messages:
             msgconv.image_to_rgb(msg)
             n += 1
-    mcap_ms = (time.perf_counter() - t0) / n * 1e3
+        mcap_ms = (time.perf_counter() - t0) / max(n, 1) * 1e3
     return {"rosbags_ms_per_image": round(rosbags_ms, 3), "mcap_ros2_ms_per_image": round(mcap_ms, 3)}
+
+
+def _writer_rates(workdir: Path, height: int, width: int, frames: int) -> dict[str, float]:
+    """ms per frame to serialise and write one frame's outputs (image copy, 32FC1 depth, xyz
+    cloud, camera_info) with rosbags' MCAP writer, the mcap package's writer, and BagWriter."""
+    from mcap.writer import CompressionType, Writer as McapWriter
+    from rosbags.rosbag2 import StoragePlugin, Writer as RosbagsWriter
+
+    from depth_ros.bag.typestore import output_typestore
+    from depth_ros.bag.writer import BagWriter
+
+    ts = output_typestore()
+    T = ts.types
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="cam")
+    image = T["sensor_msgs/msg/Image"](
+        header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=3 * width,
+        data=np.zeros(height * width * 3, np.uint8),
+    )
+    depth = T["sensor_msgs/msg/Image"](
+        header=header, height=height, width=width, encoding="32FC1", is_bigendian=0, step=4 * width,
+        data=np.zeros(height * width * 4, np.uint8),
+    )
+    fields = [T["sensor_msgs/msg/PointField"](name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")]
+    cloud = T["sensor_msgs/msg/PointCloud2"](
+        header=header, height=height, width=width, fields=fields, is_bigendian=False, point_step=16,
+        row_step=16 * width, data=np.zeros(height * width * 16, np.uint8), is_dense=False,
+    )
+    msgs = [("/image", "sensor_msgs/msg/Image", image), ("/depth", "sensor_msgs/msg/Image", depth),
+            ("/points", "sensor_msgs/msg/PointCloud2", cloud)]
+    out: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    with RosbagsWriter(workdir / "w_rosbags", version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {topic: w.add_connection(topic, t, typestore=ts) for topic, t, _ in msgs}
+        for i in range(frames):
+            for topic, t, m in msgs:
+                w.write(conns[topic], i, ts.serialize_cdr(m, t))
+    out["rosbags_writer_ms_per_frame"] = round((time.perf_counter() - t0) / frames * 1e3, 2)
+
+    t0 = time.perf_counter()
+    with (workdir / "w_mcap.mcap").open("wb") as f:
+        w2 = McapWriter(f, compression=CompressionType.NONE)
+        w2.start("ros2", "bench")
+        ids = {}
+        for topic, t, _ in msgs:
+            sid = w2.register_schema(t, "ros2msg", ts.generate_msgdef(t, ros_version=2)[0].encode())
+            ids[topic] = w2.register_channel(topic, "cdr", sid)
+        for i in range(frames):
+            for topic, t, m in msgs:
+                w2.add_message(ids[topic], i, bytes(ts.serialize_cdr(m, t)), i)
+        w2.finish()
+    out["mcap_package_writer_ms_per_frame"] = round((time.perf_counter() - t0) / frames * 1e3, 2)
+
+    t0 = time.perf_counter()
+    with BagWriter(workdir / "w_ours.mcap", typestore=ts) as bag:
+        for topic, t, _ in msgs:
+            bag.add_topic(topic, t)
+        for i in range(frames):
+            for topic, _, m in msgs:
+                bag.write(topic, m, i)
+    out["bagwriter_ms_per_frame"] = round((time.perf_counter() - t0) / frames * 1e3, 2)
+    out["mb_per_frame"] = round(sum(len(m.data) for _, _, m in msgs) / 1e6, 2)
+    return out
 
 
 def _stages(summary: Any) -> dict[str, float]:
@@ -193,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             "all_backend_only_s": [round(v, 3) for v in backend_s],
             "all_end_to_end_s": [round(v, 3) for v in e2e_s],
             "decode": _decode_rates(bag),
+            "writers": _writer_rates(workdir, cam_h, cam_w, frames),
             "setup_s": {"synth_bag": round(synth_s, 1), "onnx_export": round(export_s, 1)},
         }
         if args.variants:

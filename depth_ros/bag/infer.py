@@ -611,6 +611,29 @@ class _Pipeline:
         self.writer.write(self.topics["info"], info, log_ns)
 
 
+def _copyable(topics: list[str], infos: dict[str, Any], reader: BagReader, typestore: Any) -> list[str]:
+    """The input topics that can be copied byte for byte.
+
+    A copied topic keeps the bag's own definition of its type; the outputs use this package's.
+    When both use one type (an Image input next to the Image depth output) they must agree,
+    since an MCAP file has one schema per type name; a topic whose recorded definition differs
+    is not copied (with a warning) rather than written under a wrong schema.
+    """
+    kept = []
+    for topic in topics:
+        msgtype = infos[topic].msgtype
+        if msgtype in typestore.fielddefs:
+            try:
+                same = reader.typestore.hash_rihs01(msgtype) == typestore.hash_rihs01(msgtype)
+            except Exception:  # a type the output typestore lacks: nothing to clash with
+                same = True
+            if not same:
+                _log.warning("not copying %s: its recorded %s definition differs from this package's", topic, msgtype)
+                continue
+        kept.append(topic)
+    return kept
+
+
 def infer_bag(
     in_path: str | Path,
     out_path: str | Path,
@@ -672,13 +695,16 @@ def infer_bag(
         copied = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
         if TF_STATIC_TOPIC in topics_in:
             copied.append(TF_STATIC_TOPIC)
+        copied = _copyable(copied, topics_in, reader, typestore) if config.copy_inputs else []
         with BagWriter(out_path, typestore=typestore, overwrite=config.overwrite, compression=config.compression) as writer:
-            if config.copy_inputs:
-                for topic in copied:
-                    writer.add_topic(topic, topics_in[topic].msgtype, typestore=reader.typestore)
+            for topic in copied:
+                writer.add_topic(
+                    topic, topics_in[topic].msgtype, typestore=reader.typestore,
+                    offered_qos_profiles=reader.offered_qos_yaml(topic),
+                )
             for role, topic in out_topics.items():
                 writer.add_topic(topic, _OUTPUT_TYPES[role])
-            summary.output_topics = sorted(set(out_topics.values()) | (set(copied) if config.copy_inputs else set()))
+            summary.output_topics = sorted(set(out_topics.values()) | set(copied))
             pipeline = _Pipeline(backend, config, writer, out_topics, static_tf, summary, skips, postprocessor)
             sync: FrameSynchronizer[_Item] = FrameSynchronizer(
                 tolerance_ns=config.stamp_tolerance_ns,
@@ -693,12 +719,13 @@ def infer_bag(
                     if progress is not None:
                         progress(1)
 
-            reading = [t for t in copied if t != TF_STATIC_TOPIC or config.copy_inputs]
+            reading = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
+            reading += [t for t in copied if t not in reading]
             t_read = time.perf_counter()
             for raw in reader.messages(reading):
                 if raw.topic == image_topic and config.max_frames is not None and summary.frames_in >= config.max_frames:
                     break
-                if config.copy_inputs:
+                if raw.topic in copied:
                     t_w = time.perf_counter()
                     summary.timing_s["read"] += t_w - t_read
                     writer.write_raw(raw.topic, raw.data, raw.log_time_ns)

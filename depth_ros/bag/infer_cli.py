@@ -24,15 +24,14 @@ from depth_ros.errors import DepthRosError
 
 __all__ = ["add_arguments", "run"]
 
-_BACKENDS = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "torch")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``infer`` flags (one per :class:`~depth_ros.bag.infer.InferConfig` field that users set)."""
     parser.add_argument("in_bag", metavar="IN_BAG", help="input rosbag2: .mcap or .db3 file, or a bag directory")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.mcap", help="output MCAP file (written atomically)")
     parser.add_argument("--model", required=True, metavar="M.onnx", help="model file (.onnx with its spec, or a checkpoint)")
-    parser.add_argument("--backend", default="auto", choices=_BACKENDS, help="inference backend (default: auto)")
+    from depth_ros.inference.backend import BACKEND_CHOICES  # numpy only: cheap at --help time
+
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="inference backend (default: auto)")
     parser.add_argument("--image-topic", metavar="T", help="colour Image/CompressedImage topic (default: the only one)")
     parser.add_argument("--camera-info-topic", metavar="T", help="CameraInfo topic (default: <ns>/camera_info)")
     parser.add_argument("--lidar-topic", metavar="T", help="PointCloud2 topic for --scale lidar / lidar_shift")

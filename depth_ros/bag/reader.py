@@ -152,6 +152,23 @@ class BagReader:
         """Types as defined in this bag (used to decode it, and to copy its raw bytes)."""
         return self._require_open().typestore
 
+    def offered_qos_yaml(self, topic: str) -> str:
+        """The recorded QoS of a topic as rosbag2's ``offered_qos_profiles`` YAML ("" if none).
+
+        Copying it keeps e.g. ``/tf_static`` transient-local when the output is played back.
+        """
+        import yaml
+        from rosbags.interfaces import ConnectionExtRosbag2
+        from rosbags.rosbag2.metadata import dump_qos_v9
+
+        reader = self._require_open()
+        for connection in reader.connections:
+            if connection.topic == topic and isinstance(connection.ext, ConnectionExtRosbag2):
+                profiles = connection.ext.offered_qos_profiles
+                if profiles:
+                    return yaml.safe_dump(dump_qos_v9(list(profiles)), sort_keys=False).strip()
+        return ""
+
     def messages(self, topics: Sequence[str]) -> Iterator[BagMessage]:
         """The messages of ``topics`` in log-time order.
 

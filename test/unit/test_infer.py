@@ -392,3 +392,103 @@ def test_parse_scale_rejects(text: str) -> None:
 def test_config_rejects(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         InferConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "metric", "has_lidar", "expected"),
+    [
+        ("auto", "depth_metric", True, False, {"policy": "model"}),
+        ("auto", "inverse_depth_relative", False, True, {"policy": "sparse_alignment", "sparse_mode": "auto"}),
+        ("auto", "disparity_sigmoid", False, False, {"policy": "none"}),
+        ("fixed:2", "disparity_sigmoid", False, False, {"policy": "fixed", "fixed_scale": 2.0}),
+        ("lidar", "disparity_sigmoid", False, True, {"policy": "sparse_alignment", "sparse_mode": "scale"}),
+        ("lidar_shift", "inverse_depth_relative", False, True, {"policy": "sparse_alignment", "sparse_mode": "scale_shift"}),
+        ("ground:1.25", "disparity_sigmoid", False, False, {"policy": "ground_plane", "camera_height_m": 1.25}),
+        ("canonical_focal", "canonical_inverse_depth", True, False, {"policy": "canonical_focal"}),
+    ],
+)
+def test_scale_choice_maps_to_the_core_policy(text: str, kind: str, metric: bool, has_lidar: bool, expected: dict[str, Any]) -> None:
+    from depth_ros.bag.infer import scale_config
+
+    spec = ModelSpec(output_kind=kind, input_height=8, input_width=8, metric=metric)
+    config = scale_config(parse_scale(text), spec, has_lidar)
+    assert config == ScaleConfig(**expected)
+
+
+def test_ground_policy_on_a_relative_inverse_depth_model_is_refused() -> None:
+    from depth_ros.bag.infer import scale_config
+
+    spec = ModelSpec(output_kind="inverse_depth_relative", input_height=8, input_width=8)
+    with pytest.raises(ModelError, match="ground_plane"):
+        scale_config(parse_scale("ground:1.0"), spec, False)
+
+
+# -- copies of the inputs ------------------------------------------------------------------
+TRANSIENT_LOCAL_QOS = """- history: keep_last
+  depth: 1
+  reliability: reliable
+  durability: transient_local
+  deadline: {sec: 0, nsec: 0}
+  lifespan: {sec: 0, nsec: 0}
+  liveliness: automatic
+  liveliness_lease_duration: {sec: 0, nsec: 0}
+  avoid_ros_namespace_conventions: false"""
+
+
+def test_tf_static_copied_with_its_recorded_qos_and_copies_can_be_turned_off(tmp_path: Path) -> None:
+    from rosbags.highlevel import AnyReader
+    from rosbags.interfaces import QosDurability
+    from test_bag_support import tf_static_msg
+
+    from depth_ros.bag.typestore import output_typestore
+    from depth_ros.bag.writer import BagWriter
+
+    camera = CameraModel.from_intrinsics(8, 6, 6.0, 6.0, 3.5, 2.5)
+    bag = tmp_path / "in.mcap"
+    with BagWriter(bag, typestore=output_typestore()) as w:
+        w.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", offered_qos_profiles=TRANSIENT_LOCAL_QOS)
+        w.add_topic("/cam/image_raw", "sensor_msgs/msg/Image")
+        w.add_topic("/cam/camera_info", "sensor_msgs/msg/CameraInfo")
+        w.write("/tf_static", tf_static_msg(T0_NS, [("base_link", FRAME_ID, np.zeros(3), np.array([0, 0, 0, 1.0]))]), T0_NS)
+        w.write("/cam/image_raw", image_msg(T0_NS, np.zeros((6, 8, 3), np.uint8)), T0_NS)
+        w.write("/cam/camera_info", camera_info_msg(T0_NS, camera), T0_NS)
+    infer_bag(bag, tmp_path / "o.mcap", ConstantBackend(camera), InferConfig())
+    with AnyReader([tmp_path / "o.mcap"]) as reader:
+        qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    assert [q.durability for q in qos["/tf_static"]] == [QosDurability.TRANSIENT_LOCAL]
+    assert qos["/cam/depth/image"] == []
+    summary = infer_bag(bag, tmp_path / "bare.mcap", ConstantBackend(camera), InferConfig(copy_inputs=False))
+    assert set(_read(tmp_path / "bare.mcap")) == set(summary.output_topics) == {
+        "/cam/depth/image", "/cam/depth/camera_info", "/cam/depth/points", "/cam/depth/info",
+    }
+
+
+def test_input_with_a_foreign_image_definition_is_not_copied(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One schema per type name in MCAP: a recorded Image definition that differs from ours
+    must not become the schema of the depth images."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from depth_ros.bag.typestore import output_typestore
+    from depth_ros.bag.writer import BagWriter
+
+    ours = output_typestore()
+    foreign = get_typestore(Stores.EMPTY)
+    foreign.register({k: v for k, v in ours.fielddefs.items() if k != "sensor_msgs/msg/Image"})
+    text = ours.generate_msgdef("sensor_msgs/msg/Image", ros_version=2)[0].split("=" * 80)[0]
+    foreign.register(get_types_from_msg(text + "uint8 vendor_flag\n", "sensor_msgs/msg/Image"))
+    camera = CameraModel.from_intrinsics(8, 6, 6.0, 6.0, 3.5, 2.5)
+    base = image_msg(T0_NS, np.full((6, 8, 3), 9, np.uint8))
+    image = foreign.types["sensor_msgs/msg/Image"](**{f: getattr(base, f) for f in ("header", "height", "width", "encoding", "is_bigendian", "step", "data")}, vendor_flag=1)
+    bag = tmp_path / "in.mcap"
+    with BagWriter(bag, typestore=foreign) as w:
+        w.add_topic("/cam/image_raw", "sensor_msgs/msg/Image")
+        w.add_topic("/cam/camera_info", "sensor_msgs/msg/CameraInfo")
+        w.write("/cam/image_raw", image, T0_NS)
+        w.write("/cam/camera_info", camera_info_msg(T0_NS, camera), T0_NS)
+    with caplog.at_level(logging.WARNING, logger="depth_ros.bag.infer"):
+        summary = infer_bag(bag, tmp_path / "o.mcap", ConstantBackend(camera), InferConfig())
+    assert summary.frames_out == 1
+    assert any("not copying /cam/image_raw" in r.getMessage() for r in caplog.records)
+    out = _read(tmp_path / "o.mcap")
+    assert "/cam/image_raw" not in out and "/cam/camera_info" in out
+    assert not hasattr(out["/cam/depth/image"][0][1], "vendor_flag")
