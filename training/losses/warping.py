@@ -91,7 +91,8 @@ def inverse_warp(
             depth stacked along C).
         tgt_depth: (B, 1, H, W) target z-depth, positive.
         T_src_tgt: (B, 4, 4) transform from the target camera frame to the source camera frame.
-        K: (3, 3) or (B, 3, 3) intrinsics in pixels at resolution (H, W), shared by both views.
+        K: (3, 3) or (B, 3, 3) intrinsics ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` in pixels at
+            resolution (H, W), shared by both views.
         padding_mode: ``grid_sample`` padding outside the source image ("zeros", "border",
             "reflection").
 
@@ -112,13 +113,13 @@ def inverse_warp(
     dtype = torch.promote_types(tgt_depth.dtype, torch.float32)
     with torch.autocast(device_type=tgt_depth.device.type, enabled=False):
         K = _batched_k(K, b).to(device=tgt_depth.device, dtype=dtype)
-        pix = pixel_grid(h, w, tgt_depth.device, dtype)  # (3, HW)
-        rays = torch.linalg.solve(K, pix.unsqueeze(0).expand(b, 3, h * w))  # (B, 3, HW), z = 1
-        points_tgt = rays * tgt_depth.to(dtype).reshape(b, 1, h * w)
         T = T_src_tgt.to(dtype)
-        points_src = T[:, :3, :3] @ points_tgt + T[:, :3, 3:]  # (B, 3, HW)
-        proj = K @ points_src
-        z = proj[:, 2:3]
+        # K (R d K^-1 [u, v, 1] + t) = d (K R K^-1) [u, v, 1] + K t: one 3x3 per image
+        # instead of a full back-projection; K's last row is (0, 0, 1), so the third row is z.
+        M = K @ T[:, :3, :3] @ torch.linalg.inv(K)  # (B, 3, 3)
+        pix = pixel_grid(h, w, tgt_depth.device, dtype)  # (3, HW)
+        proj = (M @ pix) * tgt_depth.to(dtype).reshape(b, 1, h * w) + K @ T[:, :3, 3:]  # (B, 3, HW)
+        z = proj[:, 2:3]  # depth of the target's points in the source frame
         uv = proj[:, :2] / z.clamp(min=MIN_PROJECTED_DEPTH)  # (B, 2, HW)
         u, v = uv[:, 0], uv[:, 1]
         m = VALID_MARGIN_PX
@@ -129,6 +130,6 @@ def inverse_warp(
     return WarpResult(
         warped=warped,
         valid=valid.reshape(b, 1, h, w).to(src_img.dtype),
-        projected_depth=points_src[:, 2:3].reshape(b, 1, h, w).to(tgt_depth.dtype),
+        projected_depth=z.reshape(b, 1, h, w).to(tgt_depth.dtype),
         src_pixel_coords=uv.permute(0, 2, 1).reshape(b, h, w, 2).to(tgt_depth.dtype),
     )
