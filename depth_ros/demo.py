@@ -1,0 +1,282 @@
+"""``depth-ros demo``: the whole story on a synthetic scene, on the CPU, in minutes.
+
+1. synthesize a training bag and a held-out test bag (another seed: a scene never trained on);
+2. train DispNet + PoseNet self-supervised (SC-Depth v1) with velocity supervision from the
+   bag's odometry, for a wall-clock budget (the step count is set from a measured step time,
+   so the learning-rate schedule completes inside the budget);
+3. export depth.onnx / pose.onnx with their ModelSpec (metric, velocity_supervision);
+4. run bag-to-bag inference on the test bag (``depth-ros infer``'s code path);
+5. print AbsRel / delta1 against the test bag's ground-truth depth, median-scaled and metric,
+   and the inference FPS.
+
+Nothing is downloaded; everything is written under ``--workdir``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from depth_ros.errors import BagError, InputError
+
+__all__ = ["DemoSettings", "add_arguments", "evaluate_depth_bag", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """The demo's compute plan (defaults: the full demo, ~5 min of training on 2 cores).
+
+    Camera 384x128 (fx = 0.7 w), network input 64x192 (half resolution), batch 8, two source
+    frames (+-1), Adam with a one-cycle schedule at a high peak rate (the run is short and
+    starts from random weights), velocity supervision weight 0.05.
+    """
+
+    camera_width: int = 384
+    camera_height: int = 128
+    net_height: int = 64
+    net_width: int = 192
+    train_frames: int = 300
+    test_frames: int = 100
+    rate_hz: float = 10.0
+    speed_mps: float = 0.5
+    scene: str = "corridor"
+    batch_size: int = 8
+    lr: float = 5e-4
+    train_seconds: float = 300.0
+    min_steps: int = 2
+    max_steps: int = 5000
+    velocity_weight: float = 0.05
+    geometry_weight: float = 0.5
+    smoothness_weight: float = 0.1
+    min_depth_m: float = 0.1
+    max_depth_m: float = 100.0
+    train_seed: int = 0
+    test_seed: int = 1001
+
+    def __post_init__(self) -> None:
+        if self.net_height % 32 or self.net_width % 32:
+            raise InputError(f"network size must be multiples of 32, got {self.net_width}x{self.net_height}")
+        if self.train_seed == self.test_seed:
+            raise InputError("the test scene must differ from the training scene (use another seed)")
+        if not self.train_seconds > 0:
+            raise InputError(f"train_seconds must be positive, got {self.train_seconds}")
+
+
+QUICK = dict(camera_width=192, camera_height=64, net_height=64, net_width=192, train_frames=24, test_frames=8, batch_size=2, train_seconds=1.0, min_steps=2, max_steps=2)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", default="depth_ros_demo", help="directory for bags, checkpoint, models, results (default: ./depth_ros_demo)")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds; metrics meaningless)")
+    parser.add_argument("--train-seconds", type=float, default=None, help="training wall-clock budget in seconds (default 300)")
+    parser.add_argument("--train-seed", type=int, default=None, help="seed of the training scene (default 0)")
+    parser.add_argument("--test-seed", type=int, default=None, help="seed of the held-out test scene (default 1001)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+
+
+def _settings(args: argparse.Namespace) -> DemoSettings:
+    kwargs: dict[str, Any] = dict(QUICK) if args.quick else {}
+    for name in ("train_seconds", "train_seed", "test_seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            kwargs[name] = value
+    return DemoSettings(**kwargs)
+
+
+def evaluate_depth_bag(pred_bag: str | Path, gt_bag: str | Path, pred_topic: str = "/camera/depth/image", gt_topic: str = "/camera/depth/ground_truth", max_depth_m: float = 80.0) -> dict[str, dict[str, float]]:
+    """Mean per-image depth metrics of a depth topic against a ground-truth topic (matched by
+    header stamp), median-scaled and metric.
+
+    Returns:
+        {"median": {abs_rel, delta1, ...}, "metric": {...}, "frames": {"matched": n}}.
+
+    Raises:
+        BagError: a topic is missing or no stamp matches.
+    """
+    import numpy as np
+
+    from depth_ros.msgconv import image_to_depth_m, stamp_to_ns
+    from depth_ros_training.data.bag_index import open_any_reader
+    from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
+
+    def read(path: str | Path, topic: str) -> dict[int, Any]:
+        reader = open_any_reader(path)
+        try:
+            conns = [c for c in reader.connections if c.topic == topic]
+            if not conns:
+                raise BagError(f"{path}: no topic {topic}")
+            out = {}
+            for conn, _, raw in reader.messages(connections=conns):
+                msg = reader.deserialize(raw, conn.msgtype)
+                out[stamp_to_ns(msg.header.stamp)] = image_to_depth_m(msg)
+            return out
+        finally:
+            reader.close()
+
+    pred, gt = read(pred_bag, pred_topic), read(gt_bag, gt_topic)
+    stamps = sorted(set(pred) & set(gt))
+    if not stamps:
+        raise BagError(f"no {pred_topic} stamp in {pred_bag} matches a {gt_topic} stamp in {gt_bag}")
+    result: dict[str, dict[str, float]] = {}
+    for mode, median in (("median", True), ("metric", False)):
+        items = [m for s in stamps if (m := compute_depth_metrics(pred[s], gt[s], median_scaling=median, max_depth_m=max_depth_m)) is not None]
+        mean = mean_metrics(items)
+        if mean is None:
+            raise BagError(f"{pred_bag}: no valid depth pixel to evaluate")
+        result[mode] = {k: float(v) for k, v in mean.as_dict().items()}
+    result["frames"] = {"matched": float(len(stamps)), "predicted": float(len(pred)), "ground_truth": float(len(gt))}
+    _ = np  # numpy imported for the arrays' sake
+    return result
+
+
+def _synthesize(s: DemoSettings, workdir: Path) -> tuple[Path, Path]:
+    from depth_ros.synthetic import SynthConfig, write_bag
+
+    common = dict(
+        width=s.camera_width, height=s.camera_height, rate_hz=s.rate_hz, speed_mps=s.speed_mps,
+        scene=s.scene, trajectory="forward", lidar_beams=0,
+    )
+    train = write_bag(SynthConfig(frames=s.train_frames, seed=s.train_seed, **common), workdir / "train.mcap", overwrite=True)
+    test = write_bag(SynthConfig(frames=s.test_frames, seed=s.test_seed, **common), workdir / "test.mcap", overwrite=True)
+    return train, test
+
+
+class _StepTimer:
+    """Lightning callback measuring the wall time of training steps."""
+
+    def __init__(self) -> None:
+        from lightning.pytorch import Callback
+
+        outer = self
+
+        class _Cb(Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+                outer._t0 = time.perf_counter()
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+                outer.times.append(time.perf_counter() - outer._t0)
+
+        self.times: list[float] = []
+        self._t0 = 0.0
+        self.callback = _Cb()
+
+
+def _train(s: DemoSettings, train_bag: Path, workdir: Path, quiet: bool) -> tuple[Any, dict[str, Any]]:
+    import lightning.pytorch as pl
+
+    from depth_ros_training.data import DataConfig
+    from depth_ros_training.datamodule import BagDataModule
+    from depth_ros_training.module import DepthTrainingModule
+
+    pl.seed_everything(0, workers=True, verbose=False)
+    data = DataConfig(bags=(str(train_bag),), height=s.net_height, width=s.net_width, val_fraction=0.0, require_odometry=True, cache_frames=True)
+    dm = BagDataModule(data, batch_size=s.batch_size, num_workers=0)
+
+    def model() -> DepthTrainingModule:
+        return DepthTrainingModule(
+            image_height=s.net_height, image_width=s.net_width, lr=s.lr, lr_schedule="onecycle",
+            velocity_weight=s.velocity_weight, geometry_weight=s.geometry_weight, smoothness_weight=s.smoothness_weight,
+            min_depth_m=s.min_depth_m, max_depth_m=s.max_depth_m, pose_from_inverse=True,
+        )
+
+    common = dict(logger=False, enable_checkpointing=False, num_sanity_val_steps=0, enable_model_summary=False, limit_val_batches=0, enable_progress_bar=not quiet)
+    # calibration: time a few steps of a throw-away model, then fit the step count to the budget
+    started = time.perf_counter()
+    timer = _StepTimer()
+    calib_steps = 3 if s.max_steps > 3 else 1
+    pl.Trainer(max_steps=calib_steps, callbacks=[timer.callback], **common).fit(model(), dm)
+    step_s = min(timer.times[1:] or timer.times)
+    remaining = s.train_seconds - (time.perf_counter() - started)
+    steps = int(max(s.min_steps, min(s.max_steps, math.floor(remaining / step_s * 0.95))))
+    log.info("training: %.2f s per step of %d samples -> %d steps in the %.0f s budget", step_s, s.batch_size, steps, s.train_seconds)
+    timer = _StepTimer()
+    net = model()
+    trainer = pl.Trainer(max_steps=steps, callbacks=[timer.callback], **common)
+    trainer.fit(net, dm)
+    ckpt = workdir / "last.ckpt"
+    trainer.save_checkpoint(str(ckpt))
+    info = {
+        "steps": steps,
+        "step_s": step_s,
+        "samples_seen": steps * s.batch_size,
+        "train_samples": len(dm.train_set) if dm.train_set is not None else 0,
+        "wall_s": time.perf_counter() - started,
+        "checkpoint": str(ckpt),
+    }
+    return net.eval(), info
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from depth_ros.bag.infer import InferConfig, infer_bag
+    from depth_ros_training.export import export_module
+
+    s = _settings(args)
+    if args.threads is not None:
+        torch.set_num_threads(max(1, int(args.threads)))
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    stages: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    t = time.perf_counter()
+    train_bag, test_bag = _synthesize(s, workdir)
+    stages["synthesize_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    module, train_info = _train(s, train_bag, workdir, quiet=bool(args.json))
+    stages["train_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    exported = export_module(module, workdir / "model", pose=True, tensorrt="off" if args.quick else "auto")
+    stages["export_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out_bag = workdir / "test_depth.mcap"
+    summary = infer_bag(test_bag, out_bag, exported.paths["depth"], InferConfig(overwrite=True, backend="onnxruntime-cpu", cloud=True))
+    stages["infer_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    metrics = evaluate_depth_bag(out_bag, test_bag, max_depth_m=s.max_depth_m)
+    stages["evaluate_s"] = time.perf_counter() - t
+    stages["total_s"] = time.perf_counter() - t_all
+
+    result = {
+        "settings": {k: getattr(s, k) for k in s.__dataclass_fields__},
+        "train": train_info,
+        "export": {k: str(v) for k, v in exported.paths.items()} | {f"{k}_parity_max_abs": v for k, v in exported.parity_max_abs_error.items()},
+        "inference": {"frames": summary.frames_out, "fps": summary.fps, "backend": summary.backend, "scale_source": summary.scale_source},
+        "metrics": metrics,
+        "stages": stages,
+        "quick": bool(args.quick),
+    }
+    (workdir / "results.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_summary(result, test_bag, out_bag)
+    return 0
+
+
+def _print_summary(result: dict[str, Any], test_bag: Path, out_bag: Path) -> None:
+    m, st, tr, inf = result["metrics"], result["stages"], result["train"], result["inference"]
+    print("")
+    print("depth-ros demo" + (" (--quick: smoke run, metrics meaningless)" if result["quick"] else ""))
+    print(f"  trained {tr['steps']} steps x {result['settings']['batch_size']} samples ({tr['step_s']:.2f} s/step) on {tr['train_samples']} samples")
+    print(f"  held-out scene (seed {result['settings']['test_seed']}): {int(m['frames']['matched'])} frames, {test_bag} -> {out_bag}")
+    print(f"  {'':16s} {'AbsRel':>8s} {'SqRel':>8s} {'RMSE':>8s} {'delta1':>8s} {'delta2':>8s}")
+    for mode, label in (("median", "median-scaled"), ("metric", "metric (as is)")):
+        r = m[mode]
+        print(f"  {label:16s} {r['abs_rel']:8.3f} {r['sq_rel']:8.3f} {r['rmse']:8.3f} {r['delta1']:8.3f} {r['delta2']:8.3f}")
+    print(f"  median scale factor gt/pred: {m['median']['scale']:.3f} (1.0 = metric)")
+    print(f"  inference: {inf['fps']:.1f} FPS ({inf['backend']}, scale source {inf['scale_source']})")
+    print("  time: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in st.items()))
