@@ -26,17 +26,21 @@ def axis_angle_to_matrix(rvec: np.ndarray) -> np.ndarray:
 def rotation_vector(R: np.ndarray) -> np.ndarray:
     """(3, 3) rotation -> (3,) axis-angle (radians); inverse of :func:`axis_angle_to_matrix`."""
     R = np.asarray(R, dtype=np.float64)
-    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    theta = float(np.arccos(cos))
-    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])  # 2 sin(theta) axis
+    # atan2 stays accurate near 0 and pi, where arccos of the trace does not.
+    theta = float(np.arctan2(np.linalg.norm(w) / 2.0, (np.trace(R) - 1.0) / 2.0))
     if theta < 1e-9:
         return w / 2.0
-    if np.pi - theta < 1e-6:  # near 180 degrees: axis from the symmetric part
+    if np.pi - theta < 1e-4:  # near 180 degrees w vanishes: axis from the symmetric part
         axis = np.sqrt(np.maximum((np.diag(R) + 1.0) / 2.0, 0.0))
         i = int(np.argmax(axis))
-        axis[np.arange(3) != i] = (R[i, np.arange(3) != i] + R[np.arange(3) != i, i]) / (4.0 * axis[i])
-        return axis / np.linalg.norm(axis) * theta
-    return w / (2.0 * np.sin(theta)) * theta
+        others = np.arange(3) != i
+        axis[others] = (R[i, others] + R[others, i]) / (4.0 * axis[i])
+        axis /= np.linalg.norm(axis)
+        if axis @ w < 0:
+            axis = -axis
+        return axis * theta
+    return w / np.linalg.norm(w) * theta
 
 
 def pose_vector_to_T(vec6: np.ndarray) -> np.ndarray:
