@@ -179,3 +179,15 @@ def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.Monkey
         include = next(a for a in actions if type(a).__name__ == "IncludeLaunchDescription")
         included_args = set(_declared_arguments(ast.parse((REPO / "launch" / "depth.launch.py").read_text())))
         assert set(dict(include.kwargs["launch_arguments"])) <= included_args
+
+
+def test_rviz_config_shows_our_depth_image_and_cloud() -> None:
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config" / "depth.rviz").read_text())
+    displays = cfg["Visualization Manager"]["Displays"]
+    enabled = {(d["Class"], d.get("Topic", {}).get("Value")) for d in displays if d.get("Enabled")}
+    assert ("rviz_default_plugins/Image", "/depth/image") in enabled
+    assert ("rviz_default_plugins/PointCloud2", "/depth/points") in enabled
+    # Our outputs are in the camera's optical frame (header copied from the image).
+    assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_optical_frame"
