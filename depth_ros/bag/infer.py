@@ -52,11 +52,13 @@ from depth_ros.bag.tf import StaticTransforms
 from depth_ros.bag.typestore import DEPTH_INFO_TYPE, output_typestore
 from depth_ros.bag.writer import BagWriter, check_output_path
 from depth_ros.core.camera import CameraModel
-from depth_ros.core.scale import ScaleUnavailableError
-from depth_ros.errors import BagError, DepthRosError, InputError, ModelError
+from depth_ros.core.pointcloud import make_cloud
+from depth_ros.core.postprocess import DepthPostprocessor, DepthResult, PostprocessConfig
+from depth_ros.core.preprocess import preprocess
+from depth_ros.core.scale import ScaleConfig, ScaleUnavailableError, validate_scale_policy
+from depth_ros.errors import BackendError, BagError, DepthRosError, InputError, ModelError
 
 if TYPE_CHECKING:
-    from depth_ros.core.scale import ScaleConfig
     from depth_ros.inference.backend import InferenceBackend
     from depth_ros.inference.spec import ModelSpec
 
@@ -379,7 +381,7 @@ def _check_depth_model(backend: "InferenceBackend") -> "ModelSpec":
     return spec
 
 
-def scale_config(choice: ScaleChoice, spec: "ModelSpec", has_lidar: bool) -> "ScaleConfig":
+def scale_config(choice: ScaleChoice, spec: "ModelSpec", has_lidar: bool) -> ScaleConfig:
     """The core :class:`ScaleConfig` for a ``--scale`` choice and a model.
 
     ``auto``: the model's own scale when it is metric; otherwise LiDAR alignment when a LiDAR
@@ -388,8 +390,6 @@ def scale_config(choice: ScaleChoice, spec: "ModelSpec", has_lidar: bool) -> "Sc
     Raises:
         ModelError: the policy cannot work with this model's output kind.
     """
-    from depth_ros.core.scale import ScaleConfig, validate_scale_policy
-
     mode = choice.mode
     if mode == "auto":
         if spec.is_metric:
@@ -419,10 +419,8 @@ def scale_config(choice: ScaleChoice, spec: "ModelSpec", has_lidar: bool) -> "Sc
     return config
 
 
-def make_postprocessor(spec: "ModelSpec", config: InferConfig) -> Any:
+def make_postprocessor(spec: "ModelSpec", config: InferConfig) -> DepthPostprocessor:
     """The core postprocessor for a model and the run's range limits and scale policy."""
-    from depth_ros.core.postprocess import DepthPostprocessor, PostprocessConfig
-
     scale = scale_config(config.scale, spec, has_lidar=config.lidar_topic is not None)
     try:
         post_config = PostprocessConfig(min_range_m=config.min_range_m, max_range_m=config.max_range_m, scale=scale)
@@ -459,7 +457,7 @@ class _Pipeline:
         static_tf: StaticTransforms,
         summary: InferSummary,
         skips: _SkipLog,
-        postprocessor: Any,
+        postprocessor: DepthPostprocessor,
     ) -> None:
         self.backend = backend
         self.spec = backend.spec
@@ -526,6 +524,17 @@ class _Pipeline:
         T_cam_lidar = self._lidar_T[key]
         return (xyz.astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]).astype(np.float32)
 
+    def _infer(self, x: np.ndarray, stamp_ns: int) -> dict[str, np.ndarray]:
+        try:
+            return self.backend.infer(x)
+        except DepthRosError:
+            raise
+        except Exception as exc:  # the runtime's own error types
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise BackendError(
+                f"{self.backend.name} failed on the frame at stamp {stamp_ns} ns: {type(exc).__name__}: {text}"
+            ) from exc
+
     def process(self, frame: SyncedFrame[_Item]) -> None:
         timing = self.summary.timing_s
         t0 = time.perf_counter()
@@ -534,12 +543,10 @@ class _Pipeline:
             sparse_cam = self._lidar_points_cam(frame)
             t1 = time.perf_counter()
             timing["read"] += t1 - t0
-            from depth_ros.core.preprocess import preprocess
-
             pre = preprocess(rgb, camera, self.spec)
             t2 = time.perf_counter()
             timing["preprocess"] += t2 - t1
-            outputs = self.backend.infer(pre.tensor)
+            outputs = self._infer(pre.tensor, frame.stamp_ns)
             t3 = time.perf_counter()
             timing["backend"] += t3 - t2
             try:
@@ -555,8 +562,6 @@ class _Pipeline:
             return
         cloud_fields = None
         if self.config.cloud:
-            from depth_ros.core.pointcloud import make_cloud
-
             cloud = make_cloud(
                 result.depth_m, camera, rgb if self.config.rgb_cloud else None, decimation=self.config.decimation
             )
@@ -570,7 +575,7 @@ class _Pipeline:
         source = str(result.scale_source)
         self.summary.scale_sources[source] = self.summary.scale_sources.get(source, 0) + 1
 
-    def _write(self, frame: SyncedFrame[_Item], result: Any, cloud_fields: dict[str, Any] | None, inference_ms: float) -> None:
+    def _write(self, frame: SyncedFrame[_Item], result: DepthResult, cloud_fields: dict[str, Any] | None, inference_ms: float) -> None:
         T = self.types
         image_header = frame.image.msg.header
         header = T["std_msgs/msg/Header"](

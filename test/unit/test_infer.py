@@ -22,7 +22,7 @@ from depth_ros.core.camera import CameraModel
 from depth_ros.core.postprocess import DepthPostprocessor, PostprocessConfig
 from depth_ros.core.preprocess import preprocess
 from depth_ros.core.scale import ScaleConfig
-from depth_ros.errors import BagError, ModelError
+from depth_ros.errors import BackendError, BagError, ModelError
 from depth_ros.inference.spec import ModelSpec
 from depth_ros.synthetic import Renderer, SynthConfig, render_sequence, write_bag as synth_bag
 
@@ -308,11 +308,15 @@ class FailingBackend(GroundTruthBackend):
         return out
 
 
-@pytest.mark.parametrize("error", [RuntimeError("backend crashed"), KeyboardInterrupt()])
-def test_failure_mid_way_leaves_no_output_and_no_temp(synthetic, tmp_path: Path, error: BaseException) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("error", "raised"), [(RuntimeError("backend crashed"), BackendError), (KeyboardInterrupt(), KeyboardInterrupt)]
+)
+def test_failure_mid_way_leaves_no_output_and_no_temp(synthetic, tmp_path: Path, error: BaseException, raised: type) -> None:  # type: ignore[no-untyped-def]
     backend = FailingBackend(synthetic[2], error, after=2)
-    with pytest.raises(type(error)):
+    with pytest.raises(raised) as info:
         infer_bag(synthetic[0], tmp_path / "o.mcap", backend, InferConfig())
+    if raised is BackendError:
+        assert "ground-truth failed on the frame at stamp" in str(info.value) and "backend crashed" in str(info.value)
     assert backend.hits == 3 and list(tmp_path.iterdir()) == []
 
 
