@@ -210,6 +210,7 @@ def make_depth_node_class() -> type:
             self.frames_published = 0
             self.frames_skipped = 0
             self.frames_out_of_order = 0
+            self.clouds_built = 0
             self.last_latency_ms = 0.0
             self.last_inference_ms = 0.0
 
@@ -348,6 +349,7 @@ def make_depth_node_class() -> type:
                     decimation=config.cloud_decimation, min_range_m=config.min_range_m, max_range_m=config.max_range_m,
                 )
                 cloud_msg = messages.pointcloud_msg(cloud, header)
+                self.clouds_built += 1
             self.depth_pub.publish(depth_msg)
             self.info_pub.publish(info_msg)
             if cloud_msg is not None:
