@@ -21,6 +21,23 @@ from depth_ros.synthetic.config import SynthConfig
 
 __all__ = ["add_arguments", "run"]
 
+_EPILOG = """\
+examples:
+  depth-ros synth -o corridor.mcap
+  depth-ros synth -o train.mcap --width 416 --height 128 --frames 2000 --seed 3
+  depth-ros synth -o room.db3 --scene room --trajectory orbit --moving-objects 3 --jpeg true
+  depth-ros synth -o custom.mcap --config synth.yaml --frames 50   # flags override the file
+
+The YAML file holds SynthConfig fields (the flag names above with underscores), e.g.
+  width: 640
+  height: 480
+  fx_px: 371.2
+  scene: corridor
+  moving_objects: 2
+Unknown keys are errors. Topics: /camera/image_raw, /camera/image_raw/compressed (--jpeg),
+/camera/camera_info, /camera/depth/ground_truth (32FC1 m), /odom, /lidar/points, /tf_static.
+"""
+
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -28,7 +45,15 @@ def _flag(name: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``-o``, ``--config``, ``--overwrite`` and one ``--<field>`` per SynthConfig field."""
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output bag file (.mcap or .db3)")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _EPILOG
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="output bag: ONE storage file, .mcap (MCAP) or .db3 (sqlite3); without a suffix the one of --storage",
+    )
     parser.add_argument("--config", type=Path, default=None, help="YAML file of SynthConfig fields")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
