@@ -124,14 +124,13 @@ class MipAtlas:
     """All materials' mip pyramids flattened into one texel table.
 
     Attributes:
-        texels: (T, 3) float32 RGB of every level of every material, row-major per level.
-        rgba: (T,) uint32 the same texels as packed RGBA8 (little-endian bytes R, G, B, 255).
-        offsets: (M, L) int64 index of texel (0, 0) of level l of material m in ``texels``.
+        rgba: (T,) uint32 texels of every level of every material, row-major per level, as
+            packed RGBA8 (bytes R, G, B, 255 in memory order, i.e. little-endian uint32).
+        offsets: (M, L) int64 index of texel (0, 0) of level l of material m in ``rgba``.
         size: side of level 0 in texels (power of two); level l has side ``size >> l``.
         levels: number of levels L (down to 4x4 texels).
     """
 
-    texels: np.ndarray
     rgba: np.ndarray
     offsets: np.ndarray
     size: int
@@ -163,10 +162,10 @@ def make_atlas(textures: list[np.ndarray]) -> MipAtlas:
             offsets[m, level] = pos
             parts.append(t.reshape(-1, 3))
             pos += t.shape[0] * t.shape[1]
-    texels = np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
+    texels = np.concatenate(parts, axis=0)  # (T, 3) float in [0, 1]
     packed = np.full((len(texels), 4), 255, dtype=np.uint8)
     packed[:, :3] = np.clip(texels * 255.0 + 0.5, 0, 255).astype(np.uint8)
     rgba = packed.view("<u4").reshape(-1)
-    for a in (texels, rgba, offsets):
+    for a in (rgba, offsets):
         a.setflags(write=False)
-    return MipAtlas(texels=texels, rgba=rgba, offsets=offsets, size=size, levels=levels)
+    return MipAtlas(rgba=rgba, offsets=offsets, size=size, levels=levels)

@@ -290,8 +290,8 @@ def test_same_seed_same_arrays_any_order_different_seed_different_texture() -> N
         np.testing.assert_array_equal(x.T_world_cam, y.T_world_cam)
     other = Renderer(cfg.replace(seed=1)).render(0)
     assert np.mean(np.abs(other.rgb.astype(int) - a[0].rgb.astype(int))) > 5
-    tex_a = Renderer(cfg).scene.atlas.texels
-    tex_b = Renderer(cfg.replace(seed=1)).scene.atlas.texels
+    tex_a = Renderer(cfg).scene.atlas.rgba
+    tex_b = Renderer(cfg.replace(seed=1)).scene.atlas.rgba
     assert not np.array_equal(tex_a, tex_b)
 
 
