@@ -33,7 +33,7 @@ from depth_ros.inference.spec import ModelSpec
 
 from depth_ros_training.data.bag_index import BagIndex, BagMessageReader, IndexOptions, load_or_build_index
 
-__all__ = ["BagSequenceDataset", "DataConfig", "SampleRef", "plan_samples"]
+__all__ = ["BagSequenceDataset", "DataConfig", "SampleRef", "plan_samples", "read_frame_rgb", "resize_nearest"]
 
 log = logging.getLogger(__name__)
 
@@ -265,17 +265,7 @@ class BagSequenceDataset(Dataset):
     # -- frame loading -----------------------------------------------------------------------
     def load_rgb(self, bag: int, frame: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB of a frame at recorded resolution (before crop)."""
-        from depth_ros.msgconv import compressed_to_rgb, image_to_rgb
-
-        index = self.indexes[bag]
-        msg = self.readers[bag].read(index.image_topic, int(index.image_log_ns[frame]))
-        rgb = compressed_to_rgb(msg) if index.image_kind == "compressed" else image_to_rgb(msg)
-        if rgb.shape[:2] != (index.camera.height, index.camera.width):
-            raise InputError(
-                f"{index.bag_path}: image {frame} is {rgb.shape[1]}x{rgb.shape[0]}, camera_info says "
-                f"{index.camera.width}x{index.camera.height}"
-            )
-        return rgb
+        return read_frame_rgb(self.readers[bag], self.indexes[bag], frame)
 
     def load_frame(self, bag: int, frame: int) -> np.ndarray:
         """(3, h, w) float32 network input for one frame (cached when configured)."""
@@ -341,6 +331,24 @@ class BagSequenceDataset(Dataset):
             pseudo = np.asarray(self.teacher_depth[index.bag_path][ref.tgt], dtype=np.float32)
             sample["teacher_depth"] = torch.from_numpy(pseudo.reshape(1, self.config.height, self.config.width).copy())
         return sample
+
+
+def read_frame_rgb(reader: BagMessageReader, index: BagIndex, frame: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of frame ``frame`` of an indexed bag, at recorded resolution.
+
+    Raises:
+        InputError: the image's size differs from the bag's CameraInfo.
+    """
+    from depth_ros.msgconv import compressed_to_rgb, image_to_rgb
+
+    msg = reader.read(index.image_topic, int(index.image_log_ns[frame]))
+    rgb = compressed_to_rgb(msg) if index.image_kind == "compressed" else image_to_rgb(msg)
+    if rgb.shape[:2] != (index.camera.height, index.camera.width):
+        raise InputError(
+            f"{index.bag_path}: image {frame} is {rgb.shape[1]}x{rgb.shape[0]}, camera_info says "
+            f"{index.camera.width}x{index.camera.height}"
+        )
+    return rgb
 
 
 def resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:

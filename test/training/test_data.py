@@ -1,0 +1,197 @@
+"""Bags -> training samples: index + cache, K rescale, preprocess parity, split, static
+filter, odometry distance, CompressedImage, workers, error cases."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from depth_ros.core.preprocess import preprocess
+from depth_ros.errors import BagError
+from depth_ros.synthetic import SynthConfig, render_sequence
+from depth_ros_training.data import bag_index as bag_index_mod
+from depth_ros_training.data import BagSequenceDataset, DataConfig, load_or_build_index
+from depth_ros_training.data.geometry import interpolate_poses, quat_to_matrix
+
+from bagfactory import write_test_bag
+
+SYNTH = SynthConfig(width=192, height=64, frames=24, lidar_beams=0, seed=5, speed_mps=0.5, rate_hz=10.0)
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bags")
+    return {
+        "full": write_test_bag(d / "full.mcap", SYNTH),
+        "db3": write_test_bag(d / "full.db3", SYNTH.replace(frames=6)),
+        "jpeg": write_test_bag(d / "jpeg.mcap", SYNTH.replace(frames=6), compressed=True),
+        "no_info": write_test_bag(d / "no_info.mcap", SYNTH.replace(frames=4), camera_info=False),
+        "no_odom": write_test_bag(d / "no_odom.mcap", SYNTH.replace(frames=6), odometry=False),
+        "static": write_test_bag(d / "static.mcap", SYNTH.replace(frames=8, speed_mps=0.0)),
+        "short": write_test_bag(d / "short.mcap", SYNTH.replace(frames=2)),
+    }
+
+
+def _config(bag, **kw) -> DataConfig:
+    base = dict(bags=(str(bag),), height=32, width=96, val_fraction=0.0, cache_dir=None)
+    base.update(kw)
+    return DataConfig(**base)
+
+
+def test_sample_matches_runtime_preprocess_and_camera(bags):
+    ds = BagSequenceDataset(_config(bags["full"]), "all")
+    frames = list(render_sequence(SYNTH))
+    ref = ds.samples[0]
+    sample = ds[0]
+    spec = ds.spec
+    want = preprocess(frames[ref.tgt].rgb, SYNTH.camera, spec)
+    np.testing.assert_array_equal(sample["tgt"].numpy(), want.tensor[0])
+    np.testing.assert_array_equal(sample["srcs"][1].numpy(), preprocess(frames[ref.srcs[1]].rgb, SYNTH.camera, spec).tensor[0])
+    # K: CameraInfo rescaled by CameraModel.resized (192x64 -> 96x32), the same as preprocess's camera
+    np.testing.assert_allclose(sample["K"].numpy(), SYNTH.camera.resized(96, 32).K, rtol=1e-6)
+    np.testing.assert_allclose(sample["K"].numpy(), want.camera.K, rtol=1e-6)
+    assert sample["tgt"].dtype == torch.float32 and sample["srcs"].shape == (2, 3, 32, 96)
+
+
+def test_distance_is_camera_displacement_from_odometry_and_tf_static(bags):
+    ds = BagSequenceDataset(_config(bags["full"]), "all")
+    frames = list(render_sequence(SYNTH))
+    for item in (0, 5):
+        ref = ds.samples[item]
+        got = ds[item]["distance_m"].numpy()
+        want = [np.linalg.norm(frames[s].T_world_cam[:3, 3] - frames[ref.tgt].T_world_cam[:3, 3]) for s in ref.srcs]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    index = ds.indexes[0]
+    np.testing.assert_allclose(index.T_odom_cam[7], frames[7].T_world_cam, atol=1e-6)
+
+
+def test_gt_depth_nearest_resampled(bags):
+    ds = BagSequenceDataset(_config(bags["full"]), "all")
+    frames = list(render_sequence(SYNTH))
+    gt = ds[3]["gt_depth_m"].numpy()[0]
+    # 2x downsample, nearest with pixel centres: row i <- row 2i + 1 (centre (i + .5) * 2 = 2i + 1)
+    np.testing.assert_array_equal(gt, frames[ds.samples[3].tgt].depth_m[1::2, 1::2])
+
+
+def test_crop_changes_principal_point(bags):
+    ds = BagSequenceDataset(_config(bags["full"], crop=(0, 16, 192, 32), height=32, width=96), "all")
+    want = SYNTH.camera.cropped(0, 16, 192, 32).resized(96, 32).K
+    np.testing.assert_allclose(ds[0]["K"].numpy(), want, rtol=1e-6)
+
+
+def test_split_has_no_shared_frames_and_samples_stay_in_one_segment(bags):
+    cfg = _config(bags["full"], val_fraction=0.3, segment_s=0.6)
+    train, val = BagSequenceDataset(cfg, "train"), BagSequenceDataset(cfg, "val")
+    frames_train = {f for s in train.samples for f in (s.tgt, *s.srcs)}
+    frames_val = {f for s in val.samples for f in (s.tgt, *s.srcs)}
+    assert train.samples and val.samples
+    assert not frames_train & frames_val
+    stamps = train.indexes[0].image_stamp_ns
+    seg = (stamps - stamps[0]) // int(0.6e9)
+    for s in train.samples + val.samples:
+        assert len({seg[f] for f in (s.tgt, *s.srcs)}) == 1
+
+
+def test_stride_and_offsets(bags):
+    ds = BagSequenceDataset(_config(bags["full"], frame_offsets=(-2, 1), stride=2), "all")
+    assert all(s.srcs == (s.tgt - 4, s.tgt + 2) for s in ds.samples)
+    assert ds.samples[0].tgt == 4 and ds.samples[-1].tgt == SYNTH.frames - 3
+
+
+def test_index_is_cached_and_invalidated_by_mtime(bags, tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    first = load_or_build_index(bags["full"], cache_dir=cache_dir)
+    assert len(list(cache_dir.iterdir())) == 1
+
+    def no_scan(*a, **k):
+        raise AssertionError("bag rescanned although the cache is valid")
+
+    monkeypatch.setattr(bag_index_mod, "build_index", no_scan)
+    again = load_or_build_index(bags["full"], cache_dir=cache_dir)
+    np.testing.assert_array_equal(first.image_stamp_ns, again.image_stamp_ns)
+    np.testing.assert_array_equal(first.T_odom_cam, again.T_odom_cam)
+    assert again.camera == first.camera
+    st = os.stat(bags["full"])
+    os.utime(bags["full"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    try:
+        with pytest.raises(AssertionError, match="rescanned"):
+            load_or_build_index(bags["full"], cache_dir=cache_dir)
+    finally:
+        os.utime(bags["full"], ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_db3_and_compressed_bags(bags):
+    short = SYNTH.replace(frames=6)
+    frames = list(render_sequence(short))
+    db3 = BagSequenceDataset(_config(bags["db3"]), "all")
+    want = preprocess(frames[db3.samples[0].tgt].rgb, short.camera, db3.spec).tensor[0]
+    np.testing.assert_array_equal(db3[0]["tgt"].numpy(), want)
+    jpeg = BagSequenceDataset(_config(bags["jpeg"]), "all")
+    raw = db3
+    assert jpeg.indexes[0].image_kind == "compressed"
+    diff = np.abs(jpeg[0]["tgt"].numpy() - raw[0]["tgt"].numpy()) * 0.225  # back to [0, 1] units
+    assert diff.mean() < 0.02  # jpeg q95 vs raw
+
+
+def test_static_camera_is_filtered(bags):
+    with pytest.raises(BagError, match="no all samples"):
+        BagSequenceDataset(_config(bags["static"]), "all")
+    # without the filter the same bag yields samples, with (almost) no odometry distance
+    ds = BagSequenceDataset(_config(bags["static"], static_filter="none"), "all")
+    assert len(ds) == 6 and float(ds[0]["distance_m"].max()) < 0.02
+
+
+def test_image_change_filter_without_odometry(bags):
+    moving = BagSequenceDataset(_config(bags["no_odom"], static_filter="image", min_image_change=0.001), "all")
+    assert len(moving) == 4 and torch.isnan(moving[0]["distance_m"]).all()
+    with pytest.raises(BagError, match="static filter 'image'"):
+        BagSequenceDataset(_config(bags["no_odom"], static_filter="image", min_image_change=0.9), "all")
+
+
+def test_error_no_camera_info(bags):
+    with pytest.raises(BagError, match="CameraInfo"):
+        BagSequenceDataset(_config(bags["no_info"]), "all")
+
+
+def test_error_too_few_frames(bags):
+    with pytest.raises(BagError, match="2 images .* need at least 3"):
+        BagSequenceDataset(_config(bags["short"]), "all")
+
+
+def test_error_no_odometry_with_velocity_supervision(bags):
+    with pytest.raises(BagError, match="velocity supervision needs odometry"):
+        BagSequenceDataset(_config(bags["no_odom"], require_odometry=True), "all")
+
+
+def test_dataloader_workers_give_the_same_batches(bags):
+    ds = BagSequenceDataset(_config(bags["full"], cache_frames=False), "all")
+    serial = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    parallel = next(iter(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)))
+    for key in ("tgt", "srcs", "K", "distance_m"):
+        torch.testing.assert_close(parallel[key], serial[key])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="multiples of 32"):
+        DataConfig(bags=("x",), height=100, width=96)
+    with pytest.raises(ValueError, match="frame_offsets"):
+        DataConfig(bags=("x",), frame_offsets=(0, 1))
+    with pytest.raises(ValueError, match="val_fraction"):
+        DataConfig(bags=("x",), val_fraction=1.0)
+
+
+def test_pose_interpolation_by_hand():
+    stamps = np.array([0, 10], dtype=np.int64)
+    xyz = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    s = np.sqrt(0.5)
+    quat = np.array([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, s, s]])  # identity -> 90 deg about z
+    T, valid = interpolate_poses(stamps, xyz, quat, np.array([5, 10, 11]), max_gap_ns=100)
+    assert valid.tolist() == [True, True, False]
+    np.testing.assert_allclose(T[0, :3, 3], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(T[0, :3, :3], quat_to_matrix(np.array([0, 0, np.sin(np.pi / 8), np.cos(np.pi / 8)])), atol=1e-12)
+    np.testing.assert_allclose(T[1, :3, :3], [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
+    _, valid_gap = interpolate_poses(stamps, xyz, quat, np.array([5]), max_gap_ns=5)
+    assert not valid_gap[0]

@@ -1,0 +1,52 @@
+"""Depth metrics against hand-computed values."""
+import math
+
+import numpy as np
+import pytest
+
+from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
+
+
+def test_metric_values_by_hand():
+    gt = np.array([[1.0, 2.0], [4.0, np.nan]])
+    pred = np.array([[1.1, 2.0], [2.0, 5.0]])
+    m = compute_depth_metrics(pred, gt, median_scaling=False)
+    # valid: (1, 1.1), (2, 2), (4, 2); NaN ground truth ignored
+    assert m.num_pixels == 3
+    assert m.abs_rel == pytest.approx((0.1 / 1 + 0 + 2 / 4) / 3)
+    assert m.sq_rel == pytest.approx((0.01 / 1 + 0 + 4 / 4) / 3)
+    assert m.rmse == pytest.approx(math.sqrt((0.01 + 0 + 4) / 3))
+    assert m.rmse_log == pytest.approx(math.sqrt((math.log(1.1) ** 2 + 0 + math.log(0.5) ** 2) / 3))
+    # ratios 1.1, 1, 2 -> delta1 2/3, delta2 (1.5625) 2/3, delta3 (1.953) 2/3
+    assert m.delta1 == pytest.approx(2 / 3)
+    assert m.delta2 == pytest.approx(2 / 3)
+    assert m.delta3 == pytest.approx(2 / 3)
+    assert m.scale == 1.0
+
+
+def test_median_scaling_removes_a_global_scale():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1.0, 10.0, (8, 8))
+    m = compute_depth_metrics(gt * 0.37, gt, median_scaling=True)
+    assert m.abs_rel == pytest.approx(0.0, abs=1e-12)
+    assert m.delta1 == 1.0
+    assert m.scale == pytest.approx(1 / 0.37)
+    metric = compute_depth_metrics(gt * 0.37, gt, median_scaling=False)
+    assert metric.abs_rel == pytest.approx(0.63)
+    assert metric.delta1 == 0.0
+
+
+def test_invalid_pixels_and_shapes():
+    gt = np.array([[np.inf, 0.0, -1.0]])
+    assert compute_depth_metrics(np.ones((1, 3)), gt, median_scaling=True) is None
+    with pytest.raises(ValueError, match="same shape"):
+        compute_depth_metrics(np.ones((2, 3)), np.ones((3, 2)), median_scaling=False)
+
+
+def test_mean_metrics_is_per_image_mean():
+    a = compute_depth_metrics(np.full((2, 2), 2.0), np.full((2, 2), 1.0), median_scaling=False)
+    b = compute_depth_metrics(np.full((4, 4), 1.0), np.full((4, 4), 1.0), median_scaling=False)
+    m = mean_metrics([a, b])
+    assert m.abs_rel == pytest.approx(0.5)  # (1.0 + 0.0) / 2, not pixel-weighted
+    assert m.num_pixels == 20
+    assert mean_metrics([]) is None
