@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from depth_ros_training.losses import edge_aware_smoothness, photometric_error, ssim_dissimilarity
-from depth_ros_training.losses.photometric import SSIM_C1, SSIM_C2
+from depth_ros_training.losses.photometric import SSIM_C1
 
 
 @pytest.fixture(autouse=True)

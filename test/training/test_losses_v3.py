@@ -50,7 +50,8 @@ def test_ranking_loss_on_pairs_hand_computed() -> None:
     pseudo_b = torch.tensor([1.0, 2.0, 1.01], dtype=torch.float64)
     # labels +1 (a farther), -1 (b farther), 0 (within 3 %)
     expected = (math.log(1 + math.exp(-1.0)) + math.log(2.0) + 0.25) / 3
-    torch.testing.assert_close(ranking_loss_on_pairs(pred_a, pred_b, pseudo_a, pseudo_b, 0.03), torch.tensor(expected, dtype=torch.float64))
+    got = ranking_loss_on_pairs(pred_a, pred_b, pseudo_a, pseudo_b, 0.03)
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
 
 
 def _distinct_pseudo() -> torch.Tensor:
@@ -98,7 +99,8 @@ def test_dynamic_pairs_join_the_most_dynamic_fifth_to_the_rest(gen) -> None:
 
 def test_ranking_loss_skips_invalid_pseudo_depth_and_checks_arguments(gen) -> None:
     pseudo = torch.full((1, 1, H, W), math.nan, dtype=torch.float64)
-    loss = depth_ranking_loss(torch.rand(1, 1, H, W, dtype=torch.float64), pseudo, torch.rand(1, 1, H, W, dtype=torch.float64), 10, generator=gen)
+    pred, dyn = torch.rand(1, 1, H, W, dtype=torch.float64), torch.rand(1, 1, H, W, dtype=torch.float64)
+    loss = depth_ranking_loss(pred, pseudo, dyn, 10, generator=gen)
     assert float(loss) == 0.0
     with pytest.raises(ValueError, match="num_pairs"):
         depth_ranking_loss(CORNER, CORNER, torch.zeros_like(CORNER), 0)

@@ -91,7 +91,9 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 def _check_image_depth(img: Tensor, depth: Tensor, name: str) -> None:
     if img.ndim != 4 or depth.ndim != 4 or depth.shape[1] != 1 or img.shape[0] != depth.shape[0]:
-        raise ValueError(f"{name}: expected image (B, C, H, W) and depth (B, 1, H, W), got {tuple(img.shape)} and {tuple(depth.shape)}")
+        raise ValueError(
+            f"{name}: expected image (B, C, H, W) and depth (B, 1, H, W), got {tuple(img.shape)} and {tuple(depth.shape)}"
+        )
     if img.shape[-2:] != depth.shape[-2:]:
         raise ValueError(f"{name}: image {tuple(img.shape)} and depth {tuple(depth.shape)} differ in size")
 
