@@ -139,7 +139,22 @@ def play(node: Any, bag: Path, rate: float = 1.0, loop: bool = False, clock: boo
                 published += 1
             if not loop:
                 break
+        _flush(publishers.values())
     return published
+
+
+def _flush(publishers: Any, timeout_s: float = 1.0) -> None:
+    """Let the last samples reach their readers before the publishers are destroyed.
+
+    Reliable readers acknowledge (wait_for_all_acked); best-effort ones cannot, and a writer
+    torn down right after ``publish`` may discard samples still in its transport queue, so a
+    short linger follows.
+    """
+    from rclpy.duration import Duration
+
+    for pub in publishers:
+        pub.wait_for_all_acked(Duration(nanoseconds=int(timeout_s * 1e9)))
+    time.sleep(0.2)
 
 
 def run(args: argparse.Namespace) -> int:
