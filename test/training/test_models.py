@@ -50,13 +50,13 @@ def test_encoder_rejects_bad_arguments() -> None:
 
 def test_dispnet_returns_a_list_of_sigmoid_maps_finest_first_in_both_modes() -> None:
     net = DispNet(18)
-    x = torch.randn(2, 3, 64, 96)
+    x = torch.randn(1, 3, 64, 96)
     for mode in (True, False):
         net.train(mode)
         with torch.no_grad():
             disps = net(x)
         assert isinstance(disps, list)
-        assert [tuple(d.shape) for d in disps] == [(2, 1, 64, 96), (2, 1, 32, 48), (2, 1, 16, 24), (2, 1, 8, 12)]
+        assert [tuple(d.shape) for d in disps] == [(1, 1, 64, 96), (1, 1, 32, 48), (1, 1, 16, 24), (1, 1, 8, 12)]
         assert all(float(d.min()) > 0.0 and float(d.max()) < 1.0 for d in disps)
 
 
