@@ -1,0 +1,257 @@
+"""Depth node latency on the real graph: publish -> depth received, vs the backend's own time.
+
+    python bench/bench_node_latency.py [--frames 60] [--rate-hz 5] [--width 640 --height 480]
+                                       [--model M.onnx] [--cloud]
+
+The node runs in its own process (as deployed); this process publishes rgb8 images and
+camera_infos at a rate low enough that nothing is dropped, and records for each frame:
+
+* ``e2e_ms``: our publish -> our receipt of depth/image (what a consumer sees);
+* ``node_ms``: DepthInfo.latency_ms, the node's own receipt -> publish;
+* ``inference_ms``: DepthInfo.inference_ms, the backend call alone.
+
+Reported (JSON on stdout): medians and p90s, ``node_overhead_ms`` = node_ms - inference_ms
+(decode, preprocess, postprocess, message building), its ratio to inference_ms (target
+<= 10 %), and ``transport_ms`` = e2e_ms - node_ms (DDS both ways). Without --model a small
+conv net (depth_metric, 256x192 input) is built with onnx.helper so the backend time is
+realistic for a CPU. The environment is isolated (random ROS_DOMAIN_ID, localhost) and uses
+FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless already set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+S = 1_000_000_000
+
+
+def isolated_env() -> dict[str, str]:
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(0, 101)))
+    os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="depth_ros_bench_log_"))
+    return dict(os.environ)
+
+
+def conv_depth_model(path: Path, width: int = 256, height: int = 192, channels: int = 16) -> Path:
+    """A 3-layer conv net (depth_metric) with fixed random weights, spec embedded."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from depth_ros.inference.spec import METADATA_KEY, ModelSpec
+
+    rng = np.random.default_rng(0)
+    spec = ModelSpec(output_kind="depth_metric", input_height=height, input_width=width, name="bench_conv",
+                     metric=True, min_depth_m=0.1, max_depth_m=80.0)
+    w1 = rng.normal(0, 0.1, (channels, 3, 3, 3)).astype(np.float32)
+    w2 = rng.normal(0, 0.1, (channels, channels, 3, 3)).astype(np.float32)
+    w3 = rng.normal(0, 0.1, (1, channels, 3, 3)).astype(np.float32)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(w3, "w3"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one")]
+    pads = [1, 1, 1, 1]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["c1"], pads=pads), helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=pads), helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=pads), helper.make_node("Softplus", ["c3"], ["s"]),
+        helper.make_node("Add", ["s", "one"], ["depth"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "bench_conv",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 1, height, width])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    prop = model.metadata_props.add()
+    prop.key, prop.value = METADATA_KEY, spec.to_json()
+    onnx.save(model, str(path))
+    return path
+
+
+class Rig:
+    """The depth node in a child process and this process's publishers/subscribers."""
+
+    def __init__(self, model: Path, width: int, height: int, cloud: bool, log_dir: Path,
+                 extra_params: dict[str, Any] | None = None) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        from depth_ros.msg import DepthInfo
+        from depth_ros.ros import qos
+
+        env = isolated_env()
+        params = {"model_path": str(model), "backend": "onnxruntime-cpu", "max_range_m": 100.0, **(extra_params or {})}
+        argv = [sys.executable, "-m", "depth_ros.ros.depth_node", "--ros-args", "-r", "__ns:=/bench"]
+        for k, v in params.items():
+            argv += ["-p", f"{k}:={v}"]
+        self.log_path = log_dir / "node.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+        self.node = rclpy.create_node("bench_driver", context=self.ctx)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.width, self.height = width, height
+        self.img_pub = self.node.create_publisher(Image, "/bench/image", qos.input_qos())
+        self.info_pub = self.node.create_publisher(CameraInfo, "/bench/camera_info", qos.input_qos())
+        self.sent_ns: dict[int, int] = {}
+        self.depth_recv_ns: dict[int, int] = {}
+        self.meta: dict[int, Any] = {}
+        self.node.create_subscription(Image, "/bench/depth/image", self._on_depth, 50)
+        self.node.create_subscription(DepthInfo, "/bench/depth/info", self._on_meta, 50)
+        if cloud:
+            self.node.create_subscription(PointCloud2, "/bench/depth/points", lambda m: None, 10)
+        rgb = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
+        self._rgb_bytes = rgb.reshape(-1)
+        self.spin_until(lambda: self.img_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0,
+                        90.0, "the node to start and subscribe")
+
+    def _on_depth(self, msg: Any) -> None:
+        self.depth_recv_ns[msg.header.stamp.sec * S + msg.header.stamp.nanosec] = time.monotonic_ns()
+
+    def _on_meta(self, msg: Any) -> None:
+        self.meta[msg.header.stamp.sec * S + msg.header.stamp.nanosec] = msg
+
+    def spin_until(self, cond: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not cond():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"timed out waiting for {what}; node log:\n{self.log_path.read_text()[-2000:]}")
+            self.ex.spin_once(timeout_sec=0.01)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.ex.spin_once(timeout_sec=max(0.0, min(0.005, end - time.monotonic())))
+
+    def send(self, stamp_ns: int) -> None:
+        from sensor_msgs.msg import CameraInfo, Image
+
+        from depth_ros.ros.messages import to_byte_array
+
+        w, h = self.width, self.height
+        f = 0.8 * w
+        info = CameraInfo(width=w, height=h, distortion_model="plumb_bob", d=[0.0] * 5,
+                          k=[f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0])
+        img = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=to_byte_array(self._rgb_bytes))
+        for m in (info, img):
+            m.header.stamp.sec, m.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
+            m.header.frame_id = "camera_optical_frame"
+        self.info_pub.publish(info)
+        self.sent_ns[stamp_ns] = time.monotonic_ns()
+        self.img_pub.publish(img)
+
+    def node_rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return -1
+
+    def close(self) -> int:
+        import rclpy
+
+        self.proc.send_signal(2)
+        try:
+            code = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        self.ex.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+        return code
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return {"median": float("nan"), "p90": float("nan"), "n": 0}
+    return {"median": round(float(np.median(a)), 3), "p90": round(float(np.percentile(a, 90)), 3), "n": int(a.size)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--rate-hz", type=float, default=5.0)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--cloud", action="store_true", help="subscribe to depth/points (the node builds clouds)")
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="depth_ros_bench_"))
+    model = args.model or conv_depth_model(tmp / "bench_conv.onnx")
+    rig = Rig(model, args.width, args.height, args.cloud, tmp)
+    try:
+        # Warm-up until frames flow both ways (discovery, onnxruntime first-run allocations).
+        t = 1 * S
+        while not rig.depth_recv_ns:
+            t += S // 10
+            rig.send(t)
+            rig.spin_for(0.2)
+        for _ in range(5):
+            t += S // 10
+            rig.send(t)
+            rig.spin_for(0.2)
+        rig.sent_ns.clear(), rig.depth_recv_ns.clear(), rig.meta.clear()
+        period = 1.0 / args.rate_hz
+        stamps = []
+        for i in range(args.frames):
+            t = 100 * S + i * int(S * period)
+            stamps.append(t)
+            start = time.monotonic()
+            rig.send(t)
+            rig.spin_for(max(0.0, period - (time.monotonic() - start)))
+        deadline = time.monotonic() + 10
+        while (stamps[-1] not in rig.meta) and time.monotonic() < deadline:
+            rig.spin_for(0.05)
+        e2e, node_ms, inf_ms = [], [], []
+        for s in stamps:
+            if s in rig.depth_recv_ns and s in rig.meta:
+                e2e.append((rig.depth_recv_ns[s] - rig.sent_ns[s]) * 1e-6)
+                node_ms.append(rig.meta[s].latency_ms)
+                inf_ms.append(rig.meta[s].inference_ms)
+        overhead = [n - i for n, i in zip(node_ms, inf_ms)]
+        transport = [e - n for e, n in zip(e2e, node_ms)]
+        med_inf = float(np.median(inf_ms)) if inf_ms else float("nan")
+        med_over = float(np.median(overhead)) if overhead else float("nan")
+        result = {
+            "bench": "node_latency",
+            "image": f"{args.width}x{args.height} rgb8",
+            "model": Path(model).name,
+            "cloud_subscribed": bool(args.cloud),
+            "rate_hz": args.rate_hz,
+            "frames_sent": len(stamps),
+            "frames_received": len(e2e),
+            "frames_dropped": int(rig.meta[max(rig.meta)].frames_dropped) if rig.meta else None,
+            "e2e_ms": _stats(e2e),
+            "node_ms": _stats(node_ms),
+            "inference_ms": _stats(inf_ms),
+            "node_overhead_ms": _stats(overhead),
+            "node_overhead_ratio": round(med_over / med_inf, 3) if inf_ms else None,
+            "transport_ms": _stats(transport),
+            "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", ""),
+            "note": "noisy (shared machine)",
+        }
+    finally:
+        exit_code = rig.close()
+    result["node_exit_code"] = exit_code
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Depth node soak: 30 Hz camera input for 2 minutes; memory, queue and drops.
+
+    python bench/bench_node_soak.py [--duration-s 120] [--rate-hz 30] [--width 640 --height 480] [--cloud]
+
+The node (own process, the conv bench model of bench_node_latency.py unless --model) gets
+rgb8 images + camera_infos at ``rate_hz``. Reported (JSON on stdout):
+
+* ``rss_growth``: node RSS at the end / RSS after the first 10 % of the run, minus 1
+  (target < 5 %);
+* queue: the node holds at most one pending frame by construction; what would show a queue
+  is latency creeping up, so ``node_ms`` of the first and last quarter are compared
+  (``latency_trend_ratio`` ~ 1 means no growth);
+* ``drop_rate``: DepthInfo.frames_dropped / frames sent (the node keeps only the newest frame
+  when inference is slower than the camera), and frames received.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_node_latency import S, Rig, _stats, conv_depth_model  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration-s", type=float, default=120.0)
+    parser.add_argument("--rate-hz", type=float, default=30.0)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--cloud", action="store_true")
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="depth_ros_soak_"))
+    model = args.model or conv_depth_model(tmp / "bench_conv.onnx")
+    rig = Rig(model, args.width, args.height, args.cloud, tmp)
+    rss: list[tuple[float, int]] = []
+    try:
+        t = 1 * S
+        while not rig.depth_recv_ns:  # warm-up: discovery both ways
+            t += S // 10
+            rig.send(t)
+            rig.spin_for(0.2)
+        rig.sent_ns.clear(), rig.depth_recv_ns.clear(), rig.meta.clear()
+        period = 1.0 / args.rate_hz
+        n = int(args.duration_s * args.rate_hz)
+        start = time.monotonic()
+        next_rss = start
+        stamps = []
+        for i in range(n):
+            stamp = 100 * S + int(i * period * S)
+            stamps.append(stamp)
+            rig.send(stamp)
+            now = time.monotonic()
+            if now >= next_rss:
+                rss.append((now - start, rig.node_rss_kb()))
+                next_rss = now + 1.0
+            rig.spin_for(max(0.0, start + (i + 1) * period - time.monotonic()))
+        elapsed = time.monotonic() - start
+        deadline = time.monotonic() + 10
+        last = stamps[-1]
+        while last not in rig.meta and time.monotonic() < deadline:
+            rig.spin_for(0.05)
+        rss.append((time.monotonic() - start, rig.node_rss_kb()))
+        got = sorted(s for s in stamps if s in rig.meta)
+        node_ms = [rig.meta[s].latency_ms for s in got]
+        q = max(1, len(node_ms) // 4)
+        first, last_q = node_ms[:q], node_ms[-q:]
+        base_rss = next(kb for t_s, kb in rss if t_s >= 0.1 * args.duration_s)
+        dropped = int(rig.meta[got[-1]].frames_dropped) if got else None
+        result = {
+            "bench": "node_soak",
+            "image": f"{args.width}x{args.height} rgb8",
+            "model": Path(model).name,
+            "cloud_subscribed": bool(args.cloud),
+            "rate_hz": args.rate_hz,
+            "duration_s": round(elapsed, 1),
+            "achieved_input_hz": round(len(stamps) / elapsed, 2),
+            "frames_sent": len(stamps),
+            "frames_received": len(got),
+            "frames_dropped": dropped,
+            "drop_rate": round(dropped / len(stamps), 3) if dropped is not None else None,
+            "output_hz": round(len(got) / elapsed, 2),
+            "rss_kb_start": base_rss,
+            "rss_kb_end": rss[-1][1],
+            "rss_growth": round(rss[-1][1] / base_rss - 1.0, 4),
+            "node_ms_first_quarter": _stats(first),
+            "node_ms_last_quarter": _stats(last_q),
+            "latency_trend_ratio": round(float(np.median(last_q)) / float(np.median(first)), 3) if got else None,
+            "inference_ms": _stats([rig.meta[s].inference_ms for s in got]),
+            "note": "noisy (shared machine)",
+        }
+    finally:
+        code = rig.close()
+    result["node_exit_code"] = code
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
