@@ -7,6 +7,9 @@ Topics (relative names; remap them, e.g. ``image:=/camera/image_raw``):
                          mono8, rgba8, bgra8)                (``image_transport: raw``)
 ``image/compressed``     sensor_msgs/CompressedImage         in (``image_transport: compressed``)
 ``camera_info``          sensor_msgs/CameraInfo              in, paired with images by stamp
+``sparse_points``        sensor_msgs/PointCloud2             in, metric points (LiDAR) in the
+                                                             image's frame, for scale_policy
+                                                             sparse_alignment (no TF lookup)
 ``depth/image``          sensor_msgs/Image 32FC1 metres      out (NaN invalid; 16UC1 mm with
                                                              ``depth_encoding: 16UC1``)
 ``depth/camera_info``    sensor_msgs/CameraInfo              out (the input's, re-stamped)
@@ -134,8 +137,12 @@ class DepthPipeline:
         msgconv.check_image_matches_camera(rgb, camera)
         return rgb, camera
 
-    def run(self, rgb: np.ndarray, camera: Any) -> FrameOutput:
+    def run(self, rgb: np.ndarray, camera: Any, sparse_points_cam: np.ndarray | None = None) -> FrameOutput:
         """Preprocess, infer, postprocess one frame.
+
+        Args:
+            sparse_points_cam: (N, 3) float32 metres in the camera optical frame, for the
+                sparse_alignment scale policy, or None.
 
         Raises:
             InputError: the network returned non-finite values or an unusable shape.
@@ -146,7 +153,7 @@ class DepthPipeline:
         t0 = time.perf_counter()
         outputs = self.backend.infer(pre.tensor)
         inference_ms = (time.perf_counter() - t0) * 1e3
-        result = self._postprocessor(outputs, camera, None)
+        result = self._postprocessor(outputs, camera, sparse_points_cam)
         depth_m = np.asarray(result.depth_m, dtype=np.float32)
         if depth_m.shape != (camera.height, camera.width):
             raise InputError(f"postprocess returned depth of shape {depth_m.shape}, expected {(camera.height, camera.width)}")
@@ -205,6 +212,7 @@ def make_depth_node_class() -> type:
             self._throttle = _Throttle(2.0)
             self._worker: threading.Thread | None = None
             self._reset_requested = False
+            self._sparse: Any = None  # newest sparse_points message
             # counters (read by tests and benches)
             self.frames_received = 0
             self.frames_published = 0
@@ -247,6 +255,7 @@ def make_depth_node_class() -> type:
             else:
                 self.create_subscription(Image, "image", self._on_image, qos.input_qos())
             self.create_subscription(CameraInfo, "camera_info", self._on_info, qos.input_qos())
+            self.create_subscription(PointCloud2, "sparse_points", self._on_sparse, qos.input_qos())
             self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
             self._worker.start()
 
@@ -313,6 +322,30 @@ def make_depth_node_class() -> type:
             if pair is not None:
                 self._slot.put(pair)
 
+        def _on_sparse(self, msg: Any) -> None:
+            self._sparse = msg  # decoded by the worker, only when the policy needs it
+
+        def _sparse_points_for(self, image_header: Any, config: DepthNodeConfig) -> np.ndarray | None:
+            """(N, 3) metric points for sparse_alignment, or None (with a throttled warning why)."""
+            if config.scale_policy != "sparse_alignment":
+                return None
+            msg = self._sparse
+            topic = self.resolve_topic_name("sparse_points")
+            if msg is None:
+                self._warn(f"scale_policy sparse_alignment: nothing received on {topic}")
+                return None
+            if msg.header.frame_id != image_header.frame_id:
+                self._warn(
+                    f"{topic} is in frame '{msg.header.frame_id}', the image in '{image_header.frame_id}': "
+                    "sparse points must be in the camera's optical frame (no TF lookup here)"
+                )
+                return None
+            age_s = abs(msgconv.stamp_to_ns(image_header.stamp) - msgconv.stamp_to_ns(msg.header.stamp)) * 1e-9
+            if age_s > config.sparse_max_age_s:
+                self._warn(f"{topic}: newest cloud is {age_s:.3f} s from the image (sparse_max_age_s {config.sparse_max_age_s})")
+                return None
+            return msgconv.pointcloud2_to_xyz(msg)
+
         # -- worker ---------------------------------------------------------------------------
         def _work(self) -> None:
             while not self._slot.closed:
@@ -338,8 +371,8 @@ def make_depth_node_class() -> type:
                 self.pipeline.reset()
             config = self.pipeline.config
             rgb, camera = self.pipeline.decode(pair.image, pair.info)
-            out = self.pipeline.run(rgb, camera)
             header = pair.image.header
+            out = self.pipeline.run(rgb, camera, self._sparse_points_for(header, config))
             depth_msg = messages.depth_image_msg(out.depth_m, header, config.depth_encoding)
             info_msg = messages.camera_info_msg(pair.info, header)
             cloud_msg = None

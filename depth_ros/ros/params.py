@@ -123,6 +123,7 @@ class DepthNodeConfig:
     scale_fixed: float = _p(1.0, "depth multiplier for scale_policy fixed", min_value=1e-6, max_value=1e6)
     camera_height_m: float = _p(0.0, "camera height over a flat floor (m), for scale_policy ground_plane; 0 = unset", min_value=0.0, max_value=100.0)
     sync_tolerance_ms: float = _p(1.0, "largest |image stamp - camera_info stamp| (ms) paired as one frame", min_value=0.0, max_value=1000.0)
+    sparse_max_age_s: float = _p(0.2, "scale_policy sparse_alignment: use the newest 'sparse_points' cloud if its stamp is within this many seconds of the image", min_value=0.0, max_value=10.0)
     time_jump_reset_s: float = _p(1.0, "a stamp this much (s) older than the last frame resets the node (bag loop); smaller steps back are skipped", min_value=0.0, max_value=3600.0)
 
     def __post_init__(self) -> None:

@@ -151,3 +151,46 @@ def test_cloud_built_only_with_a_subscriber(node_rig: tuple[Any, BlockingBackend
     frame(41 * S)
     assert node.clouds_built == built + 1
     graph.wait_until(lambda: len(clouds) >= 1, 10.0, "the cloud")
+
+
+def test_sparse_alignment_scales_to_points_in_the_camera_frame(node_rig: tuple[Any, BlockingBackend, list[int]],
+                                                              graph: Graph) -> None:
+    """Metric points at 4 m where the model says 2 m: the published depth becomes 4 m."""
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from depth_ros.core.camera import CameraModel
+    from depth_ros.core.pointcloud import make_cloud
+    from depth_ros.msg import DepthInfo
+    from depth_ros.ros import qos
+    from depth_ros.ros.messages import pointcloud_msg
+    from conftest import CX, CY, FX, FY, IMG_H, IMG_W
+
+    node, _, _ = node_rig
+    (res,) = node.set_parameters([Parameter("scale_policy", value="sparse_alignment")])
+    assert res.successful, res.reason
+    img_pub = graph.node.create_publisher(Image, "/thr/image", qos.input_qos())
+    info_pub = graph.node.create_publisher(CameraInfo, "/thr/camera_info", qos.input_qos())
+    pts_pub = graph.node.create_publisher(PointCloud2, "/thr/sparse_points", qos.input_qos())
+    depth = graph.subscribe(Image, "/thr/depth/image", 50)
+    meta = graph.subscribe(DepthInfo, "/thr/depth/info", 50)
+    graph.wait_until(lambda: img_pub.get_subscription_count() and pts_pub.get_subscription_count(), 20.0, "matching")
+    cam = CameraModel.from_intrinsics(IMG_W, IMG_H, FX, FY, CX, CY)
+    cloud = make_cloud(np.full((IMG_H, IMG_W), 4.0, np.float32), cam, decimation=4)  # 192 points at z = 4 m
+    t = 60 * S
+    while not any(m.header.stamp.sec * S + m.header.stamp.nanosec == t for m in meta):
+        t += S // 10
+        header = image_msg(t).header
+        pts_pub.publish(pointcloud_msg(cloud.reshape(-1), header))
+        graph.spin_for(0.05)
+        info_pub.publish(info_msg(t))
+        img_pub.publish(image_msg(t))
+        graph.spin_for(0.2)
+        assert t < 70 * S, "no sparse-aligned depth came out"
+    m = next(m for m in meta if m.header.stamp.sec * S + m.header.stamp.nanosec == t)
+    assert m.scale_source.startswith("sparse_alignment") and m.scale == pytest.approx(2.0, rel=1e-3)
+    assert m.scale_support >= 100
+    d = next(d for d in depth if d.header.stamp.sec * S + d.header.stamp.nanosec == t)
+    np.testing.assert_allclose(np.frombuffer(bytes(d.data), "<f4"), 4.0, rtol=1e-3)
+    (res,) = node.set_parameters([Parameter("scale_policy", value="model")])
+    assert res.successful
