@@ -327,7 +327,7 @@ def _load_backend(model: "InferenceBackend | str | Path", backend: str) -> "Infe
 
         path = Path(model)
         if not path.is_file():
-            raise ModelError(f"model file {path} does not exist")
+            raise ModelError(f"model file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
         if path.suffix.lower() == ".onnx":
             _check_depth_kind(load_model_spec(path))  # the clearest message, before loading weights
         try:

@@ -202,7 +202,10 @@ class BagWriter:
     def open(self) -> "BagWriter":
         if self._storage is not None:
             raise BagError(f"{self.path}: writer already open")
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.path.parent))
+        try:
+            self._tmpdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.path.parent))
+        except OSError as exc:
+            raise BagError(f"{self.path}: cannot create a temporary file next to it ({exc})") from None
         try:
             storage_cls = _McapStorage if self.path.suffix == ".mcap" else _RosbagsStorage
             self._storage = storage_cls(self._tmpdir, self.compression)

@@ -246,3 +246,12 @@ def test_temp_names_do_not_collide_with_user_files(tmp_path: Path) -> None:
     (tmp_path / "bag").mkdir()  # a user directory named like rosbags' inner name
     path = write_bag(tmp_path / "o.mcap", camera_records(1, CAMERA))
     assert path.is_file() and (tmp_path / "bag").is_dir() and sorted(os.listdir(tmp_path)) == ["bag", "o.mcap"]
+
+
+def test_unwritable_directory_is_a_bag_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr("depth_ros.bag.writer.tempfile.mkdtemp", refuse)  # root ignores chmod
+    with pytest.raises(BagError, match="cannot create a temporary file.*Permission denied"):
+        BagWriter(tmp_path / "o.mcap", typestore=output_typestore()).open()
