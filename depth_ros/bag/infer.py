@@ -663,7 +663,8 @@ def infer_bag(
 
     Raises:
         BagError: the input cannot be read (missing, truncated, corrupt, topics absent or
-            ambiguous) or the output cannot be written; no output file is left.
+            ambiguous), the output cannot be written, or not one frame could be processed;
+            no output file is left.
         ModelError: the model is not a depth model or does not run on its spec'd input;
             raised before any frame is read.
     """
@@ -755,9 +756,14 @@ def infer_bag(
                 t_read = time.perf_counter()
             handle(sync.flush())
             summary.bytes_written = writer.bytes_written
-    summary.skipped = dict(skips.counts)
-    skips.log_totals()
+            summary.skipped = dict(skips.counts)
+            skips.log_totals()
+            if summary.frames_out == 0:
+                # A bag of copies without a single depth image is not a result: leave no file.
+                reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items())) or "none"
+                raise BagError(
+                    f"{in_path}: no depth frame could be made from {summary.frames_in} image(s) on {image_topic} "
+                    f"(skipped: {reasons}); nothing written"
+                )
     summary.wall_s = time.perf_counter() - started
-    if summary.frames_out == 0:
-        _log.warning("no depth frame was written to %s", out_path)
     return summary

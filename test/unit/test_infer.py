@@ -496,3 +496,16 @@ def test_input_with_a_foreign_image_definition_is_not_copied(tmp_path: Path, cap
     out = _read(tmp_path / "o.mcap")
     assert "/cam/image_raw" not in out and "/cam/camera_info" in out
     assert not hasattr(out["/cam/depth/image"][0][1], "vendor_flag")
+
+
+def test_a_run_without_a_single_depth_frame_fails_and_writes_nothing(tmp_path: Path) -> None:
+    camera = CameraModel.from_intrinsics(8, 6, 6.0, 6.0, 3.5, 2.5)
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    records = []
+    for i in range(3):
+        records.append(("/cam/image_raw", "sensor_msgs/msg/Image", image_msg(T0_NS + i, rgb), T0_NS + i))
+        records.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo", camera_info_msg(T0_NS + i, camera, k=[0.0] * 9), T0_NS + i))
+    bag = write_bag(tmp_path / "in.mcap", records)
+    with pytest.raises(BagError, match=r"no depth frame could be made from 3 image\(s\) on /cam/image_raw \(skipped: 3 bad_camera_info\)"):
+        infer_bag(bag, tmp_path / "o.mcap", ConstantBackend(camera), InferConfig())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mcap"]
