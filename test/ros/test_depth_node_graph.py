@@ -234,6 +234,22 @@ def _set(h: Harness, **values: Any) -> list[Any]:
     return list(future.result().results)
 
 
+def test_parameters_are_described_with_ranges(h: Harness) -> None:
+    from rcl_interfaces.msg import ParameterType
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(h.g.node, "/cam/depth_node")
+    assert client.wait_for_services(timeout_sec=15.0)
+    future = client.describe_parameters(["max_range_m", "cloud_decimation", "model_path", "scale_policy"])
+    h.g.wait_until(future.done, 15.0, "describe_parameters")
+    d = {p.name: p for p in future.result().descriptors}
+    assert d["max_range_m"].type == ParameterType.PARAMETER_DOUBLE and not d["max_range_m"].read_only
+    assert (d["max_range_m"].floating_point_range[0].from_value, d["max_range_m"].floating_point_range[0].to_value) == (0.0, 1000.0)
+    assert (d["cloud_decimation"].integer_range[0].from_value, d["cloud_decimation"].integer_range[0].to_value) == (1, 16)
+    assert d["model_path"].read_only and "onnx" in d["model_path"].description
+    assert "sparse_alignment" in d["scale_policy"].additional_constraints
+
+
 def test_runtime_parameters_validated(h: Harness) -> None:
     # Accepted: the next frame uses the new range and reports it.
     (ok,) = _set(h, max_range_m=1.5)
@@ -264,3 +280,44 @@ def test_runtime_parameters_validated(h: Harness) -> None:
     assert (np.frombuffer(bytes(img.data), dtype="<u2") == 2000).all()  # 2 m in mm
     (ok,) = _set(h, depth_encoding="32FC1")
     assert ok.successful
+
+
+def test_compressed_input(ros_env: dict[str, str], models: dict[str, Path], graph: Graph, tmp_path: Path) -> None:
+    """image_transport: compressed subscribes 'image/compressed' (jpeg) and gives the same outputs."""
+    import io
+    import time
+
+    from PIL import Image as PILImage
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+    from depth_ros.ros import qos
+    from depth_ros.ros.messages import to_byte_array
+
+    proc = NodeProcess(node_argv("depth_ros.ros.depth_node",
+                                 {"model_path": models["plane"], "backend": "onnxruntime-cpu", "image_transport": "compressed"},
+                                 {"__ns": "/jpeg", "image/compressed": "/jpeg/camera/image_raw/compressed"}),
+                       ros_env, tmp_path / "jpeg.log")
+    try:
+        proc.wait_log("model 'plane_2m'", 60.0)
+        pub = graph.node.create_publisher(CompressedImage, "/jpeg/camera/image_raw/compressed", qos.input_qos())
+        info_pub = graph.node.create_publisher(CameraInfo, "/jpeg/camera_info", qos.input_qos())
+        depth = graph.subscribe(Image, "/jpeg/depth/image", 10)
+        graph.wait_until(lambda: pub.get_subscription_count() and info_pub.get_subscription_count()
+                         and graph.subscriptions["/jpeg/depth/image"].get_publisher_count(), 30.0, "matching")
+        buf = io.BytesIO()
+        PILImage.fromarray(np.full((IMG_H, IMG_W, 3), 90, np.uint8)).save(buf, format="JPEG")
+        t = 7 * S
+        deadline = time.monotonic() + 30.0
+        while not depth:
+            assert time.monotonic() < deadline, "no depth from compressed input"
+            t += S // 10
+            msg = CompressedImage(format="jpeg", data=to_byte_array(np.frombuffer(buf.getvalue(), np.uint8)))
+            msg.header = image_msg(t).header
+            info_pub.publish(info_msg(t))
+            pub.publish(msg)
+            graph.spin_for(0.2)
+        d = depth[-1]
+        assert (d.width, d.height, d.encoding, d.header.frame_id) == (IMG_W, IMG_H, "32FC1", "camera_optical_frame")
+        np.testing.assert_allclose(np.frombuffer(bytes(d.data), "<f4"), 2.0)
+    finally:
+        assert proc.stop() == 0
