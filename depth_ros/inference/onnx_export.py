@@ -12,6 +12,7 @@ atomically (temporary file + rename), so a failed export never leaves a file at 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,9 @@ def export_onnx(
     check_atol: float | None = 1e-4,
     seed: int = 0,
 ) -> Path:
-    """Export ``module`` (CPU, eval mode) to ONNX at ``path`` with ``spec`` in its metadata.
+    """Export ``module`` to ONNX at ``path`` with ``spec`` in its metadata.
+
+    The module is moved to the CPU and traced in eval mode; its train/eval mode is restored.
 
     Args:
         module: takes ``(1, C, h, w)`` (or NHWC per spec) float32 and returns a Tensor, a
@@ -59,9 +62,9 @@ def export_onnx(
         spec: the contract to embed; its input name/size/layout define the exported input.
         path: destination ``.onnx`` file.
         opset: ONNX opset (>= 18 for the dynamo exporter).
-        check_atol: max allowed |ONNX Runtime - torch| on a random input in [0, 1); None skips
-            the check (then onnxruntime is not needed).
-        seed: seed of that random input.
+        check_atol: max allowed |ONNX Runtime - torch| on a random input in [0, 1) (not the
+            one traced with); None skips the check (then onnxruntime is not needed).
+        seed: seed of the tracing and checking inputs.
 
     Returns:
         ``path`` as a Path.
@@ -72,18 +75,45 @@ def export_onnx(
         ValueError: bad ``opset``.
     """
     import onnx
-    import torch
-
-    from depth_ros.inference.torch_backend import named_outputs
 
     if not isinstance(opset, int) or opset < 18:
         raise ValueError(f"opset must be an integer >= 18 for the dynamo exporter, got {opset!r}")
     path = Path(path)
+    was_training = module.training
     module = module.eval().cpu()
+    try:
+        x, reference, program = _trace(module, spec, opset, seed)
+    finally:
+        module.train(was_training)
+    proto = program.model_proto
+    embed_spec(proto, spec)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"exported ONNX model is invalid: {str(exc).splitlines()[0]}") from None
+    data = proto.SerializeToString()
+    if len(data) > _MAX_PROTO_BYTES:
+        raise ModelError(f"exported model is {len(data)} bytes, over protobuf's 2 GiB limit")
+    if check_atol is not None:
+        _check_parity(data, spec, x, reference, check_atol)
+    atomic_write_bytes(path, data)
+    _log.info("exported %s to %s (opset %d, %d bytes)", type(module).__name__, path, opset, len(data))
+    return path
+
+
+def _trace(module: "torch.nn.Module", spec: ModelSpec, opset: int, seed: int) -> tuple[np.ndarray, dict, object]:
+    """(parity input, torch outputs on it by name, ONNXProgram) for an eval-mode CPU module."""
+    import torch
+
+    from depth_ros.inference.torch_backend import named_outputs
+
     generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(spec_input_shape(spec), generator=generator, dtype=torch.float32)
+    x_trace = torch.rand(spec_input_shape(spec), generator=generator, dtype=torch.float32)
+    # The parity input differs from the tracing input, so values baked into the graph as
+    # constants during tracing (a .numpy() or .item() round trip) show up as a mismatch.
+    x_check = torch.rand(spec_input_shape(spec), generator=generator, dtype=torch.float32)
     with torch.inference_mode():
-        reference = {k: v.float().numpy() for k, v in named_outputs(module(x), spec).items()}
+        reference = {k: v.float().numpy() for k, v in named_outputs(module(x_check), spec).items()}
     names = list(reference)
 
     class _Outputs(torch.nn.Module):
@@ -100,7 +130,7 @@ def export_onnx(
     try:
         program = torch.onnx.export(
             _Outputs().eval(),
-            (x,),
+            (x_trace,),
             input_names=[spec.input_name],
             output_names=names,
             opset_version=opset,
@@ -108,22 +138,22 @@ def export_onnx(
             verbose=False,
         )
     except Exception as exc:  # the exporter raises many types (TorchExportError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"ONNX export of {type(module).__name__} failed: {first}") from None
-    proto = program.model_proto
-    embed_spec(proto, spec)
-    try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"exported ONNX model is invalid: {str(exc).splitlines()[0]}") from None
-    data = proto.SerializeToString()
-    if len(data) > _MAX_PROTO_BYTES:
-        raise ModelError(f"exported model is {len(data)} bytes, over protobuf's 2 GiB limit")
-    if check_atol is not None:
-        _check_parity(data, spec, x.numpy(), reference, check_atol)
-    atomic_write_bytes(path, data)
-    _log.info("exported %s to %s (opset %d, %d bytes)", type(module).__name__, path, opset, len(data))
-    return path
+        raise ModelError(f"ONNX export of {type(module).__name__} failed: {_one_line(exc)}") from None
+    return x_check.numpy(), reference, program
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exporter's first message line, without colour codes, plus its root cause."""
+    def first_line(e: BaseException) -> str:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+        return text.splitlines()[0] if text else type(e).__name__
+
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    if root is exc:
+        return first_line(exc)
+    return f"{first_line(exc)} (caused by {type(root).__name__}: {first_line(root)})"
 
 
 def _check_parity(
