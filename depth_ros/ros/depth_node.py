@@ -373,21 +373,17 @@ def make_depth_node_class() -> type:
             rgb, camera = self.pipeline.decode(pair.image, pair.info)
             header = pair.image.header
             out = self.pipeline.run(rgb, camera, self._sparse_points_for(header, config))
-            depth_msg = messages.depth_image_msg(out.depth_m, header, config.depth_encoding)
-            info_msg = messages.camera_info_msg(pair.info, header)
-            cloud_msg = None
+            # Depth first: the cloud (several MB) must not delay the image.
+            self.depth_pub.publish(messages.depth_image_msg(out.depth_m, header, config.depth_encoding))
+            latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6  # DepthInfo: received -> depth published
+            self.info_pub.publish(messages.camera_info_msg(pair.info, header))
             if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:
                 cloud = make_cloud(
                     out.depth_m, camera, rgb=out.rgb if config.cloud_rgb else None,
                     decimation=config.cloud_decimation, min_range_m=config.min_range_m, max_range_m=config.max_range_m,
                 )
-                cloud_msg = messages.pointcloud_msg(cloud, header)
+                self.cloud_pub.publish(messages.pointcloud_msg(cloud, header))
                 self.clouds_built += 1
-            self.depth_pub.publish(depth_msg)
-            self.info_pub.publish(info_msg)
-            if cloud_msg is not None:
-                self.cloud_pub.publish(cloud_msg)
-            latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6
             self.meta_pub.publish(messages.depth_info_msg(
                 header,
                 model=self.pipeline.spec.name,
