@@ -149,8 +149,9 @@ def test_cloud_built_only_with_a_subscriber(node_rig: tuple[Any, BlockingBackend
     clouds = graph.subscribe(PointCloud2, "/thr/depth/points", 10)
     graph.wait_until(lambda: node.cloud_pub.get_subscription_count() == 1, 10.0, "cloud subscriber matched")
     frame(41 * S)
+    graph.wait_until(lambda: len(clouds) >= 1, 10.0, "the cloud")  # published after the depth image
     assert node.clouds_built == built + 1
-    graph.wait_until(lambda: len(clouds) >= 1, 10.0, "the cloud")
+    assert clouds[0].header.stamp.sec == 41
 
 
 def test_sparse_alignment_scales_to_points_in_the_camera_frame(node_rig: tuple[Any, BlockingBackend, list[int]],
