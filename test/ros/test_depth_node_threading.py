@@ -145,7 +145,8 @@ def test_cloud_built_only_with_a_subscriber(node_rig: tuple[Any, BlockingBackend
     built = node.clouds_built
     published = node.frames_published
     frame(40 * S)
-    assert node.frames_published > published and node.clouds_built == built
+    graph.wait_until(lambda: node.frames_published > published, 5.0, "the frame to be finished")
+    assert node.clouds_built == built
     clouds = graph.subscribe(PointCloud2, "/thr/depth/points", 10)
     graph.wait_until(lambda: node.cloud_pub.get_subscription_count() == 1, 10.0, "cloud subscriber matched")
     frame(41 * S)
