@@ -1,0 +1,96 @@
+"""DepthTrainingModule: loss composition, logging names, hyper-parameters, gradients, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from depth_ros_training.module import DepthTrainingModule
+
+H, W = 64, 128
+
+
+def _batch(b: int = 2, distance: float | None = 0.05) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    K = torch.tensor([[64.0, 0, 63.5], [0, 64.0, 31.5], [0, 0, 1]])
+    batch = {
+        "tgt": torch.randn(b, 3, H, W, generator=g),
+        "srcs": torch.randn(b, 2, 3, H, W, generator=g),
+        "K": K.expand(b, 3, 3).clone(),
+        "gt_depth_m": torch.full((b, 1, H, W), 3.0),
+    }
+    if distance is not None:
+        batch["distance_m"] = torch.full((b, 2), distance)
+    return batch
+
+
+def _model(**kw) -> DepthTrainingModule:
+    torch.manual_seed(0)
+    return DepthTrainingModule(image_height=H, image_width=W, **kw)
+
+
+def test_total_is_the_weighted_sum_of_named_terms():
+    m = _model(velocity_weight=0.7, geometry_weight=0.3, smoothness_weight=0.2, photometric_weight=1.5)
+    total, terms, depth = m.shared_step(_batch(), "train")
+    for name in ("photometric", "geometry", "smoothness", "velocity", "auto_mask_fraction", "translation_m", "odom_distance_m"):
+        assert name in terms and torch.isfinite(terms[name])
+    want = 1.5 * terms["photometric"] + 0.3 * terms["geometry"] + 0.2 * terms["smoothness"] + 0.7 * terms["velocity"]
+    torch.testing.assert_close(total, want)
+    assert depth.shape == (2, 1, H, W)
+    assert terms["odom_distance_m"].item() == pytest.approx(0.05)
+    # the randomly initialised PoseNet starts near identity: |t| << 0.05 m, so the velocity
+    # term is about the distance itself
+    assert terms["velocity"].item() == pytest.approx(0.05 - terms["translation_m"].item(), abs=5e-3)
+
+
+def test_no_velocity_term_without_velocity_supervision():
+    m = _model(velocity_weight=0.0)
+    total, terms, _ = m.shared_step(_batch(distance=None), "train")
+    assert "velocity" not in terms
+    torch.testing.assert_close(total, terms["photometric"] + 0.5 * terms["geometry"] + 0.1 * terms["smoothness"])
+
+
+def test_velocity_supervision_without_odometry_is_an_error():
+    m = _model(velocity_weight=0.1)
+    with pytest.raises(ValueError, match="no odometry distance"):
+        m.shared_step(_batch(distance=float("nan")), "train")
+
+
+def test_gradients_reach_both_networks():
+    m = _model(velocity_weight=0.1)
+    total, _, _ = m.shared_step(_batch(), "train")
+    total.backward()
+    for net in (m.depth_net, m.pose_net):
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_pose_from_inverse_uses_fewer_pose_passes():
+    calls = []
+    m = _model(pose_from_inverse=True)
+    m.pose_net.register_forward_hook(lambda *a: calls.append(1))
+    m.shared_step(_batch(), "train")
+    assert len(calls) == 2  # one per source; the backward transform is the matrix inverse
+    calls.clear()
+    m2 = _model(pose_from_inverse=False)
+    m2.pose_net.register_forward_hook(lambda *a: calls.append(1))
+    m2.shared_step(_batch(), "train")
+    assert len(calls) == 4
+
+
+def test_hyperparameters_saved_and_validated():
+    m = _model(lr=3e-4, velocity_weight=0.05)
+    assert m.hparams.lr == 3e-4 and m.hparams.velocity_weight == 0.05 and m.hparams.image_width == W
+    assert m.is_metric
+    with pytest.raises(ValueError, match="min_depth_m"):
+        _model(min_depth_m=5.0, max_depth_m=1.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _model(lr_schedule="cosine-ish")
+    with pytest.raises(ValueError, match="velocity_weight"):
+        _model(velocity_weight=-1.0)
+
+
+def test_to_unit_range_inverts_the_normalisation():
+    m = _model()
+    img = torch.rand(1, 3, 4, 4)
+    x = (img - 0.45) / 0.225
+    torch.testing.assert_close(m.to_unit_range(x), img)
