@@ -28,7 +28,6 @@ skipped; the node keeps running.
 """
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
@@ -38,13 +37,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from depth_ros import msgconv
-from depth_ros.errors import DepthRosError, InputError, ModelError
+from depth_ros.errors import InputError, ModelError
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
 
 __all__ = ["DepthPipeline", "FrameOutput", "create_depth_node", "main", "make_depth_node_class"]
 
-_log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[DepthNodeConfig], Any]
 

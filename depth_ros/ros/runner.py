@@ -15,7 +15,6 @@ Ctrl-C shuts them down cleanly (exit code 0).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,7 +24,6 @@ from depth_ros.ros.params import DepthNodeConfig, ParameterError, PoseNodeConfig
 
 __all__ = ["add_arguments", "check_params_file", "run", "run_nodes"]
 
-_log = logging.getLogger(__name__)
 
 NODE_NAMES = {"depth": "depth_node", "pose": "pose_node"}
 NODE_CONFIGS = {"depth_node": DepthNodeConfig, "pose_node": PoseNodeConfig}

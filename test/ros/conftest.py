@@ -262,7 +262,7 @@ def graph(ros_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[G
 
 class Harness:
     def __init__(self, graph: Graph, proc: NodeProcess, ns: str) -> None:
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         from depth_ros.msg import DepthInfo
         from depth_ros.ros import qos

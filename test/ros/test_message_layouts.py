@@ -13,12 +13,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import S, Graph
+from conftest import Graph
 
 pytestmark = [pytest.mark.ros]
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import REPO_ROOT, S, Graph, Harness, NodeProcess, image_msg, info_msg
+from conftest import REPO_ROOT, S, Graph, Harness, NodeProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
