@@ -55,6 +55,10 @@ done
 msg_python_dir="$venv/lib/depth_ros_msgs"
 build="$venv/build/depth_ros_msgs"
 log="$build/build.log"
+# A cache from another checkout (moved or different repo) would be refused by cmake.
+if [ -f "$build/CMakeCache.txt" ] && ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$src" "$build/CMakeCache.txt"; then
+  rm -rf "$build"
+fi
 mkdir -p "$build"
 export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export PATH="$venv/bin:$PATH"
