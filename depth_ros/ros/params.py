@@ -293,3 +293,25 @@ def on_set_parameters_callback(
         return SetParametersResult(successful=True)
 
     return callback
+
+
+def parameter_table(cls: type) -> str:
+    """A Markdown table of a config's parameters (name, type, default, range, runtime, description)."""
+    rows = ["| parameter | type | default | range / choices | changeable at run time | description |",
+            "|---|---|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        info: ParamInfo = f.metadata["param"]
+        if info.choices is not None:
+            allowed = ", ".join(info.choices)
+        elif info.min_value is not None:
+            allowed = f"{info.min_value} .. {info.max_value}"
+        else:
+            allowed = ""
+        rows.append(f"| `{f.name}` | {type(f.default).__name__} | `{f.default!r}` | {allowed} | "
+                    f"{'no' if info.read_only else 'yes'} | {info.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m depth_ros.ros.params: the tables for the README
+    for _cls in (DepthNodeConfig, PoseNodeConfig):
+        print(f"### {_cls.__name__}\n\n{parameter_table(_cls)}\n")

@@ -103,3 +103,13 @@ def test_params_file_errors(tmp_path: Path) -> None:
     sections = check_params_file(common)
     assert sections["depth_node"] == {"backend": "torch", "max_range_m": 9.0}
     assert sections["pose_node"] == {"backend": "torch"}  # pose has no max_range_m
+
+
+def test_parameter_table_lists_every_parameter() -> None:
+    from depth_ros.ros.params import parameter_table
+
+    table = parameter_table(DepthNodeConfig).splitlines()
+    assert len(table) == 2 + len(dataclasses.fields(DepthNodeConfig))
+    row = next(r for r in table if r.startswith("| `cloud_decimation`"))
+    assert "| int | `1` | 1 .. 16 | yes |" in row
+    assert "| no |" in next(r for r in table if r.startswith("| `model_path`"))
