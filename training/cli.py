@@ -6,49 +6,78 @@ Usage::
     depth-ros-train validate --config config/train.yaml --ckpt_path CKPT
     depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt]
 
-``fit``/``validate`` are LightningCLI (every constructor argument of
+``fit``/``validate`` follow LightningCLI's layout (``trainer.*``, ``model.*``, ``data.*``,
+``--ckpt_path``) built with jsonargparse directly: every typed constructor argument of
 :class:`~depth_ros_training.module.DepthTrainingModule`, :class:`~depth_ros_training.datamodule.BagDataModule`
-and ``Trainer`` is a flag or a YAML key, type-checked; ``--print_config`` shows them all).
+and ``Trainer`` is a flag or a YAML key, type-checked (``--print_config`` shows them all); the
+resolved configuration is saved next to the TensorBoard logs and checkpoints.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 __all__ = ["main"]
 
 
-def _lightning_cli(argv: list[str]) -> int:
+_TRAINER_SKIP = {"callbacks", "logger", "plugins", "profiler"}
+
+
+def build_parser(command: str = "fit"):  # -> jsonargparse.ArgumentParser
+    """The ``fit`` / ``validate`` parser: ``--config``, ``--seed_everything``, ``--ckpt_path`` and
+    every typed constructor argument of Trainer (``trainer.*``), the module (``model.*``) and
+    the data module (``data.*``). The network's input size and normalisation are linked from
+    ``data.data.*`` (given once)."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+    from lightning.pytorch import Trainer
+
+    from depth_ros_training.datamodule import BagDataModule
+    from depth_ros_training.module import DepthTrainingModule
+
+    parser = ArgumentParser(prog=f"depth-ros-train {command}", description=__doc__.splitlines()[0], exit_on_error=True)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the keys below (safe-loaded)")
+    parser.add_argument("--seed_everything", type=int | None, default=0, help="global seed (null: none)")
+    parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume from (or 'last')")
+    parser.add_class_arguments(Trainer, "trainer", skip=_TRAINER_SKIP)
+    parser.add_class_arguments(DepthTrainingModule, "model")
+    parser.add_class_arguments(BagDataModule, "data")
+    for key, target in (("height", "image_height"), ("width", "image_width"), ("mean", "mean"), ("std", "std")):
+        parser.link_arguments(f"data.data.{key}", f"model.{target}")
+    return parser
+
+
+def _fit_or_validate(command: str, argv: list[str]) -> int:
+    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     from depth_ros_training.callbacks import DepthImageLogger
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.module import DepthTrainingModule
 
-    class DepthCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
-            # the network's input contract comes from the data configuration, once
-            for key in ("height", "width", "mean", "std"):
-                target = {"height": "image_height", "width": "image_width"}.get(key, key)
-                parser.link_arguments(f"data.data.{key}", f"model.{target}")
-
-    DepthCLI(
-        DepthTrainingModule,
-        BagDataModule,
-        args=argv,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={
-            "callbacks": [
-                ModelCheckpoint(save_last=True, every_n_train_steps=None),
-                DepthImageLogger(),
-                LearningRateMonitor(logging_interval="step"),
-            ],
-        },
-        auto_configure_optimizers=False,
-    )
+    parser = build_parser(command)
+    cfg = parser.parse_args(argv)
+    if cfg.seed_everything is not None:
+        pl.seed_everything(cfg.seed_everything, workers=True)
+    objects = parser.instantiate(cfg, instantiate_groups=True)
+    model: DepthTrainingModule = objects.model
+    data: BagDataModule = objects.data
+    trainer_kwargs = dict(cfg.trainer)
+    root = Path(trainer_kwargs.get("default_root_dir") or ".")
+    logger = TensorBoardLogger(str(root), name="lightning_logs")
+    callbacks = [ModelCheckpoint(save_last=True), DepthImageLogger(model.hparams.log_images_every_n_steps), LearningRateMonitor(logging_interval="step")]
+    trainer = pl.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks)
+    if trainer.is_global_zero:
+        log_dir = Path(logger.log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        parser.save(cfg, str(log_dir / "config.yaml"), overwrite=True, skip_check=True)
+    if command == "fit":
+        trainer.fit(model, datamodule=data, ckpt_path=cfg.ckpt_path)
+    else:
+        trainer.validate(model, datamodule=data, ckpt_path=cfg.ckpt_path)
     return 0
 
 
@@ -89,7 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "export":
         return _export_main(argv[1:])
-    return _lightning_cli(argv)
+    if argv and argv[0] in ("fit", "validate"):
+        return _fit_or_validate(argv[0], argv[1:])
+    print("usage: depth-ros-train {fit,validate,export} ... (fit --help for the options)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
