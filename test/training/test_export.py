@@ -1,0 +1,82 @@
+"""Checkpoint -> depth.onnx / pose.onnx through `depth-ros-train export`: specs embedded,
+ONNX Runtime output equal to PyTorch's on real frames."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from depth_ros.core.preprocess import preprocess, preprocess_pair
+from depth_ros.inference.spec import load_model_spec
+from depth_ros.synthetic import SynthConfig, render_sequence
+from depth_ros_training.cli import main
+from depth_ros_training.export import load_module
+
+from bagfactory import write_test_bag
+
+SYNTH = SynthConfig(width=256, height=128, frames=12, lidar_beams=0, seed=11)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("export")
+    bag = write_test_bag(d / "train.mcap", SYNTH)
+    cfg = {
+        "trainer": {"max_steps": 1, "accelerator": "cpu", "devices": 1, "default_root_dir": str(d / "run"),
+                    "enable_progress_bar": False, "num_sanity_val_steps": 0, "enable_model_summary": False},
+        "model": {"velocity_weight": 0.05, "min_depth_m": 0.5, "max_depth_m": 40.0},
+        "data": {"data": {"bags": [str(bag)], "height": 64, "width": 128, "val_fraction": 0.0}, "batch_size": 2},
+    }
+    (d / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["fit", "--config", str(d / "cfg.yaml")]) == 0
+    ckpt = d / "run" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert main(["export", str(ckpt), "-o", str(d / "model"), "--tensorrt", "off"]) == 0
+    return ckpt, d / "model"
+
+
+def test_specs_embedded(exported):
+    _, out = exported
+    depth = load_model_spec(out / "depth.onnx")
+    assert (depth.output_kind, depth.input_height, depth.input_width) == ("disparity_sigmoid", 64, 128)
+    assert depth.metric and depth.scale_source == "velocity_supervision"
+    assert (depth.min_depth_m, depth.max_depth_m) == (0.5, 40.0)
+    pose = load_model_spec(out / "pose.onnx")
+    assert (pose.output_kind, pose.input_channels, pose.pose_convention) == ("pose_6dof", 6, "T_src_tgt")
+    assert pose.metric
+
+
+def test_onnx_matches_pytorch_on_real_frames(exported):
+    import onnxruntime as ort
+
+    ckpt, out = exported
+    module = load_module(ckpt)
+    frames = list(render_sequence(SYNTH.replace(seed=99, frames=3)))  # unseen scene
+    spec = load_model_spec(out / "depth.onnx")
+    x = preprocess(frames[1].rgb, SYNTH.camera, spec).tensor
+    sess = ort.InferenceSession(str(out / "depth.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {spec.input_name: x})[0]
+    with torch.inference_mode():
+        want = module.depth_net(torch.from_numpy(x))[0].numpy()
+    assert got.shape == (1, 1, 64, 128)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.ptp(want) > 0  # a real, non-constant output was compared
+
+    pspec = load_model_spec(out / "pose.onnx")
+    pair = preprocess_pair(frames[1].rgb, frames[2].rgb, SYNTH.camera, pspec).tensor
+    psess = ort.InferenceSession(str(out / "pose.onnx"), providers=["CPUExecutionProvider"])
+    got_pose = psess.run(None, {pspec.input_name: pair})[0]
+    with torch.inference_mode():
+        t = torch.from_numpy(pair)
+        want_pose = module.pose_net(t[:, :3], t[:, 3:]).numpy()
+    assert got_pose.shape == (1, 6)
+    np.testing.assert_allclose(got_pose, want_pose, atol=1e-6)
+
+
+def test_export_errors(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(tmp_path / "m")]) == 1
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {}}, bad)
+    assert main(["export", str(bad), "-o", str(tmp_path / "m")]) == 1
+    assert "not a depth_ros training checkpoint" in capsys.readouterr().err
