@@ -161,6 +161,7 @@ class InferConfig:
         max_frames: stop after this many images (None: all).
         overwrite: replace an existing output file.
         backend: backend choice when a model path is given (see create_backend).
+        threads: CPU threads for the backend (None: its default).
         copy_inputs: copy the input image, camera_info, LiDAR and /tf_static topics.
         compression: None or "zstd" for the output storage.
     """
@@ -181,6 +182,7 @@ class InferConfig:
     max_frames: int | None = None
     overwrite: bool = False
     backend: str = "auto"
+    threads: int | None = None
     copy_inputs: bool = True
     compression: str | None = None
 
@@ -204,6 +206,8 @@ class InferConfig:
             raise ValueError(f"scale '{self.scale}' needs a LiDAR topic (--lidar-topic)")
         if self.rgb_cloud and not self.cloud:
             raise ValueError("rgb_cloud needs the cloud (do not combine with no cloud)")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
         if self.compression not in (None, "zstd"):
             raise ValueError(f"compression must be None or 'zstd', got {self.compression!r}")
 
@@ -319,7 +323,24 @@ class _SkipLog:
 
 
 # -- model set-up -----------------------------------------------------------------------------
-def _load_backend(model: "InferenceBackend | str | Path", backend: str) -> "InferenceBackend":
+def _backend_options(config: InferConfig) -> dict[str, Any]:
+    """Options for create_backend.
+
+    ONNX Runtime workers are told not to spin between runs: offline, the rest of the pipeline
+    runs between two inferences on the same cores, and spinning workers slowed both it and the
+    network itself (bench/bench_infer.py, 2 cores: backend 130-175 -> ~100 ms per frame,
+    writing 12-32 -> 5-6 ms per frame at a 256x192 network input).
+    """
+    options: dict[str, Any] = {}
+    if config.backend in ("auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda"):
+        options["allow_spinning"] = False  # dropped by create_backend if auto picks another backend
+    if config.threads is not None:
+        options["threads"] = config.threads
+    return options
+
+
+def _load_backend(model: "InferenceBackend | str | Path", config: InferConfig) -> "InferenceBackend":
+    backend = config.backend
     if isinstance(model, (str, Path)):
         from depth_ros.inference.backend import create_backend
 
@@ -331,7 +352,7 @@ def _load_backend(model: "InferenceBackend | str | Path", backend: str) -> "Infe
         if path.suffix.lower() == ".onnx":
             _check_depth_kind(load_model_spec(path))  # the clearest message, before loading weights
         try:
-            return create_backend(path, backend=backend)
+            return create_backend(path, backend=backend, **_backend_options(config))
         except DepthRosError:
             raise
         except Exception as exc:  # a runtime's own error on a damaged file
@@ -673,7 +694,7 @@ def infer_bag(
     check_output_path(out_path, overwrite=config.overwrite)
     if in_path.resolve() == out_path.resolve():
         raise BagError(f"output {out_path} is the input bag")
-    backend = _load_backend(model, config.backend)
+    backend = _load_backend(model, config)
     spec = _check_depth_model(backend)
     postprocessor = make_postprocessor(spec, config)
     started = time.perf_counter()

@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from depth_ros.inference.backend import BACKEND_CHOICES  # numpy only: cheap at --help time
 
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="inference backend (default: auto)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the network (default: the backend's)")
     parser.add_argument("--image-topic", metavar="T", help="colour Image/CompressedImage topic (default: the only one)")
     parser.add_argument("--camera-info-topic", metavar="T", help="CameraInfo topic (default: <ns>/camera_info)")
     parser.add_argument("--lidar-topic", metavar="T", help="PointCloud2 topic for --scale lidar / lidar_shift")
@@ -94,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> "Any":
             max_frames=args.max_frames,
             overwrite=args.overwrite,
             backend=args.backend,
+            threads=args.threads,
             compression=None if args.compression == "none" else args.compression,
         )
     except (ValueError, OverflowError) as exc:

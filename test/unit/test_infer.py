@@ -391,7 +391,7 @@ def test_parse_scale_rejects(text: str) -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"decimation": 0}, {"min_range_m": 5.0, "max_range_m": 1.0}, {"max_frames": 0}, {"scale": "lidar"},
-     {"cloud": False, "rgb_cloud": True}, {"stamp_tolerance_ns": -1}],
+     {"cloud": False, "rgb_cloud": True}, {"stamp_tolerance_ns": -1}, {"threads": 0}],
 )
 def test_config_rejects(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -509,3 +509,29 @@ def test_a_run_without_a_single_depth_frame_fails_and_writes_nothing(tmp_path: P
     with pytest.raises(BagError, match=r"no depth frame could be made from 3 image\(s\) on /cam/image_raw \(skipped: 3 bad_camera_info\)"):
         infer_bag(bag, tmp_path / "o.mcap", ConstantBackend(camera), InferConfig())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mcap"]
+
+
+@pytest.mark.parametrize(
+    ("backend", "threads", "expected"),
+    [
+        ("auto", None, {"allow_spinning": False}),
+        ("onnxruntime-cpu", 2, {"allow_spinning": False, "threads": 2}),
+        ("torch", 1, {"threads": 1}),
+        ("tensorrt", None, {}),
+    ],
+)
+def test_backend_options_passed_to_create_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, threads: int | None, expected: dict[str, Any]
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_create_backend(path: Path, backend: str = "auto", **options: Any) -> Any:
+        seen.update(backend=backend, **options)
+        raise ModelError("stop here")
+
+    monkeypatch.setattr("depth_ros.inference.backend.create_backend", fake_create_backend)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    with pytest.raises(ModelError, match="stop here"):
+        infer_bag(tmp_path / "in.mcap", tmp_path / "o.mcap", model, InferConfig(backend=backend, threads=threads))
+    assert seen == {"backend": backend, **expected}

@@ -137,7 +137,9 @@ def test_existing_output_exit_1_then_overwrite(files: dict[str, Path], tmp_path:
 
 
 def test_progress_bar_goes_to_stderr(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, err = _run(capsys, files["bag"], "-o", tmp_path / "o.mcap", "--model", files["model"], "--no-cloud")
+    code, stdout, err = _run(
+        capsys, files["bag"], "-o", tmp_path / "o.mcap", "--model", files["model"], "--no-cloud", "--threads", "1"
+    )
     assert code == 0 and "3/3" in err and "3/3" not in stdout
 
 
