@@ -660,6 +660,56 @@ def _copyable(topics: list[str], infos: dict[str, Any], reader: BagReader, types
     return kept
 
 
+def _feed(reader: BagReader, pipeline: _Pipeline, copied: list[str], progress: Callable[[int], None] | None) -> None:
+    """Read the camera (and LiDAR) topics in log-time order, copy what is copied, pair by
+    stamp, and run every frame that became complete through ``pipeline``."""
+    summary, config, timing = pipeline.summary, pipeline.config, pipeline.summary.timing_s
+    image_topic, info_topic, lidar_topic = summary.image_topic, summary.camera_info_topic, summary.lidar_topic
+    sync: FrameSynchronizer[_Item] = FrameSynchronizer(
+        tolerance_ns=config.stamp_tolerance_ns,
+        max_pending=config.max_pending,
+        with_lidar=lidar_topic is not None,
+        lidar_tolerance_ns=config.lidar_tolerance_ns,
+    )
+
+    def handle(frames: list[SyncedFrame[_Item]]) -> None:
+        for frame in frames:
+            pipeline.process(frame)
+            if progress is not None:
+                progress(1)
+
+    reading = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
+    reading += [t for t in copied if t not in reading]
+    t_read = time.perf_counter()
+    for raw in reader.messages(reading):
+        if raw.topic == image_topic and config.max_frames is not None and summary.frames_in >= config.max_frames:
+            break
+        if raw.topic in copied:
+            t_write = time.perf_counter()
+            timing["read"] += t_write - t_read
+            pipeline.writer.write_raw(raw.topic, raw.data, raw.log_time_ns)
+            t_read = time.perf_counter()
+            timing["write"] += t_read - t_write
+        if raw.topic == TF_STATIC_TOPIC:
+            continue
+        msg = reader.deserialize(raw)
+        item = _Item(raw, msg, time.perf_counter())
+        try:
+            stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
+        except InputError as exc:
+            raise BagError(f"{summary.input_path}: {raw.topic} message at t={raw.log_time_ns} ns: {exc}") from None
+        timing["read"] += time.perf_counter() - t_read
+        if raw.topic == image_topic:
+            summary.frames_in += 1
+            handle(sync.add_image(stamp_ns, item))
+        elif raw.topic == info_topic:
+            handle(sync.add_info(stamp_ns, item))
+        else:
+            handle(sync.add_lidar(stamp_ns, item))
+        t_read = time.perf_counter()
+    handle(sync.flush())
+
+
 def infer_bag(
     in_path: str | Path,
     out_path: str | Path,
@@ -733,49 +783,7 @@ def infer_bag(
                 writer.add_topic(topic, _OUTPUT_TYPES[role])
             summary.output_topics = sorted(set(out_topics.values()) | set(copied))
             pipeline = _Pipeline(backend, config, writer, out_topics, static_tf, summary, skips, postprocessor)
-            sync: FrameSynchronizer[_Item] = FrameSynchronizer(
-                tolerance_ns=config.stamp_tolerance_ns,
-                max_pending=config.max_pending,
-                with_lidar=lidar_topic is not None,
-                lidar_tolerance_ns=config.lidar_tolerance_ns,
-            )
-
-            def handle(frames: list[SyncedFrame[_Item]]) -> None:
-                for frame in frames:
-                    pipeline.process(frame)
-                    if progress is not None:
-                        progress(1)
-
-            reading = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
-            reading += [t for t in copied if t not in reading]
-            t_read = time.perf_counter()
-            for raw in reader.messages(reading):
-                if raw.topic == image_topic and config.max_frames is not None and summary.frames_in >= config.max_frames:
-                    break
-                if raw.topic in copied:
-                    t_w = time.perf_counter()
-                    summary.timing_s["read"] += t_w - t_read
-                    writer.write_raw(raw.topic, raw.data, raw.log_time_ns)
-                    t_read = time.perf_counter()
-                    summary.timing_s["write"] += t_read - t_w
-                if raw.topic == TF_STATIC_TOPIC:
-                    continue
-                msg = reader.deserialize(raw)
-                item = _Item(raw, msg, time.perf_counter())
-                try:
-                    stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
-                except InputError as exc:
-                    raise BagError(f"{in_path}: {raw.topic} message at t={raw.log_time_ns} ns: {exc}") from None
-                summary.timing_s["read"] += time.perf_counter() - t_read
-                if raw.topic == image_topic:
-                    summary.frames_in += 1
-                    handle(sync.add_image(stamp_ns, item))
-                elif raw.topic == info_topic:
-                    handle(sync.add_info(stamp_ns, item))
-                else:
-                    handle(sync.add_lidar(stamp_ns, item))
-                t_read = time.perf_counter()
-            handle(sync.flush())
+            _feed(reader, pipeline, copied, progress)
             summary.bytes_written = writer.bytes_written
             summary.skipped = dict(skips.counts)
             skips.log_totals()
