@@ -56,14 +56,15 @@ def test_play_into_depth_node(bag: tuple[Path, list[int]], depth_node: NodeProce
          "--topics", "/camera/image_raw", "/camera/camera_info", "--wait-for-subscribers", "30", "--delay", "1.0"],
         ros_env, tmp_path / "play.log")
     try:
-        graph.wait_until(lambda: player.proc.poll() is not None, 60.0, "the player to finish")
-        assert player.proc.returncode == 0, player.log()
-        assert f"published {2 * FRAMES} messages" in player.log()
+        graph.wait_until(lambda: "depth-ros play: published" in player.log() or player.proc.poll() is not None,
+                         60.0, "the player to finish")
+        assert f"published {2 * FRAMES} messages" in player.log(), player.log()
         graph.wait_until(lambda: len(meta) >= 1 and meta[-1].header.stamp.sec * S + meta[-1].header.stamp.nanosec == stamps[-1],
                          20.0, "the last frame's depth")
         graph.spin_for(0.3)
     finally:
-        player.stop()
+        code = player.stop()
+    assert code == 0, player.log()
     got = [m.header.stamp.sec * S + m.header.stamp.nanosec for m in depth]
     # Every output is a bag frame, in order, in the bag's optical frame. Once frames flow each
     # is either published or counted as dropped (the worker keeps only the newest); the first
