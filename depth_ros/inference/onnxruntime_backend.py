@@ -9,7 +9,10 @@ pool with as many threads as cores this process may use, no inter-op pool (a dep
 one chain of convolutions, there is nothing to run in parallel at graph level), sequential
 execution, all graph optimizations (constant folding, conv+bn/activation fusion, layout
 transforms), memory-pattern planning and the CPU arena on (the input shape is fixed, so the
-planned allocation is reused every frame).
+planned allocation is reused every frame), and worker spinning off: on a 2-core machine that
+also runs the camera driver and the rest of the pipeline, spin-waiting workers take CPU from
+them, and under load ORT without spinning measured ~5-10% faster (bench/bench_backends.py
+--variants). With other heavy processes on the same cores, ``threads=1`` can be faster still.
 
 Unverified here: the CUDA path (no GPU, no onnxruntime-gpu on these machines). It only sets
 the provider list; if ONNX Runtime silently falls back to CPU the backend says so in a
@@ -47,7 +50,7 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _session_options(ort: Any, threads: int, graph_optimization: str, allow_spinning: bool | None) -> Any:
+def _session_options(ort: Any, threads: int, graph_optimization: str, allow_spinning: bool) -> Any:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -61,10 +64,9 @@ def _session_options(ort: Any, threads: int, graph_optimization: str, allow_spin
     so.enable_mem_pattern = True
     so.enable_cpu_mem_arena = True
     so.log_severity_level = 3  # errors only; ORT warns about harmless things (unused initializers)
-    if allow_spinning is not None:
-        # Spinning workers answer faster but burn a core while idle: turn off when the
-        # network shares 2 cores with the rest of the pipeline.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    # Spinning workers answer a little faster on an idle machine but burn a core while they
+    # wait; with 2 cores shared with the rest of the pipeline, not spinning measured faster.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     return so
 
 
@@ -78,7 +80,8 @@ class OnnxRuntimeBackend:
         threads: intra-op threads; None -> :func:`default_threads`.
         graph_optimization: "all" (default), "extended", "basic" or "disable".
         cuda_device: CUDA device index for ``device="cuda"``.
-        allow_spinning: let idle workers spin (ORT's default when None).
+        allow_spinning: let idle worker threads spin-wait for work (ORT's own default);
+            off by default here, see the module docstring.
 
     Raises:
         ModelError: unreadable/corrupt model file, or inputs/outputs that do not fit the spec.
@@ -94,7 +97,7 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         graph_optimization: str = "all",
         cuda_device: int = 0,
-        allow_spinning: bool | None = None,
+        allow_spinning: bool = False,
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")

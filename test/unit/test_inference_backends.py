@@ -138,6 +138,9 @@ def test_session_uses_the_requested_threads(depth_model: tuple[torch.nn.Module, 
     backend = OnnxRuntimeBackend(depth_model[1], DEPTH_SPEC, threads=1)
     options = backend.session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads, backend.threads) == (1, 1, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = OnnxRuntimeBackend(depth_model[1], DEPTH_SPEC, threads=1, allow_spinning=True)
+    assert spinning.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
 
 
 # -- spec through ONNX metadata and sidecar -------------------------------------------------
