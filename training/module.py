@@ -42,8 +42,9 @@ class DepthTrainingModule(LightningModule):
         min_depth_m, max_depth_m: range of the ``disparity_sigmoid`` parametrisation.
         lr: Adam learning rate (peak of the schedule).
         weight_decay: Adam weight decay.
-        lr_schedule: "constant", "step" (x0.1 at 80 % of max steps) or "onecycle" (warm-up,
-            cosine decay over the trainer's max steps).
+        lr_schedule: "constant", "step" (x0.1 at 80 % of max steps) or "onecycle" (linear
+            warm-up over 10 % of the trainer's max steps from lr/10, then cosine decay to lr/20;
+            a resumed run with a larger max_steps stretches the remaining schedule).
         photometric_weight, geometry_weight, smoothness_weight: SC-Depth v1 weights
             (1.0, 0.5, 0.1 in SC-Depth).
         velocity_weight: velocity supervision weight (0 disables it; metric depth needs it).
@@ -243,9 +244,7 @@ class DepthTrainingModule(LightningModule):
         if hp.lr_schedule == "step":
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.8 * total_steps))], gamma=0.1)
         else:
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=hp.lr, total_steps=max(total_steps, 2), pct_start=0.1, anneal_strategy="cos", div_factor=10.0, final_div_factor=20.0
-            )
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _OneCycle(max(total_steps, 2)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _total_steps(self) -> int:
@@ -259,3 +258,23 @@ class DepthTrainingModule(LightningModule):
     def is_metric(self) -> bool:
         """True when trained with velocity supervision (depth and pose in metres)."""
         return self.hparams.velocity_weight > 0
+
+
+class _OneCycle:
+    """LR factor of the "onecycle" schedule at a step (see DepthTrainingModule's lr_schedule).
+
+    A plain callable (not OneCycleLR) because its length comes from the *current* trainer:
+    the scheduler state saved in a checkpoint holds only the step, so resuming with another
+    ``max_steps`` works instead of failing past the old total.
+    """
+
+    def __init__(self, total_steps: int, warmup_fraction: float = 0.1, start: float = 0.1, end: float = 0.05) -> None:
+        self.total = total_steps
+        self.warmup = max(1, int(warmup_fraction * total_steps))
+        self.start, self.end = start, end
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return self.start + (1.0 - self.start) * step / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.end + (1.0 - self.end) * 0.5 * (1.0 + math.cos(math.pi * progress))

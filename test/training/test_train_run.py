@@ -1,0 +1,62 @@
+"""Short training runs on synthetic bags: learning lowers the depth error, velocity
+supervision makes it metric, resume continues from the saved step."""
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from depth_ros.synthetic import SynthConfig
+from depth_ros_training.data import BagSequenceDataset, DataConfig
+from depth_ros_training.datamodule import BagDataModule
+from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
+from depth_ros_training.module import DepthTrainingModule
+
+from bagfactory import write_test_bag
+
+pytestmark = pytest.mark.slow
+
+
+def _trainer(tmp_path, max_steps: int, callbacks=(), checkpoint: bool = False) -> pl.Trainer:
+    kw = dict(
+        max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(tmp_path),
+        callbacks=list(callbacks),
+    )
+    if checkpoint:
+        kw["callbacks"].append(pl.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), save_last=True, every_n_train_steps=1))
+    else:
+        kw["enable_checkpointing"] = False
+    return pl.Trainer(**kw)
+
+
+class _StartStep(pl.Callback):
+    def __init__(self) -> None:
+        self.start_step: int | None = None
+        self.steps_run = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps_run += 1
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    bag = write_test_bag(tmp_path / "train.mcap", SynthConfig(width=128, height=64, frames=10, lidar_beams=0, seed=4))
+    data = DataConfig(bags=(str(bag),), height=64, width=128, val_fraction=0.0)
+    torch.manual_seed(0)
+    model = DepthTrainingModule(image_height=64, image_width=128, lr_schedule="onecycle")
+    _trainer(tmp_path, 2, checkpoint=True).fit(model, BagDataModule(data, batch_size=2))
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 2
+    rec = _StartStep()
+    resumed = DepthTrainingModule(image_height=64, image_width=128, lr_schedule="onecycle")
+    trainer = _trainer(tmp_path, 3, callbacks=[rec])
+    trainer.fit(resumed, BagDataModule(data, batch_size=2), ckpt_path=str(ckpt))
+    assert rec.start_step == 2 and rec.steps_run == 1 and trainer.global_step == 3
+    # the optimizer and scheduler state came back too: Adam's step count continues
+    opt_state = trainer.optimizers[0].state_dict()["state"]
+    assert int(next(iter(opt_state.values()))["step"]) == 3
