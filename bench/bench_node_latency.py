@@ -1,7 +1,7 @@
 """Depth node latency on the real graph: publish -> depth received, vs the backend's own time.
 
     python bench/bench_node_latency.py [--frames 60] [--rate-hz 5] [--width 640 --height 480]
-                                       [--model M.onnx] [--cloud]
+                                       [--model M.onnx | --dispnet] [--cloud]
 
 The node runs in its own process (as deployed); this process publishes rgb8 images and
 camera_infos at a rate low enough that nothing is dropped, and records for each frame:
@@ -42,6 +42,24 @@ def isolated_env() -> dict[str, str]:
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="depth_ros_bench_log_"))
     return dict(os.environ)
+
+
+def dispnet_model(path: Path, width: int = 640, height: int = 192) -> Path:
+    """DispNet ResNet-18 (random weights, disparity_sigmoid marked metric) exported to ONNX:
+    a network of the size the node really runs."""
+    import torch
+
+    from depth_ros.inference.onnx_export import export_onnx
+    from depth_ros.inference.spec import ModelSpec
+    from depth_ros_training.export import DepthExportWrapper
+    from depth_ros_training.models.dispnet import DispNet
+
+    torch.manual_seed(0)
+    net = DepthExportWrapper(DispNet(num_layers=18, num_scales=1)).eval()
+    spec = ModelSpec(output_kind="disparity_sigmoid", input_height=height, input_width=width, name="dispnet18",
+                     metric=True, scale_source="velocity_supervision")
+    export_onnx(net, spec, path)
+    return path
 
 
 def conv_depth_model(path: Path, width: int = 256, height: int = 192, channels: int = 16) -> Path:
@@ -189,11 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--dispnet", action="store_true", help="export and run DispNet ResNet-18 at 640x192 (needs torch)")
     parser.add_argument("--cloud", action="store_true", help="subscribe to depth/points (the node builds clouds)")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="depth_ros_bench_"))
-    model = args.model or conv_depth_model(tmp / "bench_conv.onnx")
+    if args.model:
+        model = args.model
+    elif args.dispnet:
+        model = dispnet_model(tmp / "dispnet18_192x640.onnx")
+    else:
+        model = conv_depth_model(tmp / "bench_conv.onnx")
     rig = Rig(model, args.width, args.height, args.cloud, tmp)
     try:
         # Warm-up until frames flow both ways (discovery, onnxruntime first-run allocations).
