@@ -94,3 +94,18 @@ def test_to_unit_range_inverts_the_normalisation():
     img = torch.rand(1, 3, 4, 4)
     x = (img - 0.45) / 0.225
     torch.testing.assert_close(m.to_unit_range(x), img)
+
+
+def test_depth_colormap_near_is_bright_and_invalid_is_black():
+    import numpy as np
+
+    from depth_ros_training.callbacks import colorize_inverse_depth
+
+    depth = np.tile(np.linspace(1.0, 10.0, 20, dtype=np.float32), (4, 1))
+    depth[0, 0] = np.nan
+    rgb = colorize_inverse_depth(depth)
+    assert rgb.shape == (3, 4, 20) and rgb.dtype == np.float32
+    assert 0.0 <= rgb.min() and rgb.max() <= 1.0
+    brightness = rgb.sum(axis=0)
+    assert brightness[1, 0] > brightness[1, 10] > brightness[1, 19]
+    assert brightness[0, 0] == 0.0

@@ -1,0 +1,36 @@
+"""`depth-ros demo --quick`: the whole chain (synth -> train -> export -> infer -> metrics) runs
+and reports consistent numbers (a smoke run: the metric values themselves are not targets)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from depth_ros.cli import main
+from depth_ros.demo import DemoSettings, evaluate_depth_bag
+from depth_ros.errors import InputError
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--quick", "--workdir", str(tmp_path), "--json", "--threads", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result == json.loads((tmp_path / "results.json").read_text())
+    m = result["metrics"]
+    assert m["frames"]["matched"] == result["settings"]["test_frames"] == 8
+    for mode in ("median", "metric"):
+        assert 0 <= m[mode]["abs_rel"] < 10 and 0 <= m[mode]["delta1"] <= 1
+    assert m["metric"]["scale"] == 1.0 and math.isfinite(m["median"]["scale"])
+    assert result["train"]["steps"] == 2
+    assert result["inference"]["frames"] == 8 and result["inference"]["scale_source"] == "model"
+    assert (tmp_path / "model" / "depth.onnx").is_file() and (tmp_path / "model" / "pose.onnx").is_file()
+    # evaluating the ground truth against itself is perfect
+    gt = evaluate_depth_bag(tmp_path / "test.mcap", tmp_path / "test.mcap", pred_topic="/camera/depth/ground_truth")
+    assert gt["metric"]["abs_rel"] == 0.0 and gt["median"]["delta1"] == 1.0
+
+
+def test_settings_refuse_training_on_the_test_scene():
+    with pytest.raises(InputError, match="another seed"):
+        DemoSettings(train_seed=3, test_seed=3)
