@@ -274,8 +274,10 @@ def make_depth_node_class() -> type:
             return self._slot.pending()
 
         # -- callbacks (never block) ----------------------------------------------------------
-        def _warn(self, text: str) -> None:
-            if self._throttle.ready(text):
+        def _warn(self, text: str, key: str | None = None) -> None:
+            """Log ``text`` unless the same problem (``key``, default the text) was logged
+            in the last 2 s: a camera sending a bad stream must not flood the log."""
+            if self._throttle.ready(text if key is None else key):
                 self.get_logger().warning(text)
 
         def _on_image(self, msg: Any) -> None:
@@ -287,7 +289,8 @@ def make_depth_node_class() -> type:
                 self.frames_out_of_order += 1
                 self._warn(
                     f"image stamp {stamp_ns * 1e-9:.6f} s is not newer than the last frame's "
-                    f"({(self._order.last_ns or 0) * 1e-9:.6f} s): out of order, skipped"
+                    f"({(self._order.last_ns or 0) * 1e-9:.6f} s): out of order, skipped",
+                    key="out of order",
                 )
                 return
             if verdict == "reset":
@@ -354,7 +357,7 @@ def make_depth_node_class() -> type:
                     self._process(pair)
                 except (InputError, ValueError) as exc:
                     self.frames_skipped += 1
-                    self._warn(f"frame {pair.stamp_ns * 1e-9:.6f} s skipped: {exc}")
+                    self._warn(f"frame {pair.stamp_ns * 1e-9:.6f} s skipped: {exc}", key=str(exc))
                 except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
                     self.frames_skipped += 1
                     self.get_logger().error(f"frame {pair.stamp_ns * 1e-9:.6f} s failed: {type(exc).__name__}: {exc}")

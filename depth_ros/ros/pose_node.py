@@ -182,9 +182,8 @@ def make_pose_node_class() -> type:
                     self._process(pair)
                 except (InputError, ValueError) as exc:
                     self.frames_skipped += 1
-                    text = f"frame {pair.stamp_ns * 1e-9:.6f} s skipped: {exc}"
-                    if self._throttle.ready(text):
-                        self.get_logger().warning(text)
+                    if self._throttle.ready(str(exc)):  # one warning per problem per 2 s
+                        self.get_logger().warning(f"frame {pair.stamp_ns * 1e-9:.6f} s skipped: {exc}")
                 except Exception as exc:  # noqa: BLE001 - survive any one frame
                     self.frames_skipped += 1
                     self.get_logger().error(f"frame {pair.stamp_ns * 1e-9:.6f} s failed: {type(exc).__name__}: {exc}")

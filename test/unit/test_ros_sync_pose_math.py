@@ -99,3 +99,12 @@ def test_tracker_conventions_and_resets() -> None:
     np.testing.assert_allclose(T[:3, 3], [-0.1, 0, 0], atol=1e-12)
     assert "gap" in c.needs_reset(2 + 2 * 10**9)
     assert "back" in c.needs_reset(1)
+
+
+def test_warning_throttle_is_per_problem() -> None:
+    from depth_ros.ros.depth_node import _Throttle
+
+    t = _Throttle(period_s=60.0)
+    assert t.ready("bad encoding") and not t.ready("bad encoding")  # the same problem: once
+    assert t.ready("K is all zeros")  # another problem is not hidden by the first
+    assert _Throttle(period_s=0.0).ready("x") and _Throttle(period_s=0.0).ready("x")
