@@ -105,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> "Any":
 def run(args: argparse.Namespace) -> int:
     """Run ``depth-ros infer``; returns the exit code (errors are raised as DepthRosError)."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from depth_ros.bag.infer import infer_bag
 
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
             bar.update(n)
 
     try:
-        with _sigterm_as_interrupt():
+        # log records go through tqdm.write while the bar is shown, so they do not tear it
+        with _sigterm_as_interrupt(), logging_redirect_tqdm():
             summary = infer_bag(args.in_bag, args.output, args.model, config, progress=progress, on_start=on_start)
     finally:
         if bar is not None:
