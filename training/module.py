@@ -48,8 +48,9 @@ class DepthTrainingModule(LightningModule):
         photometric_weight, geometry_weight, smoothness_weight: SC-Depth v1 weights
             (1.0, 0.5, 0.1 in SC-Depth).
         velocity_weight: velocity supervision weight (0 disables it; metric depth needs it).
-        ranking_weight, normal_weight: SC-Depth v3 weights (used only when the batch carries
-            ``teacher_depth``).
+        ranking_weight, normal_weight, normal_ranking_weight: SC-Depth v3 weights of the
+            dynamic-region depth ranking, normal matching and edge-guided normal ranking terms
+            (used only when the batch carries ``teacher_depth``).
         ssim_weight: SSIM share of the photometric error.
         use_auto_mask, use_self_mask: SC-Depth v1 masks.
         pose_from_inverse: obtain ``T_tgt_src`` by inverting PoseNet's ``T_src_tgt`` instead
@@ -76,6 +77,7 @@ class DepthTrainingModule(LightningModule):
         velocity_weight: float = 0.0,
         ranking_weight: float = 0.0,
         normal_weight: float = 0.0,
+        normal_ranking_weight: float = 0.0,
         ssim_weight: float = 0.85,
         use_auto_mask: bool = True,
         use_self_mask: bool = True,
@@ -94,7 +96,7 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {min_depth_m}, {max_depth_m}")
         if lr_schedule not in ("constant", "step", "onecycle"):
             raise ValueError(f"lr_schedule must be constant|step|onecycle, got {lr_schedule!r}")
-        for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "ranking_weight", "normal_weight"):
+        for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
             if locals()[name] < 0:
                 raise ValueError(f"{name} must be >= 0, got {locals()[name]}")
         self.save_hyperparameters()
@@ -182,8 +184,8 @@ class DepthTrainingModule(LightningModule):
                 ok = torch.isfinite(distance)
                 terms["odom_distance_m"] = distance[ok].mean()
 
-        if "teacher_depth" in batch and (hp.ranking_weight > 0 or hp.normal_weight > 0):
-            from depth_ros_training.losses import depth_ranking_loss, normal_matching_loss
+        if "teacher_depth" in batch and (hp.ranking_weight > 0 or hp.normal_weight > 0 or hp.normal_ranking_weight > 0):
+            from depth_ros_training.losses import depth_ranking_loss, edge_guided_normal_ranking_loss, normal_matching_loss
 
             pseudo = batch["teacher_depth"]
             if hp.ranking_weight > 0:
@@ -193,6 +195,9 @@ class DepthTrainingModule(LightningModule):
             if hp.normal_weight > 0:
                 terms["normal"] = normal_matching_loss(tgt_depth, pseudo, K)
                 total = total + hp.normal_weight * terms["normal"]
+            if hp.normal_ranking_weight > 0:
+                terms["normal_ranking"] = edge_guided_normal_ranking_loss(tgt_depth, pseudo, tgt01, K)
+                total = total + hp.normal_ranking_weight * terms["normal_ranking"]
         terms["total"] = total
         return total, terms, tgt_depth
 

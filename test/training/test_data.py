@@ -195,3 +195,39 @@ def test_pose_interpolation_by_hand():
     np.testing.assert_allclose(T[1, :3, :3], [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
     _, valid_gap = interpolate_poses(stamps, xyz, quat, np.array([5]), max_gap_ns=5)
     assert not valid_gap[0]
+
+
+def test_teacher_pseudo_depth_is_computed_once_and_cached(bags, tmp_path, monkeypatch):
+    from depth_ros.inference import backend as backend_mod
+    from depth_ros.inference.onnx_export import export_onnx
+    from depth_ros.inference.spec import ModelSpec
+    from depth_ros_training import teacher as teacher_mod
+
+    class MeanBrightness(torch.nn.Module):
+        """A stand-in 'relative inverse depth' model: brighter = nearer (1 + mean channel)."""
+
+        def forward(self, x):
+            return 1.0 + x.mean(dim=1, keepdim=True) * 0.225 + 0.45
+
+    spec = ModelSpec(output_kind="inverse_depth_relative", input_height=32, input_width=64, name="toy")
+    onnx_path = export_onnx(MeanBrightness(), spec, tmp_path / "toy.onnx")
+    cfg = _config(bags["db3"], cache_dir=str(tmp_path / "cache"))
+    maps = teacher_mod.teacher_depth_for_bags(cfg, onnx_path)
+    (arr,) = maps.values()
+    frames = list(render_sequence(SYNTH.replace(frames=6)))
+    assert arr.shape == (6, 1, 32, 96)
+    # pseudo depth = 1 / (1 + grey): order-reversed brightness of the frame, at network size
+    grey = frames[2].rgb.astype(np.float64).mean(axis=2) / 255.0
+    want = 1.0 / (1.0 + grey)
+    got = np.asarray(arr[2, 0])
+    assert abs(got.mean() - want.mean()) < 0.01
+    assert np.corrcoef(got[:, ::3].ravel()[:500], want[1::2, 1::2][:, ::3].ravel()[:500])[0, 1] > 0.8
+
+    def fail(*a, **k):
+        raise AssertionError("teacher run again although its output is cached")
+
+    monkeypatch.setattr(backend_mod, "create_backend", fail)
+    again = teacher_mod.teacher_depth_for_bags(cfg, onnx_path)
+    np.testing.assert_array_equal(np.asarray(next(iter(again.values()))), np.asarray(arr))
+    ds = BagSequenceDataset(cfg, "all", teacher_depth=again)
+    assert ds[0]["teacher_depth"].shape == (1, 32, 96)

@@ -109,3 +109,18 @@ def test_depth_colormap_near_is_bright_and_invalid_is_black():
     brightness = rgb.sum(axis=0)
     assert brightness[1, 0] > brightness[1, 10] > brightness[1, 19]
     assert brightness[0, 0] == 0.0
+
+
+def test_v3_terms_with_a_teacher():
+    m = _model(ranking_weight=0.2, normal_weight=0.3, normal_ranking_weight=0.4, ranking_pairs=200)
+    batch = _batch()
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    batch["teacher_depth"] = (2.0 + v / H + u / W).expand(2, 1, H, W).clone()
+    total, terms, _ = m.shared_step(batch, "train")
+    for name in ("ranking", "normal", "normal_ranking"):
+        assert name in terms and torch.isfinite(terms[name]) and terms[name] >= 0
+    want = terms["photometric"] + 0.5 * terms["geometry"] + 0.1 * terms["smoothness"]
+    want = want + 0.2 * terms["ranking"] + 0.3 * terms["normal"] + 0.4 * terms["normal_ranking"]
+    torch.testing.assert_close(total, want)
+    _, no_teacher, _ = m.shared_step(_batch(), "train")
+    assert "ranking" not in no_teacher
