@@ -22,7 +22,8 @@ Usage:
     python bench/bench_infer.py [--frames 20] [--repeats 3] [--net 480x640] [--threads N]
         [--variants]
 
-``--variants`` also runs end to end without the cloud, with the xyzrgb cloud, with
+``--variants`` also runs end to end with the stages one after the other (no reader / writer
+threads), without the cloud, with the xyzrgb cloud, with
 decimation 2, with zstd output compression, and with ONNX Runtime's workers spinning between
 runs (its default; infer_bag turns it off).
 """
@@ -298,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.variants:
             variants = {}
             for name, config in {
+                "sequential_stages": {"overlap": False},
                 "no_cloud": {"cloud": False},
                 "rgb_cloud": {"rgb_cloud": True},
                 "decimation_2": {"decimation": 2},

@@ -19,6 +19,10 @@ Outputs, for an input image topic ``<ns>/<name>`` (e.g. ``/camera/image_raw``):
 Every output copies the input image's header (stamp and frame_id) and is logged at the input
 image's log time, so it lines up with the input in Foxglove.
 
+Reading + preprocessing and postprocessing + writing run in two threads beside the network
+(``InferConfig.overlap``), which hides most of the pipeline's own time behind the network's;
+the network itself runs in the calling thread.
+
 Bad frames (undecodable image, bad camera_info, size mismatch, missing camera_info,
 non-finite model output) are skipped and counted by reason, each reason logged once; a bag
 that cannot be read or written, or a model that does not fit, stops the run with a
@@ -29,11 +33,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import queue
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 
 import numpy as np
 
@@ -162,6 +168,10 @@ class InferConfig:
         overwrite: replace an existing output file.
         backend: backend choice when a model path is given (see create_backend).
         threads: CPU threads for the backend (None: its default).
+        overlap: read/preprocess and postprocess/write in two threads beside the network
+            (output identical; measured to hide most of the pipeline's own time, even on 2
+            cores, see bench/bench_infer.py); False runs the stages one after the other.
+            MCAP output only (a .db3 output is always written from one thread).
         copy_inputs: copy the input image, camera_info, LiDAR and /tf_static topics.
         compression: None or "zstd" for the output storage.
     """
@@ -183,6 +193,7 @@ class InferConfig:
     overwrite: bool = False
     backend: str = "auto"
     threads: int | None = None
+    overlap: bool = True
     copy_inputs: bool = True
     compression: str | None = None
 
@@ -466,8 +477,51 @@ class _FrameSkipped(Exception):
         self.reason = reason
 
 
+# Work items passed between the stages, in bag order.
+@dataclass
+class _Copy:
+    """An input message copied byte for byte."""
+
+    raw: BagMessage
+
+
+@dataclass
+class _Skip:
+    """A frame dropped before inference (reason: a key of SKIP_REASONS)."""
+
+    frame: SyncedFrame[_Item]
+    reason: str
+    detail: str
+
+
+@dataclass
+class _Ready:
+    """A frame decoded and preprocessed: the network input and what postprocessing needs."""
+
+    frame: SyncedFrame[_Item]
+    rgb: np.ndarray
+    camera: CameraModel
+    tensor: np.ndarray
+    sparse_cam: np.ndarray | None
+
+
+@dataclass
+class _Inferred:
+    ready: _Ready
+    outputs: dict[str, np.ndarray]
+    inference_ms: float
+
+
+_WorkItem = Union[_Copy, _Skip, _Ready, _Inferred]
+
+
 class _Pipeline:
-    """Per-frame work of :func:`infer_bag`: one frame in, its output messages written."""
+    """Per-frame work of :func:`infer_bag` in three stages: :meth:`prepare` (decode +
+    preprocess), :meth:`infer` (the network), :meth:`finish` (postprocess, cloud, write).
+
+    Each stage keeps its own timer in ``summary.timing_s``; when the stages overlap (see
+    :func:`_run_overlapped`) the timers add up to more than the wall time.
+    """
 
     def __init__(
         self,
@@ -479,8 +533,10 @@ class _Pipeline:
         summary: InferSummary,
         skips: _SkipLog,
         postprocessor: DepthPostprocessor,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         self.backend = backend
+        self.progress = progress
         self.spec = backend.spec
         self.config = config
         self.writer = writer
@@ -545,56 +601,85 @@ class _Pipeline:
         T_cam_lidar = self._lidar_T[key]
         return (xyz.astype(np.float64) @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]).astype(np.float32)
 
-    def _infer(self, x: np.ndarray, stamp_ns: int) -> dict[str, np.ndarray]:
-        try:
-            return self.backend.infer(x)
-        except DepthRosError:
-            raise
-        except Exception as exc:  # the runtime's own error types
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise BackendError(
-                f"{self.backend.name} failed on the frame at stamp {stamp_ns} ns: {type(exc).__name__}: {text}"
-            ) from exc
-
-    def process(self, frame: SyncedFrame[_Item]) -> None:
+    # the three stages ----------------------------------------------------------------------
+    def prepare(self, frame: SyncedFrame[_Item]) -> _Ready | _Skip:
+        """Decode, check and preprocess one paired frame (stage 1: reading side)."""
         timing = self.summary.timing_s
         t0 = time.perf_counter()
         try:
             rgb, camera = self._decode(frame)
             sparse_cam = self._lidar_points_cam(frame)
-            t1 = time.perf_counter()
-            timing["read"] += t1 - t0
-            pre = preprocess(rgb, camera, self.spec)
-            t2 = time.perf_counter()
-            timing["preprocess"] += t2 - t1
-            outputs = self._infer(pre.tensor, frame.stamp_ns)
-            t3 = time.perf_counter()
-            timing["backend"] += t3 - t2
-            try:
-                result = self.postprocessor(outputs, camera, sparse_cam)
-            except ScaleUnavailableError as exc:
-                raise _FrameSkipped("scale_failed", str(exc)) from None
-            except InputError as exc:
-                raise _FrameSkipped("non_finite_output", str(exc)) from None
-            t4 = time.perf_counter()
-            timing["postprocess"] += t4 - t3
         except _FrameSkipped as skip:
-            self.skips.skip(skip.reason, frame.stamp_ns, str(skip))
+            return _Skip(frame, skip.reason, str(skip))
+        t1 = time.perf_counter()
+        timing["read"] += t1 - t0
+        tensor = preprocess(rgb, camera, self.spec).tensor
+        timing["preprocess"] += time.perf_counter() - t1
+        return _Ready(frame, rgb, camera, tensor, sparse_cam)
+
+    def infer(self, item: _WorkItem) -> _WorkItem:
+        """Run the network on a prepared frame (stage 2); other items pass through."""
+        if not isinstance(item, _Ready):
+            return item
+        t0 = time.perf_counter()
+        try:
+            outputs = self.backend.infer(item.tensor)
+        except DepthRosError:
+            raise
+        except Exception as exc:  # the runtime's own error types
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise BackendError(
+                f"{self.backend.name} failed on the frame at stamp {item.frame.stamp_ns} ns: {type(exc).__name__}: {text}"
+            ) from exc
+        seconds = time.perf_counter() - t0
+        self.summary.timing_s["backend"] += seconds
+        return _Inferred(item, outputs, seconds * 1e3)
+
+    def finish(self, item: _WorkItem) -> None:
+        """Postprocess, build the cloud and write (stage 3); copies and skips are recorded here
+        too, so the output keeps the input's order and all accounting happens in one thread."""
+        if isinstance(item, _Copy):
+            t0 = time.perf_counter()
+            self.writer.write_raw(item.raw.topic, item.raw.data, item.raw.log_time_ns)
+            self.summary.timing_s["write"] += time.perf_counter() - t0
             return
+        if isinstance(item, _Skip):
+            self._skipped(item.frame, item.reason, item.detail)
+            return
+        if not isinstance(item, _Inferred):
+            raise TypeError(f"unexpected work item {type(item).__name__}")
+        timing = self.summary.timing_s
+        ready, frame = item.ready, item.ready.frame
+        t0 = time.perf_counter()
+        try:
+            result = self.postprocessor(item.outputs, ready.camera, ready.sparse_cam)
+        except ScaleUnavailableError as exc:
+            self._skipped(frame, "scale_failed", str(exc))
+            return
+        except InputError as exc:
+            self._skipped(frame, "non_finite_output", str(exc))
+            return
+        t1 = time.perf_counter()
+        timing["postprocess"] += t1 - t0
         cloud_fields = None
         if self.config.cloud:
-            cloud = make_cloud(
-                result.depth_m, camera, rgb if self.config.rgb_cloud else None, decimation=self.config.decimation
-            )
+            rgb = ready.rgb if self.config.rgb_cloud else None
+            cloud = make_cloud(result.depth_m, ready.camera, rgb, decimation=self.config.decimation)
             cloud_fields = msgconv.pointcloud2_fields(cloud)
-        t5 = time.perf_counter()
-        timing["cloud"] += t5 - t4
-        self._write(frame, result, cloud_fields, inference_ms=(t3 - t2) * 1e3)
-        t6 = time.perf_counter()
-        timing["write"] += t6 - t5
+        t2 = time.perf_counter()
+        timing["cloud"] += t2 - t1
+        self._write(frame, result, cloud_fields, inference_ms=item.inference_ms)
+        timing["write"] += time.perf_counter() - t2
         self.summary.frames_out += 1
         source = str(result.scale_source)
         self.summary.scale_sources[source] = self.summary.scale_sources.get(source, 0) + 1
+        if self.progress is not None:
+            self.progress(1)
+
+    def _skipped(self, frame: SyncedFrame[_Item], reason: str, detail: str) -> None:
+        self.skips.skip(reason, frame.stamp_ns, detail)
+        if self.progress is not None:
+            self.progress(1)
 
     def _write(self, frame: SyncedFrame[_Item], result: DepthResult, cloud_fields: dict[str, Any] | None, inference_ms: float) -> None:
         T = self.types
@@ -660,9 +745,9 @@ def _copyable(topics: list[str], infos: dict[str, Any], reader: BagReader, types
     return kept
 
 
-def _feed(reader: BagReader, pipeline: _Pipeline, copied: list[str], progress: Callable[[int], None] | None) -> None:
-    """Read the camera (and LiDAR) topics in log-time order, copy what is copied, pair by
-    stamp, and run every frame that became complete through ``pipeline``."""
+def _work_items(reader: BagReader, pipeline: _Pipeline, copied: list[str]) -> Iterator[_WorkItem]:
+    """Read the camera (and LiDAR) topics in log-time order and yield, in that order, the
+    copies and every paired frame prepared for the network (stage 1)."""
     summary, config, timing = pipeline.summary, pipeline.config, pipeline.summary.timing_s
     image_topic, info_topic, lidar_topic = summary.image_topic, summary.camera_info_topic, summary.lidar_topic
     sync: FrameSynchronizer[_Item] = FrameSynchronizer(
@@ -671,13 +756,6 @@ def _feed(reader: BagReader, pipeline: _Pipeline, copied: list[str], progress: C
         with_lidar=lidar_topic is not None,
         lidar_tolerance_ns=config.lidar_tolerance_ns,
     )
-
-    def handle(frames: list[SyncedFrame[_Item]]) -> None:
-        for frame in frames:
-            pipeline.process(frame)
-            if progress is not None:
-                progress(1)
-
     reading = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
     reading += [t for t in copied if t not in reading]
     t_read = time.perf_counter()
@@ -685,11 +763,7 @@ def _feed(reader: BagReader, pipeline: _Pipeline, copied: list[str], progress: C
         if raw.topic == image_topic and config.max_frames is not None and summary.frames_in >= config.max_frames:
             break
         if raw.topic in copied:
-            t_write = time.perf_counter()
-            timing["read"] += t_write - t_read
-            pipeline.writer.write_raw(raw.topic, raw.data, raw.log_time_ns)
-            t_read = time.perf_counter()
-            timing["write"] += t_read - t_write
+            yield _Copy(raw)
         if raw.topic == TF_STATIC_TOPIC:
             continue
         msg = reader.deserialize(raw)
@@ -701,13 +775,99 @@ def _feed(reader: BagReader, pipeline: _Pipeline, copied: list[str], progress: C
         timing["read"] += time.perf_counter() - t_read
         if raw.topic == image_topic:
             summary.frames_in += 1
-            handle(sync.add_image(stamp_ns, item))
+            frames = sync.add_image(stamp_ns, item)
         elif raw.topic == info_topic:
-            handle(sync.add_info(stamp_ns, item))
+            frames = sync.add_info(stamp_ns, item)
         else:
-            handle(sync.add_lidar(stamp_ns, item))
+            frames = sync.add_lidar(stamp_ns, item)
+        for frame in frames:
+            yield pipeline.prepare(frame)
         t_read = time.perf_counter()
-    handle(sync.flush())
+    for frame in sync.flush():
+        yield pipeline.prepare(frame)
+
+
+def _run_sequential(pipeline: _Pipeline, items: Iterator[_WorkItem]) -> None:
+    for item in items:
+        pipeline.finish(pipeline.infer(item))
+
+
+_END = object()
+_POLL_S = 0.1
+_QUEUE_ITEMS = 3
+
+
+def _run_overlapped(pipeline: _Pipeline, items: Iterator[_WorkItem]) -> None:
+    """Stage 1 in a reader thread, stage 2 (the network) here, stage 3 in a writer thread.
+
+    The network runs in the calling thread (CUDA / TensorRT contexts belong to the thread that
+    made them; Ctrl-C arrives here). Bounded queues keep at most a few frames in flight and
+    the output in input order. The first exception of any stage stops all three and is
+    raised here.
+    """
+    to_network: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_ITEMS)
+    to_writer: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_ITEMS)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def put(q: "queue.Queue[Any]", item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(q: "queue.Queue[Any]") -> Any:
+        while True:
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                if stop.is_set():
+                    return _END
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put(to_network, item):
+                    return
+            put(to_network, _END)
+        except BaseException as exc:  # handed to the calling thread
+            errors.append(exc)
+            stop.set()
+        finally:
+            items.close()  # type: ignore[attr-defined]
+
+    def write() -> None:
+        try:
+            while (item := get(to_writer)) is not _END:
+                pipeline.finish(item)
+        except BaseException as exc:  # handed to the calling thread
+            errors.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=read, name="depth_ros-infer-read", daemon=True),
+        threading.Thread(target=write, name="depth_ros-infer-write", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        while (item := get(to_network)) is not _END:
+            if not put(to_writer, pipeline.infer(item)):
+                break
+        put(to_writer, _END)
+        threads[1].join()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 def infer_bag(
@@ -782,8 +942,10 @@ def infer_bag(
             for role, topic in out_topics.items():
                 writer.add_topic(topic, _OUTPUT_TYPES[role])
             summary.output_topics = sorted(set(out_topics.values()) | set(copied))
-            pipeline = _Pipeline(backend, config, writer, out_topics, static_tf, summary, skips, postprocessor)
-            _feed(reader, pipeline, copied, progress)
+            pipeline = _Pipeline(backend, config, writer, out_topics, static_tf, summary, skips, postprocessor, progress)
+            # sqlite3 connections belong to the thread that opened them: .db3 output runs in one thread
+            run = _run_overlapped if config.overlap and out_path.suffix == ".mcap" else _run_sequential
+            run(pipeline, _work_items(reader, pipeline, copied))
             summary.bytes_written = writer.bytes_written
             summary.skipped = dict(skips.counts)
             skips.log_totals()

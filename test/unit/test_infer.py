@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -231,11 +232,14 @@ def _bad_input_bag(path: Path) -> Path:
     return write_bag(path, records)
 
 
-def test_each_bad_frame_is_skipped_with_its_reason_and_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "sequential"])
+def test_each_bad_frame_is_skipped_with_its_reason_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, overlap: bool
+) -> None:
     bag = _bad_input_bag(tmp_path / "bad.mcap")
     backend = ConstantBackend(CameraModel.from_intrinsics(8, 6, 6.0, 6.0, 3.5, 2.5))
     with caplog.at_level(logging.WARNING, logger="depth_ros.bag.infer"):
-        summary = infer_bag(bag, tmp_path / "o.mcap", backend, InferConfig())
+        summary = infer_bag(bag, tmp_path / "o.mcap", backend, InferConfig(overlap=overlap))
     assert summary.frames_in == 10 and summary.frames_out == 3
     assert summary.skipped == {
         "unsupported_encoding": 2, "bad_image": 1, "size_mismatch": 1, "bad_camera_info": 1,
@@ -308,16 +312,66 @@ class FailingBackend(GroundTruthBackend):
         return out
 
 
+def _stage_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("depth_ros-infer")]
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "sequential"])
 @pytest.mark.parametrize(
     ("error", "raised"), [(RuntimeError("backend crashed"), BackendError), (KeyboardInterrupt(), KeyboardInterrupt)]
 )
-def test_failure_mid_way_leaves_no_output_and_no_temp(synthetic, tmp_path: Path, error: BaseException, raised: type) -> None:  # type: ignore[no-untyped-def]
+def test_failure_mid_way_leaves_no_output_and_no_temp(  # type: ignore[no-untyped-def]
+    synthetic, tmp_path: Path, error: BaseException, raised: type, overlap: bool
+) -> None:
     backend = FailingBackend(synthetic[2], error, after=2)
     with pytest.raises(raised) as info:
-        infer_bag(synthetic[0], tmp_path / "o.mcap", backend, InferConfig())
+        infer_bag(synthetic[0], tmp_path / "o.mcap", backend, InferConfig(overlap=overlap))
     if raised is BackendError:
         assert "ground-truth failed on the frame at stamp" in str(info.value) and "backend crashed" in str(info.value)
     assert backend.hits == 3 and list(tmp_path.iterdir()) == []
+    assert _stage_threads() == []
+
+
+def test_write_failure_in_the_writer_thread_stops_everything(  # type: ignore[no-untyped-def]
+    synthetic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depth_ros.bag.writer import BagWriter
+
+    original = BagWriter.write
+    calls = []
+
+    def failing_write(self, topic, msg, stamp_ns):  # type: ignore[no-untyped-def]
+        calls.append(threading.current_thread().name)
+        if len(calls) > 6:
+            raise BagError(f"{self.path}: write failed on {topic} ([Errno 28] No space left on device)")
+        return original(self, topic, msg, stamp_ns)
+
+    monkeypatch.setattr(BagWriter, "write", failing_write)
+    with pytest.raises(BagError, match="No space left"):
+        infer_bag(synthetic[0], tmp_path / "o.mcap", GroundTruthBackend(synthetic[2]), InferConfig())
+    assert set(calls) == {"depth_ros-infer-write"}  # outputs are written by the writer stage
+    assert list(tmp_path.iterdir()) == [] and _stage_threads() == []
+
+
+@pytest.mark.parametrize("suffix", [".mcap", ".db3"])
+def test_overlapped_and_sequential_runs_write_the_same_bag(synthetic, tmp_path: Path, suffix: str) -> None:  # type: ignore[no-untyped-def]
+    runs = {}
+    for overlap in (True, False):
+        out = tmp_path / f"o_{overlap}{suffix}"
+        infer_bag(synthetic[0], out, GroundTruthBackend(synthetic[2]), InferConfig(overlap=overlap, rgb_cloud=True))
+        with_times = []
+        from rosbags.highlevel import AnyReader
+
+        with AnyReader([out]) as reader:
+            for conn, t, data in reader.messages():
+                msg = reader.deserialize(data, conn.msgtype)
+                if conn.topic.endswith("/info"):  # timings differ run to run
+                    msg = (msg.header, msg.scale, msg.scale_source, msg.valid_fraction)
+                    with_times.append((conn.topic, t, repr(msg)))
+                else:
+                    with_times.append((conn.topic, t, bytes(data)))
+        runs[overlap] = with_times
+    assert len(runs[True]) == 4 * 4 + 4 * 2 + 1 and sorted(runs[True]) == sorted(runs[False])
 
 
 def test_existing_output_is_refused_before_work_and_replaced_with_overwrite(synthetic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
