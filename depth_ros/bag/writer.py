@@ -143,7 +143,9 @@ class _RosbagsStorage:
         self._writer.open()
 
     def add_connection(self, topic: str, msgtype: str, typestore: "Typestore", qos: str) -> "Connection":
-        return self._writer.add_connection(topic, msgtype, typestore=typestore)
+        from rosbags.rosbag2.metadata import parse_qos
+
+        return self._writer.add_connection(topic, msgtype, typestore=typestore, offered_qos_profiles=parse_qos(qos))
 
     def write(self, connection: "Connection", stamp_ns: int, data: Buffer | Sequence[Buffer]) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -510,11 +510,12 @@ def test_tf_static_copied_with_its_recorded_qos_and_copies_can_be_turned_off(tmp
         w.write("/tf_static", tf_static_msg(T0_NS, [("base_link", FRAME_ID, np.zeros(3), np.array([0, 0, 0, 1.0]))]), T0_NS)
         w.write("/cam/image_raw", image_msg(T0_NS, np.zeros((6, 8, 3), np.uint8)), T0_NS)
         w.write("/cam/camera_info", camera_info_msg(T0_NS, camera), T0_NS)
-    infer_bag(bag, tmp_path / "o.mcap", ConstantBackend(camera), InferConfig())
-    with AnyReader([tmp_path / "o.mcap"]) as reader:
-        qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
-    assert [q.durability for q in qos["/tf_static"]] == [QosDurability.TRANSIENT_LOCAL]
-    assert qos["/cam/depth/image"] == []
+    for out in (tmp_path / "o.mcap", tmp_path / "o.db3"):
+        infer_bag(bag, out, ConstantBackend(camera), InferConfig())
+        with AnyReader([out]) as reader:
+            qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+        assert [q.durability for q in qos["/tf_static"]] == [QosDurability.TRANSIENT_LOCAL]
+        assert qos["/cam/depth/image"] == []
     summary = infer_bag(bag, tmp_path / "bare.mcap", ConstantBackend(camera), InferConfig(copy_inputs=False))
     assert set(_read(tmp_path / "bare.mcap")) == set(summary.output_topics) == {
         "/cam/depth/image", "/cam/depth/camera_info", "/cam/depth/points", "/cam/depth/info",
