@@ -124,3 +124,12 @@ def test_v3_terms_with_a_teacher():
     torch.testing.assert_close(total, want)
     _, no_teacher, _ = m.shared_step(_batch(), "train")
     assert "ranking" not in no_teacher
+
+
+def test_source_depth_without_gradient_gives_the_same_loss_value():
+    batch = _batch()
+    with_grad = _model(source_depth_grad=True).eval()
+    without = _model(source_depth_grad=False).eval()  # same seed: same weights
+    t1, terms1, _ = with_grad.shared_step(batch, "val")
+    t2, terms2, _ = without.shared_step(batch, "val")
+    torch.testing.assert_close(t1, t2, rtol=1e-5, atol=1e-6)
