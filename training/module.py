@@ -58,6 +58,11 @@ class DepthTrainingModule(LightningModule):
         source_depth_grad: back-propagate through the source frames' depths (SC-Depth). False
             computes them without gradient (the geometry term then shapes the target depth
             only), which saves about a third of a CPU step.
+        init_depth_m: start the depth network at this depth everywhere (the bias of its
+            output layer), instead of the sigmoid's midpoint (``1/depth`` halfway between the
+            inverse min and max depths, ~0.2 m for 0.1..100 m). A from-scratch network that
+            starts far from the scene's depths can overshoot into the saturated end of the
+            sigmoid (constant max depth) and stall there.
         encoder_weights_path: optional local ResNet state_dict for both encoders.
         mean, std: input normalisation (the same as the dataset's / ModelSpec's), used to
             bring images back to [0, 1] for the photometric terms.
@@ -86,6 +91,7 @@ class DepthTrainingModule(LightningModule):
         use_self_mask: bool = True,
         pose_from_inverse: bool = False,
         source_depth_grad: bool = True,
+        init_depth_m: float | None = None,
         encoder_weights_path: str | None = None,
         mean: tuple[float, float, float] = (0.45, 0.45, 0.45),
         std: tuple[float, float, float] = (0.225, 0.225, 0.225),
@@ -106,6 +112,8 @@ class DepthTrainingModule(LightningModule):
         self.save_hyperparameters()
         self.depth_net = DispNet(num_layers=num_layers, num_scales=1, weights_path=encoder_weights_path)
         self.pose_net = PoseNet(num_layers=num_layers, weights_path=encoder_weights_path)
+        if init_depth_m is not None:
+            self._init_output_depth(float(init_depth_m))
         self.register_buffer("_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self._val_metrics: dict[str, list] = {"median": [], "metric": []}
@@ -119,6 +127,17 @@ class DepthTrainingModule(LightningModule):
     def predict_pose(self, tgt: Tensor, src: Tensor) -> Tensor:
         """(B, 6) ``T_src_tgt`` (axis-angle rad, translation m) for normalised images."""
         return self.pose_net(tgt, src)
+
+    def _init_output_depth(self, depth_m: float) -> None:
+        hp = self.hparams
+        if not hp.min_depth_m < depth_m < hp.max_depth_m:
+            raise ValueError(f"init_depth_m must lie inside ({hp.min_depth_m}, {hp.max_depth_m}), got {depth_m}")
+        min_disp, max_disp = 1.0 / hp.max_depth_m, 1.0 / hp.min_depth_m
+        w = (1.0 / depth_m - min_disp) / (max_disp - min_disp)
+        convs = [m for m in self.depth_net.dispconv.modules() if isinstance(m, torch.nn.Conv2d)]
+        with torch.no_grad():
+            for conv in convs:
+                conv.bias.fill_(math.log(w / (1.0 - w)))  # sigmoid(bias) = w
 
     def to_unit_range(self, x: Tensor) -> Tensor:
         """Undo the input normalisation: (B, 3, H, W) -> [0, 1]."""

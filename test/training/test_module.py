@@ -133,3 +133,13 @@ def test_source_depth_without_gradient_gives_the_same_loss_value():
     t1, terms1, _ = with_grad.shared_step(batch, "val")
     t2, terms2, _ = without.shared_step(batch, "val")
     torch.testing.assert_close(t1, t2, rtol=1e-5, atol=1e-6)
+
+
+def test_init_depth_sets_the_starting_depth():
+    m = _model(init_depth_m=3.0, min_depth_m=0.5, max_depth_m=30.0).eval()
+    with torch.no_grad():
+        _, depth = m.predict_depth(torch.zeros(1, 3, H, W))
+    # the random output-layer weights spread it a little around the bias
+    assert abs(float(depth.median()) - 3.0) < 0.5
+    with pytest.raises(ValueError, match="init_depth_m"):
+        _model(init_depth_m=50.0, max_depth_m=30.0)
