@@ -155,6 +155,9 @@ def load_checkpoint(path: str | Path) -> "tuple[torch.nn.Module, ModelSpec]":
     kwargs, state = data["arch_kwargs"], data["state_dict"]
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise ModelError(f"{path}: arch_kwargs must be a dict with string keys, got {type(kwargs).__name__}")
+    # The state dict holds every weight; a file path in the constructor arguments (e.g. an
+    # encoder's weights_path) would only make an untrusted checkpoint read a file of its choice.
+    kwargs = {k: (None if k.endswith("_path") else v) for k, v in kwargs.items()}
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: state_dict must map names to tensors")
     raw_spec = data["model_spec"]

@@ -190,3 +190,18 @@ def test_torch_backend_checks_its_input(dispnet: DispNet) -> None:
     backend = TorchBackend(dispnet, SPEC)
     with pytest.raises(ValueError, match=r"shape \[1, 3, 96, 64\], the model takes \[1, 3, 64, 96\]"):
         backend.infer(np.zeros((1, 3, 96, 64), np.float32))
+
+
+def test_file_paths_in_constructor_arguments_are_not_followed(dispnet: DispNet, tmp_path: Path) -> None:
+    # The state dict carries every weight: a checkpoint naming a local file for the encoder
+    # weights must not make the loader read it (here it does not even exist).
+    path = save_checkpoint(
+        tmp_path / "with_path.pt",
+        dispnet,
+        SPEC,
+        arch_kwargs={"num_layers": 18, "num_scales": 1, "weights_path": "/nonexistent/encoder.pt"},
+    )
+    module, _ = load_checkpoint(path)
+    x = torch.from_numpy(_input(3))
+    with torch.inference_mode():
+        np.testing.assert_array_equal(module(x)[0].numpy(), dispnet(x)[0].numpy())
