@@ -758,33 +758,41 @@ def _work_items(reader: BagReader, pipeline: _Pipeline, copied: list[str]) -> It
     )
     reading = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
     reading += [t for t in copied if t not in reading]
-    t_read = time.perf_counter()
-    for raw in reader.messages(reading):
-        if raw.topic == image_topic and config.max_frames is not None and summary.frames_in >= config.max_frames:
-            break
-        if raw.topic in copied:
-            yield _Copy(raw)
-        if raw.topic == TF_STATIC_TOPIC:
-            continue
-        msg = reader.deserialize(raw)
-        item = _Item(raw, msg, time.perf_counter())
-        try:
-            stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
-        except InputError as exc:
-            raise BagError(f"{summary.input_path}: {raw.topic} message at t={raw.log_time_ns} ns: {exc}") from None
-        timing["read"] += time.perf_counter() - t_read
-        if raw.topic == image_topic:
-            summary.frames_in += 1
-            frames = sync.add_image(stamp_ns, item)
-        elif raw.topic == info_topic:
-            frames = sync.add_info(stamp_ns, item)
-        else:
-            frames = sync.add_lidar(stamp_ns, item)
-        for frame in frames:
+    messages = reader.messages(reading)
+    try:
+        while True:
+            t_read = time.perf_counter()  # (not across a yield: time spent waiting downstream is not reading)
+            raw = next(messages, None)
+            if raw is None or (
+                raw.topic == image_topic and config.max_frames is not None and summary.frames_in >= config.max_frames
+            ):
+                break
+            if raw.topic == TF_STATIC_TOPIC:
+                timing["read"] += time.perf_counter() - t_read
+                yield _Copy(raw)
+                continue
+            msg = reader.deserialize(raw)
+            item = _Item(raw, msg, time.perf_counter())
+            try:
+                stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
+            except InputError as exc:
+                raise BagError(f"{summary.input_path}: {raw.topic} message at t={raw.log_time_ns} ns: {exc}") from None
+            timing["read"] += time.perf_counter() - t_read
+            if raw.topic in copied:
+                yield _Copy(raw)
+            if raw.topic == image_topic:
+                summary.frames_in += 1
+                frames = sync.add_image(stamp_ns, item)
+            elif raw.topic == info_topic:
+                frames = sync.add_info(stamp_ns, item)
+            else:
+                frames = sync.add_lidar(stamp_ns, item)
+            for frame in frames:
+                yield pipeline.prepare(frame)
+        for frame in sync.flush():
             yield pipeline.prepare(frame)
-        t_read = time.perf_counter()
-    for frame in sync.flush():
-        yield pipeline.prepare(frame)
+    finally:
+        messages.close()
 
 
 def _run_sequential(pipeline: _Pipeline, items: Iterator[_WorkItem]) -> None:
