@@ -233,7 +233,8 @@ class InferSummary:
         skipped: reason (a key of :data:`SKIP_REASONS`) -> frames skipped.
         wall_s: seconds from opening the bag to the output file being complete (model
             loading excluded).
-        timing_s: stage (:data:`STAGES`) -> total seconds spent in it.
+        timing_s: stage (:data:`STAGES`) -> total seconds spent in it (the stages overlap when
+            ``overlapped``: they then add up to more than ``wall_s``).
         scale_sources: DepthInfo.scale_source -> frames.
     """
 
@@ -253,6 +254,7 @@ class InferSummary:
     timing_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     scale_sources: dict[str, int] = field(default_factory=dict)
     bytes_written: int = 0
+    overlapped: bool = False
 
     @property
     def frames_skipped(self) -> int:
@@ -276,7 +278,8 @@ class InferSummary:
     def format(self) -> str:
         """A few human-readable lines (the CLI prints them)."""
         per_frame = max(self.frames_out, 1)
-        timing = ", ".join(f"{s} {self.timing_s.get(s, 0.0) / per_frame * 1e3:.1f}" for s in STAGES)
+        timing = f"wall {self.wall_s / per_frame * 1e3:.1f}; stages" + (" (overlapping)" if self.overlapped else "")
+        timing += ": " + ", ".join(f"{s} {self.timing_s.get(s, 0.0) / per_frame * 1e3:.1f}" for s in STAGES)
         lines = [
             f"wrote {self.output_path}: {self.frames_out} depth frames from {self.frames_in} images "
             f"({self.frames_skipped} skipped) in {self.wall_s:.2f} s, {self.fps:.1f} FPS",
@@ -952,7 +955,8 @@ def infer_bag(
             summary.output_topics = sorted(set(out_topics.values()) | set(copied))
             pipeline = _Pipeline(backend, config, writer, out_topics, static_tf, summary, skips, postprocessor, progress)
             # sqlite3 connections belong to the thread that opened them: .db3 output runs in one thread
-            run = _run_overlapped if config.overlap and out_path.suffix == ".mcap" else _run_sequential
+            summary.overlapped = config.overlap and out_path.suffix == ".mcap"
+            run = _run_overlapped if summary.overlapped else _run_sequential
             run(pipeline, _work_items(reader, pipeline, copied))
             summary.bytes_written = writer.bytes_written
             summary.skipped = dict(skips.counts)
