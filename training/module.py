@@ -48,6 +48,12 @@ class DepthTrainingModule(LightningModule):
         photometric_weight, geometry_weight, smoothness_weight: SC-Depth v1 weights
             (1.0, 0.5, 0.1 in SC-Depth).
         velocity_weight: velocity supervision weight (0 disables it; metric depth needs it).
+        pose_supervision_weight: weight of an L1 loss between PoseNet's ``T_src_tgt`` and the
+            bag's odometry (translation in metres + rotation-matrix entries), the full 6-DoF
+            form of velocity supervision (0 disables it). With the norm alone, a PoseNet trained
+            from scratch can keep a wrong direction for hundreds of steps while its length is
+            already pinned, and the depth network escapes that pose by going to max depth;
+            the direction from odometry removes that failure in short runs.
         ranking_weight, normal_weight, normal_ranking_weight: SC-Depth v3 weights of the
             dynamic-region depth ranking, normal matching and edge-guided normal ranking terms
             (used only when the batch carries ``teacher_depth``).
@@ -83,6 +89,7 @@ class DepthTrainingModule(LightningModule):
         geometry_weight: float = 0.5,
         smoothness_weight: float = 0.1,
         velocity_weight: float = 0.0,
+        pose_supervision_weight: float = 0.0,
         ranking_weight: float = 0.0,
         normal_weight: float = 0.0,
         normal_ranking_weight: float = 0.0,
@@ -106,7 +113,7 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {min_depth_m}, {max_depth_m}")
         if lr_schedule not in ("constant", "step", "onecycle"):
             raise ValueError(f"lr_schedule must be constant|step|onecycle, got {lr_schedule!r}")
-        for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
+        for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "pose_supervision_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
             if locals()[name] < 0:
                 raise ValueError(f"{name} must be >= 0, got {locals()[name]}")
         self.save_hyperparameters()
@@ -206,12 +213,29 @@ class DepthTrainingModule(LightningModule):
                     v_terms.append(velocity_loss(vec[ok, 3:], d[ok]))
             terms["velocity"] = torch.stack(v_terms).mean()
             total = total + hp.velocity_weight * terms["velocity"]
+        if hp.pose_supervision_weight > 0:
+            T_odom = batch.get("T_src_tgt_odom")
+            if T_odom is None or not torch.isfinite(T_odom).all(dim=(-2, -1)).any():
+                raise ValueError("pose supervision is on but the batch has no odometry pose (T_src_tgt_odom all NaN)")
+            ok = torch.isfinite(T_odom).all(dim=(-2, -1))  # (B, S)
+            T_pred = torch.stack(poses, dim=1)  # (B, S, 4, 4)
+            err = (T_pred[ok][:, :3, 3] - T_odom[ok][:, :3, 3]).abs().mean() + (T_pred[ok][:, :3, :3] - T_odom[ok][:, :3, :3]).abs().mean()
+            terms["pose_supervision"] = err
+            total = total + hp.pose_supervision_weight * err
         with torch.no_grad():
             t_norm = torch.stack([v[:, 3:].norm(dim=1) for v in pose_vecs], dim=1)  # (B, S)
             terms["translation_m"] = t_norm.mean()
             if distance is not None and torch.isfinite(distance).any():
                 ok = torch.isfinite(distance)
                 terms["odom_distance_m"] = distance[ok].mean()
+            T_odom = batch.get("T_src_tgt_odom")
+            if T_odom is not None:
+                t_pred = torch.stack([v[:, 3:] for v in pose_vecs], dim=1)  # (B, S, 3)
+                t_odom = T_odom[..., :3, 3]
+                ok = torch.isfinite(t_odom).all(dim=-1)
+                if ok.any():
+                    cos = torch.nn.functional.cosine_similarity(t_pred[ok], t_odom[ok], dim=-1, eps=1e-9)
+                    terms["translation_cos_odom"] = cos.mean()  # 1 = PoseNet moves the way odometry does
 
         if "teacher_depth" in batch and (hp.ranking_weight > 0 or hp.normal_weight > 0 or hp.normal_ranking_weight > 0):
             from depth_ros_training.losses import depth_ranking_loss, edge_guided_normal_ranking_loss, normal_matching_loss

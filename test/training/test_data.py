@@ -64,6 +64,11 @@ def test_distance_is_camera_displacement_from_odometry_and_tf_static(bags):
         got = ds[item]["distance_m"].numpy()
         want = [np.linalg.norm(frames[s].T_world_cam[:3, 3] - frames[ref.tgt].T_world_cam[:3, 3]) for s in ref.srcs]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        # relative pose, PoseNet's convention: target camera frame -> source camera frame
+        T_rel = ds[item]["T_src_tgt_odom"].numpy()
+        for k, s in enumerate(ref.srcs):
+            want_T = np.linalg.inv(frames[s].T_world_cam) @ frames[ref.tgt].T_world_cam
+            np.testing.assert_allclose(T_rel[k], want_T, atol=2e-5)
     index = ds.indexes[0]
     np.testing.assert_allclose(index.T_odom_cam[7], frames[7].T_world_cam, atol=1e-6)
 

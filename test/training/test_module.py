@@ -143,3 +143,25 @@ def test_init_depth_sets_the_starting_depth():
     assert abs(float(depth.median()) - 3.0) < 0.5
     with pytest.raises(ValueError, match="init_depth_m"):
         _model(init_depth_m=50.0, max_depth_m=30.0)
+
+
+def test_pose_supervision_is_l1_to_odometry():
+    from depth_ros_training.models import pose_vec_to_mat
+
+    m = _model(pose_supervision_weight=2.0)
+    batch = _batch()
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[..., 2, 3] = 0.2  # straight ahead 0.2 m
+    batch["T_src_tgt_odom"] = T
+    total, terms, _ = m.shared_step(batch, "train")
+    with torch.no_grad():
+        vecs = [m.predict_pose(batch["tgt"], batch["srcs"][:, i]) for i in range(2)]
+    P = torch.stack([pose_vec_to_mat(v) for v in vecs], dim=1)
+    want = (P[..., :3, 3] - T[..., :3, 3]).abs().mean() + (P[..., :3, :3] - T[..., :3, :3]).abs().mean()
+    torch.testing.assert_close(terms["pose_supervision"], want, rtol=1e-4, atol=1e-6)
+    base = terms["photometric"] + 0.5 * terms["geometry"] + 0.1 * terms["smoothness"]
+    torch.testing.assert_close(total, base + 2.0 * terms["pose_supervision"])
+    assert "translation_cos_odom" in terms
+    batch["T_src_tgt_odom"] = torch.full_like(T, float("nan"))
+    with pytest.raises(ValueError, match="no odometry pose"):
+        m.shared_step(batch, "train")

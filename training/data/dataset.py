@@ -9,6 +9,8 @@ One sample (the dictionary every part of training agrees on; B = batch, S = sour
   from CameraInfo through ``CameraModel.cropped`` / ``CameraModel.resized`` only.
 * ``"distance_m"``: (S,) float32 distance between the camera centres of target and source
   from odometry (metres), NaN where no pose is known.
+* ``"T_src_tgt_odom"``: (S, 4, 4) float32 target camera frame -> source camera frame from
+  odometry and the camera extrinsic (the convention of PoseNet's output), NaN where unknown.
 * ``"gt_depth_m"``: (1, h, w) float32 ground-truth depth at network resolution (nearest
   neighbour), NaN where invalid or where the bag has none.
 * ``"teacher_depth"``: (1, h, w) float32 pseudo-depth of the teacher (v3), only when a
@@ -319,11 +321,14 @@ class BagSequenceDataset(Dataset):
         valid = index.pose_valid[ref.tgt] & index.pose_valid[list(ref.srcs)]
         distance = np.linalg.norm(centres[list(ref.srcs)] - centres[ref.tgt], axis=1)
         distance = np.where(valid, distance, np.nan).astype(np.float32)
+        T_src_tgt = np.linalg.inv(index.T_odom_cam[list(ref.srcs)]) @ index.T_odom_cam[ref.tgt]
+        T_src_tgt[~valid] = np.nan
         sample: dict[str, Any] = {
             "tgt": torch.from_numpy(tgt),
             "srcs": torch.from_numpy(srcs),
             "K": torch.from_numpy(self.network_cameras[ref.bag].K.astype(np.float32)),
             "distance_m": torch.from_numpy(distance),
+            "T_src_tgt_odom": torch.from_numpy(T_src_tgt.astype(np.float32)),
             "gt_depth_m": torch.from_numpy(self.load_gt_depth(ref.bag, ref.tgt)),
             "index": torch.tensor(item, dtype=torch.int64),
         }
