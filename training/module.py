@@ -54,6 +54,10 @@ class DepthTrainingModule(LightningModule):
             from scratch can keep a wrong direction for hundreds of steps while its length is
             already pinned, and the depth network escapes that pose by going to max depth;
             the direction from odometry removes that failure in short runs.
+        warp_pose_source: "network" (SC-Depth: the photometric and geometry terms warp with
+            PoseNet's poses) or "odometry" (they warp with the bag's odometry poses, so depth
+            learns from correct, metric motion from the first step; PoseNet then learns from
+            the velocity / pose-supervision terms only).
         ranking_weight, normal_weight, normal_ranking_weight: SC-Depth v3 weights of the
             dynamic-region depth ranking, normal matching and edge-guided normal ranking terms
             (used only when the batch carries ``teacher_depth``).
@@ -90,6 +94,7 @@ class DepthTrainingModule(LightningModule):
         smoothness_weight: float = 0.1,
         velocity_weight: float = 0.0,
         pose_supervision_weight: float = 0.0,
+        warp_pose_source: str = "network",
         ranking_weight: float = 0.0,
         normal_weight: float = 0.0,
         normal_ranking_weight: float = 0.0,
@@ -111,6 +116,8 @@ class DepthTrainingModule(LightningModule):
         super().__init__()
         if not 0 < min_depth_m < max_depth_m or not math.isfinite(max_depth_m):
             raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {min_depth_m}, {max_depth_m}")
+        if warp_pose_source not in ("network", "odometry"):
+            raise ValueError(f"warp_pose_source must be network|odometry, got {warp_pose_source!r}")
         if lr_schedule not in ("constant", "step", "onecycle"):
             raise ValueError(f"lr_schedule must be constant|step|onecycle, got {lr_schedule!r}")
         for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "pose_supervision_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
@@ -179,6 +186,13 @@ class DepthTrainingModule(LightningModule):
         else:
             poses_inv = [pose_vec_to_mat(self.predict_pose(src, tgt)) for src in src_list]  # T_tgt_src
 
+        warp, warp_inv = poses, poses_inv
+        if hp.warp_pose_source == "odometry":
+            T_odom = batch.get("T_src_tgt_odom")
+            if T_odom is None or not torch.isfinite(T_odom).all():
+                raise ValueError("warp_pose_source='odometry' needs odometry poses for every sample (T_src_tgt_odom has NaN)")
+            warp = list(T_odom.to(tgt.dtype).unbind(1))
+            warp_inv = [torch.linalg.inv(T) for T in warp]
         tgt01 = self.to_unit_range(tgt)
         src01 = [self.to_unit_range(x) for x in src_list]
         sc = sc_depth_loss(
@@ -186,8 +200,8 @@ class DepthTrainingModule(LightningModule):
             src01,
             tgt_depth,
             src_depths,
-            poses,
-            poses_inv,
+            warp,
+            warp_inv,
             K,
             ssim_weight=hp.ssim_weight,
             use_mask=hp.use_self_mask,

@@ -165,3 +165,28 @@ def test_pose_supervision_is_l1_to_odometry():
     batch["T_src_tgt_odom"] = torch.full_like(T, float("nan"))
     with pytest.raises(ValueError, match="no odometry pose"):
         m.shared_step(batch, "train")
+
+
+def test_odometry_warp_uses_the_bag_poses():
+    from depth_ros_training.losses import sc_depth_loss
+
+    m = _model(warp_pose_source="odometry", source_depth_grad=True)
+    batch = _batch(distance=None)
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = 0.2, -0.2
+    batch["T_src_tgt_odom"] = T
+    total, terms, depth = m.shared_step(batch, "train")
+    with torch.no_grad():
+        frames = torch.cat([batch["tgt"], batch["srcs"].flatten(0, 1)])
+        _, d = m.predict_depth(frames)
+    src_d = list(d[2:].view(2, 2, 1, H, W).unbind(1))
+    want = sc_depth_loss(
+        m.to_unit_range(batch["tgt"]), [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)],
+        d[:2], src_d, list(T.unbind(1)), [torch.linalg.inv(t) for t in T.unbind(1)], batch["K"],
+    )
+    torch.testing.assert_close(terms["photometric"], want.photometric, rtol=1e-4, atol=1e-6)
+    total.backward()
+    # nothing in the loss depends on PoseNet now (no velocity / pose supervision)
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in m.pose_net.parameters())
+    with pytest.raises(ValueError, match="warp_pose_source"):
+        _model(warp_pose_source="imu")
