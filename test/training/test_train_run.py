@@ -18,8 +18,9 @@ from bagfactory import write_test_bag
 pytestmark = pytest.mark.slow
 
 
-def _trainer(tmp_path, max_steps: int, callbacks=(), checkpoint: bool = False) -> pl.Trainer:
+def _trainer(tmp_path, max_steps: int, callbacks=(), checkpoint: bool = False, clip: float | None = None) -> pl.Trainer:
     kw = dict(
+        gradient_clip_val=clip,
         max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(tmp_path),
         callbacks=list(callbacks),
@@ -60,3 +61,37 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     # the optimizer and scheduler state came back too: Adam's step count continues
     opt_state = trainer.optimizers[0].state_dict()["state"]
     assert int(next(iter(opt_state.values()))["step"]) == 3
+
+
+def _evaluate(model: DepthTrainingModule, dataset: BagSequenceDataset) -> dict[str, float]:
+    model.eval()
+    out = {"median": [], "metric": []}
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            s = dataset[i]
+            _, depth = model.predict_depth(s["tgt"][None])
+            for mode in out:
+                m = compute_depth_metrics(depth[0, 0].numpy(), s["gt_depth_m"][0].numpy(), median_scaling=mode == "median")
+                out[mode].append(m)
+    return {mode: mean_metrics(v).abs_rel for mode, v in out.items()}
+
+
+def test_short_training_learns_metric_depth(tmp_path):
+    """~60 steps of 4 samples at 64x192 on a 60-frame corridor; evaluated on another scene."""
+    common = dict(width=192, height=64, lidar_beams=0, speed_mps=1.0, rate_hz=10.0)
+    train_bag = write_test_bag(tmp_path / "train.mcap", SynthConfig(frames=60, seed=21, **common))
+    test_bag = write_test_bag(tmp_path / "test.mcap", SynthConfig(frames=14, seed=22, **common))
+    data = DataConfig(bags=(str(train_bag),), height=64, width=192, stride=2, val_fraction=0.0)
+    test_set = BagSequenceDataset(DataConfig(bags=(str(test_bag),), height=64, width=192, stride=2, val_fraction=0.0), "all")
+    kw = dict(image_height=64, image_width=192, lr=5e-4, lr_schedule="onecycle", velocity_weight=1.0, pose_supervision_weight=1.0,
+              warp_pose_source="odometry", source_depth_grad=False, init_depth_m=3.0, min_depth_m=0.5, max_depth_m=30.0)
+    pl.seed_everything(0)
+    model = DepthTrainingModule(**kw)
+    before = _evaluate(model, test_set)
+    trainer = _trainer(tmp_path, 60, clip=1.0)
+    trainer.fit(model, BagDataModule(data, batch_size=4))
+    after = _evaluate(model, test_set)
+    print(f"AbsRel untrained {before}, trained {after}")
+    # measured (2 cores, shared): untrained median-scaled ~0.35, metric ~0.3; trained ~0.2 / ~0.2
+    assert after["median"] < 0.75 * before["median"]
+    assert after["metric"] < 0.3
