@@ -19,9 +19,9 @@ Outputs, for an input image topic ``<ns>/<name>`` (e.g. ``/camera/image_raw``):
 Every output copies the input image's header (stamp and frame_id) and is logged at the input
 image's log time, so it lines up with the input in Foxglove.
 
-Reading + preprocessing and postprocessing + writing run in two threads beside the network
-(``InferConfig.overlap``), which hides most of the pipeline's own time behind the network's;
-the network itself runs in the calling thread.
+With a GPU backend, reading + preprocessing and postprocessing + writing run in two threads
+beside the network (``InferConfig.overlap``), hiding the pipeline's own CPU time behind the
+network's; the network itself always runs in the calling thread.
 
 Bad frames (undecodable image, bad camera_info, size mismatch, missing camera_info,
 non-finite model output) are skipped and counted by reason, each reason logged once; a bag
@@ -169,9 +169,11 @@ class InferConfig:
         backend: backend choice when a model path is given (see create_backend).
         threads: CPU threads for the backend (None: its default).
         overlap: read/preprocess and postprocess/write in two threads beside the network
-            (output identical; measured to hide most of the pipeline's own time, even on 2
-            cores, see bench/bench_infer.py); False runs the stages one after the other.
-            MCAP output only (a .db3 output is always written from one thread).
+            (output identical). None (default): only when the network runs on a GPU
+            (backend name with "cuda" or "tensorrt"), where the CPU is otherwise idle during
+            inference; on a CPU backend the threads compete with the network for the same
+            cores and measured no faster (bench/bench_infer.py, 2 cores). MCAP output only
+            (a .db3 output is always written from one thread).
         copy_inputs: copy the input image, camera_info, LiDAR and /tf_static topics.
         compression: None or "zstd" for the output storage.
     """
@@ -193,7 +195,7 @@ class InferConfig:
     overwrite: bool = False
     backend: str = "auto"
     threads: int | None = None
-    overlap: bool = True
+    overlap: bool | None = None
     copy_inputs: bool = True
     compression: str | None = None
 
@@ -798,6 +800,11 @@ def _work_items(reader: BagReader, pipeline: _Pipeline, copied: list[str]) -> It
         messages.close()
 
 
+def _network_on_gpu(backend: "InferenceBackend") -> bool:
+    name = backend.name.lower()
+    return "cuda" in name or "tensorrt" in name
+
+
 def _run_sequential(pipeline: _Pipeline, items: Iterator[_WorkItem]) -> None:
     for item in items:
         pipeline.finish(pipeline.infer(item))
@@ -955,7 +962,8 @@ def infer_bag(
             summary.output_topics = sorted(set(out_topics.values()) | set(copied))
             pipeline = _Pipeline(backend, config, writer, out_topics, static_tf, summary, skips, postprocessor, progress)
             # sqlite3 connections belong to the thread that opened them: .db3 output runs in one thread
-            summary.overlapped = config.overlap and out_path.suffix == ".mcap"
+            overlap = config.overlap if config.overlap is not None else _network_on_gpu(backend)
+            summary.overlapped = overlap and out_path.suffix == ".mcap"
             run = _run_overlapped if summary.overlapped else _run_sequential
             run(pipeline, _work_items(reader, pipeline, copied))
             summary.bytes_written = writer.bytes_written

@@ -348,7 +348,7 @@ def test_write_failure_in_the_writer_thread_stops_everything(  # type: ignore[no
 
     monkeypatch.setattr(BagWriter, "write", failing_write)
     with pytest.raises(BagError, match="No space left"):
-        infer_bag(synthetic[0], tmp_path / "o.mcap", GroundTruthBackend(synthetic[2]), InferConfig())
+        infer_bag(synthetic[0], tmp_path / "o.mcap", GroundTruthBackend(synthetic[2]), InferConfig(overlap=True))
     assert set(calls) == {"depth_ros-infer-write"}  # outputs are written by the writer stage
     assert list(tmp_path.iterdir()) == [] and _stage_threads() == []
 
@@ -590,3 +590,20 @@ def test_backend_options_passed_to_create_backend(
     with pytest.raises(ModelError, match="stop here"):
         infer_bag(tmp_path / "in.mcap", tmp_path / "o.mcap", model, InferConfig(backend=backend, threads=threads))
     assert seen == {"backend": backend, **expected}
+
+
+@pytest.mark.parametrize(("name", "threads_used"), [("onnxruntime-cpu", False), ("tensorrt-fp16", True), ("onnxruntime-cuda", True)])
+def test_stages_overlap_by_default_only_for_gpu_backends(synthetic, tmp_path: Path, name: str, threads_used: bool) -> None:  # type: ignore[no-untyped-def]
+    backend = GroundTruthBackend(synthetic[2])
+    backend.name = name
+    seen = set()
+    inner = backend.infer
+
+    def infer(x: np.ndarray) -> dict[str, np.ndarray]:
+        seen.add(threading.current_thread().name)
+        return inner(x)
+
+    backend.infer = infer  # type: ignore[method-assign]
+    summary = infer_bag(synthetic[0], tmp_path / "o.mcap", backend, InferConfig(max_frames=2))
+    assert summary.overlapped is threads_used and summary.frames_out == 2
+    assert seen == {threading.main_thread().name}  # the network always runs in the calling thread
