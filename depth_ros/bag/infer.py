@@ -75,8 +75,10 @@ __all__ = [
     "STAGES",
     "ScaleChoice",
     "infer_bag",
+    "make_postprocessor",
     "output_topics",
     "parse_scale",
+    "scale_config",
 ]
 
 _log = logging.getLogger(__name__)
