@@ -67,7 +67,13 @@ class ExportResult:
 def specs_for(module: "object", name: str | None = None) -> tuple[ModelSpec, ModelSpec]:
     """(depth spec, pose spec) of a :class:`DepthTrainingModule` from its hyper-parameters."""
     hp = module.hparams  # type: ignore[attr-defined]
-    metric = float(hp.velocity_weight) > 0 or float(hp.get("pose_supervision_weight", 0.0)) > 0
+    pose_supervised = float(hp.get("pose_supervision_weight", 0.0)) > 0
+    metric = float(hp.velocity_weight) > 0 or pose_supervised
+    extra = {
+        "trained_with": "depth_ros_training",
+        "pose_supervision": "odometry" if pose_supervised else "none",
+        "warp_pose_source": str(hp.get("warp_pose_source", "network")),
+    }
     common = dict(
         input_height=int(hp.image_height),
         input_width=int(hp.image_width),
@@ -80,7 +86,6 @@ def specs_for(module: "object", name: str | None = None) -> tuple[ModelSpec, Mod
         extra=extra,
     )
     base = name or f"sc_depth_resnet{hp.num_layers}_{hp.image_width}x{hp.image_height}"
-    extra = {"trained_with": "depth_ros_training", "pose_supervision": "odometry" if float(hp.get("pose_supervision_weight", 0.0)) > 0 else "none"}
     depth = ModelSpec(output_kind="disparity_sigmoid", output_name="depth", name=base, **common)
     pose = ModelSpec(
         output_kind="pose_6dof",

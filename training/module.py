@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import torch
@@ -45,6 +46,8 @@ class DepthTrainingModule(LightningModule):
         lr_schedule: "constant", "step" (x0.1 at 80 % of max steps) or "onecycle" (linear
             warm-up over 10 % of the trainer's max steps from lr/10, then cosine decay to lr/20;
             a resumed run with a larger max_steps stretches the remaining schedule).
+        schedule_seconds: run the "onecycle" schedule over this much wall-clock time instead
+            of over max_steps (for a fixed time budget, with ``Trainer(max_time=...)``).
         photometric_weight, geometry_weight, smoothness_weight: SC-Depth v1 weights
             (1.0, 0.5, 0.1 in SC-Depth).
         velocity_weight: velocity supervision weight (0 disables it; metric depth needs it).
@@ -89,6 +92,7 @@ class DepthTrainingModule(LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         lr_schedule: str = "constant",
+        schedule_seconds: float | None = None,
         photometric_weight: float = 1.0,
         geometry_weight: float = 0.5,
         smoothness_weight: float = 0.1,
@@ -118,6 +122,8 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {min_depth_m}, {max_depth_m}")
         if warp_pose_source not in ("network", "odometry"):
             raise ValueError(f"warp_pose_source must be network|odometry, got {warp_pose_source!r}")
+        if schedule_seconds is not None and not schedule_seconds > 0:
+            raise ValueError(f"schedule_seconds must be positive, got {schedule_seconds}")
         if lr_schedule not in ("constant", "step", "onecycle"):
             raise ValueError(f"lr_schedule must be constant|step|onecycle, got {lr_schedule!r}")
         for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "pose_supervision_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
@@ -312,9 +318,11 @@ class DepthTrainingModule(LightningModule):
         opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay) if hp.weight_decay > 0 else torch.optim.Adam(self.parameters(), lr=hp.lr)
         if hp.lr_schedule == "constant":
             return opt
-        total_steps = self._total_steps()
+        total_steps = self._total_steps() if hp.schedule_seconds is None else 0
         if hp.lr_schedule == "step":
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.8 * total_steps))], gamma=0.1)
+        elif hp.schedule_seconds is not None:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _OneCycleByTime(float(hp.schedule_seconds)))
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _OneCycle(max(total_steps, 2)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -350,3 +358,19 @@ class _OneCycle:
             return self.start + (1.0 - self.start) * step / self.warmup
         progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return self.end + (1.0 - self.end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class _OneCycleByTime(_OneCycle):
+    """The one-cycle factor as a function of wall-clock time since the schedule was built
+    (the step argument is ignored); past ``seconds`` it stays at the final value."""
+
+    _RESOLUTION = 10_000
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(self._RESOLUTION)
+        self.seconds = seconds
+        self.started = time.monotonic()
+
+    def __call__(self, step: int) -> float:
+        elapsed = time.monotonic() - self.started
+        return super().__call__(int(self._RESOLUTION * min(1.0, elapsed / self.seconds)))
