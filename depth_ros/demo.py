@@ -192,6 +192,7 @@ def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) 
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.module import DepthTrainingModule
 
+    started = time.perf_counter()
     pl.seed_everything(0, workers=True, verbose=False)
     data = DataConfig(bags=tuple(str(b) for b in train_bags), height=s.net_height, width=s.net_width, stride=s.stride, val_fraction=0.0, require_odometry=True, cache_frames=True)
     dm = BagDataModule(data, batch_size=s.batch_size, num_workers=0)
