@@ -22,6 +22,8 @@ setup(
     packages=runtime_packages + training_packages,
     package_dir={"depth_ros_training": "training"},
     package_data={"depth_ros": ["py.typed"]},
+    # where a colcon install puts them too (rosidl), so bag tools find the .msg text anywhere
+    data_files=[("share/depth_ros/msg", ["msg/DepthInfo.msg"])],
     install_requires=["numpy", "PyYAML", "rosbags", "mcap", "mcap-ros2-support", "onnxruntime", "tqdm"],
     extras_require={
         "torch": ["torch", "onnx", "onnxscript", "kornia"],
