@@ -7,10 +7,13 @@ onnxruntime) inside ``run`` so that ``depth-ros --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Iterator, Sequence
 
 from depth_ros.errors import DepthRosError
 
@@ -21,6 +24,23 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("depth_ros.ros.runner", "run the depth (and pose) nodes in one process"),
     "play": ("depth_ros.ros.play", "republish a bag's topics with their recorded timing"),
 }
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so writers remove their partial output (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args._run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args._run(args) or 0)
     except DepthRosError as exc:
         print(f"depth-ros {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -12,13 +12,10 @@ or SIGTERM exits without leaving a partial output file.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import signal
 import sys
-import threading
-from typing import Any, Iterator
+from typing import Any
 
 from depth_ros.errors import DepthRosError
 
@@ -57,22 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the partial output is removed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def config_from_args(args: argparse.Namespace) -> "Any":
@@ -123,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         # log records go through tqdm.write while the bar is shown, so they do not tear it
-        with _sigterm_as_interrupt(), logging_redirect_tqdm():
+        with logging_redirect_tqdm():
             summary = infer_bag(args.in_bag, args.output, args.model, config, progress=progress, on_start=on_start)
     finally:
         if bar is not None:

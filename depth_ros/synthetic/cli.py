@@ -8,14 +8,11 @@ with exit code 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from depth_ros.synthetic.config import SynthConfig
 
@@ -69,22 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the bag writer removes its partial output."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
 
 def run(args: argparse.Namespace) -> int:
     """Render and write the bag; print one summary line to stdout (progress on stderr). Returns 0."""
@@ -109,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        with _sigterm_as_interrupt():
-            summary = write_bag_summary(config, args.output, overwrite=args.overwrite, progress=progress)
+        summary = write_bag_summary(config, args.output, overwrite=args.overwrite, progress=progress)
     finally:
         if bar is not None:
             bar.close()

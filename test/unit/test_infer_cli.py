@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from depth_ros.bag.infer_cli import _sigterm_as_interrupt
+from depth_ros.cli import sigterm_as_interrupt
 from depth_ros.cli import main
 from depth_ros.inference.spec import ModelSpec
 from depth_ros.synthetic import SynthConfig, render_sequence, write_bag as synth_bag
@@ -146,7 +146,7 @@ def test_progress_bar_goes_to_stderr(files: dict[str, Path], tmp_path: Path, cap
 def test_sigterm_unwinds_like_ctrl_c() -> None:
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler interrupts this
     assert signal.getsignal(signal.SIGTERM) is before
