@@ -725,6 +725,8 @@ class _Pipeline:
             inference_ms=float(inference_ms),
             latency_ms=float((time.perf_counter() - frame.image.read_at) * 1e3),
             frames_dropped=0,
+            frames_received=0,
+            frames_skipped=0,
         )
         self.writer.write(self.topics["info"], info, log_ns)
 

@@ -400,6 +400,8 @@ def make_depth_node_class() -> type:
                 inference_ms=out.inference_ms,
                 latency_ms=latency_ms,
                 frames_dropped=self.frames_dropped,
+                frames_received=self.frames_received,
+                frames_skipped=self.frames_skipped + self.frames_out_of_order,
             ))
             self.frames_published += 1
             self.last_latency_ms = latency_ms

@@ -103,7 +103,8 @@ def test_depth_info_between_processes(ros_env: dict[str, str], graph: Graph) -> 
         pub = node.create_publisher(DepthInfo, "/layout_test/depth_info", 10)
         msg = DepthInfo(model="m", output_kind="depth_metric", backend="onnxruntime-cpu", scale_source="sparse_alignment",
                         scale=1.25, shift=-0.5, scale_support=321, min_range_m=0.2, max_range_m=30.0,
-                        valid_fraction=0.75, inference_ms=12.5, latency_ms=14.0, frames_dropped=2**40)
+                        valid_fraction=0.75, inference_ms=12.5, latency_ms=14.0, frames_dropped=2**40,
+                        frames_received=2**41, frames_skipped=3)
         msg.header.frame_id = "cam"; msg.header.stamp.sec = 7; msg.header.stamp.nanosec = 8
         deadline = time.monotonic() + 30
         while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
@@ -121,5 +122,5 @@ def test_depth_info_between_processes(ros_env: dict[str, str], graph: Graph) -> 
     m = box[0]
     assert (m.header.frame_id, m.header.stamp.sec, m.header.stamp.nanosec) == ("cam", 7, 8)
     assert (m.model, m.output_kind, m.backend, m.scale_source) == ("m", "depth_metric", "onnxruntime-cpu", "sparse_alignment")
-    assert (m.scale, m.shift, m.scale_support, m.frames_dropped) == (1.25, -0.5, 321, 2**40)
+    assert (m.scale, m.shift, m.scale_support, m.frames_dropped, m.frames_received, m.frames_skipped) == (1.25, -0.5, 321, 2**40, 2**41, 3)
     assert (m.min_range_m, m.max_range_m, m.valid_fraction, m.inference_ms, m.latency_ms) == pytest.approx((0.2, 30.0, 0.75, 12.5, 14.0))

@@ -72,6 +72,7 @@ def test_play_into_depth_node(bag: tuple[Path, list[int]], depth_node: NodeProce
     # player cannot observe.
     assert got == sorted(got) and set(got) <= set(stamps) and got[-1] == stamps[-1]
     dropped = meta[-1].frames_dropped
+    assert meta[-1].frames_received == len(got) + dropped + meta[-1].frames_skipped, (meta[-1].frames_received, len(got), dropped)
     assert len(stamps) >= len(got) + dropped >= len(stamps) - stamps.index(got[0]), (len(got), dropped)
     assert len(got) >= FRAMES // 2, (len(got), FRAMES)
     assert {m.header.frame_id for m in depth} == {"camera_optical_frame"}

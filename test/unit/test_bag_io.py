@@ -69,6 +69,7 @@ def test_mcap_output_decodes_from_embedded_schemas_like_foxglove(tmp_path: Path)
         header=image_msg(T0_NS, np.zeros((6, 8, 3), np.uint8)).header, model="m", output_kind="depth_metric",
         backend="b", scale_source="model", scale=2.0, shift=0.0, scale_support=7, min_range_m=0.1,
         max_range_m=10.0, valid_fraction=0.5, inference_ms=3.0, latency_ms=4.0, frames_dropped=0,
+        frames_received=0, frames_skipped=0,
     )
     path = write_bag(tmp_path / "o.mcap", camera_records(1, CAMERA) + [("/cam/depth/info", DEPTH_INFO_TYPE, info, T0_NS)])
     with path.open("rb") as f:
