@@ -10,8 +10,11 @@ rgb8 images + camera_infos at ``rate_hz``. Reported (JSON on stdout):
 * queue: the node holds at most one pending frame by construction; what would show a queue
   is latency creeping up, so ``node_ms`` of the first and last quarter are compared
   (``latency_trend_ratio`` ~ 1 means no growth);
-* ``drop_rate``: DepthInfo.frames_dropped / frames sent (the node keeps only the newest frame
-  when inference is slower than the camera), and frames received.
+* ``drop_rate``: DepthInfo.frames_dropped / DepthInfo.frames_received, the share of the
+  frames that reached the node and that it dropped (it keeps only the newest frame when
+  inference is slower than the camera); ``transport_loss_rate``: frames sent that never
+  reached the node's callback (lost in DDS: best-effort, keep-last queues), from the node's
+  own ``frames_received``; ``frames_published``: depth images that came back.
 """
 from __future__ import annotations
 
@@ -48,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             t += S // 10
             rig.send(t)
             rig.spin_for(0.2)
+        # the node's counters run from its start: subtract what the warm-up left in them
+        warm = max(rig.meta.values(), key=lambda m: m.frames_received)
+        base_received, base_dropped = int(warm.frames_received), int(warm.frames_dropped)
         rig.sent_ns.clear(), rig.depth_recv_ns.clear(), rig.meta.clear()
         period = 1.0 / args.rate_hz
         n = int(args.duration_s * args.rate_hz)
@@ -74,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         q = max(1, len(node_ms) // 4)
         first, last_q = node_ms[:q], node_ms[-q:]
         base_rss = next(kb for t_s, kb in rss if t_s >= 0.1 * args.duration_s)
-        dropped = int(rig.meta[got[-1]].frames_dropped) if got else None
+        final = max((rig.meta[s] for s in got), key=lambda m: m.frames_received) if got else None
+        received = int(final.frames_received) - base_received if final else None
+        dropped = int(final.frames_dropped) - base_dropped if final else None
         result = {
             "bench": "node_soak",
             "image": f"{args.width}x{args.height} rgb8",
@@ -84,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": round(elapsed, 1),
             "achieved_input_hz": round(len(stamps) / elapsed, 2),
             "frames_sent": len(stamps),
-            "frames_received": len(got),
+            "frames_published": len(got),
+            "node_frames_received": received,
             "frames_dropped": dropped,
-            "drop_rate": round(dropped / len(stamps), 3) if dropped is not None else None,
+            "drop_rate": round(dropped / received, 3) if received else None,
+            "transport_loss_rate": round(1.0 - received / len(stamps), 3) if received is not None else None,
             "output_hz": round(len(got) / elapsed, 2),
             "rss_kb_start": base_rss,
             "rss_kb_end": rss[-1][1],

@@ -73,7 +73,7 @@ def _fit_or_validate(command: str, argv: list[str]) -> int:
     if trainer.is_global_zero:
         log_dir = Path(logger.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
-        parser.save(cfg, str(log_dir / "config.yaml"), overwrite=True, skip_check=True)
+        parser.save(cfg, str(log_dir / "config.yaml"), overwrite=True, skip_validation=True)
     if command == "fit":
         trainer.fit(model, datamodule=data, ckpt_path=cfg.ckpt_path)
     else:

@@ -23,11 +23,12 @@ import time
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
-from depth_ros_training.losses import edge_aware_smoothness, sc_depth_loss, velocity_loss
+from depth_ros_training.losses import edge_aware_smoothness, sc_depth_loss, scale_intrinsics, velocity_loss
 from depth_ros_training.models import DispNet, PoseNet, disp_to_depth, pose_vec_to_mat
 
 __all__ = ["DepthTrainingModule"]
@@ -61,6 +62,11 @@ class DepthTrainingModule(LightningModule):
             PoseNet's poses) or "odometry" (they warp with the bag's odometry poses, so depth
             learns from correct, metric motion from the first step; PoseNet then learns from
             the velocity / pose-supervision terms only).
+        pose_pairs: "all" (PoseNet runs on every (target, source) pair) or "one" (in
+            training, on one randomly chosen source per sample; needs ``warp_pose_source=
+            "odometry"``, where PoseNet feeds only the velocity / pose-supervision terms).
+            With two sources this halves PoseNet's share of a step (about a third of a CPU
+            step at 64x192), so a time-limited run makes more depth updates.
         ranking_weight, normal_weight, normal_ranking_weight: SC-Depth v3 weights of the
             dynamic-region depth ranking, normal matching and edge-guided normal ranking terms
             (used only when the batch carries ``teacher_depth``).
@@ -80,6 +86,12 @@ class DepthTrainingModule(LightningModule):
         mean, std: input normalisation (the same as the dataset's / ModelSpec's), used to
             bring images back to [0, 1] for the photometric terms.
         image_height, image_width: network input size (recorded for export).
+        num_scales: disparity scales the losses see (1..4). Scale k (resolution / 2^k) is
+            compared with the images area-downsampled to its size (an image pyramid, as in
+            SfMLearner and SC-Depth's multi-scale variant; monodepth2 upsamples every scale
+            to full resolution instead, at four times the loss cost), and each term is the
+            mean over scales. Coarse scales see large motions as small ones, which widens
+            the photometric loss's basin for near surfaces. Export uses scale 0 only.
         ranking_pairs, ranking_tau: v3 ranking sampling.
         log_images_every_n_steps: read by the image callback.
     """
@@ -99,6 +111,7 @@ class DepthTrainingModule(LightningModule):
         velocity_weight: float = 0.0,
         pose_supervision_weight: float = 0.0,
         warp_pose_source: str = "network",
+        pose_pairs: str = "all",
         ranking_weight: float = 0.0,
         normal_weight: float = 0.0,
         normal_ranking_weight: float = 0.0,
@@ -113,6 +126,7 @@ class DepthTrainingModule(LightningModule):
         std: tuple[float, float, float] = (0.225, 0.225, 0.225),
         image_height: int = 128,
         image_width: int = 416,
+        num_scales: int = 1,
         ranking_pairs: int = 3000,
         ranking_tau: float = 0.03,
         log_images_every_n_steps: int = 100,
@@ -122,6 +136,12 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {min_depth_m}, {max_depth_m}")
         if warp_pose_source not in ("network", "odometry"):
             raise ValueError(f"warp_pose_source must be network|odometry, got {warp_pose_source!r}")
+        if pose_pairs not in ("all", "one"):
+            raise ValueError(f"pose_pairs must be all|one, got {pose_pairs!r}")
+        if pose_pairs == "one" and warp_pose_source != "odometry":
+            raise ValueError("pose_pairs='one' needs warp_pose_source='odometry' (warping with PoseNet needs a pose for every source)")
+        if not isinstance(num_scales, int) or not 1 <= num_scales <= 4:
+            raise ValueError(f"num_scales must be an integer in 1..4, got {num_scales!r}")
         if schedule_seconds is not None and not schedule_seconds > 0:
             raise ValueError(f"schedule_seconds must be positive, got {schedule_seconds}")
         if lr_schedule not in ("constant", "step", "onecycle"):
@@ -130,7 +150,7 @@ class DepthTrainingModule(LightningModule):
             if locals()[name] < 0:
                 raise ValueError(f"{name} must be >= 0, got {locals()[name]}")
         self.save_hyperparameters()
-        self.depth_net = DispNet(num_layers=num_layers, num_scales=1, weights_path=encoder_weights_path)
+        self.depth_net = DispNet(num_layers=num_layers, num_scales=num_scales, weights_path=encoder_weights_path)
         self.pose_net = PoseNet(num_layers=num_layers, weights_path=encoder_weights_path)
         if init_depth_m is not None:
             self._init_output_depth(float(init_depth_m))
@@ -175,17 +195,28 @@ class DepthTrainingModule(LightningModule):
         b, s = srcs.shape[:2]
         if hp.source_depth_grad:
             frames = torch.cat([tgt, srcs.flatten(0, 1)], dim=0)  # (B + B*S, 3, H, W): one depth pass
-            w_all, depth_all = self.predict_depth(frames)
-            tgt_w, tgt_depth = w_all[:b], depth_all[:b]
-            src_depth_all = depth_all[b:]
+            w_scales = self.depth_net(frames)
+            tgt_ws, src_ws = [w[:b] for w in w_scales], [w[b:] for w in w_scales]
         else:
-            tgt_w, tgt_depth = self.predict_depth(tgt)
+            tgt_ws = self.depth_net(tgt)
             with torch.no_grad():
-                _, src_depth_all = self.predict_depth(srcs.flatten(0, 1))
-        src_depths = list(src_depth_all.view(b, s, 1, *tgt_depth.shape[-2:]).unbind(1))
+                src_ws = self.depth_net(srcs.flatten(0, 1))
+        tgt_w = tgt_ws[0]
+        tgt_depth = disp_to_depth(tgt_w, hp.min_depth_m, hp.max_depth_m)
         src_list = list(srcs.unbind(1))
 
-        pose_vecs = [self.predict_pose(tgt, src) for src in src_list]  # T_src_tgt
+        distance = batch.get("distance_m")
+        T_odom = batch.get("T_src_tgt_odom")
+        if hp.pose_pairs == "one" and stage == "train" and s > 1:
+            # one source per sample for PoseNet (it only feeds the supervised pose terms here)
+            rows = torch.arange(b, device=tgt.device)
+            pick = torch.randint(s, (b,), device=tgt.device)
+            pose_pairs = [srcs[rows, pick]]
+            pose_distance = None if distance is None else distance[rows, pick].unsqueeze(1)
+            pose_T_odom = None if T_odom is None else T_odom[rows, pick].unsqueeze(1)
+        else:
+            pose_pairs, pose_distance, pose_T_odom = src_list, distance, T_odom
+        pose_vecs = [self.predict_pose(tgt, src) for src in pose_pairs]  # T_src_tgt
         poses = [pose_vec_to_mat(v) for v in pose_vecs]
         if hp.pose_from_inverse:
             poses_inv = [torch.linalg.inv(T) for T in poses]
@@ -194,64 +225,73 @@ class DepthTrainingModule(LightningModule):
 
         warp, warp_inv = poses, poses_inv
         if hp.warp_pose_source == "odometry":
-            T_odom = batch.get("T_src_tgt_odom")
             if T_odom is None or not torch.isfinite(T_odom).all():
                 raise ValueError("warp_pose_source='odometry' needs odometry poses for every sample (T_src_tgt_odom has NaN)")
             warp = list(T_odom.to(tgt.dtype).unbind(1))
             warp_inv = [torch.linalg.inv(T) for T in warp]
         tgt01 = self.to_unit_range(tgt)
         src01 = [self.to_unit_range(x) for x in src_list]
-        sc = sc_depth_loss(
-            tgt01,
-            src01,
-            tgt_depth,
-            src_depths,
-            warp,
-            warp_inv,
-            K,
-            ssim_weight=hp.ssim_weight,
-            use_mask=hp.use_self_mask,
-            use_auto_mask=hp.use_auto_mask,
-        )
+        photometric, geometry, smoothness = [], [], []
+        for k, (w_k, src_w_k) in enumerate(zip(tgt_ws, src_ws)):
+            # scale k: images area-downsampled to the disparity's resolution, K to match
+            # (pixel-centre convention); smoothness weighted 1/2^k as in monodepth2
+            depth_k = tgt_depth if k == 0 else disp_to_depth(w_k, hp.min_depth_m, hp.max_depth_m)
+            src_depth_k = disp_to_depth(src_w_k, hp.min_depth_m, hp.max_depth_m).view(b, s, 1, *w_k.shape[-2:]).unbind(1)
+            tgt01_k = tgt01 if k == 0 else F.avg_pool2d(tgt01, 2**k)
+            src01_k = src01 if k == 0 else [F.avg_pool2d(x, 2**k) for x in src01]
+            sc_k = sc_depth_loss(
+                tgt01_k,
+                src01_k,
+                depth_k,
+                list(src_depth_k),
+                warp,
+                warp_inv,
+                K if k == 0 else scale_intrinsics(K, 2**-k),
+                ssim_weight=hp.ssim_weight,
+                use_mask=hp.use_self_mask,
+                use_auto_mask=hp.use_auto_mask,
+            )
+            if k == 0:
+                sc = sc_k
+            photometric.append(sc_k.photometric)
+            geometry.append(sc_k.geometry)
+            smoothness.append(edge_aware_smoothness(w_k, tgt01_k) / 2**k)
         terms: dict[str, Tensor] = {
-            "photometric": sc.photometric,
-            "geometry": sc.geometry,
-            "smoothness": edge_aware_smoothness(tgt_w, tgt01),
+            "photometric": torch.stack(photometric).mean(),
+            "geometry": torch.stack(geometry).mean(),
+            "smoothness": torch.stack(smoothness).mean(),
         }
-        total = hp.photometric_weight * sc.photometric + hp.geometry_weight * sc.geometry + hp.smoothness_weight * terms["smoothness"]
+        total = hp.photometric_weight * terms["photometric"] + hp.geometry_weight * terms["geometry"] + hp.smoothness_weight * terms["smoothness"]
         terms["auto_mask_fraction"] = torch.as_tensor(sc.auto_mask_fraction, dtype=tgt.dtype).detach()
 
-        distance = batch.get("distance_m")
         if hp.velocity_weight > 0:
-            if distance is None or not torch.isfinite(distance).any():
+            if pose_distance is None or not torch.isfinite(pose_distance).any():
                 raise ValueError("velocity supervision is on but the batch has no odometry distance (distance_m all NaN)")
             v_terms = []
             for i, vec in enumerate(pose_vecs):
-                d = distance[:, i]
+                d = pose_distance[:, i]
                 ok = torch.isfinite(d)
                 if ok.any():
                     v_terms.append(velocity_loss(vec[ok, 3:], d[ok]))
             terms["velocity"] = torch.stack(v_terms).mean()
             total = total + hp.velocity_weight * terms["velocity"]
         if hp.pose_supervision_weight > 0:
-            T_odom = batch.get("T_src_tgt_odom")
-            if T_odom is None or not torch.isfinite(T_odom).all(dim=(-2, -1)).any():
+            if pose_T_odom is None or not torch.isfinite(pose_T_odom).all(dim=(-2, -1)).any():
                 raise ValueError("pose supervision is on but the batch has no odometry pose (T_src_tgt_odom all NaN)")
-            ok = torch.isfinite(T_odom).all(dim=(-2, -1))  # (B, S)
+            ok = torch.isfinite(pose_T_odom).all(dim=(-2, -1))  # (B, S)
             T_pred = torch.stack(poses, dim=1)  # (B, S, 4, 4)
-            err = (T_pred[ok][:, :3, 3] - T_odom[ok][:, :3, 3]).abs().mean() + (T_pred[ok][:, :3, :3] - T_odom[ok][:, :3, :3]).abs().mean()
+            err = (T_pred[ok][:, :3, 3] - pose_T_odom[ok][:, :3, 3]).abs().mean() + (T_pred[ok][:, :3, :3] - pose_T_odom[ok][:, :3, :3]).abs().mean()
             terms["pose_supervision"] = err
             total = total + hp.pose_supervision_weight * err
         with torch.no_grad():
             t_norm = torch.stack([v[:, 3:].norm(dim=1) for v in pose_vecs], dim=1)  # (B, S)
             terms["translation_m"] = t_norm.mean()
-            if distance is not None and torch.isfinite(distance).any():
-                ok = torch.isfinite(distance)
-                terms["odom_distance_m"] = distance[ok].mean()
-            T_odom = batch.get("T_src_tgt_odom")
-            if T_odom is not None:
+            if pose_distance is not None and torch.isfinite(pose_distance).any():
+                ok = torch.isfinite(pose_distance)
+                terms["odom_distance_m"] = pose_distance[ok].mean()
+            if pose_T_odom is not None:
                 t_pred = torch.stack([v[:, 3:] for v in pose_vecs], dim=1)  # (B, S, 3)
-                t_odom = T_odom[..., :3, 3]
+                t_odom = pose_T_odom[..., :3, 3]
                 ok = torch.isfinite(t_odom).all(dim=-1)
                 if ok.any():
                     cos = torch.nn.functional.cosine_similarity(t_pred[ok], t_odom[ok], dim=-1, eps=1e-9)

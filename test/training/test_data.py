@@ -236,3 +236,66 @@ def test_teacher_pseudo_depth_is_computed_once_and_cached(bags, tmp_path, monkey
     np.testing.assert_array_equal(np.asarray(next(iter(again.values()))), np.asarray(arr))
     ds = BagSequenceDataset(cfg, "all", teacher_depth=again)
     assert ds[0]["teacher_depth"].shape == (1, 32, 96)
+
+
+def _warp_error(sample) -> float:
+    """Mean photometric L1 of the first source warped into the target with the ground-truth
+    depth and the odometry pose, over pixels that land in view."""
+    from depth_ros_training.losses import inverse_warp
+
+    mean = torch.tensor([0.45] * 3).view(1, 3, 1, 1)
+    std = torch.tensor([0.225] * 3).view(1, 3, 1, 1)
+    tgt = sample["tgt"][None] * std + mean
+    src = sample["srcs"][:1] * std + mean
+    depth = torch.nan_to_num(sample["gt_depth_m"][None], nan=1.0)
+    res = inverse_warp(src, depth, sample["T_src_tgt_odom"][:1], sample["K"])
+    ok = (res.valid * torch.isfinite(sample["gt_depth_m"][None]).float()).bool().expand_as(tgt)
+    return float((res.warped - tgt).abs()[ok].mean())
+
+
+def test_hflip_gives_a_geometrically_consistent_mirrored_sample(bags):
+    from depth_ros_training.data.dataset import hflip_sample
+
+    ds = BagSequenceDataset(_config(bags["full"], height=64, width=192, stride=2), "all")
+    sample = ds[len(ds) // 2]
+    flipped = hflip_sample(sample)
+    torch.testing.assert_close(flipped["tgt"], sample["tgt"].flip(-1))
+    assert flipped["K"][0, 2] == pytest.approx(191 - float(sample["K"][0, 2]))
+    # the weaving trajectory moves sideways: the mirrored pose moves the other way
+    assert float(flipped["T_src_tgt_odom"][0, 0, 3]) == pytest.approx(-float(sample["T_src_tgt_odom"][0, 0, 3]))
+    torch.testing.assert_close(flipped["distance_m"], sample["distance_m"])
+    # ground-truth warping explains the mirrored sample as well as the original one, and far
+    # better than the mirrored images with the original (unmirrored) pose
+    err, err_flip = _warp_error(sample), _warp_error(flipped)
+    wrong = dict(flipped, T_src_tgt_odom=sample["T_src_tgt_odom"], K=sample["K"])
+    assert err_flip < 1.5 * err + 0.005
+    assert _warp_error(wrong) > 1.5 * err_flip
+    # the input sample is untouched (frames are cached and shared between epochs)
+    torch.testing.assert_close(ds[len(ds) // 2]["tgt"], sample["tgt"])
+
+
+def test_augmentation_only_in_training_and_jitter_shared_by_all_frames(bags):
+    cfg = _config(bags["full"], hflip=True, color_jitter=0.3, val_fraction=0.3, segment_s=0.6)
+    plain = BagSequenceDataset(dataclasses.replace(cfg, hflip=False, color_jitter=0.0), "train")
+    train = BagSequenceDataset(cfg, "train")
+    val = BagSequenceDataset(cfg, "val")
+    torch.testing.assert_close(val[0]["tgt"], BagSequenceDataset(dataclasses.replace(cfg, hflip=False, color_jitter=0.0), "val")[0]["tgt"])
+    torch.manual_seed(0)
+    changed = [not torch.equal(train[i]["tgt"], plain[i]["tgt"]) for i in range(len(train))]
+    assert all(changed)  # jitter always changes the pixels
+    from depth_ros_training.data.dataset import color_jitter_sample
+
+    s = plain[0]
+    s = dict(s, srcs=torch.stack([s["tgt"], s["tgt"]]))  # sources identical to the target
+    torch.manual_seed(1)
+    j = color_jitter_sample(s, 0.4, cfg.mean, cfg.std)
+    # the same colour map for every frame: identical frames stay identical, and differ from before
+    torch.testing.assert_close(j["srcs"][0], j["tgt"])
+    torch.testing.assert_close(j["srcs"][1], j["tgt"])
+    assert float((j["tgt"] - s["tgt"]).abs().mean()) > 0.01
+    m = torch.tensor(cfg.mean).view(3, 1, 1)
+    sd = torch.tensor(cfg.std).view(3, 1, 1)
+    j01 = j["tgt"] * sd + m
+    assert float(j01.min()) >= -1e-6 and float(j01.max()) <= 1 + 1e-6
+    with pytest.raises(ValueError, match="color_jitter"):
+        _config(bags["full"], color_jitter=1.5)

@@ -285,3 +285,27 @@ def test_projection_stays_precise_under_autocast_and_keeps_input_dtypes() -> Non
     assert res.src_pixel_coords.dtype == torch.float32 and res.projected_depth.dtype == torch.float32
     torch.testing.assert_close(res.src_pixel_coords[0], torch.stack([u, v], -1), atol=1e-3, rtol=0)
     assert bool(res.valid.all())
+
+
+def test_scale_intrinsics_matches_an_area_downsampled_image(scene) -> None:
+    """Warping at half resolution with the halved K reconstructs the half-resolution target."""
+    from depth_ros_training.losses import scale_intrinsics
+
+    K2 = scale_intrinsics(K, 0.5)
+    torch.testing.assert_close(K2, torch.tensor([[25.0, 0.0, 15.5], [0.0, 25.0, 11.5], [0.0, 0.0, 1.0]], dtype=torch.float64))
+    pool = lambda x: torch.nn.functional.avg_pool2d(x, 2)  # noqa: E731
+    tgt, src, depth = pool(scene["tgt_img"]), pool(scene["src_img"]), pool(scene["tgt_depth"])
+    res = inverse_warp(src, depth, scene["T_src_tgt"], K2)
+    visible = res.valid.bool().expand_as(tgt)
+    err = float((res.warped - tgt).abs()[visible].mean())
+    assert res.valid.mean() > 0.5 and err < 0.02
+    # a point seen at pixel u at full resolution lies at (u + 0.5) / 2 - 0.5 in the half-size
+    # image (pixel centres); the naive c / 2 would put it a quarter pixel off
+    p = torch.tensor([0.7, -0.3, 2.5], dtype=torch.float64)
+    u = (K @ p)[:2] / p[2]
+    u2 = (K2 @ p)[:2] / p[2]
+    torch.testing.assert_close(u2, (u + 0.5) / 2 - 0.5)
+    batched = scale_intrinsics(K.expand(3, 3, 3), 0.25)
+    assert batched.shape == (3, 3, 3) and torch.equal(batched[1], scale_intrinsics(K, 0.25))
+    with pytest.raises(ValueError, match="factor"):
+        scale_intrinsics(K, 0.0)

@@ -50,3 +50,26 @@ def test_mean_metrics_is_per_image_mean():
     assert m.abs_rel == pytest.approx(0.5)  # (1.0 + 0.0) / 2, not pixel-weighted
     assert m.num_pixels == 20
     assert mean_metrics([]) is None
+
+
+def test_range_errors_pool_pixels_by_true_depth():
+    from depth_ros_training.eval.metrics import RangeErrors
+
+    gt = np.array([[1.0, 1.5, 3.0, 4.0], [8.0, 20.0, np.nan, 0.0]])
+    pred = np.array([[2.0, 3.0, 3.0, 4.4], [8.0, 10.0, 5.0, 5.0]])
+    r = RangeErrors((0, 2, 5, 30), median_scaling=False)
+    r.add(pred, gt)
+    r.add(pred, gt)  # pooled: the same image twice changes no mean
+    out = r.result()
+    assert list(out) == ["0-2 m", "2-5 m", "5-30 m"]
+    assert out["0-2 m"]["fraction"] == pytest.approx(2 / 6)
+    assert out["0-2 m"]["abs_rel"] == pytest.approx(1.0)  # both near pixels twice too far
+    assert out["0-2 m"]["bias"] == pytest.approx(2.0)
+    assert out["2-5 m"]["abs_rel"] == pytest.approx(0.05) and out["2-5 m"]["bias"] == pytest.approx(1.1**0.5)
+    assert out["5-30 m"]["abs_rel"] == pytest.approx(0.25) and out["5-30 m"]["bias"] == pytest.approx(0.5**0.5)
+    # median scaling uses the whole image's median, not each range's
+    med = RangeErrors((0, 100), median_scaling=True)
+    med.add(2.0 * gt, gt)
+    assert med.result()["0-100 m"]["abs_rel"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="increasing"):
+        RangeErrors((5, 2), median_scaling=False)

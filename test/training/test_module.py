@@ -190,3 +190,64 @@ def test_odometry_warp_uses_the_bag_poses():
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in m.pose_net.parameters())
     with pytest.raises(ValueError, match="warp_pose_source"):
         _model(warp_pose_source="imu")
+
+
+def test_pose_pairs_one_runs_posenet_on_one_source_per_sample():
+    calls = []
+    m = _model(pose_pairs="one", warp_pose_source="odometry", pose_from_inverse=True, velocity_weight=1.0, pose_supervision_weight=1.0)
+    m.pose_net.register_forward_hook(lambda mod, inp, out: calls.append(out.shape[0]))
+    batch = _batch()
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = 0.05, -0.05
+    batch["T_src_tgt_odom"] = T
+    total, terms, _ = m.shared_step(batch, "train")
+    assert calls == [2]  # one pass over the batch, one pair per sample
+    assert torch.isfinite(total) and terms["odom_distance_m"].item() == pytest.approx(0.05)
+    total.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in m.pose_net.parameters())
+    calls.clear()
+    m.shared_step(batch, "val")  # validation sees every pair
+    assert calls == [2, 2]
+    with pytest.raises(ValueError, match="pose_pairs"):
+        _model(pose_pairs="one")  # PoseNet warps: every source needs its pose
+    with pytest.raises(ValueError, match="pose_pairs"):
+        _model(pose_pairs="some", warp_pose_source="odometry")
+
+
+def test_multi_scale_terms_are_the_mean_over_the_image_pyramid():
+    import torch.nn.functional as F
+
+    from depth_ros_training.losses import edge_aware_smoothness, scale_intrinsics, sc_depth_loss
+    from depth_ros_training.models import disp_to_depth
+
+    m = _model(num_scales=2, warp_pose_source="odometry", source_depth_grad=False)
+    assert m.depth_net.num_scales == 2
+    batch = _batch(distance=None)
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = 0.2, -0.2
+    batch["T_src_tgt_odom"] = T
+    total, terms, depth = m.shared_step(batch, "train")
+    assert depth.shape == (2, 1, H, W)
+    with torch.no_grad():
+        tgt_ws = m.depth_net(batch["tgt"])
+        src_ws = m.depth_net(batch["srcs"].flatten(0, 1))
+    tgt01 = m.to_unit_range(batch["tgt"])
+    src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)]
+    poses, inv = list(T.unbind(1)), [torch.linalg.inv(t) for t in T.unbind(1)]
+    photo, smooth = [], []
+    for k in range(2):
+        f = 2**k
+        d = disp_to_depth(tgt_ws[k], 0.1, 100.0)
+        sd = list(disp_to_depth(src_ws[k], 0.1, 100.0).view(2, 2, 1, H // f, W // f).unbind(1))
+        t_k = F.avg_pool2d(tgt01, f) if f > 1 else tgt01
+        s_k = [F.avg_pool2d(x, f) if f > 1 else x for x in src01]
+        assert t_k.shape[-2:] == tgt_ws[k].shape[-2:]
+        photo.append(sc_depth_loss(t_k, s_k, d, sd, poses, inv, scale_intrinsics(batch["K"], 1 / f)).photometric)
+        smooth.append(edge_aware_smoothness(tgt_ws[k], t_k) / f)
+    torch.testing.assert_close(terms["photometric"], (photo[0] + photo[1]) / 2, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(terms["smoothness"], (smooth[0] + smooth[1]) / 2, rtol=1e-4, atol=1e-6)
+    total.backward()
+    # the coarse scale's own output layer is trained
+    assert float(m.depth_net.dispconv[1][1].weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="num_scales"):
+        _model(num_scales=5)

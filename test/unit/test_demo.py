@@ -29,6 +29,10 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     # evaluating the ground truth against itself is perfect
     gt = evaluate_depth_bag(tmp_path / "test.mcap", tmp_path / "test.mcap", pred_topic="/camera/depth/ground_truth")
     assert gt["metric"]["abs_rel"] == 0.0 and gt["median"]["delta1"] == 1.0
+    by_range = gt["metric_by_range"]
+    assert sum(r["fraction"] for r in by_range.values()) == pytest.approx(1.0)
+    assert all(r["abs_rel"] == 0.0 and r["bias"] == pytest.approx(1.0) for r in by_range.values())
+    assert set(m["metric_by_range"]) <= {"0-2 m", "2-5 m", "5-10 m", "10-80 m"}
 
 
 def test_settings_refuse_training_on_the_test_scene():

@@ -35,7 +35,7 @@ from depth_ros.inference.spec import ModelSpec
 
 from depth_ros_training.data.bag_index import BagIndex, BagMessageReader, IndexOptions, load_or_build_index
 
-__all__ = ["BagSequenceDataset", "DataConfig", "SampleRef", "plan_samples", "read_frame_rgb", "resize_nearest"]
+__all__ = ["BagSequenceDataset", "DataConfig", "SampleRef", "color_jitter_sample", "hflip_sample", "plan_samples", "read_frame_rgb", "resize_nearest"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,14 @@ class DataConfig:
         cache_dir: where bag indexes are cached (default: next to each bag).
         cache_frames: keep decoded, preprocessed frames in memory (per worker process).
         mean, std: normalisation (as in the exported ModelSpec).
+        hflip: training samples are mirrored left-right with probability 0.5 (images, ground
+            truth and teacher depth, ``cx -> (w - 1) - cx``, and the odometry poses
+            conjugated by the x-mirror ``S = diag(-1, 1, 1, 1)``: ``T' = S T S``), which is
+            a valid sample of the mirrored world.
+        color_jitter: strength ``j`` of a random brightness, contrast and saturation change,
+            each factor uniform in ``[1 - j, 1 + j]``, drawn once per training sample and
+            applied alike to the target and its sources (brightness constancy between them
+            holds); 0 disables it.
     """
 
     bags: tuple[str, ...] = ()
@@ -86,6 +94,8 @@ class DataConfig:
     cache_frames: bool = True
     mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    hflip: bool = False
+    color_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bags", tuple(str(b) for b in self.bags))
@@ -110,6 +120,8 @@ class DataConfig:
             raise ValueError(f"segment_s must be positive, got {self.segment_s}")
         if self.min_translation_m < 0 or self.min_image_change < 0:
             raise ValueError("static thresholds must be >= 0")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
 
     @property
     def index_options(self) -> IndexOptions:
@@ -335,7 +347,54 @@ class BagSequenceDataset(Dataset):
         if self.teacher_depth is not None:
             pseudo = np.asarray(self.teacher_depth[index.bag_path][ref.tgt], dtype=np.float32)
             sample["teacher_depth"] = torch.from_numpy(pseudo.reshape(1, self.config.height, self.config.width).copy())
+        if self.split == "train":
+            if self.config.hflip and bool(torch.rand(()) < 0.5):
+                sample = hflip_sample(sample)
+            if self.config.color_jitter > 0:
+                sample = color_jitter_sample(sample, self.config.color_jitter, self.config.mean, self.config.std)
         return sample
+
+
+_MIRROR_X = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+
+
+def hflip_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """The sample of the left-right mirrored world (see ``DataConfig.hflip``); a new dict,
+    the input's tensors are not modified."""
+    out = dict(sample)
+    for key in ("tgt", "srcs", "gt_depth_m", "teacher_depth"):
+        if key in out:
+            out[key] = out[key].flip(-1)
+    K = out["K"].clone()
+    width = out["tgt"].shape[-1]
+    K[0, 2] = (width - 1) - K[0, 2]
+    out["K"] = K
+    S = _MIRROR_X.to(out["T_src_tgt_odom"].dtype)
+    out["T_src_tgt_odom"] = S @ out["T_src_tgt_odom"] @ S  # NaN rows stay NaN
+    return out
+
+
+def color_jitter_sample(sample: dict[str, Any], strength: float, mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, Any]:
+    """Random brightness, contrast and saturation, the same for the target and its sources
+    (see ``DataConfig.color_jitter``); works in [0, 1] pixels and renormalises."""
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    sd = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    brightness, contrast, saturation = (1.0 + strength * (2.0 * torch.rand(3) - 1.0)).tolist()
+    tgt01 = sample["tgt"] * sd + m
+    grey_mean = tgt01.mean()  # contrast pivots on the target's mean, the same for every frame
+
+    def jitter(x: torch.Tensor) -> torch.Tensor:
+        x01 = x * sd + m
+        x01 = x01 * brightness
+        x01 = (x01 - grey_mean * brightness) * contrast + grey_mean * brightness
+        grey = x01.mean(dim=-3, keepdim=True)
+        x01 = (grey + (x01 - grey) * saturation).clamp(0.0, 1.0)
+        return (x01 - m) / sd
+
+    out = dict(sample)
+    out["tgt"] = jitter(sample["tgt"])
+    out["srcs"] = jitter(sample["srcs"])
+    return out
 
 
 def read_frame_rgb(reader: BagMessageReader, index: BagIndex, frame: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["DepthMetrics", "compute_depth_metrics", "mean_metrics"]
+__all__ = ["DepthMetrics", "RangeErrors", "compute_depth_metrics", "mean_metrics"]
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 
@@ -95,3 +95,61 @@ def mean_metrics(items: list[DepthMetrics]) -> DepthMetrics | None:
         num_pixels=int(sum(m.num_pixels for m in items)),
         scale=float(np.mean([m.scale for m in items])),
     )
+
+
+class RangeErrors:
+    """AbsRel and bias by ground-truth depth range, pooled over pixels of many images.
+
+    Where a network is wrong matters as much as how much: an AbsRel of 0.2 can be every pixel
+    20 % off, or near obstacles twice too far. ``add`` one image at a time; ``result`` gives,
+    per range ``[lo, hi)`` metres, the share of valid pixels, their AbsRel, and the bias
+    ``exp(mean(log(p / g)))`` (> 1: predicted too far).
+
+    Args:
+        edges: increasing range boundaries in metres, e.g. ``(0, 2, 5, 10, 30)``.
+        median_scaling, min_depth_m, max_depth_m: as :func:`compute_depth_metrics` (the
+            median scale is taken over the whole image, not per range).
+    """
+
+    def __init__(self, edges: tuple[float, ...], median_scaling: bool, min_depth_m: float = 1e-3, max_depth_m: float = 80.0) -> None:
+        if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+            raise ValueError(f"edges must be at least two increasing values, got {edges}")
+        self.edges = tuple(float(e) for e in edges)
+        self.median_scaling = median_scaling
+        self.min_depth_m, self.max_depth_m = min_depth_m, max_depth_m
+        n = len(self.edges) - 1
+        self._count = np.zeros(n, dtype=np.int64)
+        self._abs_rel = np.zeros(n)
+        self._log_ratio = np.zeros(n)
+
+    def add(self, pred_depth_m: np.ndarray, gt_depth_m: np.ndarray) -> None:
+        pred = np.asarray(pred_depth_m, dtype=np.float64)
+        gt = np.asarray(gt_depth_m, dtype=np.float64)
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must have the same shape")
+        valid = np.isfinite(gt) & (gt >= self.min_depth_m) & (gt <= self.max_depth_m) & np.isfinite(pred) & (pred > 0)
+        if not valid.any():
+            return
+        p, g = pred[valid], gt[valid]
+        scale = float(np.median(g) / np.median(p)) if self.median_scaling else 1.0
+        p = np.clip(p * scale, self.min_depth_m, self.max_depth_m)
+        bins = np.digitize(g, self.edges) - 1
+        inside = (bins >= 0) & (bins < len(self._count))
+        bins, p, g = bins[inside], p[inside], g[inside]
+        self._count += np.bincount(bins, minlength=len(self._count))
+        self._abs_rel += np.bincount(bins, weights=np.abs(p - g) / g, minlength=len(self._count))
+        self._log_ratio += np.bincount(bins, weights=np.log(p / g), minlength=len(self._count))
+
+    def result(self) -> dict[str, dict[str, float]]:
+        """``{"lo-hi m": {"fraction", "abs_rel", "bias"}}`` for ranges with pixels."""
+        total = max(1, int(self._count.sum()))
+        out = {}
+        for i, n in enumerate(self._count):
+            if n:
+                name = f"{self.edges[i]:g}-{self.edges[i + 1]:g} m"
+                out[name] = {
+                    "fraction": float(n / total),
+                    "abs_rel": float(self._abs_rel[i] / n),
+                    "bias": float(np.exp(self._log_ratio[i] / n)),
+                }
+        return out

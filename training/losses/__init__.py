@@ -8,7 +8,7 @@ from depth_ros_training.losses.ranking import depth_ranking_loss
 from depth_ros_training.losses.sc_depth import PairLoss, ScDepthTerms, masked_mean, sc_depth_loss, sc_depth_pair_loss
 from depth_ros_training.losses.smoothness import EdgeAwareSmoothness, edge_aware_smoothness
 from depth_ros_training.losses.velocity import velocity_loss
-from depth_ros_training.losses.warping import WarpResult, inverse_warp
+from depth_ros_training.losses.warping import WarpResult, inverse_warp, scale_intrinsics
 
 __all__ = [
     "EdgeAwareSmoothness",
@@ -26,6 +26,7 @@ __all__ = [
     "photometric_error",
     "sc_depth_loss",
     "sc_depth_pair_loss",
+    "scale_intrinsics",
     "ssim_dissimilarity",
     "velocity_loss",
 ]

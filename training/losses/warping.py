@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MIN_PROJECTED_DEPTH", "VALID_MARGIN_PX", "WarpResult", "inverse_warp", "pixel_grid"]
+__all__ = ["MIN_PROJECTED_DEPTH", "VALID_MARGIN_PX", "WarpResult", "inverse_warp", "pixel_grid", "scale_intrinsics"]
 
 # Points closer than this to the source camera's image plane are treated as invalid (and the
 # division by z is clamped there) so that the projection stays finite.
@@ -63,6 +63,29 @@ def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype
             _GRID_CACHE.pop(next(iter(_GRID_CACHE)))
         _GRID_CACHE[key] = grid
     return grid
+
+
+def scale_intrinsics(K: Tensor, factor: float) -> Tensor:
+    """Intrinsics of the image resized by ``factor`` (0.5: half the width and height).
+
+    Pixel-centre convention (pixel ``i`` covers ``[i - 0.5, i + 0.5]``, as in
+    ``CameraInfo``): ``f' = f * factor`` and ``c' = (c + 0.5) * factor - 0.5``.
+
+    Args:
+        K: (3, 3) or (B, 3, 3).
+        factor: positive resize factor.
+
+    Returns:
+        A new tensor of K's shape.
+    """
+    if K.shape[-2:] != (3, 3):
+        raise ValueError(f"K must be (3, 3) or (B, 3, 3), got {tuple(K.shape)}")
+    if not factor > 0:
+        raise ValueError(f"factor must be positive, got {factor}")
+    out = K.clone()
+    out[..., :2, :2] = K[..., :2, :2] * factor
+    out[..., :2, 2] = (K[..., :2, 2] + 0.5) * factor - 0.5
+    return out
 
 
 def _batched_k(K: Tensor, batch: int) -> Tensor:
