@@ -77,23 +77,28 @@ def _evaluate(model: DepthTrainingModule, dataset: BagSequenceDataset) -> dict[s
 
 
 def test_short_training_learns_metric_depth(tmp_path):
-    """60 steps of 4 samples at 64x192 on a corridor; evaluated on the held-out time segments.
+    """100 steps of 4 samples at 64x192 on a corridor (the demo's settings: odometry warps,
+    PoseNet on one source per sample, mirrored and colour-jittered samples); evaluated on the
+    held-out time segments.
 
-    Measured here (deterministic on this CPU): AbsRel untrained 0.581 median-scaled / 0.498
-    metric; trained 0.381 / 0.390. The metric figure (no median scaling) shows the scale comes
-    from odometry (median scale factor ~1), but 60 steps are far from converged.
+    Sixty steps, as this test once ran, proved chaotic: the same seed gave trained AbsRel 0.38
+    on one CPU and 0.47 on another. Measured here with 100 steps (seeds 0, 1, 2; this test runs
+    seed 0): AbsRel untrained 0.581 median-scaled / 0.498 metric; trained 0.254 / 0.317,
+    0.301 / 0.318, 0.388 / 0.454. Without median scaling the error stays within 0.07 of the
+    median-scaled one: the scale comes from odometry.
     """
     synth = SynthConfig(width=192, height=64, lidar_beams=0, speed_mps=1.0, rate_hz=10.0, frames=80, seed=21)
     bag = write_test_bag(tmp_path / "train.mcap", synth)
-    data = DataConfig(bags=(str(bag),), height=64, width=192, stride=2, val_fraction=0.25, segment_s=2.0)
+    data = DataConfig(bags=(str(bag),), height=64, width=192, stride=2, val_fraction=0.25, segment_s=2.0, hflip=True, color_jitter=0.2)
     val_set = BagSequenceDataset(data, "val")
     kw = dict(image_height=64, image_width=192, lr=1e-3, lr_schedule="onecycle", velocity_weight=1.0, pose_supervision_weight=1.0,
-              warp_pose_source="odometry", source_depth_grad=False, init_depth_m=3.0, min_depth_m=0.5, max_depth_m=30.0)
+              warp_pose_source="odometry", pose_pairs="one", pose_from_inverse=True, source_depth_grad=False, init_depth_m=3.0,
+              min_depth_m=0.5, max_depth_m=30.0)
     pl.seed_everything(0)
     model = DepthTrainingModule(**kw)
     before = _evaluate(model, val_set)
-    _trainer(tmp_path, 60, clip=1.0).fit(model, BagDataModule(data, batch_size=4))
+    _trainer(tmp_path, 100, clip=1.0).fit(model, BagDataModule(data, batch_size=4))
     after = _evaluate(model, val_set)
     print(f"AbsRel on held-out segments: untrained {before}, trained {after}")
     assert after["median"] < 0.75 * before["median"]
-    assert after["metric"] < 0.45
+    assert after["metric"] < 0.5 and abs(after["metric"] - after["median"]) < 0.1
