@@ -51,7 +51,8 @@ class DemoSettings:
     on four corridors otherwise learns their layouts (AbsRel ~0.10 on a training corridor,
     ~0.23 on the held-out one). Measured and not taken (one 5-minute run each, held-out
     AbsRel against 0.229 without them): image-pyramid scales (``num_scales=4``) 0.266 at
-    smoothness 0.1 and a collapse to max depth at 0.01; stride 1 0.266; sixteen 30-frame
+    smoothness 0.1 and a collapse to max depth at 0.01; stride 1 0.266; four sources (+-1 and
+    +-2 frames at stride 1) 0.306; sixteen 30-frame
     corridors instead of four 75-frame ones 0.241; no auto-mask, a collapse to max depth.
     """
 
@@ -66,6 +67,7 @@ class DemoSettings:
     speed_mps: float = 1.0
     scene: str = "corridor"
     stride: int = 2
+    frame_offsets: tuple[int, ...] = (-1, 1)
     batch_size: int = 4
     lr: float = 1e-3
     train_seconds: float = 300.0
@@ -216,7 +218,7 @@ def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) 
 
     started = time.perf_counter()
     pl.seed_everything(0, workers=True, verbose=False)
-    data = DataConfig(bags=tuple(str(b) for b in train_bags), height=s.net_height, width=s.net_width, stride=s.stride, val_fraction=0.0, require_odometry=True, cache_frames=True, hflip=s.hflip, color_jitter=s.color_jitter)
+    data = DataConfig(bags=tuple(str(b) for b in train_bags), height=s.net_height, width=s.net_width, stride=s.stride, frame_offsets=s.frame_offsets, val_fraction=0.0, require_odometry=True, cache_frames=True, hflip=s.hflip, color_jitter=s.color_jitter)
     dm = BagDataModule(data, batch_size=s.batch_size, num_workers=0)
 
     def model(schedule_seconds: float) -> DepthTrainingModule:
