@@ -147,14 +147,23 @@ def run_nodes(
             pass
         return 0
     finally:
-        for node in nodes:
-            try:
-                node.shutdown()
-            finally:
-                node.destroy_node()
-        if executor is not None:
-            executor.shutdown()
-        rclpy.try_shutdown()
+        # A teardown that hangs (seen once in a full test run: a node took over 15 s to exit
+        # after SIGINT, cause unknown) prints every thread's stack to stderr after 8 s, so
+        # the log says where it is stuck.
+        import faulthandler
+
+        faulthandler.dump_traceback_later(8.0, exit=False)
+        try:
+            for node in nodes:
+                try:
+                    node.shutdown()
+                finally:
+                    node.destroy_node()
+            if executor is not None:
+                executor.shutdown()
+            rclpy.try_shutdown()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
 
 # -- CLI ----------------------------------------------------------------------------------
