@@ -218,17 +218,17 @@ class DepthTrainingModule(LightningModule):
             pose_pairs, pose_distance, pose_T_odom = src_list, distance, T_odom
         pose_vecs = [self.predict_pose(tgt, src) for src in pose_pairs]  # T_src_tgt
         poses = [pose_vec_to_mat(v) for v in pose_vecs]
-        if hp.pose_from_inverse:
-            poses_inv = [torch.linalg.inv(T) for T in poses]
-        else:
-            poses_inv = [pose_vec_to_mat(self.predict_pose(src, tgt)) for src in src_list]  # T_tgt_src
-
-        warp, warp_inv = poses, poses_inv
         if hp.warp_pose_source == "odometry":
             if T_odom is None or not torch.isfinite(T_odom).all():
                 raise ValueError("warp_pose_source='odometry' needs odometry poses for every sample (T_src_tgt_odom has NaN)")
             warp = list(T_odom.to(tgt.dtype).unbind(1))
             warp_inv = [torch.linalg.inv(T) for T in warp]
+        else:  # PoseNet's backward transforms are needed only to warp with them
+            warp = poses
+            if hp.pose_from_inverse:
+                warp_inv = [torch.linalg.inv(T) for T in poses]
+            else:
+                warp_inv = [pose_vec_to_mat(self.predict_pose(src, tgt)) for src in src_list]  # T_tgt_src
         tgt01 = self.to_unit_range(tgt)
         src01 = [self.to_unit_range(x) for x in src_list]
         photometric, geometry, smoothness = [], [], []
