@@ -9,6 +9,9 @@ One shared step serves training and validation. Terms (each logged by name under
 * ``smoothness``: edge-aware smoothness of the mean-normalised disparity;
 * ``velocity``: PackNet velocity supervision, | ||t|| - distance travelled (odometry) |,
   which pins the scale of pose, and so of depth, to metres;
+* ``hint`` (with ``hint_weight`` > 0): Depth Hints from a plane sweep over the frames' own
+  motion, used where the hint reprojects better than the network's depth
+  (``hint_fraction``: the share of pixels that used it);
 * ``ranking`` / ``normal`` (SC-Depth v3, only with a teacher's pseudo-depth in the batch).
 
 Validation also computes AbsRel / delta1 against the bag's ground-truth depth when present,
@@ -29,6 +32,7 @@ from torch import Tensor
 
 from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.losses import edge_aware_smoothness, sc_depth_loss, scale_intrinsics, velocity_loss
+from depth_ros_training.losses.hints import depth_hint_loss, min_reprojection_error, plane_sweep_depth
 from depth_ros_training.models import DispNet, PoseNet, disp_to_depth, pose_vec_to_mat
 
 __all__ = ["DepthTrainingModule"]
@@ -92,6 +96,21 @@ class DepthTrainingModule(LightningModule):
             to full resolution instead, at four times the loss cost), and each term is the
             mean over scales. Coarse scales see large motions as small ones, which widens
             the photometric loss's basin for near surfaces. Export uses scale 0 only.
+        hint_weight: weight of the depth-hint term (0 disables it): a plane sweep over
+            ``hint_depths`` depths (uniform in inverse depth over the min..max range) with the
+            warp poses finds, per pixel, the depth whose reprojection explains the target
+            best; where it explains it better than the network's depth, the network is pulled
+            towards it with ``log(1 + |d - d_hint|)`` (Depth Hints, with hints from the frames'
+            motion instead of a stereo pair). It reaches surfaces whose true match lies too
+            far from the current warp for the photometric gradient (near objects under
+            forward motion). See :mod:`depth_ros_training.losses.hints`.
+        hint_depths: plane-sweep hypotheses (>= 3).
+        hint_ratio: the hint is used where its reprojection error is below this fraction of
+            the network's (1 = Depth Hints; lower rejects hints that win by chance).
+        hint_downsample: the sweep runs on images area-downsampled by this factor (1, 2 or 4)
+            and its depth is upsampled (nearest) to the network's resolution: at 64x192, half
+            resolution keeps ~90 % of near pixels within 10 % of the truth at a fifth of the
+            cost (measured on the demo's corridors: 143 vs 726 ms per batch of 4, 32 depths).
         ranking_pairs, ranking_tau: v3 ranking sampling.
         log_images_every_n_steps: read by the image callback.
     """
@@ -127,6 +146,10 @@ class DepthTrainingModule(LightningModule):
         image_height: int = 128,
         image_width: int = 416,
         num_scales: int = 1,
+        hint_weight: float = 0.0,
+        hint_depths: int = 32,
+        hint_downsample: int = 2,
+        hint_ratio: float = 1.0,
         ranking_pairs: int = 3000,
         ranking_tau: float = 0.03,
         log_images_every_n_steps: int = 100,
@@ -146,7 +169,13 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"schedule_seconds must be positive, got {schedule_seconds}")
         if lr_schedule not in ("constant", "step", "onecycle"):
             raise ValueError(f"lr_schedule must be constant|step|onecycle, got {lr_schedule!r}")
-        for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "pose_supervision_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
+        if not 0.0 < hint_ratio <= 1.0:
+            raise ValueError(f"hint_ratio must be in (0, 1], got {hint_ratio!r}")
+        if hint_downsample not in (1, 2, 4):
+            raise ValueError(f"hint_downsample must be 1, 2 or 4, got {hint_downsample!r}")
+        if not isinstance(hint_depths, int) or hint_depths < 3:
+            raise ValueError(f"hint_depths must be an integer >= 3, got {hint_depths!r}")
+        for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "pose_supervision_weight", "hint_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
             if locals()[name] < 0:
                 raise ValueError(f"{name} must be >= 0, got {locals()[name]}")
         self.save_hyperparameters()
@@ -263,6 +292,20 @@ class DepthTrainingModule(LightningModule):
         }
         total = hp.photometric_weight * terms["photometric"] + hp.geometry_weight * terms["geometry"] + hp.smoothness_weight * terms["smoothness"]
         terms["auto_mask_fraction"] = torch.as_tensor(sc.auto_mask_fraction, dtype=tgt.dtype).detach()
+
+        if hp.hint_weight > 0:
+            with torch.no_grad():
+                f = hp.hint_downsample
+                if f == 1:
+                    hint_depth = plane_sweep_depth(tgt01, src01, warp, K, hp.min_depth_m, hp.max_depth_m, hp.hint_depths, hp.ssim_weight).depth
+                else:
+                    small = plane_sweep_depth(F.avg_pool2d(tgt01, f), [F.avg_pool2d(x, f) for x in src01], warp, scale_intrinsics(K, 1.0 / f), hp.min_depth_m, hp.max_depth_m, hp.hint_depths, hp.ssim_weight)
+                    hint_depth = F.interpolate(small.depth, size=tgt01.shape[-2:], mode="nearest")
+                hint_error = min_reprojection_error(tgt01, src01, hint_depth, warp, K, hp.ssim_weight)
+                pred_error = min_reprojection_error(tgt01, src01, tgt_depth.detach(), warp, K, hp.ssim_weight)
+            terms["hint"], hint_fraction = depth_hint_loss(tgt_depth, hint_depth, pred_error, hint_error, hp.hint_ratio)
+            terms["hint_fraction"] = hint_fraction.detach()
+            total = total + hp.hint_weight * terms["hint"]
 
         if hp.velocity_weight > 0:
             if pose_distance is None or not torch.isfinite(pose_distance).any():

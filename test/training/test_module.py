@@ -251,3 +251,33 @@ def test_multi_scale_terms_are_the_mean_over_the_image_pyramid():
     assert float(m.depth_net.dispconv[1][1].weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="num_scales"):
         _model(num_scales=5)
+
+
+def test_depth_hint_term_matches_the_hint_functions():
+    import torch.nn.functional as F
+
+    from depth_ros_training.losses.hints import depth_hint_loss, min_reprojection_error, plane_sweep_depth
+    from depth_ros_training.losses.warping import scale_intrinsics
+
+    m = _model(warp_pose_source="odometry", source_depth_grad=False, hint_weight=0.4, hint_depths=8, hint_downsample=2)
+    batch = _batch(distance=None)
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = 0.2, -0.2
+    batch["T_src_tgt_odom"] = T
+    total, terms, depth = m.shared_step(batch, "train")
+    assert "hint" in terms and 0.0 <= float(terms["hint_fraction"]) <= 1.0
+    tgt01 = m.to_unit_range(batch["tgt"])
+    src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)]
+    poses, K = list(T.unbind(1)), batch["K"]
+    small = plane_sweep_depth(F.avg_pool2d(tgt01, 2), [F.avg_pool2d(x, 2) for x in src01], poses, scale_intrinsics(K, 0.5), 0.1, 100.0, 8)
+    hint = F.interpolate(small.depth, size=(H, W), mode="nearest")
+    want, fraction = depth_hint_loss(
+        depth.detach(), hint, min_reprojection_error(tgt01, src01, depth.detach(), poses, K), min_reprojection_error(tgt01, src01, hint, poses, K)
+    )
+    torch.testing.assert_close(terms["hint"].detach(), want, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(terms["hint_fraction"], fraction)
+    base = terms["photometric"] + 0.5 * terms["geometry"] + 0.1 * terms["smoothness"]
+    torch.testing.assert_close(total, base + 0.4 * terms["hint"])
+    for bad in (dict(hint_depths=2), dict(hint_downsample=3), dict(hint_weight=-1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            _model(**bad)

@@ -20,6 +20,8 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert result == json.loads((tmp_path / "results.json").read_text())
     m = result["metrics"]
     assert m["frames"]["matched"] == result["settings"]["test_frames"] == 8
+    assert [c["seed"] for c in m["scenes"]] == [result["settings"]["test_seed"]]
+    assert m["scenes"][0]["median_abs_rel"] == pytest.approx(m["median"]["abs_rel"])  # one scene: the same frames
     for mode in ("median", "metric"):
         assert 0 <= m[mode]["abs_rel"] < 10 and 0 <= m[mode]["delta1"] <= 1
     assert m["metric"]["scale"] == 1.0 and math.isfinite(m["median"]["scale"])
@@ -38,3 +40,22 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
 def test_settings_refuse_training_on_the_test_scene():
     with pytest.raises(InputError, match="another seed"):
         DemoSettings(train_seed=3, test_seed=5)
+    with pytest.raises(InputError, match="another seed"):  # test seeds 998..1000 overlap training seeds 1000..1003
+        DemoSettings(train_seed=1000, test_seed=998, test_scenes=3)
+    with pytest.raises(InputError, match="test_scenes"):
+        DemoSettings(test_scenes=0)
+    DemoSettings(train_seed=0, train_scenes=4, test_seed=4, test_scenes=3)  # adjacent, disjoint
+
+
+def test_scores_pool_the_frames_of_several_scenes():
+    import numpy as np
+
+    from depth_ros.demo import score_depth_frames
+
+    gt = np.full((4, 6), 2.0, dtype=np.float32)
+    exact = (gt.copy(), gt)
+    double = (2 * gt, gt)  # metric AbsRel 1, median-scaled 0
+    both = score_depth_frames([exact, double, double, exact], max_depth_m=30.0)
+    assert both["frames"]["matched"] == 4
+    assert both["metric"]["abs_rel"] == pytest.approx(0.5)  # per-image mean: (0 + 1 + 1 + 0) / 4
+    assert both["median"]["abs_rel"] == pytest.approx(0.0)
