@@ -1,7 +1,9 @@
-"""Self-supervised losses (pure torch): SC-Depth v1 / v3, monodepth2 smoothness, PackNet velocity.
+"""Self-supervised losses (pure torch): SC-Depth v1 / v3, monodepth2 smoothness, PackNet velocity,
+depth hints from a plane sweep (Depth Hints).
 
 Images passed to these losses are in [0, 1] (not mean/std normalised).
 """
+from depth_ros_training.losses.hints import PlaneSweep, depth_hint_loss, min_reprojection_error, plane_sweep_depth
 from depth_ros_training.losses.normals import edge_guided_normal_ranking_loss, normal_matching_loss, normals_from_depth
 from depth_ros_training.losses.photometric import SsimDissimilarity, photometric_error, ssim_dissimilarity
 from depth_ros_training.losses.ranking import depth_ranking_loss
@@ -13,17 +15,21 @@ from depth_ros_training.losses.warping import WarpResult, inverse_warp, scale_in
 __all__ = [
     "EdgeAwareSmoothness",
     "PairLoss",
+    "PlaneSweep",
     "ScDepthTerms",
     "SsimDissimilarity",
     "WarpResult",
+    "depth_hint_loss",
     "depth_ranking_loss",
     "edge_aware_smoothness",
     "edge_guided_normal_ranking_loss",
     "inverse_warp",
     "masked_mean",
+    "min_reprojection_error",
     "normal_matching_loss",
     "normals_from_depth",
     "photometric_error",
+    "plane_sweep_depth",
     "sc_depth_loss",
     "sc_depth_pair_loss",
     "scale_intrinsics",
