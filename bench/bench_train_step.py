@@ -5,7 +5,11 @@ losses, velocity term, backward, Adam), the networks alone (depth on target + so
 on every pair, forward + backward of a dummy loss), and the loss evaluation alone (forward
 and backward through the losses with the network outputs held fixed).
 
-    python bench/bench_train_step.py [--height 128 --width 416 --batch 4 --steps 5]
+    python bench/bench_train_step.py [--height 128 --width 416 --batch 4 --steps 5] [--hint-weight 2]
+
+``--hint-weight`` > 0 turns the depth-hint term on in the full step and also times the hint
+computation alone (plane sweep at half resolution over 32 depths + the two reprojection
+errors that gate it), reported as ``hints_s``.
 """
 from __future__ import annotations
 
@@ -50,11 +54,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--hint-weight", type=float, default=0.0, help="depth-hint weight (0 = off)")
     p.add_argument("--pose-from-inverse", action="store_true", help="invert T_src_tgt instead of a second PoseNet pass")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = DepthTrainingModule(image_height=a.height, image_width=a.width, velocity_weight=0.05, pose_from_inverse=a.pose_from_inverse)
+    model = DepthTrainingModule(image_height=a.height, image_width=a.width, velocity_weight=0.05, pose_from_inverse=a.pose_from_inverse, hint_weight=a.hint_weight)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = _batch(a.batch, a.height, a.width)
     b, s = batch["srcs"].shape[:2]
@@ -93,8 +98,25 @@ def main() -> None:
         loss = loss + sum(velocity_loss(v[:, 3:], batch["distance_m"][:, i]) for i, v in enumerate(vecs))
         loss.backward()
 
+    def hints_only() -> None:
+        import torch.nn.functional as F
+
+        from depth_ros_training.losses import min_reprojection_error, plane_sweep_depth, scale_intrinsics
+
+        hp = model.hparams
+        with torch.no_grad():
+            tgt01 = model.to_unit_range(batch["tgt"])
+            srcs01 = [model.to_unit_range(batch["srcs"][:, i]) for i in range(s)]
+            poses = [pose_vec_to_mat(v) for v in v0]
+            f = hp.hint_downsample
+            small = plane_sweep_depth(F.avg_pool2d(tgt01, f), [F.avg_pool2d(x, f) for x in srcs01], poses, scale_intrinsics(batch["K"], 1.0 / f), hp.min_depth_m, hp.max_depth_m, hp.hint_depths)
+            hint = F.interpolate(small.depth, size=(a.height, a.width), mode="nearest")
+            min_reprojection_error(tgt01, srcs01, hint, poses, batch["K"])
+            min_reprojection_error(tgt01, srcs01, d0[:b], poses, batch["K"])
+
     model.train()
     t_full = _time(full_step, a.steps)
+    t_hints = _time(hints_only, a.steps) if a.hint_weight > 0 else None
     t_net = _time(networks_only, a.steps)
     t_loss = _time(losses_only, a.steps)
     med = statistics.median
@@ -104,6 +126,8 @@ def main() -> None:
         "step_s": med(t_full), "samples_per_s": a.batch / med(t_full),
         "networks_fwd_bwd_s": med(t_net), "losses_fwd_bwd_s": med(t_loss),
         "loss_share_of_step": med(t_loss) / med(t_full),
+        "hint_weight": a.hint_weight,
+        "hints_s": med(t_hints) if t_hints else None,
         "note": "noisy (shared machine)",
     }))
 
