@@ -26,6 +26,8 @@ __all__ = ["add_arguments", "check_params_file", "run", "run_nodes"]
 
 
 NODE_NAMES = {"depth": "depth_node", "pose": "pose_node"}
+TEARDOWN_TIMEOUT_S = 10.0
+EXIT_TEARDOWN_HUNG = 3  # exit code when the teardown hung and the process ended without it
 NODE_CONFIGS = {"depth_node": DepthNodeConfig, "pose_node": PoseNodeConfig}
 
 
@@ -103,6 +105,7 @@ def run_nodes(
     args: Sequence[str] | None = None,
     program: str = "depth-ros run",
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    teardown_timeout_s: float = TEARDOWN_TIMEOUT_S,
 ) -> int:
     """Create, configure and spin nodes until Ctrl-C (or the context shuts down).
 
@@ -112,6 +115,11 @@ def run_nodes(
             ``--ros-args ...`` (params files, remaps, ``-p``).
         program: name used in error messages.
         overrides: per node kind, parameter values that win over params files.
+        teardown_timeout_s: bound on the teardown after spinning stops. Past it, every
+            thread's stack and a message go to stderr and the process exits with
+            ``EXIT_TEARDOWN_HUNG`` without finishing the teardown (seen in CI: ``destroy_node``
+            blocked in ``rcl`` for over 15 s, in a node whose DDS participant had never
+            discovered its peers), so Ctrl-C always ends the process.
 
     Returns:
         0 after a clean shutdown; 1 when a parameter, the params file or the model is
@@ -154,12 +162,22 @@ def run_nodes(
                 raise
         return 0
     finally:
-        # A teardown that hangs (seen once in a full test run: a node took over 15 s to exit
-        # after SIGINT, cause unknown) prints every thread's stack to stderr after 8 s, so
-        # the log says where it is stuck.
+        # A teardown that hangs prints every thread's stack to stderr and ends the process
+        # (see teardown_timeout_s), so the log says where it was stuck.
         import faulthandler
+        import os
+        import threading
 
-        faulthandler.dump_traceback_later(8.0, exit=False)
+        def _give_up() -> None:
+            print(f"{program}: error: teardown did not finish within {teardown_timeout_s:g} s "
+                  f"(every thread's stack follows); exiting without it", file=sys.stderr, flush=True)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            sys.stderr.flush()
+            os._exit(EXIT_TEARDOWN_HUNG)
+
+        watchdog = threading.Timer(teardown_timeout_s, _give_up)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             for node in nodes:
                 try:
@@ -170,7 +188,7 @@ def run_nodes(
                 executor.shutdown()
             rclpy.try_shutdown()
         finally:
-            faulthandler.cancel_dump_traceback_later()
+            watchdog.cancel()
 
 
 # -- CLI ----------------------------------------------------------------------------------

@@ -78,3 +78,44 @@ def test_the_same_error_with_a_live_context_is_not_swallowed(monkeypatch: pytest
     with pytest.raises(RCLError, match="wait set"):
         _run(monkeypatch, shutdown_first=False)
     assert not rclpy.ok()  # run_nodes still shut rclpy down on the way out
+
+
+def test_a_hanging_teardown_ends_the_process_with_its_own_exit_code() -> None:
+    """A node whose destruction blocks (as rcl's did once in CI) cannot keep the process
+    alive: past the bound, the stacks and a message go to stderr and the exit code says so."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from depth_ros.ros.runner import EXIT_TEARDOWN_HUNG
+
+    script = textwrap.dedent(
+        """
+        import time
+        import rclpy, rclpy.executors
+        from depth_ros.ros import runner
+
+        class Node:
+            def get_fully_qualified_name(self): return "/depth_node"
+            def configure(self): pass
+            def shutdown(self): pass
+            def destroy_node(self): time.sleep(60)  # blocks like rcl_node_fini did
+
+        class Executor:
+            def __init__(self, num_threads=1): self.context = rclpy.get_default_context()
+            def add_node(self, node): pass
+            def spin(self): pass  # returns at once, as after Ctrl-C
+            def shutdown(self): pass
+
+        runner._create_node = lambda kind, overrides: Node()
+        rclpy.executors.MultiThreadedExecutor = Executor
+        raise SystemExit(runner.run_nodes(["depth"], args=[], program="depth_node", teardown_timeout_s=1.0))
+        """
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == EXIT_TEARDOWN_HUNG, proc.stderr
+    assert "depth_node: error: teardown did not finish within 1 s" in proc.stderr
+    assert "destroy_node" in proc.stderr  # the stack shows where it was stuck
