@@ -27,7 +27,7 @@ __all__ = ["add_arguments", "check_params_file", "run", "run_nodes"]
 
 NODE_NAMES = {"depth": "depth_node", "pose": "pose_node"}
 TEARDOWN_TIMEOUT_S = 10.0
-EXIT_TEARDOWN_HUNG = 3  # exit code when the teardown hung and the process ended without it
+EXIT_TEARDOWN_HUNG = 1  # faulthandler's exit status when the teardown hung and the process ended without it
 NODE_CONFIGS = {"depth_node": DepthNodeConfig, "pose_node": PoseNodeConfig}
 
 
@@ -116,10 +116,10 @@ def run_nodes(
         program: name used in error messages.
         overrides: per node kind, parameter values that win over params files.
         teardown_timeout_s: bound on the teardown after spinning stops. Past it, every
-            thread's stack and a message go to stderr and the process exits with
-            ``EXIT_TEARDOWN_HUNG`` without finishing the teardown (seen in CI: ``destroy_node``
-            blocked in ``rcl`` for over 15 s, in a node whose DDS participant had never
-            discovered its peers), so Ctrl-C always ends the process.
+            thread's stack goes to stderr (after ``Timeout (0:00:10)!``) and the process exits
+            with ``EXIT_TEARDOWN_HUNG`` without finishing the teardown (seen in CI:
+            ``destroy_node`` blocked in ``rcl`` for over 15 s, in a node whose DDS participant
+            had never discovered its peers), so Ctrl-C always ends the process.
 
     Returns:
         0 after a clean shutdown; 1 when a parameter, the params file or the model is
@@ -163,21 +163,11 @@ def run_nodes(
         return 0
     finally:
         # A teardown that hangs prints every thread's stack to stderr and ends the process
-        # (see teardown_timeout_s), so the log says where it was stuck.
+        # (see teardown_timeout_s). faulthandler's watchdog is a C thread: it fires even when
+        # the main thread is blocked inside rcl holding the GIL, where a Python timer would not.
         import faulthandler
-        import os
-        import threading
 
-        def _give_up() -> None:
-            print(f"{program}: error: teardown did not finish within {teardown_timeout_s:g} s "
-                  f"(every thread's stack follows); exiting without it", file=sys.stderr, flush=True)
-            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-            sys.stderr.flush()
-            os._exit(EXIT_TEARDOWN_HUNG)
-
-        watchdog = threading.Timer(teardown_timeout_s, _give_up)
-        watchdog.daemon = True
-        watchdog.start()
+        faulthandler.dump_traceback_later(teardown_timeout_s, exit=True)
         try:
             for node in nodes:
                 try:
@@ -188,7 +178,7 @@ def run_nodes(
                 executor.shutdown()
             rclpy.try_shutdown()
         finally:
-            watchdog.cancel()
+            faulthandler.cancel_dump_traceback_later()
 
 
 # -- CLI ----------------------------------------------------------------------------------

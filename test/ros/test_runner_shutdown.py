@@ -82,7 +82,7 @@ def test_the_same_error_with_a_live_context_is_not_swallowed(monkeypatch: pytest
 
 def test_a_hanging_teardown_ends_the_process_with_its_own_exit_code() -> None:
     """A node whose destruction blocks (as rcl's did once in CI) cannot keep the process
-    alive: past the bound, the stacks and a message go to stderr and the exit code says so."""
+    alive: past the bound, every thread's stack goes to stderr and the process exits."""
     import subprocess
     import sys
     import textwrap
@@ -117,5 +117,5 @@ def test_a_hanging_teardown_ends_the_process_with_its_own_exit_code() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert time.monotonic() - started < 30
     assert proc.returncode == EXIT_TEARDOWN_HUNG, proc.stderr
-    assert "depth_node: error: teardown did not finish within 1 s" in proc.stderr
+    assert "Timeout (0:00:01)!" in proc.stderr
     assert "destroy_node" in proc.stderr  # the stack shows where it was stuck
