@@ -32,7 +32,7 @@ from torch import Tensor
 
 from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.losses import edge_aware_smoothness, sc_depth_loss, scale_intrinsics, velocity_loss
-from depth_ros_training.losses.hints import depth_hint_loss, min_reprojection_error, plane_sweep_depth
+from depth_ros_training.losses.hints import depth_hint_loss, hint_depth, min_reprojection_error
 from depth_ros_training.models import DispNet, PoseNet, disp_to_depth, pose_vec_to_mat
 
 __all__ = ["DepthTrainingModule"]
@@ -295,15 +295,10 @@ class DepthTrainingModule(LightningModule):
 
         if hp.hint_weight > 0:
             with torch.no_grad():
-                f = hp.hint_downsample
-                if f == 1:
-                    hint_depth = plane_sweep_depth(tgt01, src01, warp, K, hp.min_depth_m, hp.max_depth_m, hp.hint_depths, hp.ssim_weight).depth
-                else:
-                    small = plane_sweep_depth(F.avg_pool2d(tgt01, f), [F.avg_pool2d(x, f) for x in src01], warp, scale_intrinsics(K, 1.0 / f), hp.min_depth_m, hp.max_depth_m, hp.hint_depths, hp.ssim_weight)
-                    hint_depth = F.interpolate(small.depth, size=tgt01.shape[-2:], mode="nearest")
-                hint_error = min_reprojection_error(tgt01, src01, hint_depth, warp, K, hp.ssim_weight)
-                pred_error = min_reprojection_error(tgt01, src01, tgt_depth.detach(), warp, K, hp.ssim_weight)
-            terms["hint"], hint_fraction = depth_hint_loss(tgt_depth, hint_depth, pred_error, hint_error, hp.hint_ratio)
+                hint = hint_depth(tgt01, src01, warp, K, hp.min_depth_m, hp.max_depth_m, hp.hint_depths, hp.hint_downsample, hp.ssim_weight)
+                hint_error = min_reprojection_error(tgt01, src01, hint, warp, K, hp.ssim_weight)
+            # the network's own error is the scale-0 per-pixel minimum sc_depth_loss computed
+            terms["hint"], hint_fraction = depth_hint_loss(tgt_depth, hint, sc.min_photo_error, hint_error, hp.hint_ratio)
             terms["hint_fraction"] = hint_fraction.detach()
             total = total + hp.hint_weight * terms["hint"]
 

@@ -3,7 +3,7 @@ depth hints from a plane sweep (Depth Hints).
 
 Images passed to these losses are in [0, 1] (not mean/std normalised).
 """
-from depth_ros_training.losses.hints import PlaneSweep, depth_hint_loss, min_reprojection_error, plane_sweep_depth
+from depth_ros_training.losses.hints import PlaneSweep, depth_hint_loss, hint_depth, min_reprojection_error, plane_sweep_depth
 from depth_ros_training.losses.normals import edge_guided_normal_ranking_loss, normal_matching_loss, normals_from_depth
 from depth_ros_training.losses.photometric import SsimDissimilarity, photometric_error, ssim_dissimilarity
 from depth_ros_training.losses.ranking import depth_ranking_loss
@@ -23,6 +23,7 @@ __all__ = [
     "depth_ranking_loss",
     "edge_aware_smoothness",
     "edge_guided_normal_ranking_loss",
+    "hint_depth",
     "inverse_warp",
     "masked_mean",
     "min_reprojection_error",

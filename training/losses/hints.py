@@ -26,12 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from depth_ros_training.losses.photometric import photometric_error
-from depth_ros_training.losses.warping import inverse_warp
+from depth_ros_training.losses.warping import inverse_warp, scale_intrinsics
 
-__all__ = ["PlaneSweep", "depth_hint_loss", "min_reprojection_error", "plane_sweep_depth"]
+__all__ = ["PlaneSweep", "depth_hint_loss", "hint_depth", "min_reprojection_error", "plane_sweep_depth"]
 
 _OUT_OF_VIEW = 2.0  # photometric errors are in [0, 1]; out-of-view sources rank last
 _CHUNK_PIXELS = 2_000_000  # target pixels scored at once (~100 MB of float32 intermediates per million)
@@ -131,6 +132,32 @@ def plane_sweep_depth(
     step = inv[1] - inv[0]
     inv_best = inv[idx] + offset * step
     return PlaneSweep(depth=1.0 / inv_best, error=best_cost)
+
+
+def hint_depth(
+    tgt_img: Tensor,
+    src_imgs: list[Tensor],
+    poses: list[Tensor],
+    K: Tensor,
+    min_depth: float,
+    max_depth: float,
+    num_depths: int = 32,
+    downsample: int = 2,
+    ssim_weight: float = 0.85,
+) -> Tensor:
+    """The hint at the images' resolution: :func:`plane_sweep_depth` on the images
+    area-downsampled by ``downsample`` (intrinsics rescaled), upsampled nearest.
+
+    Returns:
+        (B, 1, H, W) hint depth.
+    """
+    if downsample == 1:
+        return plane_sweep_depth(tgt_img, src_imgs, poses, K, min_depth, max_depth, num_depths, ssim_weight).depth
+    small = plane_sweep_depth(
+        F.avg_pool2d(tgt_img, downsample), [F.avg_pool2d(x, downsample) for x in src_imgs], poses,
+        scale_intrinsics(K, 1.0 / downsample), min_depth, max_depth, num_depths, ssim_weight,
+    )
+    return F.interpolate(small.depth, size=tgt_img.shape[-2:], mode="nearest")
 
 
 def depth_hint_loss(pred_depth: Tensor, hint_depth: Tensor, pred_error: Tensor, hint_error: Tensor, ratio: float = 1.0) -> tuple[Tensor, Tensor]:

@@ -76,12 +76,16 @@ class ScDepthTerms:
             occluded); ``1 - self_mask`` is the ``dynamic_weight`` of the v3 ranking loss.
         auto_mask_fraction: scalar detached tensor in [0, 1], fraction of the forward
             pixels in view that the auto-mask keeps (for logging).
+        min_photo_error: (B, 1, H, W) detached unweighted photometric error of the forward
+            source chosen per pixel, ``+ 2`` where no source sees the pixel (the ranking key
+            of the per-pixel minimum; what the depth-hint gate compares against).
     """
 
     photometric: Tensor
     geometry: Tensor
     self_mask: Tensor
     auto_mask_fraction: Tensor
+    min_photo_error: Tensor
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -156,16 +160,17 @@ def sc_depth_pair_loss(
     )
 
 
-def _select_min(pairs: list[PairLoss]) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-pixel source with the smallest unweighted photometric error among those in view."""
+def _select_min(pairs: list[PairLoss]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-pixel source with the smallest unweighted photometric error among those in view;
+    returns its photo map, geometry map, validity and (detached) ranking key."""
     # photo_error is in [0, 1]; + 2 for out-of-view pixels ranks them after every visible source.
     key = torch.cat([p.photo_error.detach() + 2.0 * (1.0 - p.in_view) for p in pairs], dim=1)
-    idx = key.argmin(dim=1, keepdim=True)  # (B, 1, H, W)
+    best, idx = key.min(dim=1, keepdim=True)  # (B, 1, H, W)
 
     def pick(name: str) -> Tensor:
         return torch.cat([getattr(p, name) for p in pairs], dim=1).gather(1, idx)
 
-    return pick("photo_map"), pick("geometry_map"), pick("valid")
+    return pick("photo_map"), pick("geometry_map"), pick("valid"), best
 
 
 def sc_depth_loss(
@@ -211,7 +216,7 @@ def sc_depth_loss(
         sc_depth_pair_loss(s_img, tgt_img, s_depth, tgt_depth, T_inv, K, **options)
         for s_img, s_depth, T_inv in zip(src_imgs, src_depths, poses_inv)
     ]
-    photo_map, geometry_map, valid = _select_min(forward)
+    photo_map, geometry_map, valid, min_photo_error = _select_min(forward)
     photometric = 0.5 * masked_mean(photo_map, valid)
     geometry = 0.5 * masked_mean(geometry_map, valid)
     for pair in backward:
@@ -222,4 +227,4 @@ def sc_depth_loss(
         in_view = torch.cat([p.in_view for p in forward], dim=1)
         kept = torch.cat([p.auto_mask * p.in_view for p in forward], dim=1)
         auto_mask_fraction = kept.sum() / in_view.sum().clamp(min=1.0)
-    return ScDepthTerms(photometric, geometry, self_mask, auto_mask_fraction)
+    return ScDepthTerms(photometric, geometry, self_mask, auto_mask_fraction, min_photo_error)
