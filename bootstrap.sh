@@ -55,8 +55,10 @@ fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
 export ROS_LOG_DIR=${ROS_LOG_DIR:-$venv/ros_log}
-# Images and clouds over Fast DDS: see README "Transport".
-export FASTDDS_BUILTIN_TRANSPORTS=${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA}
+# Images and clouds over Fast DDS: see README "Transport". A transport set by the caller wins.
+if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTDDS_BUILTIN_TRANSPORTS:-}" ]; then
+  export FASTDDS_DEFAULT_PROFILES_FILE="$here/config/fastdds_local.xml"
+fi
 
 cmd=${1:-demo}
 case "$cmd" in

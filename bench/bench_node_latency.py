@@ -15,7 +15,8 @@ Reported (JSON on stdout): medians and p90s, ``node_overhead_ms`` = node_ms - in
 <= 10 %), and ``transport_ms`` = e2e_ms - node_ms (DDS both ways). Without --model a small
 conv net (depth_metric, 256x192 input) is built with onnx.helper so the backend time is
 realistic for a CPU. The environment is isolated (random ROS_DOMAIN_ID, localhost) and uses
-FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless already set.
+the package's Fast DDS profile (config/fastdds_local.xml) unless FASTDDS_DEFAULT_PROFILES_FILE
+or FASTDDS_BUILTIN_TRANSPORTS is already set.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def isolated_env() -> dict[str, str]:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(0, 101)))
     os.environ["ROS_LOCALHOST_ONLY"] = "1"
     os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    if not os.environ.get("FASTDDS_BUILTIN_TRANSPORTS") and not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(__file__).resolve().parents[1] / "config" / "fastdds_local.xml")
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="depth_ros_bench_log_"))
     return dict(os.environ)
 
@@ -268,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             "node_overhead_ratio": round(med_over / med_inf, 3) if inf_ms else None,
             "transport_ms": _stats(transport),
             "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", ""),
+            "fastdds_profiles_file": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
             "note": "noisy (shared machine)",
         }
     finally:

@@ -5,8 +5,9 @@ both best-effort and reliable camera drivers. Outputs are reliable, keep last fe
 publisher matches reliable subscribers (RViz's default) *and* best-effort ones, and the node
 never queues more than ``depth`` samples per subscriber.
 
-Large images and clouds over Fast DDS need ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` (shared
-memory + TCP for big samples); without it a 640x480 stream lags by 100s of ms and drops.
+Large images and clouds over Fast DDS need shared-memory segments larger than the default
+512 KB (config/fastdds_local.xml, see README "Transport"); without them a 640x480 cloud goes as
+UDP fragments, lags by 100s of ms and drops.
 """
 from __future__ import annotations
 

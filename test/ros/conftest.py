@@ -1,8 +1,8 @@
 """Fixtures for tests on the real ROS 2 graph (rclpy + Fast DDS).
 
 Isolation: one random ROS_DOMAIN_ID (0-101) per test session, ROS_LOCALHOST_ONLY=1, logs in
-a tmp dir, FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA; node processes inherit the same. Waiting
-is always on a condition (matching, a message with a given stamp, a log line) with a bounded
+a tmp dir, the package's Fast DDS profile (config/fastdds_local.xml: shared memory + UDP, no
+TCP); node processes inherit the same. Waiting is always on a condition (matching, a message with a given stamp, a log line) with a bounded
 timeout, never a blind sleep.
 
 Test models are tiny ONNX graphs written with onnx.helper, with their ModelSpec embedded:
@@ -37,12 +37,11 @@ def _ros_env() -> dict[str, str]:
     env = {
         "ROS_DOMAIN_ID": str(random.SystemRandom().randint(0, 101)),
         "ROS_LOCALHOST_ONLY": "1",
-        "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO_ROOT / "config" / "fastdds_local.xml"),
         "ROS_LOG_DIR": tempfile.mkdtemp(prefix="depth_ros_ros_log_"),
         "RCUTILS_COLORIZED_OUTPUT": "0",
         "PYTHONUNBUFFERED": "1",
     }
-    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     return env
 
 
@@ -51,7 +50,8 @@ def ros_env() -> dict[str, str]:
     """The isolated ROS environment, applied to this process and returned for children."""
     env = _ros_env()
     os.environ.update(env)
-    os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_BUILTIN_TRANSPORTS"):
+        os.environ.pop(name, None)
     return dict(os.environ)
 
 
