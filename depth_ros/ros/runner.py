@@ -27,6 +27,7 @@ __all__ = ["add_arguments", "check_params_file", "run", "run_nodes"]
 
 NODE_NAMES = {"depth": "depth_node", "pose": "pose_node"}
 TEARDOWN_TIMEOUT_S = 10.0
+SPIN_WAKE_S = 1.0  # longest wait in rcl before the main thread checks for Ctrl-C again
 EXIT_TEARDOWN_HUNG = 1  # faulthandler's exit status when the teardown hung and the process ended without it
 NODE_CONFIGS = {"depth_node": DepthNodeConfig, "pose_node": PoseNodeConfig}
 
@@ -150,7 +151,12 @@ def run_nodes(
         for node in nodes:
             executor.add_node(node)
         try:
-            executor.spin()
+            # spin() with a bounded wait: the main thread comes back to Python at least every
+            # SPIN_WAKE_S, so a Ctrl-C whose wake-up of rcl_wait is lost (seen once: the main
+            # thread still waiting in rcl_wait 4 s after SIGINT, rclpy's signal thread idle)
+            # still raises KeyboardInterrupt here within that time.
+            while executor.context.ok():
+                executor.spin_once(timeout_sec=SPIN_WAKE_S)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         except RuntimeError:

@@ -4,7 +4,8 @@ rclpy's SIGINT handler shuts the context down; if that happens between the execu
 check and its wait-set construction, spin() raises RCLError ("the given context is not
 valid") instead of ExternalShutdownException. Seen once in CI as exit code 1 with a traceback.
 The race is reproduced here deterministically with a stand-in executor (in-process; no node
-joins the ROS graph).
+joins the ROS graph). Also: spinning never waits in rcl without a timeout, and a teardown that
+hangs ends the process.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _executor_raising(shutdown_first: bool) -> type:
         def add_node(self, node: Any) -> None:
             pass
 
-        def spin(self) -> None:
+        def spin_once(self, timeout_sec: float | None = None) -> None:
             if shutdown_first:
                 rclpy.shutdown()  # what the SIGINT handler does
             raise RCLError("failed to initialize wait set: the given context is not valid")
@@ -68,6 +69,39 @@ def _run(monkeypatch: pytest.MonkeyPatch, shutdown_first: bool) -> tuple[int, _N
 def test_shutdown_during_wait_set_construction_is_a_clean_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     code, node = _run(monkeypatch, shutdown_first=True)
     assert code == 0
+    assert node.calls == ["configure", "shutdown", "destroy_node"]
+
+
+def test_spinning_waits_in_rcl_for_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main thread never waits in rcl without a timeout: Ctrl-C is noticed within
+    SPIN_WAKE_S even if its wake-up of the wait set is lost."""
+    import rclpy
+    import rclpy.executors
+
+    from depth_ros.ros import runner
+
+    timeouts: list[float | None] = []
+
+    class _Executor:
+        def __init__(self, num_threads: int = 1) -> None:
+            self.context = rclpy.get_default_context()
+
+        def add_node(self, node: Any) -> None:
+            pass
+
+        def spin_once(self, timeout_sec: float | None = None) -> None:
+            timeouts.append(timeout_sec)
+            if len(timeouts) == 3:
+                raise KeyboardInterrupt
+
+        def shutdown(self) -> None:
+            pass
+
+    node = _Node()
+    monkeypatch.setattr(runner, "_create_node", lambda kind, overrides: node)
+    monkeypatch.setattr(rclpy.executors, "MultiThreadedExecutor", _Executor)
+    assert runner.run_nodes(["depth"], args=[]) == 0
+    assert timeouts == [runner.SPIN_WAKE_S] * 3 and 0 < runner.SPIN_WAKE_S <= 2.0
     assert node.calls == ["configure", "shutdown", "destroy_node"]
 
 
@@ -105,7 +139,7 @@ def test_a_hanging_teardown_ends_the_process_with_its_own_exit_code() -> None:
         class Executor:
             def __init__(self, num_threads=1): self.context = rclpy.get_default_context()
             def add_node(self, node): pass
-            def spin(self): pass  # returns at once, as after Ctrl-C
+            def spin_once(self, timeout_sec=None): raise KeyboardInterrupt  # Ctrl-C
             def shutdown(self): pass
 
         runner._create_node = lambda kind, overrides: Node()
