@@ -111,6 +111,12 @@ class DepthTrainingModule(LightningModule):
             and its depth is upsampled (nearest) to the network's resolution: at 64x192, half
             resolution keeps ~90 % of near pixels within 10 % of the truth at a fifth of the
             cost (measured on the demo's corridors: 143 vs 726 ms per batch of 4, 32 depths).
+        hint_cache_mb: with ``warp_pose_source="odometry"`` a training sample's hint depends on
+            its frames and odometry alone, so it is computed the first time the sample is seen
+            and reused afterwards (mirrored for a mirrored sample; keyed by the batch's
+            ``index``), up to this many MB of float32 hints per process; past that, hints of
+            further samples are computed every step. 0 turns the cache off. With PoseNet's
+            poses (``"network"``) hints change as PoseNet learns and are never cached.
         ranking_pairs, ranking_tau: v3 ranking sampling.
         log_images_every_n_steps: read by the image callback.
     """
@@ -150,6 +156,7 @@ class DepthTrainingModule(LightningModule):
         hint_depths: int = 32,
         hint_downsample: int = 2,
         hint_ratio: float = 1.0,
+        hint_cache_mb: float = 1024.0,
         ranking_pairs: int = 3000,
         ranking_tau: float = 0.03,
         log_images_every_n_steps: int = 100,
@@ -173,6 +180,8 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"hint_ratio must be in (0, 1], got {hint_ratio!r}")
         if hint_downsample not in (1, 2, 4):
             raise ValueError(f"hint_downsample must be 1, 2 or 4, got {hint_downsample!r}")
+        if not hint_cache_mb >= 0:
+            raise ValueError(f"hint_cache_mb must be >= 0, got {hint_cache_mb!r}")
         if not isinstance(hint_depths, int) or hint_depths < 3:
             raise ValueError(f"hint_depths must be an integer >= 3, got {hint_depths!r}")
         for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "pose_supervision_weight", "hint_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
@@ -186,6 +195,8 @@ class DepthTrainingModule(LightningModule):
         self.register_buffer("_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self._val_metrics: dict[str, list] = {"median": [], "metric": []}
+        self._hint_cache: dict[int, Tensor] = {}  # sample index -> (1, H, W) hint, unmirrored
+        self._hint_cache_bytes = 0
 
     # -- networks ------------------------------------------------------------------------------
     def predict_depth(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -207,6 +218,35 @@ class DepthTrainingModule(LightningModule):
         with torch.no_grad():
             for conv in convs:
                 conv.bias.fill_(math.log(w / (1.0 - w)))  # sigmoid(bias) = w
+
+    def _hints(self, batch: dict[str, Tensor], tgt01: Tensor, src01: list[Tensor], warp: list[Tensor], K: Tensor, cache: bool) -> Tensor:
+        """(B, 1, H, W) hint depths of a batch, from the cache where the sample's hint is
+        known (see ``hint_cache_mb``), from a plane sweep otherwise."""
+        hp = self.hparams
+
+        def sweep(rows: Tensor | slice) -> Tensor:
+            return hint_depth(tgt01[rows], [x[rows] for x in src01], [T[rows] for T in warp], K[rows],
+                              hp.min_depth_m, hp.max_depth_m, hp.hint_depths, hp.hint_downsample, hp.ssim_weight)
+
+        if not (cache and hp.hint_cache_mb > 0 and hp.warp_pose_source == "odometry" and "index" in batch):
+            return sweep(slice(None))
+        indexes = [int(i) for i in batch["index"]]
+        mirrored = batch["hflip"].bool().tolist() if "hflip" in batch else [False] * len(indexes)
+        missing = [r for r, i in enumerate(indexes) if i not in self._hint_cache]
+        fresh = dict(zip(missing, sweep(torch.tensor(missing, device=tgt01.device)).unbind(0))) if missing else {}
+        out = []
+        for r, i in enumerate(indexes):
+            if r in fresh:
+                hint = fresh[r]
+                nbytes = hint.numel() * 4
+                if self._hint_cache_bytes + nbytes <= hp.hint_cache_mb * 2**20:
+                    self._hint_cache[i] = (hint.flip(-1) if mirrored[r] else hint).float().clone()
+                    self._hint_cache_bytes += nbytes
+            else:
+                cached = self._hint_cache[i].to(tgt01.dtype)
+                hint = cached.flip(-1) if mirrored[r] else cached
+            out.append(hint)
+        return torch.stack(out, dim=0)
 
     def to_unit_range(self, x: Tensor) -> Tensor:
         """Undo the input normalisation: (B, 3, H, W) -> [0, 1]."""
@@ -295,7 +335,7 @@ class DepthTrainingModule(LightningModule):
 
         if hp.hint_weight > 0:
             with torch.no_grad():
-                hint = hint_depth(tgt01, src01, warp, K, hp.min_depth_m, hp.max_depth_m, hp.hint_depths, hp.hint_downsample, hp.ssim_weight)
+                hint = self._hints(batch, tgt01, src01, warp, K, cache=stage == "train")
                 hint_error = min_reprojection_error(tgt01, src01, hint, warp, K, hp.ssim_weight)
             # the network's own error is the scale-0 per-pixel minimum sc_depth_loss computed
             terms["hint"], hint_fraction = depth_hint_loss(tgt_depth, hint, sc.min_photo_error, hint_error, hp.hint_ratio)

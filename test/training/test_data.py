@@ -264,6 +264,7 @@ def test_hflip_gives_a_geometrically_consistent_mirrored_sample(bags):
     # the weaving trajectory moves sideways: the mirrored pose moves the other way
     assert float(flipped["T_src_tgt_odom"][0, 0, 3]) == pytest.approx(-float(sample["T_src_tgt_odom"][0, 0, 3]))
     torch.testing.assert_close(flipped["distance_m"], sample["distance_m"])
+    assert not bool(sample["hflip"]) and bool(flipped["hflip"]) and not bool(hflip_sample(flipped)["hflip"])
     # ground-truth warping explains the mirrored sample as well as the original one, and far
     # better than the mirrored images with the original (unmirrored) pose
     err, err_flip = _warp_error(sample), _warp_error(flipped)

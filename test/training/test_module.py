@@ -281,3 +281,81 @@ def test_depth_hint_term_matches_the_hint_functions():
     for bad in (dict(hint_depths=2), dict(hint_downsample=3), dict(hint_weight=-1.0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             _model(**bad)
+
+
+def _odometry_batch(b: int = 2) -> dict[str, torch.Tensor]:
+    batch = _batch(b=b, distance=None)
+    T = torch.eye(4).repeat(b, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = 0.2, -0.2
+    batch["T_src_tgt_odom"] = T
+    batch["index"] = torch.arange(b, dtype=torch.int64) + 10
+    batch["hflip"] = torch.zeros(b, dtype=torch.bool)
+    return batch
+
+
+def _counting_sweeps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the samples the module plane-sweeps (hint_depth is still the real one)."""
+    from depth_ros_training import module as module_mod
+
+    real, swept = module_mod.hint_depth, []
+
+    def counting(tgt, *args, **kw):
+        swept.append(tgt.shape[0])
+        return real(tgt, *args, **kw)
+
+    monkeypatch.setattr(module_mod, "hint_depth", counting)
+    return swept
+
+
+def test_hints_are_swept_once_per_training_sample_and_mirrored_from_the_cache(monkeypatch: pytest.MonkeyPatch):
+    from depth_ros_training.data.dataset import hflip_sample
+
+    swept = _counting_sweeps(monkeypatch)
+    m = _model(warp_pose_source="odometry", source_depth_grad=False, hint_weight=0.4, hint_depths=8)
+    batch = _odometry_batch()
+    tgt01 = m.to_unit_range(batch["tgt"])
+    src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)]
+    warp, K = list(batch["T_src_tgt_odom"].unbind(1)), batch["K"]
+    first = m._hints(batch, tgt01, src01, warp, K, cache=True)
+    assert swept == [2]
+    again = m._hints(batch, tgt01, src01, warp, K, cache=True)
+    assert swept == [2]
+    torch.testing.assert_close(again, first)
+    # the mirrored sample gets the mirrored hint from the cache, and a sweep of the mirrored
+    # images agrees with it (the sweep is left-right symmetric)
+    flipped = [hflip_sample({k: v[i] for k, v in batch.items()}) for i in range(2)]
+    fb = {k: torch.stack([f[k] for f in flipped]) for k in flipped[0]}
+    f_tgt01 = m.to_unit_range(fb["tgt"])
+    f_src01 = [m.to_unit_range(fb["srcs"][:, i]) for i in range(2)]
+    f_warp = list(fb["T_src_tgt_odom"].unbind(1))
+    from_cache = m._hints(fb, f_tgt01, f_src01, f_warp, fb["K"], cache=True)
+    assert swept == [2] and fb["hflip"].all()
+    torch.testing.assert_close(from_cache, first.flip(-1))
+    swept_mirror = m._hints(fb, f_tgt01, f_src01, f_warp, fb["K"], cache=False)
+    assert (swept_mirror - from_cache).abs().le(1e-3 * from_cache).float().mean() > 0.99
+    # a new sample index is swept, alone
+    batch["index"] = torch.tensor([10, 99])
+    m._hints(batch, tgt01, src01, warp, K, cache=True)
+    assert swept == [2, 2, 1]
+    # the training step uses the cache too
+    m.shared_step(batch, "train")
+    assert swept == [2, 2, 1]
+    m.shared_step(batch, "val")  # validation samples are never cached
+    assert swept == [2, 2, 1, 2]
+
+
+def test_hint_cache_respects_its_size_and_poses_from_the_network(monkeypatch: pytest.MonkeyPatch):
+    swept = _counting_sweeps(monkeypatch)
+    one_hint_mb = H * W * 4 / 2**20
+    m = _model(warp_pose_source="odometry", source_depth_grad=False, hint_weight=0.4, hint_depths=8, hint_cache_mb=1.5 * one_hint_mb)
+    batch = _odometry_batch()
+    for _ in range(2):
+        m.shared_step(batch, "train")
+    assert swept == [2, 1] and len(m._hint_cache) == 1  # room for one sample's hint only
+    m = _model(warp_pose_source="network", source_depth_grad=False, hint_weight=0.4, hint_depths=8)
+    swept.clear()
+    for _ in range(2):
+        m.shared_step(batch, "train")
+    assert swept == [2, 2] and not m._hint_cache
+    with pytest.raises(ValueError, match="hint_cache_mb"):
+        _model(hint_cache_mb=-1.0)

@@ -16,6 +16,7 @@ One sample (the dictionary every part of training agrees on; B = batch, S = sour
 * ``"teacher_depth"``: (1, h, w) float32 pseudo-depth of the teacher (v3), only when a
   teacher cache is attached.
 * ``"index"``: int64 sample index.
+* ``"hflip"``: bool, True where the sample was mirrored (``DataConfig.hflip``).
 """
 from __future__ import annotations
 
@@ -343,6 +344,7 @@ class BagSequenceDataset(Dataset):
             "T_src_tgt_odom": torch.from_numpy(T_src_tgt.astype(np.float32)),
             "gt_depth_m": torch.from_numpy(self.load_gt_depth(ref.bag, ref.tgt)),
             "index": torch.tensor(item, dtype=torch.int64),
+            "hflip": torch.tensor(False),
         }
         if self.teacher_depth is not None:
             pseudo = np.asarray(self.teacher_depth[index.bag_path][ref.tgt], dtype=np.float32)
@@ -365,6 +367,7 @@ def hflip_sample(sample: dict[str, Any]) -> dict[str, Any]:
     for key in ("tgt", "srcs", "gt_depth_m", "teacher_depth"):
         if key in out:
             out[key] = out[key].flip(-1)
+    out["hflip"] = torch.tensor(not bool(sample.get("hflip", False)))
     K = out["K"].clone()
     width = out["tgt"].shape[-1]
     K[0, 2] = (width - 1) - K[0, 2]
