@@ -64,7 +64,7 @@ class DemoSettings:
     corridors (seeds 1001-1005; metric AbsRel in brackets): the settings before hints (geometry
     0.5, self-mask, no hints) 0.187 (0.210); without geometry and self-mask 0.180 (0.180);
     hints 1 with geometry 0.160 (0.161); hints 1 without 0.147 (0.149); hints 2 without (the
-    defaults) 0.145 (0.144), and 0.149 (0.146) in a second run; the same with the hint used
+    defaults, uncached) 0.145 (0.144), and 0.149 (0.146) in a second run; the same with the hint used
     only where it halves the reprojection error (``hint_ratio=0.5``) 0.157 (0.154); the sweep
     at full resolution (``hint_downsample=1``, 210 steps instead of ~450) 0.169 (0.170); hints 4
     without 0.172 (0.178), where near boxes were not fitted even on the training corridors. With
