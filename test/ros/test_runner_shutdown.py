@@ -33,26 +33,36 @@ class _Node:
         self.calls.append("destroy_node")
 
 
-def _executor_raising(shutdown_first: bool) -> type:
+def _stand_in_executor(spin_once: Any) -> type:
+    """A MultiThreadedExecutor stand-in whose spin_once(timeout_sec) is the given function."""
     import rclpy
-    from rclpy._rclpy_pybind11 import RCLError
 
     class _Executor:
         def __init__(self, num_threads: int = 1) -> None:
             self.context = rclpy.get_default_context()
 
         def add_node(self, node: Any) -> None:
-            pass
+            """Nodes are not spun: spin_once decides what happens."""
 
         def spin_once(self, timeout_sec: float | None = None) -> None:
-            if shutdown_first:
-                rclpy.shutdown()  # what the SIGINT handler does
-            raise RCLError("failed to initialize wait set: the given context is not valid")
+            spin_once(timeout_sec)
 
         def shutdown(self) -> None:
-            pass
+            """Nothing to stop."""
 
     return _Executor
+
+
+def _executor_raising(shutdown_first: bool) -> type:
+    import rclpy
+    from rclpy._rclpy_pybind11 import RCLError
+
+    def spin_once(timeout_sec: float | None) -> None:
+        if shutdown_first:
+            rclpy.shutdown()  # what the SIGINT handler does
+        raise RCLError("failed to initialize wait set: the given context is not valid")
+
+    return _stand_in_executor(spin_once)
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, shutdown_first: bool) -> tuple[int, _Node]:
@@ -75,31 +85,20 @@ def test_shutdown_during_wait_set_construction_is_a_clean_exit(monkeypatch: pyte
 def test_spinning_waits_in_rcl_for_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """The main thread never waits in rcl without a timeout: Ctrl-C is noticed within
     SPIN_WAKE_S even if its wake-up of the wait set is lost."""
-    import rclpy
     import rclpy.executors
 
     from depth_ros.ros import runner
 
     timeouts: list[float | None] = []
 
-    class _Executor:
-        def __init__(self, num_threads: int = 1) -> None:
-            self.context = rclpy.get_default_context()
-
-        def add_node(self, node: Any) -> None:
-            pass
-
-        def spin_once(self, timeout_sec: float | None = None) -> None:
-            timeouts.append(timeout_sec)
-            if len(timeouts) == 3:
-                raise KeyboardInterrupt
-
-        def shutdown(self) -> None:
-            pass
+    def spin_once(timeout_sec: float | None) -> None:
+        timeouts.append(timeout_sec)
+        if len(timeouts) == 3:
+            raise KeyboardInterrupt
 
     node = _Node()
     monkeypatch.setattr(runner, "_create_node", lambda kind, overrides: node)
-    monkeypatch.setattr(rclpy.executors, "MultiThreadedExecutor", _Executor)
+    monkeypatch.setattr(rclpy.executors, "MultiThreadedExecutor", _stand_in_executor(spin_once))
     assert runner.run_nodes(["depth"], args=[]) == 0
     assert timeouts == [runner.SPIN_WAKE_S] * 3 and 0 < runner.SPIN_WAKE_S <= 2.0
     assert node.calls == ["configure", "shutdown", "destroy_node"]
