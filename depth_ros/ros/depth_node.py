@@ -244,16 +244,19 @@ def make_depth_node_class() -> type:
             )
             self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
 
-            self.depth_pub = self.create_publisher(Image, "depth/image", qos.output_qos())
-            self.info_pub = self.create_publisher(CameraInfo, "depth/camera_info", qos.output_qos())
-            self.cloud_pub = self.create_publisher(PointCloud2, "depth/points", qos.output_qos())
-            self.meta_pub = self.create_publisher(DepthInfo, "depth/info", qos.info_qos())
+            self.depth_pub = qos.advertise(self, Image, "depth/image", qos.output_qos())
+            self.info_pub = qos.advertise(self, CameraInfo, "depth/camera_info", qos.output_qos())
+            self.cloud_pub = qos.advertise(self, PointCloud2, "depth/points", qos.output_qos())
+            self.meta_pub = qos.advertise(self, DepthInfo, "depth/info", qos.info_qos())
             if self.config.image_transport == "compressed":
-                self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos.input_qos())
+                qos.subscribe(self, CompressedImage, "image/compressed", self._on_image, qos.input_qos())
             else:
-                self.create_subscription(Image, "image", self._on_image, qos.input_qos())
-            self.create_subscription(CameraInfo, "camera_info", self._on_info, qos.input_qos())
-            self.create_subscription(PointCloud2, "sparse_points", self._on_sparse, qos.input_qos())
+                qos.subscribe(self, Image, "image", self._on_image, qos.input_qos())
+            qos.subscribe(self, CameraInfo, "camera_info", self._on_info, qos.input_qos())
+            qos.subscribe(self, PointCloud2, "sparse_points", self._on_sparse, qos.input_qos())
+            unused = qos.unused_overrides(self)
+            if unused:
+                self.get_logger().warning(f"QoS overrides for topics this node does not have (typo, or a name before remapping?): {unused}")
             self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
             self._worker.start()
 

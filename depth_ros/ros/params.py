@@ -183,6 +183,7 @@ def config_from_mapping(cls: type[ConfigT], values: Mapping[str, Any], source: s
         raise ParameterError(f"{source}: expected a mapping of parameters, got {type(values).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known - set(_BUILTIN_PARAMETERS))
+    unknown = [n for n in unknown if not n.startswith("qos_overrides.")]  # checked when the node creates its topics
     if unknown:
         raise ParameterError(f"{source}: unknown parameter(s) {unknown}; known: {sorted(known)}")
     try:

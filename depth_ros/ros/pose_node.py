@@ -137,13 +137,16 @@ def make_pose_node_class() -> type:
             self.tracker = PoseTracker(spec.pose_convention, int(cfg.max_gap_s * 1e9))
             self._prev: tuple[int, np.ndarray] | None = None
             self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
-            self.odom_pub = self.create_publisher(Odometry, "odom", qos.info_qos())
-            self.pose_pub = self.create_publisher(PoseStamped, "pose", qos.info_qos())
+            self.odom_pub = qos.advertise(self, Odometry, "odom", qos.info_qos())
+            self.pose_pub = qos.advertise(self, PoseStamped, "pose", qos.info_qos())
             if cfg.image_transport == "compressed":
-                self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos.input_qos())
+                qos.subscribe(self, CompressedImage, "image/compressed", self._on_image, qos.input_qos())
             else:
-                self.create_subscription(Image, "image", self._on_image, qos.input_qos())
-            self.create_subscription(CameraInfo, "camera_info", self._on_info, qos.input_qos())
+                qos.subscribe(self, Image, "image", self._on_image, qos.input_qos())
+            qos.subscribe(self, CameraInfo, "camera_info", self._on_info, qos.input_qos())
+            unused = qos.unused_overrides(self)
+            if unused:
+                self.get_logger().warning(f"QoS overrides for topics this node does not have (typo, or a name before remapping?): {unused}")
             try:
                 from tf2_ros import TransformBroadcaster  # absent from the pip wheels
 

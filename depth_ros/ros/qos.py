@@ -8,19 +8,35 @@ never queues more than ``depth`` samples per subscriber.
 Large images and clouds over Fast DDS need shared-memory segments larger than the default
 512 KB (config/fastdds_local.xml, see README "Transport"); without them a 640x480 cloud goes as
 UDP fragments, lags by 100s of ms and drops.
+
+Every subscription and publisher of the nodes accepts the standard ROS 2 QoS override
+parameters (created through :func:`subscribe` / :func:`advertise`), e.g. to replay a bag with
+no frame lost to a busy node::
+
+    qos_overrides./camera/image_raw.subscription.reliability: reliable
+    qos_overrides./camera/image_raw.subscription.depth: 50
+
+The topic in the name is the resolved one (after remapping). A bad override value stops the
+node with a ParameterError naming it; an override for a topic the node does not have is
+reported by :func:`unused_overrides`.
 """
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["input_qos", "output_qos", "info_qos"]
+__all__ = ["advertise", "info_qos", "input_qos", "output_qos", "overridable", "subscribe", "unused_overrides"]
+
+OVERRIDE_PREFIX = "qos_overrides."
 
 
 def input_qos() -> Any:
-    """SensorDataQoS (best effort, keep last 5)."""
+    """SensorDataQoS (best effort, keep last 5), a copy: rclpy applies QoS overrides to the
+    profile object it is given, which must not be rclpy's shared ``qos_profile_sensor_data``."""
+    import copy
+
     from rclpy.qos import qos_profile_sensor_data
 
-    return qos_profile_sensor_data
+    return copy.copy(qos_profile_sensor_data)
 
 
 def output_qos(depth: int = 2) -> Any:
@@ -38,3 +54,49 @@ def output_qos(depth: int = 2) -> Any:
 def info_qos() -> Any:
     """Reliable, keep last 10: small per-frame records (DepthInfo, odometry)."""
     return output_qos(depth=10)
+
+
+def overridable() -> Any:
+    """QoS overriding options for ``create_subscription`` / ``create_publisher``: reliability,
+    history, depth and durability (rclpy's defaults leave durability out) become read-only
+    ``qos_overrides.<topic>...`` parameters."""
+    from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
+
+    return QoSOverridingOptions([QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY,
+                                 QoSPolicyKind.DURABILITY])
+
+
+def _overridden(kind: str, topic: str, create: Any) -> Any:
+    from rclpy.exceptions import InvalidParameterTypeException
+
+    from depth_ros.ros.params import ParameterError
+
+    try:
+        return create()
+    except (InvalidParameterTypeException, RuntimeError, TypeError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ParameterError(f"QoS override of the {kind} on '{topic}': {message}") from None
+
+
+def subscribe(node: Any, msg_type: Any, topic: str, callback: Any, profile: Any) -> Any:
+    """``node.create_subscription`` with QoS override parameters; a bad override value is a
+    ParameterError naming the topic. ``profile`` itself is left unchanged."""
+    import copy
+
+    return _overridden("subscription", topic, lambda: node.create_subscription(
+        msg_type, topic, callback, copy.copy(profile), qos_overriding_options=overridable()))
+
+
+def advertise(node: Any, msg_type: Any, topic: str, profile: Any) -> Any:
+    """``node.create_publisher`` with QoS override parameters (see :func:`subscribe`)."""
+    import copy
+
+    return _overridden("publisher", topic, lambda: node.create_publisher(
+        msg_type, topic, copy.copy(profile), qos_overriding_options=overridable()))
+
+
+def unused_overrides(node: Any) -> list[str]:
+    """``qos_overrides.*`` values given to ``node`` that match none of its topics (a typo in
+    the topic, or a name before remapping); call after the node created its entities."""
+    given: dict[str, Any] = getattr(node, "_parameter_overrides", {})
+    return sorted(n for n in given if n.startswith(OVERRIDE_PREFIX) and not node.has_parameter(n))

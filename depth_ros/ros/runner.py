@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from depth_ros.errors import DepthRosError
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, PoseNodeConfig, config_from_mapping
+from depth_ros.ros.qos import OVERRIDE_PREFIX
 
 __all__ = ["add_arguments", "check_params_file", "run", "run_nodes"]
 
@@ -39,6 +40,18 @@ def _node_of_key(key: str) -> str | None:
         return "*"
     name = key.rstrip("/").rsplit("/", 1)[-1]
     return name if name in NODE_CONFIGS else None
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings of a params file as dotted names, as rcl reads them
+    (``qos_overrides: {/image: {subscription: {depth: 5}}}`` -> ``qos_overrides./image.subscription.depth``)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def check_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -75,11 +88,11 @@ def check_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
         params = section["ros__parameters"] or {}
         if not isinstance(params, Mapping):
             raise ParameterError(f"{path}: '{key}.ros__parameters' must be a mapping")
-        sections.setdefault(node, {}).update(params)
+        sections.setdefault(node, {}).update(_flatten(params))
     common = sections.pop("*", {})
     merged: dict[str, dict[str, Any]] = {}
     for node, cls in NODE_CONFIGS.items():
-        values = {k: v for k, v in common.items() if k in {f for f in cls.__dataclass_fields__}}
+        values = {k: v for k, v in common.items() if k in cls.__dataclass_fields__ or k.startswith(OVERRIDE_PREFIX)}
         values.update(sections.get(node, {}))
         config_from_mapping(cls, values, source=f"{path} [{node}]")
         merged[node] = values

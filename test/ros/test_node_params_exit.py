@@ -26,6 +26,8 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float = 60.0) -> subpr
         ("/**/depth_node:\n  ros__parameters:\n    max_range_m: far\n", [], "max_range_m"),
         ("/**/depth_node:\n  ros__parameters:\n    min_range_m: 9.0\n    max_range_m: 3.0\n", [], "min_range_m"),
         (None, [], "model_path"),
+        (None, ["-p", "qos_overrides./image.subscription.reliability:=sometimes"], "image"),
+        (None, ["-p", "qos_overrides./depth/points.publisher.depth:=deep"], "depth/points"),
     ],
 )
 def test_depth_node_exits_1_naming_the_parameter(ros_env: dict[str, str], models: dict[str, Path], tmp_path: Path,

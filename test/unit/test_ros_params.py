@@ -105,6 +105,33 @@ def test_params_file_errors(tmp_path: Path) -> None:
     assert sections["pose_node"] == {"backend": "torch"}  # pose has no max_range_m
 
 
+def test_params_file_qos_overrides_pass_through(tmp_path: Path) -> None:
+    f = tmp_path / "qos.yaml"
+    f.write_text(textwrap.dedent("""\
+        /**/depth_node:
+          ros__parameters:
+            max_range_m: 9.0
+            qos_overrides:
+              /camera/image_raw:
+                subscription:
+                  reliability: reliable
+                  depth: 50
+            qos_overrides./camera/camera_info.subscription.reliability: reliable
+    """))
+    sections = check_params_file(f)
+    # nested and dotted spellings both reach the node as rcl's dotted names
+    assert sections["depth_node"] == {
+        "max_range_m": 9.0,
+        "qos_overrides./camera/image_raw.subscription.reliability": "reliable",
+        "qos_overrides./camera/image_raw.subscription.depth": 50,
+        "qos_overrides./camera/camera_info.subscription.reliability": "reliable",
+    }
+    assert sections["pose_node"] == {}
+    f.write_text("/**/depth_node:\n  ros__parameters:\n    qos_override:\n      /image: {subscription: {depth: 5}}\n")
+    with pytest.raises(ParameterError, match=r"qos_override\./image\.subscription\.depth"):
+        check_params_file(f)  # misspelt prefix: an unknown parameter
+
+
 def test_parameter_table_lists_every_parameter() -> None:
     from depth_ros.ros.params import parameter_table
 
