@@ -32,7 +32,14 @@ def bag(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
 
 @pytest.fixture(scope="module")
 def depth_node(ros_env: dict[str, str], models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    argv = node_argv("depth_ros.ros.depth_node", {"model_path": models["plane"], "backend": "onnxruntime-cpu"},
+    # Replay with no frame lost: the image and camera_info subscriptions are made reliable
+    # through the standard QoS override parameters (SensorDataQoS, best effort keep-last-5, may
+    # lose frames to a busy executor or the network; a bag replay should not).
+    overrides = {f"qos_overrides.{topic}.subscription.{policy}": value
+                 for topic in ("/camera/image_raw", "/camera/camera_info")
+                 for policy, value in (("reliability", "reliable"), ("depth", 2 * FRAMES))}
+    argv = node_argv("depth_ros.ros.depth_node",
+                     {"model_path": models["plane"], "backend": "onnxruntime-cpu", **overrides},
                      {"__ns": "/replay", "image": "/camera/image_raw", "camera_info": "/camera/camera_info"})
     proc = NodeProcess(argv, ros_env, tmp_path_factory.mktemp("replay") / "node.log")
     proc.wait_log("model 'plane_2m'", 60.0)
@@ -42,6 +49,7 @@ def depth_node(ros_env: dict[str, str], models: dict[str, Path], tmp_path_factor
 
 def test_play_into_depth_node(bag: tuple[Path, list[int]], depth_node: NodeProcess, graph: Graph,
                               ros_env: dict[str, str], tmp_path: Path) -> None:
+    from rclpy.qos import ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from depth_ros.msg import DepthInfo
@@ -51,6 +59,11 @@ def test_play_into_depth_node(bag: tuple[Path, list[int]], depth_node: NodeProce
     meta = graph.subscribe(DepthInfo, "/replay/depth/info", 50)
     graph.wait_until(lambda: graph.subscriptions["/replay/depth/image"].get_publisher_count() >= 1,
                      30.0, "the depth node's publisher")
+    graph.wait_until(lambda: len(graph.node.get_subscriptions_info_by_topic("/camera/image_raw")) >= 1,
+                     30.0, "the depth node's image subscription")
+    readers = graph.node.get_subscriptions_info_by_topic("/camera/image_raw")
+    # (discovery carries reliability, not the reader's history depth)
+    assert [r.qos_profile.reliability for r in readers] == [ReliabilityPolicy.RELIABLE], readers
     player = NodeProcess(
         [sys.executable, "-m", "depth_ros.cli", "play", str(path), "--rate", "2.0", "--clock",
          "--topics", "/camera/image_raw", "/camera/camera_info", "--wait-for-subscribers", "30", "--delay", "1.0"],
@@ -66,14 +79,13 @@ def test_play_into_depth_node(bag: tuple[Path, list[int]], depth_node: NodeProce
         code = player.stop()
     assert code == 0, player.log()
     got = [m.header.stamp.sec * S + m.header.stamp.nanosec for m in depth]
-    # Every output is a bag frame, in order, in the bag's optical frame. Once frames flow each
-    # is either published or counted as dropped (the worker keeps only the newest); the first
-    # few may go out before the node's best-effort reader has finished discovery, which the
-    # player cannot observe.
+    # Every output is a bag frame, in order, in the bag's optical frame. With reliable readers
+    # every bag frame reaches the node and is either published or counted as dropped (the
+    # worker keeps only the newest).
     assert got == sorted(got) and set(got) <= set(stamps) and got[-1] == stamps[-1]
     dropped = meta[-1].frames_dropped
-    assert meta[-1].frames_received == len(got) + dropped + meta[-1].frames_skipped, (meta[-1].frames_received, len(got), dropped)
-    assert len(stamps) >= len(got) + dropped >= len(stamps) - stamps.index(got[0]), (len(got), dropped)
+    assert meta[-1].frames_received == len(stamps) and meta[-1].frames_skipped == 0, meta[-1]
+    assert len(got) + dropped == len(stamps), (len(got), dropped)
     assert len(got) >= FRAMES // 2, (len(got), FRAMES)
     assert {m.header.frame_id for m in depth} == {"camera_optical_frame"}
     assert all(m.encoding == "32FC1" and (m.width, m.height) == (64, 48) for m in depth)
