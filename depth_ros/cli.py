@@ -16,6 +16,7 @@ import threading
 from typing import Any, Iterator, Sequence
 
 from depth_ros.errors import DepthRosError
+from depth_ros.logsetup import configure_logging
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("depth_ros.demo", "the whole story on a synthetic scene: synth, train, export, infer, metrics"),
@@ -63,10 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     try:
         with sigterm_as_interrupt():
             return int(args._run(args) or 0)

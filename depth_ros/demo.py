@@ -265,6 +265,7 @@ class _StepTimer:
 def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) -> tuple[Any, dict[str, Any]]:
     import lightning.pytorch as pl
 
+    from depth_ros_training.callbacks import EpochProgressBar, tidy_lightning_output
     from depth_ros_training.data import DataConfig
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.module import DepthTrainingModule
@@ -291,8 +292,10 @@ def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) 
     remaining = max(1.0, s.train_seconds - (time.perf_counter() - started))
     timer = _StepTimer()
     net = model(schedule_seconds=remaining)
+    tidy_lightning_output()
     trainer = pl.Trainer(
-        max_steps=s.max_steps, max_time=timedelta(seconds=remaining), callbacks=[timer.callback],
+        max_steps=s.max_steps, max_time=timedelta(seconds=remaining),
+        callbacks=[timer.callback] + ([] if quiet else [EpochProgressBar()]),
         gradient_clip_val=1.0, logger=False, enable_checkpointing=False, num_sanity_val_steps=0,
         enable_model_summary=False, limit_val_batches=0, enable_progress_bar=not quiet,
     )
@@ -300,7 +303,7 @@ def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) 
     steps = trainer.global_step
     log.info("training: %d steps of %d samples in %.0f s (%.2f s per step)", steps, s.batch_size, sum(timer.times), sum(timer.times) / max(1, steps))
     ckpt = workdir / "last.ckpt"
-    trainer.save_checkpoint(str(ckpt))
+    trainer.save_checkpoint(str(ckpt), weights_only=False)  # full: optimizer state too, so a run can resume
     info = {
         "steps": steps,
         "step_s": sum(timer.times) / max(1, steps),

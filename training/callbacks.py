@@ -1,12 +1,15 @@
-"""Rank-zero visualisation: input image and depth colormap to TensorBoard."""
+"""Rank-zero visualisation (input image and depth colormap to TensorBoard) and the progress bar."""
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
-__all__ = ["DepthImageLogger", "colorize_inverse_depth"]
+__all__ = ["DepthImageLogger", "EpochProgressBar", "colorize_inverse_depth", "tidy_lightning_output"]
 
 # anchors of a perceptually ordered dark-to-bright map (close = bright)
 _ANCHORS = np.array(
@@ -71,3 +74,32 @@ class DepthImageLogger(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self._log(trainer, pl_module, getattr(pl_module, "_last_val", None), "val")
+
+
+class EpochProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, but a run with no epoch limit (``max_epochs=-1``, bounded
+    by ``max_steps`` or ``max_time``, as the demo's) shows "Epoch 3", not "Epoch 3/-2"."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = super()._get_train_description(current_epoch)
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is not None and max_epochs < 0:
+            description = description.replace(f"/{max_epochs - 1}", "", 1)
+        return description
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+def tidy_lightning_output() -> None:
+    """Keep Lightning's advertising tips (a cloud logging service, on every Trainer) out of the
+    training output, and print its other messages once, through the root handler
+    (:func:`depth_ros.logsetup.tidy_library_handlers`). Call after importing Lightning. Idempotent."""
+    from depth_ros.logsetup import tidy_library_handlers
+
+    tidy_library_handlers()
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in logger.filters):
+        logger.addFilter(_NoTips())

@@ -15,10 +15,11 @@ resolved configuration is saved next to the TensorBoard logs and checkpoints.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Sequence
+
+from depth_ros.logsetup import configure_logging
 
 __all__ = ["main"]
 
@@ -54,7 +55,7 @@ def _fit_or_validate(command: str, argv: list[str]) -> int:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from depth_ros_training.callbacks import DepthImageLogger
+    from depth_ros_training.callbacks import DepthImageLogger, EpochProgressBar, tidy_lightning_output
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.module import DepthTrainingModule
 
@@ -69,6 +70,9 @@ def _fit_or_validate(command: str, argv: list[str]) -> int:
     root = Path(trainer_kwargs.get("default_root_dir") or ".")
     logger = TensorBoardLogger(str(root), name="lightning_logs")
     callbacks = [ModelCheckpoint(save_last=True), DepthImageLogger(model.hparams.log_images_every_n_steps), LearningRateMonitor(logging_interval="step")]
+    if trainer_kwargs.get("enable_progress_bar") is not False:
+        callbacks.append(EpochProgressBar())
+    tidy_lightning_output()
     trainer = pl.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks)
     if trainer.is_global_zero:
         log_dir = Path(logger.log_dir)
@@ -115,7 +119,7 @@ def _export_main(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if argv and argv[0] == "export":
         return _export_main(argv[1:])
     if argv and argv[0] in ("fit", "validate"):
