@@ -66,14 +66,22 @@ def overridable() -> Any:
                                  QoSPolicyKind.DURABILITY])
 
 
-def _overridden(kind: str, topic: str, create: Any) -> Any:
-    from rclpy.exceptions import InvalidParameterTypeException
-
+def _overridden(node: Any, kind: str, topic: str, create: Any) -> Any:
+    """``create()``; when it fails and the user gave QoS overrides for ``topic``, a
+    ParameterError naming the topic (rclpy raises RuntimeError, a parameter type error or the
+    rmw's refusal, e.g. a negative depth, with no mention of the topic)."""
     from depth_ros.ros.params import ParameterError
 
     try:
         return create()
-    except (InvalidParameterTypeException, RuntimeError, TypeError, ValueError) as exc:
+    except Exception as exc:
+        given: dict[str, Any] = getattr(node, "_parameter_overrides", {})
+        try:
+            prefix = f"{OVERRIDE_PREFIX}{node.resolve_topic_name(topic)}.{kind}"
+        except Exception:
+            raise exc from None  # an invalid topic name: not about overrides
+        if not any(name.startswith(prefix) for name in given):
+            raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ParameterError(f"QoS override of the {kind} on '{topic}': {message}") from None
 
@@ -83,7 +91,7 @@ def subscribe(node: Any, msg_type: Any, topic: str, callback: Any, profile: Any)
     ParameterError naming the topic. ``profile`` itself is left unchanged."""
     import copy
 
-    return _overridden("subscription", topic, lambda: node.create_subscription(
+    return _overridden(node, "subscription", topic, lambda: node.create_subscription(
         msg_type, topic, callback, copy.copy(profile), qos_overriding_options=overridable()))
 
 
@@ -91,7 +99,7 @@ def advertise(node: Any, msg_type: Any, topic: str, profile: Any) -> Any:
     """``node.create_publisher`` with QoS override parameters (see :func:`subscribe`)."""
     import copy
 
-    return _overridden("publisher", topic, lambda: node.create_publisher(
+    return _overridden(node, "publisher", topic, lambda: node.create_publisher(
         msg_type, topic, copy.copy(profile), qos_overriding_options=overridable()))
 
 

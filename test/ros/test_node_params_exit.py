@@ -28,6 +28,7 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float = 60.0) -> subpr
         (None, [], "model_path"),
         (None, ["-p", "qos_overrides./image.subscription.reliability:=sometimes"], "image"),
         (None, ["-p", "qos_overrides./depth/points.publisher.depth:=deep"], "depth/points"),
+        (None, ["-p", "qos_overrides./camera_info.subscription.depth:=-3"], "camera_info"),  # refused by the rmw
     ],
 )
 def test_depth_node_exits_1_naming_the_parameter(ros_env: dict[str, str], models: dict[str, Path], tmp_path: Path,
