@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
 from depth_ros.errors import DepthRosError
+from depth_ros.ros.qos import OVERRIDE_PREFIX
 
 __all__ = [
     "BACKENDS",
@@ -182,8 +183,8 @@ def config_from_mapping(cls: type[ConfigT], values: Mapping[str, Any], source: s
     if not isinstance(values, Mapping):
         raise ParameterError(f"{source}: expected a mapping of parameters, got {type(values).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known - set(_BUILTIN_PARAMETERS))
-    unknown = [n for n in unknown if not n.startswith("qos_overrides.")]  # checked when the node creates its topics
+    # QoS overrides are checked when the node creates its topics
+    unknown = sorted(n for n in set(values) - known - set(_BUILTIN_PARAMETERS) if not n.startswith(OVERRIDE_PREFIX))
     if unknown:
         raise ParameterError(f"{source}: unknown parameter(s) {unknown}; known: {sorted(known)}")
     try:
@@ -252,7 +253,7 @@ def declare_config(node: Any, cls: type[ConfigT]) -> ConfigT:
     overrides: dict[str, Any] = getattr(node, "_parameter_overrides", {})
     unknown = sorted(
         n for n in overrides
-        if n not in known and n not in _BUILTIN_PARAMETERS and not n.startswith("qos_overrides.")
+        if n not in known and n not in _BUILTIN_PARAMETERS and not n.startswith(OVERRIDE_PREFIX)
     )
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(known)}")

@@ -22,6 +22,7 @@ reported by :func:`unused_overrides`.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 __all__ = ["advertise", "info_qos", "input_qos", "output_qos", "overridable", "subscribe", "unused_overrides"]
@@ -30,13 +31,10 @@ OVERRIDE_PREFIX = "qos_overrides."
 
 
 def input_qos() -> Any:
-    """SensorDataQoS (best effort, keep last 5), a copy: rclpy applies QoS overrides to the
-    profile object it is given, which must not be rclpy's shared ``qos_profile_sensor_data``."""
-    import copy
-
+    """SensorDataQoS (best effort, keep last 5)."""
     from rclpy.qos import qos_profile_sensor_data
 
-    return copy.copy(qos_profile_sensor_data)
+    return qos_profile_sensor_data
 
 
 def output_qos(depth: int = 2) -> Any:
@@ -88,17 +86,15 @@ def _overridden(node: Any, kind: str, topic: str, create: Any) -> Any:
 
 def subscribe(node: Any, msg_type: Any, topic: str, callback: Any, profile: Any) -> Any:
     """``node.create_subscription`` with QoS override parameters; a bad override value is a
-    ParameterError naming the topic. ``profile`` itself is left unchanged."""
-    import copy
-
+    ParameterError naming the topic. rclpy writes the overrides into the profile object it is
+    given, so it gets a copy: ``profile`` (e.g. rclpy's shared ``qos_profile_sensor_data``) is
+    left unchanged."""
     return _overridden(node, "subscription", topic, lambda: node.create_subscription(
         msg_type, topic, callback, copy.copy(profile), qos_overriding_options=overridable()))
 
 
 def advertise(node: Any, msg_type: Any, topic: str, profile: Any) -> Any:
     """``node.create_publisher`` with QoS override parameters (see :func:`subscribe`)."""
-    import copy
-
     return _overridden(node, "publisher", topic, lambda: node.create_publisher(
         msg_type, topic, copy.copy(profile), qos_overriding_options=overridable()))
 
