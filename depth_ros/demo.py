@@ -73,9 +73,9 @@ class DemoSettings:
     full-resolution sweep (381 steps) 0.152 (0.150); 64 sweep depths 0.145 (0.144); smoothness
     0.03 0.145 (0.143) (both fit near boxes better and 2-10 m worse); peak rate 2e-3 0.156
     (0.157); batch 2 0.159 (0.159); geometry 0.5 with the self-discovered mask and source depths
-    with gradient (364 steps) 0.146 (0.145); six 50-frame training corridors 0.157 (0.154); averaging with the mirrored
-    image's prediction at inference 0.138 (0.137). The default model scores 0.108 on its own
-    training corridors. A blurred-image
+    with gradient (364 steps) 0.146 (0.145); six 50-frame training corridors 0.157 (0.154);
+    averaging with the mirrored image's prediction at inference 0.138 (0.137). The default
+    model scores 0.108 on its own training corridors. A blurred-image
     warm-up (Gaussian sigma 2-3 px for the first 30-50 % of the run) widened the photometric
     basin in a static check but collapsed to min depth with the geometry term on and gave 0.241
     on seed 1001 without it (0.225 for the settings of the time). Earlier, on seed 1001 alone

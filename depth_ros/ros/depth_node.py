@@ -254,9 +254,7 @@ def make_depth_node_class() -> type:
                 qos.subscribe(self, Image, "image", self._on_image, qos.input_qos())
             qos.subscribe(self, CameraInfo, "camera_info", self._on_info, qos.input_qos())
             qos.subscribe(self, PointCloud2, "sparse_points", self._on_sparse, qos.input_qos())
-            unused = qos.unused_overrides(self)
-            if unused:
-                self.get_logger().warning(f"QoS overrides for topics this node does not have (typo, or a name before remapping?): {unused}")
+            qos.warn_unused_overrides(self)
             self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
             self._worker.start()
 

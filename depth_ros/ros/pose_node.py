@@ -144,9 +144,7 @@ def make_pose_node_class() -> type:
             else:
                 qos.subscribe(self, Image, "image", self._on_image, qos.input_qos())
             qos.subscribe(self, CameraInfo, "camera_info", self._on_info, qos.input_qos())
-            unused = qos.unused_overrides(self)
-            if unused:
-                self.get_logger().warning(f"QoS overrides for topics this node does not have (typo, or a name before remapping?): {unused}")
+            qos.warn_unused_overrides(self)
             try:
                 from tf2_ros import TransformBroadcaster  # absent from the pip wheels
 

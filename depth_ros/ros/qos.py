@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["advertise", "info_qos", "input_qos", "output_qos", "overridable", "subscribe", "unused_overrides"]
+__all__ = ["advertise", "info_qos", "input_qos", "output_qos", "overridable", "subscribe", "unused_overrides", "warn_unused_overrides"]
 
 OVERRIDE_PREFIX = "qos_overrides."
 
@@ -104,3 +104,10 @@ def unused_overrides(node: Any) -> list[str]:
     the topic, or a name before remapping); call after the node created its entities."""
     given: dict[str, Any] = getattr(node, "_parameter_overrides", {})
     return sorted(n for n in given if n.startswith(OVERRIDE_PREFIX) and not node.has_parameter(n))
+
+
+def warn_unused_overrides(node: Any) -> None:
+    """Log a warning naming the :func:`unused_overrides` of ``node``, if any."""
+    unused = unused_overrides(node)
+    if unused:
+        node.get_logger().warning(f"QoS overrides for topics this node does not have (typo, or a name before remapping?): {unused}")
