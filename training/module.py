@@ -80,7 +80,11 @@ class DepthTrainingModule(LightningModule):
             of running PoseNet on the swapped pair (halves the pose cost).
         source_depth_grad: back-propagate through the source frames' depths (SC-Depth). False
             computes them without gradient (the geometry term then shapes the target depth
-            only), which saves about a third of a CPU step.
+            only), which saves about a third of a CPU step. When nothing uses them (no geometry
+            term, no self-discovered mask, no ranking term, odometry warps, no source
+            gradient) they are not computed at all: the photometric term is then the forward
+            direction's half (see :func:`~depth_ros_training.losses.sc_depth_loss`), with the
+            same gradient as the bidirectional term would have.
         init_depth_m: start the depth network at this depth everywhere (the bias of its
             output layer), instead of the sigmoid's midpoint (``1/depth`` halfway between the
             inverse min and max depths, ~0.2 m for 0.1..100 m). A from-scratch network that
@@ -204,6 +208,15 @@ class DepthTrainingModule(LightningModule):
         w = self.depth_net(x)[0]
         return w, disp_to_depth(w, self.hparams.min_depth_m, self.hparams.max_depth_m)
 
+    @property
+    def needs_source_depths(self) -> bool:
+        """Whether a training step predicts the source frames' depths: the geometry term, the
+        self-discovered mask and the ranking term (through the mask) use them, and so does
+        the backward photometric direction when it has a gradient (source depths with
+        gradient, or PoseNet's poses in the warp)."""
+        hp = self.hparams
+        return bool(hp.source_depth_grad or hp.geometry_weight > 0 or hp.use_self_mask or hp.ranking_weight > 0 or hp.warp_pose_source != "odometry")
+
     def predict_pose(self, tgt: Tensor, src: Tensor) -> Tensor:
         """(B, 6) ``T_src_tgt`` (axis-angle rad, translation m) for normalised images."""
         return self.pose_net(tgt, src)
@@ -268,8 +281,11 @@ class DepthTrainingModule(LightningModule):
             tgt_ws, src_ws = [w[:b] for w in w_scales], [w[b:] for w in w_scales]
         else:
             tgt_ws = self.depth_net(tgt)
-            with torch.no_grad():
-                src_ws = self.depth_net(srcs.flatten(0, 1))
+            if self.needs_source_depths:
+                with torch.no_grad():
+                    src_ws = self.depth_net(srcs.flatten(0, 1))
+            else:
+                src_ws = [None] * len(tgt_ws)
         tgt_w = tgt_ws[0]
         tgt_depth = disp_to_depth(tgt_w, hp.min_depth_m, hp.max_depth_m)
         src_list = list(srcs.unbind(1))
@@ -305,14 +321,14 @@ class DepthTrainingModule(LightningModule):
             # scale k: images area-downsampled to the disparity's resolution, K to match
             # (pixel-centre convention); smoothness weighted 1/2^k as in monodepth2
             depth_k = tgt_depth if k == 0 else disp_to_depth(w_k, hp.min_depth_m, hp.max_depth_m)
-            src_depth_k = disp_to_depth(src_w_k, hp.min_depth_m, hp.max_depth_m).view(b, s, 1, *w_k.shape[-2:]).unbind(1)
+            src_depth_k = None if src_w_k is None else list(disp_to_depth(src_w_k, hp.min_depth_m, hp.max_depth_m).view(b, s, 1, *w_k.shape[-2:]).unbind(1))
             tgt01_k = tgt01 if k == 0 else F.avg_pool2d(tgt01, 2**k)
             src01_k = src01 if k == 0 else [F.avg_pool2d(x, 2**k) for x in src01]
             sc_k = sc_depth_loss(
                 tgt01_k,
                 src01_k,
                 depth_k,
-                list(src_depth_k),
+                src_depth_k,
                 warp,
                 warp_inv,
                 K if k == 0 else scale_intrinsics(K, 2**-k),

@@ -309,3 +309,30 @@ def test_scale_intrinsics_matches_an_area_downsampled_image(scene) -> None:
     assert batched.shape == (3, 3, 3) and torch.equal(batched[1], scale_intrinsics(K, 0.25))
     with pytest.raises(ValueError, match="factor"):
         scale_intrinsics(K, 0.0)
+
+
+def test_without_source_depths_the_gradient_is_the_bidirectional_terms(scene) -> None:
+    # the demo's set-up: source depths without gradient, odometry poses, no geometry term and
+    # no self-discovered mask: the backward half is a constant, so skipping the source depths
+    # must leave the depth gradient exactly as it was
+    s = scene
+    poses = [s["T_src_tgt"], s["T_src2_tgt"]]
+    poses_inv = [torch.linalg.inv(T) for T in poses]
+    srcs, src_depths = [s["src_img"], s["src2_img"]], [s["src_depth"], s["src2_depth"]]
+    depth = (1.2 * s["tgt_depth"]).requires_grad_()
+    both = sc_depth_loss(s["tgt_img"], srcs, depth, src_depths, poses, poses_inv, K, use_mask=False)
+    (grad_both,) = torch.autograd.grad(both.photometric, depth)
+    fwd = sc_depth_loss(s["tgt_img"], srcs, depth, None, poses, None, K, use_mask=False)
+    (grad_fwd,) = torch.autograd.grad(fwd.photometric, depth)
+    assert float(grad_both.abs().sum()) > 0
+    torch.testing.assert_close(grad_fwd, grad_both)
+    assert float(fwd.geometry) == 0.0 and float(fwd.self_mask.min()) == 1.0
+    torch.testing.assert_close(fwd.min_photo_error, both.min_photo_error)
+    # the value differs by the backward half only
+    assert float(fwd.photometric.detach()) < float(both.photometric.detach())
+
+
+def test_self_mask_needs_source_depths(scene) -> None:
+    s = scene
+    with pytest.raises(ValueError, match="self-discovered mask needs the source depth"):
+        sc_depth_loss(s["tgt_img"], [s["src_img"]], s["tgt_depth"], None, [s["T_src_tgt"]], None, K)

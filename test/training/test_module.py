@@ -359,3 +359,38 @@ def test_hint_cache_respects_its_size_and_poses_from_the_network(monkeypatch: py
     assert swept == [2, 2] and not m._hint_cache
     with pytest.raises(ValueError, match="hint_cache_mb"):
         _model(hint_cache_mb=-1.0)
+
+
+def test_source_depths_are_skipped_when_nothing_uses_them():
+    # the demo's set-up: odometry warps, no geometry term, no self-discovered mask, source
+    # depths without gradient: one depth pass per step (the target's), and the depth
+    # network's gradient equals the one of the bidirectional loss with source depths
+    kw = dict(warp_pose_source="odometry", geometry_weight=0.0, use_self_mask=False, source_depth_grad=False, velocity_weight=0.0)
+    batch = _batch(distance=None)
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = 0.2, -0.2
+    batch["T_src_tgt_odom"] = T
+    skip = _model(**kw)
+    assert not skip.needs_source_depths
+    sizes = []
+    skip.depth_net.register_forward_hook(lambda mod, inp, out: sizes.append(inp[0].shape[0]))
+    total, terms, _ = skip.shared_step(batch, "train")
+    assert sizes == [2] and float(terms["geometry"]) == 0.0
+    total.backward()
+    # the same weights with the source pass forced on (the ranking term asks for it; its
+    # weight acts only when the batch has teacher depth, which this one does not)
+    full = _model(**kw, ranking_weight=0.1)
+    full.load_state_dict(skip.state_dict())
+    assert full.needs_source_depths
+    sizes.clear()
+    full.depth_net.register_forward_hook(lambda mod, inp, out: sizes.append(inp[0].shape[0]))
+    total_full, terms_full, _ = full.shared_step(batch, "train")
+    assert sizes == [2, 4]
+    total_full.backward()
+    grads = [(p.grad, q.grad) for p, q in zip(skip.depth_net.parameters(), full.depth_net.parameters()) if p.grad is not None]
+    assert grads and any(float(a.abs().sum()) > 0 for a, _ in grads)
+    for a, b in grads:
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert float(terms["photometric"].detach()) < float(terms_full["photometric"].detach())  # the backward half is gone
+    for other in (dict(geometry_weight=0.1), dict(use_self_mask=True), dict(source_depth_grad=True)):
+        assert _model(**(kw | other)).needs_source_depths

@@ -25,6 +25,12 @@ Over several sources and both directions (:func:`sc_depth_loss`):
 * each term = ``0.5 * forward + 0.5 * mean(backward)``.
   (sc_depth_pl concatenates both directions and takes one argmin across them, mixing pixel
   grids of different images; keeping the directions apart avoids that.)
+
+Without source depths (``src_depths=None``: no geometry term, no self-discovered mask, source
+depths not predicted) there is no backward direction and the photometric term is
+``0.5 * forward``. That is the gradient the bidirectional term has when the source depths are
+computed without gradient and the poses come from odometry (the backward half is then a
+constant), at the cost of one depth-network pass fewer per step.
 """
 from __future__ import annotations
 
@@ -106,7 +112,7 @@ def sc_depth_pair_loss(
     tgt_img: Tensor,
     src_img: Tensor,
     tgt_depth: Tensor,
-    src_depth: Tensor,
+    src_depth: Tensor | None,
     T_src_tgt: Tensor,
     K: Tensor,
     ssim_weight: float = 0.85,
@@ -118,7 +124,8 @@ def sc_depth_pair_loss(
     Args:
         tgt_img, src_img: (B, 3, H, W) images in [0, 1].
         tgt_depth, src_depth: (B, 1, H, W) predicted z-depths (positive), same units as
-            the pose translation.
+            the pose translation. ``src_depth=None``: no geometry term (``geometry_map``
+            zeros) and no self-discovered mask (``use_mask`` must be False).
         T_src_tgt: (B, 4, 4) maps target-frame points into the source frame (PoseNet(tgt, src)).
         K: (3, 3) or (B, 3, 3) intrinsics at (H, W) pixels.
         ssim_weight: SSIM share of the photometric error (0.85).
@@ -129,18 +136,26 @@ def sc_depth_pair_loss(
         :class:`PairLoss`.
     """
     _check_image_depth(tgt_img, tgt_depth, "target")
-    _check_image_depth(src_img, src_depth, "source")
+    if src_depth is not None:
+        _check_image_depth(src_img, src_depth, "source")
+    elif use_mask:
+        raise ValueError("the self-discovered mask needs the source depth (src_depth is None)")
     if tgt_img.shape != src_img.shape:
         raise ValueError(f"target {tuple(tgt_img.shape)} and source {tuple(src_img.shape)} images differ in shape")
     c = src_img.shape[1]
     # border padding: SSIM windows at the edge of the visible region see replicated pixels, not
     # black (validity comes from the projection, not from the padding)
-    warp = inverse_warp(torch.cat([src_img, src_depth], dim=1), tgt_depth, T_src_tgt, K, padding_mode="border")
-    warped_img, sampled_depth = warp.warped[:, :c], warp.warped[:, c:]
-    in_view = warp.valid * (sampled_depth > 0).to(warp.valid.dtype)
-    computed = warp.projected_depth
-    denom = (computed + sampled_depth).clamp(min=1e-6)
-    geometry_map = ((computed - sampled_depth).abs() / denom).clamp(0.0, 1.0) * in_view
+    if src_depth is None:
+        warp = inverse_warp(src_img, tgt_depth, T_src_tgt, K, padding_mode="border")
+        warped_img, in_view = warp.warped, warp.valid
+        geometry_map = torch.zeros_like(tgt_depth)
+    else:
+        warp = inverse_warp(torch.cat([src_img, src_depth], dim=1), tgt_depth, T_src_tgt, K, padding_mode="border")
+        warped_img, sampled_depth = warp.warped[:, :c], warp.warped[:, c:]
+        in_view = warp.valid * (sampled_depth > 0).to(warp.valid.dtype)
+        computed = warp.projected_depth
+        denom = (computed + sampled_depth).clamp(min=1e-6)
+        geometry_map = ((computed - sampled_depth).abs() / denom).clamp(0.0, 1.0) * in_view
     photo_error = photometric_error(tgt_img, warped_img, ssim_weight)
     if use_auto_mask:
         with torch.no_grad():
@@ -177,9 +192,9 @@ def sc_depth_loss(
     tgt_img: Tensor,
     src_imgs: list[Tensor],
     tgt_depth: Tensor,
-    src_depths: list[Tensor],
+    src_depths: list[Tensor] | None,
     poses: list[Tensor],
-    poses_inv: list[Tensor],
+    poses_inv: list[Tensor] | None,
     K: Tensor,
     ssim_weight: float = 0.85,
     use_mask: bool = True,
@@ -191,10 +206,12 @@ def sc_depth_loss(
         tgt_img: (B, 3, H, W) target image in [0, 1].
         src_imgs: N >= 1 source images, each (B, 3, H, W) in [0, 1].
         tgt_depth: (B, 1, H, W) predicted target depth.
-        src_depths: N predicted source depths, each (B, 1, H, W).
+        src_depths: N predicted source depths, each (B, 1, H, W); None: forward direction
+            only, no geometry term (0) and no self-discovered mask (see the module docstring).
         poses: N transforms ``T_src_tgt`` (B, 4, 4) (PoseNet(tgt, src)).
         poses_inv: N transforms ``T_tgt_src`` (B, 4, 4) (PoseNet(src, tgt), *not* required to
-            be the exact inverse of ``poses``; SC-Depth predicts both).
+            be the exact inverse of ``poses``; SC-Depth predicts both); unused (may be None)
+            without source depths.
         K: (3, 3) or (B, 3, 3) intrinsics at (H, W) pixels.
         ssim_weight, use_mask, use_auto_mask: as :func:`sc_depth_pair_loss`.
 
@@ -202,17 +219,20 @@ def sc_depth_loss(
         :class:`ScDepthTerms`.
     """
     n = len(src_imgs)
-    if n == 0 or not (len(src_depths) == len(poses) == len(poses_inv) == n):
+    if src_depths is None:
+        if n == 0 or len(poses) != n:
+            raise ValueError(f"need N >= 1 sources with matching lists, got {n} images and {len(poses)} poses")
+    elif n == 0 or poses_inv is None or not (len(src_depths) == len(poses) == len(poses_inv) == n):
         raise ValueError(
             f"need N >= 1 sources with matching lists, got {len(src_imgs)} images, {len(src_depths)} depths, "
-            f"{len(poses)} poses, {len(poses_inv)} inverse poses"
+            f"{len(poses)} poses, {'no' if poses_inv is None else len(poses_inv)} inverse poses"
         )
     options = dict(ssim_weight=ssim_weight, use_mask=use_mask, use_auto_mask=use_auto_mask)
     forward = [
-        sc_depth_pair_loss(tgt_img, s_img, tgt_depth, s_depth, T, K, **options)
-        for s_img, s_depth, T in zip(src_imgs, src_depths, poses)
+        sc_depth_pair_loss(tgt_img, s_img, tgt_depth, None if src_depths is None else src_depths[i], T, K, **options)
+        for i, (s_img, T) in enumerate(zip(src_imgs, poses))
     ]
-    backward = [
+    backward = [] if src_depths is None else [
         sc_depth_pair_loss(s_img, tgt_img, s_depth, tgt_depth, T_inv, K, **options)
         for s_img, s_depth, T_inv in zip(src_imgs, src_depths, poses_inv)
     ]
