@@ -98,6 +98,7 @@ class DemoSettings:
     scene: str = "corridor"
     stride: int = 2
     frame_offsets: tuple[int, ...] = (-1, 1)
+    hint_offsets: tuple[int, ...] = ()
     batch_size: int = 4
     lr: float = 1e-3
     train_seconds: float = 300.0
@@ -277,7 +278,7 @@ def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) 
 
     started = time.perf_counter()
     pl.seed_everything(0, workers=True, verbose=False)
-    data = DataConfig(bags=tuple(str(b) for b in train_bags), height=s.net_height, width=s.net_width, stride=s.stride, frame_offsets=s.frame_offsets, val_fraction=0.0, require_odometry=True, cache_frames=True, hflip=s.hflip, color_jitter=s.color_jitter)
+    data = DataConfig(bags=tuple(str(b) for b in train_bags), height=s.net_height, width=s.net_width, stride=s.stride, frame_offsets=s.frame_offsets, hint_offsets=s.hint_offsets, val_fraction=0.0, require_odometry=True, cache_frames=True, hflip=s.hflip, color_jitter=s.color_jitter)
     dm = BagDataModule(data, batch_size=s.batch_size, num_workers=0)
 
     def model(schedule_seconds: float) -> DepthTrainingModule:

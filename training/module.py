@@ -107,7 +107,10 @@ class DepthTrainingModule(LightningModule):
             towards it with ``log(1 + |d - d_hint|)`` (Depth Hints, with hints from the frames'
             motion instead of a stereo pair). It reaches surfaces whose true match lies too
             far from the current warp for the photometric gradient (near objects under
-            forward motion). See :mod:`depth_ros_training.losses.hints`.
+            forward motion). When the batch carries ``hint_srcs`` (``DataConfig.hint_offsets``)
+            the sweep also sees those frames, all with odometry poses, and the hint and the
+            network's depth are compared on the same, wider set of frames. See
+            :mod:`depth_ros_training.losses.hints`.
         hint_depths: plane-sweep hypotheses (>= 3).
         hint_ratio: the hint is used where its reprojection error is below this fraction of
             the network's (1 = Depth Hints; lower rejects hints that win by chance).
@@ -351,10 +354,20 @@ class DepthTrainingModule(LightningModule):
 
         if hp.hint_weight > 0:
             with torch.no_grad():
-                hint = self._hints(batch, tgt01, src01, warp, K, cache=stage == "train")
-                hint_error = min_reprojection_error(tgt01, src01, hint, warp, K, hp.ssim_weight)
-            # the network's own error is the scale-0 per-pixel minimum sc_depth_loss computed
-            terms["hint"], hint_fraction = depth_hint_loss(tgt_depth, hint, sc.min_photo_error, hint_error, hp.hint_ratio)
+                sweep_src01, sweep_warp = src01, warp
+                if "hint_srcs" in batch:  # frames only the sweep sees (DataConfig.hint_offsets), odometry poses
+                    T_hint = batch["T_hint_src_tgt_odom"]
+                    if T_odom is None or not (torch.isfinite(T_hint).all() and torch.isfinite(T_odom).all()):
+                        raise ValueError("hint sources need odometry poses for every frame of the sample (T_hint_src_tgt_odom / T_src_tgt_odom has NaN)")
+                    sweep_src01 = src01 + [self.to_unit_range(x) for x in batch["hint_srcs"].unbind(1)]
+                    sweep_warp = list(T_odom.to(tgt.dtype).unbind(1)) + list(T_hint.to(tgt.dtype).unbind(1))
+                hint = self._hints(batch, tgt01, sweep_src01, sweep_warp, K, cache=stage == "train")
+                hint_error = min_reprojection_error(tgt01, sweep_src01, hint, sweep_warp, K, hp.ssim_weight)
+                if "hint_srcs" in batch:  # compare both depths on the same frames
+                    pred_error = min_reprojection_error(tgt01, sweep_src01, tgt_depth.detach(), sweep_warp, K, hp.ssim_weight)
+                else:  # the scale-0 per-pixel minimum sc_depth_loss computed
+                    pred_error = sc.min_photo_error
+            terms["hint"], hint_fraction = depth_hint_loss(tgt_depth, hint, pred_error, hint_error, hp.hint_ratio)
             terms["hint_fraction"] = hint_fraction.detach()
             total = total + hp.hint_weight * terms["hint"]
 

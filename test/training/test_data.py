@@ -300,3 +300,40 @@ def test_augmentation_only_in_training_and_jitter_shared_by_all_frames(bags):
     assert float(j01.min()) >= -1e-6 and float(j01.max()) <= 1 + 1e-6
     with pytest.raises(ValueError, match="color_jitter"):
         _config(bags["full"], color_jitter=1.5)
+
+
+def test_hint_offsets_give_sweep_only_frames_with_their_poses(bags):
+    from depth_ros_training.data.dataset import color_jitter_sample, hflip_sample
+
+    plain = BagSequenceDataset(_config(bags["full"], stride=2), "all")
+    ds = BagSequenceDataset(_config(bags["full"], stride=2, hint_offsets=(-2, 2)), "all")
+    # the wider reach leaves fewer targets: frames 4 .. N-5 instead of 2 .. N-3
+    assert [s.tgt for s in ds.samples] == list(range(4, SYNTH.frames - 4))
+    assert [s.tgt for s in plain.samples] == list(range(2, SYNTH.frames - 2))
+    assert all(s.srcs == (s.tgt - 2, s.tgt + 2) and s.hint_srcs == (s.tgt - 4, s.tgt + 4) for s in ds.samples)
+    sample = ds[3]
+    ref = ds.samples[3]
+    assert sample["hint_srcs"].shape == (2, 3, 32, 96) and sample["T_hint_src_tgt_odom"].shape == (2, 4, 4)
+    torch.testing.assert_close(sample["hint_srcs"][1], torch.from_numpy(ds.load_frame(0, ref.tgt + 4)))
+    # T_hint (tgt -> tgt+4) is tgt -> tgt+2 (this sample's source 1) followed by tgt+2 -> tgt+4
+    # (source 1 of the sample whose target is tgt+2): the hint frames' poses are odometry's
+    T_a = sample["T_src_tgt_odom"][1].double()
+    T_b = ds[[s.tgt for s in ds.samples].index(ref.tgt + 2)]["T_src_tgt_odom"][1].double()
+    torch.testing.assert_close(sample["T_hint_src_tgt_odom"][1].double(), T_b @ T_a, rtol=1e-5, atol=1e-5)
+    assert "hint_srcs" not in plain[0]
+    # mirrored and jittered alike with the other frames
+    flipped = hflip_sample(sample)
+    torch.testing.assert_close(flipped["hint_srcs"], sample["hint_srcs"].flip(-1))
+    S = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+    torch.testing.assert_close(flipped["T_hint_src_tgt_odom"], S @ sample["T_hint_src_tgt_odom"] @ S)
+    s = dict(sample, srcs=sample["tgt"][None], hint_srcs=sample["tgt"][None])
+    j = color_jitter_sample(s, 0.4, ds.config.mean, ds.config.std)
+    torch.testing.assert_close(j["hint_srcs"][0], j["tgt"])
+    # errors: reach beyond the bag, no odometry, overlap with the sources
+    BagSequenceDataset(_config(bags["db3"], stride=2), "all")  # 6 frames: enough for the sources
+    with pytest.raises(BagError, match=r"6 images .* need at least 9 .* hint offsets \(-2, 2\)"):
+        BagSequenceDataset(_config(bags["db3"], stride=2, hint_offsets=(-2, 2)), "all")
+    with pytest.raises(BagError, match="hint_offsets need odometry"):
+        BagSequenceDataset(_config(bags["no_odom"], hint_offsets=(2,)), "all")
+    with pytest.raises(ValueError, match="hint_offsets must be distinct"):
+        DataConfig(bags=("x",), hint_offsets=(1,))

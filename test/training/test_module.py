@@ -394,3 +394,38 @@ def test_source_depths_are_skipped_when_nothing_uses_them():
     assert float(terms["photometric"].detach()) < float(terms_full["photometric"].detach())  # the backward half is gone
     for other in (dict(geometry_weight=0.1), dict(use_self_mask=True), dict(source_depth_grad=True)):
         assert _model(**(kw | other)).needs_source_depths
+
+
+def test_hint_sources_join_the_sweep_and_the_comparison():
+    import torch.nn.functional as F
+
+    from depth_ros_training.losses.hints import depth_hint_loss, min_reprojection_error, plane_sweep_depth
+    from depth_ros_training.losses.warping import scale_intrinsics
+
+    m = _model(warp_pose_source="odometry", source_depth_grad=False, hint_weight=0.4, hint_depths=8, hint_downsample=2)
+    batch = _batch(distance=None)
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = 0.2, -0.2
+    T_hint = torch.eye(4).repeat(2, 2, 1, 1)
+    T_hint[:, 0, 2, 3], T_hint[:, 1, 2, 3] = 0.4, -0.4
+    g = torch.Generator().manual_seed(1)
+    batch |= {"T_src_tgt_odom": T, "T_hint_src_tgt_odom": T_hint, "hint_srcs": torch.randn(2, 2, 3, H, W, generator=g)}
+    total, terms, depth = m.shared_step(batch, "train")
+    tgt01 = m.to_unit_range(batch["tgt"])
+    src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)] + [m.to_unit_range(batch["hint_srcs"][:, i]) for i in range(2)]
+    poses, K = list(T.unbind(1)) + list(T_hint.unbind(1)), batch["K"]
+    small = plane_sweep_depth(F.avg_pool2d(tgt01, 2), [F.avg_pool2d(x, 2) for x in src01], poses, scale_intrinsics(K, 0.5), 0.1, 100.0, 8)
+    hint = F.interpolate(small.depth, size=(H, W), mode="nearest")
+    want, fraction = depth_hint_loss(
+        depth.detach(), hint, min_reprojection_error(tgt01, src01, depth.detach(), poses, K), min_reprojection_error(tgt01, src01, hint, poses, K)
+    )
+    torch.testing.assert_close(terms["hint"].detach(), want, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(terms["hint_fraction"], fraction)
+    # the photometric term still sees the two sources only
+    plain = {k: v for k, v in batch.items() if k not in ("hint_srcs", "T_hint_src_tgt_odom")}
+    _, plain_terms, _ = m.shared_step(plain, "train")
+    torch.testing.assert_close(plain_terms["photometric"], terms["photometric"])
+    assert not torch.equal(plain_terms["hint"], terms["hint"])
+    batch["T_hint_src_tgt_odom"] = torch.full_like(T_hint, float("nan"))
+    with pytest.raises(ValueError, match="hint sources need odometry poses"):
+        m.shared_step(batch, "train")

@@ -15,6 +15,9 @@ One sample (the dictionary every part of training agrees on; B = batch, S = sour
   neighbour), NaN where invalid or where the bag has none.
 * ``"teacher_depth"``: (1, h, w) float32 pseudo-depth of the teacher (v3), only when a
   teacher cache is attached.
+* ``"hint_srcs"``, ``"T_hint_src_tgt_odom"``: (S_h, 3, h, w) and (S_h, 4, 4), the frames at
+  ``DataConfig.hint_offsets`` and their odometry poses, only when hint offsets are set (seen
+  by the depth-hint plane sweep only).
 * ``"index"``: int64 sample index.
 * ``"hflip"``: bool, True where the sample was mirrored (``DataConfig.hflip``).
 """
@@ -50,6 +53,10 @@ class DataConfig:
         height, width: network input size in pixels.
         crop: optional (x0, y0, width, height) crop in recorded pixels, applied before the resize.
         frame_offsets: source frames relative to the target, in units of ``stride`` frames.
+        hint_offsets: further frames (same units) that only the depth-hint plane sweep sees
+            (the photometric terms use ``frame_offsets`` alone): wider baselines move mid and
+            far surfaces enough to be found (see :mod:`depth_ros_training.losses.hints`).
+            Needs odometry poses for them; empty (the default): none.
         stride: frames between neighbours (2 = every other frame).
         image_topic, camera_info_topic, odom_topic, gt_depth_topic: see IndexOptions.
         static_filter: "odometry" (skip samples whose camera moved less than
@@ -80,6 +87,7 @@ class DataConfig:
     width: int = 416
     crop: tuple[int, int, int, int] | None = None
     frame_offsets: tuple[int, ...] = (-1, 1)
+    hint_offsets: tuple[int, ...] = ()
     stride: int = 1
     image_topic: str | None = None
     camera_info_topic: str | None = None
@@ -101,6 +109,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "bags", tuple(str(b) for b in self.bags))
         object.__setattr__(self, "frame_offsets", tuple(int(o) for o in self.frame_offsets))
+        object.__setattr__(self, "hint_offsets", tuple(int(o) for o in self.hint_offsets))
         if self.crop is not None:
             object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
             if len(self.crop) != 4 or self.crop[2] <= 0 or self.crop[3] <= 0 or min(self.crop[:2]) < 0:
@@ -111,6 +120,8 @@ class DataConfig:
             raise ValueError(f"height and width must be multiples of 32 (encoder stride), got {self.height}x{self.width}")
         if not self.frame_offsets or 0 in self.frame_offsets or len(set(self.frame_offsets)) != len(self.frame_offsets):
             raise ValueError(f"frame_offsets must be distinct non-zero integers, got {self.frame_offsets}")
+        if 0 in self.hint_offsets or len(set(self.hint_offsets + self.frame_offsets)) != len(self.hint_offsets) + len(self.frame_offsets):
+            raise ValueError(f"hint_offsets must be distinct non-zero integers not in frame_offsets, got {self.hint_offsets} (frame_offsets {self.frame_offsets})")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         if self.static_filter not in ("auto", "odometry", "image", "none"):
@@ -148,11 +159,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SampleRef:
-    """A sample: bag number, target frame number and source frame numbers in that bag."""
+    """A sample: bag number, target frame number, source frame numbers and hint-sweep frame
+    numbers in that bag."""
 
     bag: int
     tgt: int
     srcs: tuple[int, ...]
+    hint_srcs: tuple[int, ...] = ()
 
 
 def _split_of_frames(stamps_ns: np.ndarray, segment_s: float, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -181,17 +194,22 @@ def plan_samples(index: BagIndex, config: DataConfig, bag_number: int, thumbnail
     n = len(index)
     seg, is_val = _split_of_frames(index.image_stamp_ns, config.segment_s, config.val_fraction) if n else (np.zeros(0, np.int64), np.zeros(0, bool))
     offsets = np.array(config.frame_offsets) * config.stride
+    hint_offsets = np.array(config.hint_offsets, dtype=np.int64) * config.stride
+    reach = np.concatenate([offsets, hint_offsets])
     mode = config.static_filter
     if mode == "auto":
         mode = "odometry" if index.has_odometry and index.pose_valid.any() else ("image" if thumbnails is not None else "none")
     out: dict[str, list[SampleRef]] = {"train": [], "val": []}
     centres = index.T_odom_cam[:, :3, 3]
-    for i in range(max(0, -offsets.min()), n - max(0, offsets.max())):
+    for i in range(max(0, -reach.min()), n - max(0, reach.max())):
         srcs = i + offsets
-        if np.any(seg[srcs] != seg[i]):
+        hint_srcs = i + hint_offsets
+        if np.any(seg[srcs] != seg[i]) or np.any(seg[hint_srcs] != seg[i]):
             continue  # crosses a split segment boundary
         if config.require_odometry and not (index.pose_valid[i] and index.pose_valid[srcs].all()):
             continue
+        if len(hint_srcs) and not (index.pose_valid[i] and index.pose_valid[hint_srcs].all()):
+            continue  # the sweep warps with odometry poses
         if mode == "odometry":
             if not (index.pose_valid[i] and index.pose_valid[srcs].all()):
                 continue
@@ -202,7 +220,7 @@ def plan_samples(index: BagIndex, config: DataConfig, bag_number: int, thumbnail
             change = np.abs(thumbnails[srcs] - thumbnails[i]).mean(axis=(1, 2))
             if change.min() < config.min_image_change:
                 continue
-        out["val" if is_val[i] else "train"].append(SampleRef(bag_number, int(i), tuple(int(s) for s in srcs)))
+        out["val" if is_val[i] else "train"].append(SampleRef(bag_number, int(i), tuple(int(s) for s in srcs), tuple(int(s) for s in hint_srcs)))
     return out
 
 
@@ -256,12 +274,16 @@ class BagSequenceDataset(Dataset):
         log.info("%s: %d samples from %d bags (camera %dx%d)", split, len(self.samples), len(self.indexes), cam.width, cam.height)
 
     def _check_bag(self, index: BagIndex) -> None:
-        need = (max(max(self.config.frame_offsets), 0) - min(min(self.config.frame_offsets), 0)) * self.config.stride + 1
+        reach = self.config.frame_offsets + self.config.hint_offsets
+        need = (max(max(reach), 0) - min(min(reach), 0)) * self.config.stride + 1
         if len(index) < need:
+            hints = f" and hint offsets {self.config.hint_offsets}" if self.config.hint_offsets else ""
             raise BagError(
                 f"{index.bag_path}: {len(index)} images on {index.image_topic}, need at least {need} "
-                f"for source offsets {self.config.frame_offsets} at stride {self.config.stride}"
+                f"for source offsets {self.config.frame_offsets}{hints} at stride {self.config.stride}"
             )
+        if self.config.hint_offsets and not (index.has_odometry and index.pose_valid.any()):
+            raise BagError(f"{index.bag_path}: hint_offsets need odometry poses (the sweep warps with them); the bag has none on {self.config.odom_topic}")
         if self.config.require_odometry and not (index.has_odometry and index.pose_valid.any()):
             why = "; ".join(index.notes) or f"no nav_msgs/Odometry on {self.config.odom_topic}"
             raise BagError(
@@ -346,6 +368,11 @@ class BagSequenceDataset(Dataset):
             "index": torch.tensor(item, dtype=torch.int64),
             "hflip": torch.tensor(False),
         }
+        if ref.hint_srcs:
+            hint = list(ref.hint_srcs)
+            sample["hint_srcs"] = torch.from_numpy(np.stack([self.load_frame(ref.bag, f) for f in hint]))
+            T_hint = np.linalg.inv(index.T_odom_cam[hint]) @ index.T_odom_cam[ref.tgt]
+            sample["T_hint_src_tgt_odom"] = torch.from_numpy(T_hint.astype(np.float32))
         if self.teacher_depth is not None:
             pseudo = np.asarray(self.teacher_depth[index.bag_path][ref.tgt], dtype=np.float32)
             sample["teacher_depth"] = torch.from_numpy(pseudo.reshape(1, self.config.height, self.config.width).copy())
@@ -364,7 +391,7 @@ def hflip_sample(sample: dict[str, Any]) -> dict[str, Any]:
     """The sample of the left-right mirrored world (see ``DataConfig.hflip``); a new dict,
     the input's tensors are not modified."""
     out = dict(sample)
-    for key in ("tgt", "srcs", "gt_depth_m", "teacher_depth"):
+    for key in ("tgt", "srcs", "hint_srcs", "gt_depth_m", "teacher_depth"):
         if key in out:
             out[key] = out[key].flip(-1)
     out["hflip"] = torch.tensor(not bool(sample.get("hflip", False)))
@@ -374,6 +401,8 @@ def hflip_sample(sample: dict[str, Any]) -> dict[str, Any]:
     out["K"] = K
     S = _MIRROR_X.to(out["T_src_tgt_odom"].dtype)
     out["T_src_tgt_odom"] = S @ out["T_src_tgt_odom"] @ S  # NaN rows stay NaN
+    if "T_hint_src_tgt_odom" in out:
+        out["T_hint_src_tgt_odom"] = S @ out["T_hint_src_tgt_odom"] @ S
     return out
 
 
@@ -397,6 +426,8 @@ def color_jitter_sample(sample: dict[str, Any], strength: float, mean: tuple[flo
     out = dict(sample)
     out["tgt"] = jitter(sample["tgt"])
     out["srcs"] = jitter(sample["srcs"])
+    if "hint_srcs" in sample:
+        out["hint_srcs"] = jitter(sample["hint_srcs"])
     return out
 
 
