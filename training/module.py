@@ -32,7 +32,7 @@ from torch import Tensor
 
 from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.losses import edge_aware_smoothness, sc_depth_loss, scale_intrinsics, velocity_loss
-from depth_ros_training.losses.hints import depth_hint_loss, hint_depth, min_reprojection_error
+from depth_ros_training.losses.hints import HINT_LOSSES, depth_hint_loss, hint_depth, min_reprojection_error
 from depth_ros_training.models import DispNet, PoseNet, disp_to_depth, pose_vec_to_mat
 
 __all__ = ["DepthTrainingModule"]
@@ -114,6 +114,8 @@ class DepthTrainingModule(LightningModule):
         hint_depths: plane-sweep hypotheses (>= 3).
         hint_ratio: the hint is used where its reprojection error is below this fraction of
             the network's (1 = Depth Hints; lower rejects hints that win by chance).
+        hint_loss: ``"log1p"`` (Depth Hints' ``log(1 + |d - d_hint|)``) or ``"log_ratio"``
+            (``|log d - log d_hint|``), see :func:`~depth_ros_training.losses.hints.depth_hint_loss`.
         hint_downsample: the sweep runs on images area-downsampled by this factor (1, 2 or 4)
             and its depth is upsampled (nearest) to the network's resolution: at 64x192, half
             resolution keeps ~90 % of near pixels within 10 % of the truth at a fifth of the
@@ -163,6 +165,7 @@ class DepthTrainingModule(LightningModule):
         hint_depths: int = 32,
         hint_downsample: int = 2,
         hint_ratio: float = 1.0,
+        hint_loss: str = "log1p",
         hint_cache_mb: float = 1024.0,
         ranking_pairs: int = 3000,
         ranking_tau: float = 0.03,
@@ -183,6 +186,8 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"schedule_seconds must be positive, got {schedule_seconds}")
         if lr_schedule not in ("constant", "step", "onecycle"):
             raise ValueError(f"lr_schedule must be constant|step|onecycle, got {lr_schedule!r}")
+        if hint_loss not in HINT_LOSSES:
+            raise ValueError(f"hint_loss must be one of {HINT_LOSSES}, got {hint_loss!r}")
         if not 0.0 < hint_ratio <= 1.0:
             raise ValueError(f"hint_ratio must be in (0, 1], got {hint_ratio!r}")
         if hint_downsample not in (1, 2, 4):
@@ -367,7 +372,7 @@ class DepthTrainingModule(LightningModule):
                     pred_error = min_reprojection_error(tgt01, sweep_src01, tgt_depth.detach(), sweep_warp, K, hp.ssim_weight)
                 else:  # the scale-0 per-pixel minimum sc_depth_loss computed
                     pred_error = sc.min_photo_error
-            terms["hint"], hint_fraction = depth_hint_loss(tgt_depth, hint, pred_error, hint_error, hp.hint_ratio)
+            terms["hint"], hint_fraction = depth_hint_loss(tgt_depth, hint, pred_error, hint_error, hp.hint_ratio, hp.hint_loss)
             terms["hint_fraction"] = hint_fraction.detach()
             total = total + hp.hint_weight * terms["hint"]
 

@@ -115,6 +115,25 @@ def test_depth_hint_loss_hand_computed() -> None:
     torch.testing.assert_close(pred.grad, torch.tensor([[[[-0.125, 0.0], [0.0, 0.0]]]]))
 
 
+def test_depth_hint_loss_log_ratio_hand_computed() -> None:
+    pred = torch.tensor([[[[1.0, 8.0], [3.0, 4.0]]]], requires_grad=True)
+    hint = torch.tensor([[[[2.0, 2.0], [float("nan"), 2.0]]]])
+    pred_err = torch.tensor([[[[0.3, 0.1], [0.5, 0.2]]]])
+    hint_err = torch.tensor([[[[0.1, 0.2], [0.1, 0.1]]]])  # (0, 1): network better; (1, 0): no hint
+    loss, fraction = depth_hint_loss(pred, hint, pred_err, hint_err, kind="log_ratio")
+    # used: (0, 0) |log 1 - log 2| and (1, 1) |log 4 - log 2|: the same relative error costs the
+    # same at 1 m and at 4 m (log1p would charge log 2 and log 3)
+    assert float(loss.detach()) == pytest.approx(2 * math.log(2.0) / 4)
+    assert float(fraction) == pytest.approx(0.5)
+    loss.backward()
+    # d/dp |log p - log h| = sign / p: -1 at (0, 0), +1/4 at (1, 1), over 4 pixels
+    torch.testing.assert_close(pred.grad, torch.tensor([[[[-0.25, 0.0], [0.0, 0.0625]]]]))
+    log1p, _ = depth_hint_loss(pred, hint, pred_err, hint_err)
+    assert float(log1p.detach()) == pytest.approx((math.log(2.0) + math.log(3.0)) / 4)
+    with pytest.raises(ValueError, match="kind"):
+        depth_hint_loss(pred, hint, pred_err, hint_err, kind="l2")
+
+
 def test_depth_hint_loss_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="shapes differ"):
         depth_hint_loss(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 4, 5), torch.ones(1, 1, 4, 4), torch.ones(1, 1, 4, 4))

@@ -278,7 +278,7 @@ def test_depth_hint_term_matches_the_hint_functions():
     torch.testing.assert_close(terms["hint_fraction"], fraction)
     base = terms["photometric"] + 0.5 * terms["geometry"] + 0.1 * terms["smoothness"]
     torch.testing.assert_close(total, base + 0.4 * terms["hint"])
-    for bad in (dict(hint_depths=2), dict(hint_downsample=3), dict(hint_weight=-1.0)):
+    for bad in (dict(hint_depths=2), dict(hint_downsample=3), dict(hint_weight=-1.0), dict(hint_loss="l2")):
         with pytest.raises(ValueError, match=next(iter(bad))):
             _model(**bad)
 

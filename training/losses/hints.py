@@ -32,7 +32,7 @@ from torch import Tensor
 from depth_ros_training.losses.photometric import photometric_error
 from depth_ros_training.losses.warping import inverse_warp, scale_intrinsics
 
-__all__ = ["PlaneSweep", "depth_hint_loss", "hint_depth", "min_reprojection_error", "plane_sweep_depth"]
+__all__ = ["HINT_LOSSES", "PlaneSweep", "depth_hint_loss", "hint_depth", "min_reprojection_error", "plane_sweep_depth"]
 
 _OUT_OF_VIEW = 2.0  # photometric errors are in [0, 1]; out-of-view sources rank last
 _CHUNK_PIXELS = 2_000_000  # target pixels scored at once (~100 MB of float32 intermediates per million)
@@ -160,7 +160,10 @@ def hint_depth(
     return F.interpolate(small.depth, size=tgt_img.shape[-2:], mode="nearest")
 
 
-def depth_hint_loss(pred_depth: Tensor, hint_depth: Tensor, pred_error: Tensor, hint_error: Tensor, ratio: float = 1.0) -> tuple[Tensor, Tensor]:
+HINT_LOSSES = ("log1p", "log_ratio")
+
+
+def depth_hint_loss(pred_depth: Tensor, hint_depth: Tensor, pred_error: Tensor, hint_error: Tensor, ratio: float = 1.0, kind: str = "log1p") -> tuple[Tensor, Tensor]:
     """Depth Hints' supervised term: ``log(1 + |d - d_hint|)`` where the hint reprojects better.
 
     Args:
@@ -173,6 +176,10 @@ def depth_hint_loss(pred_depth: Tensor, hint_depth: Tensor, pred_error: Tensor, 
             Hints). Below 1 the hint must beat the network clearly: the sweep's error is a
             minimum over many hypotheses, so on ambiguous texture it beats the true depth's
             error by chance alone.
+        kind: ``"log1p"``: ``log(1 + |d - d_hint|)`` (Depth Hints; an error of a given size in
+            metres costs the same at any depth), ``"log_ratio"``: ``|log d - log d_hint|``
+            (a given *relative* error costs the same at any depth, as AbsRel counts it: near
+            surfaces weigh more, far ones, whose hints are the least certain, less).
 
     Returns:
         (loss averaged over all pixels, fraction of pixels that used the hint).
@@ -184,6 +191,12 @@ def depth_hint_loss(pred_depth: Tensor, hint_depth: Tensor, pred_error: Tensor, 
         )
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    use = ((hint_error < ratio * pred_error) & (hint_error < _OUT_OF_VIEW) & torch.isfinite(hint_depth)).to(pred_depth.dtype).detach()
-    per_pixel = torch.log1p((pred_depth - hint_depth.detach().nan_to_num(0.0)).abs()) * use
+    if kind not in HINT_LOSSES:
+        raise ValueError(f"kind must be one of {HINT_LOSSES}, got {kind!r}")
+    use = ((hint_error < ratio * pred_error) & (hint_error < _OUT_OF_VIEW) & torch.isfinite(hint_depth) & (hint_depth > 0)).to(pred_depth.dtype).detach()
+    if kind == "log1p":
+        per_pixel = torch.log1p((pred_depth - hint_depth.detach().nan_to_num(0.0)).abs()) * use
+    else:
+        safe_hint = torch.where(use > 0, hint_depth.detach(), torch.ones_like(hint_depth))  # no log of NaN or 0 where unused
+        per_pixel = (torch.log(pred_depth) - torch.log(safe_hint)).abs() * use
     return per_pixel.mean(), use.mean()
