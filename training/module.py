@@ -35,7 +35,7 @@ from depth_ros_training.losses import edge_aware_smoothness, sc_depth_loss, scal
 from depth_ros_training.losses.hints import HINT_LOSSES, depth_hint_loss, hint_depth, min_reprojection_error
 from depth_ros_training.models import DispNet, PoseNet, disp_to_depth, pose_vec_to_mat
 
-__all__ = ["DepthTrainingModule"]
+__all__ = ["DepthTrainingModule", "bf16_supported"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,13 @@ class DepthTrainingModule(LightningModule):
             further samples are computed every step. 0 turns the cache off. With PoseNet's
             poses (``"network"``) hints change as PoseNet learns and are never cached.
         ranking_pairs, ranking_tau: v3 ranking sampling.
+        network_dtype: ``"float32"``, or ``"bfloat16"``: the two networks' forward and
+            backward passes run under autocast in bfloat16 (weights, optimiser and every loss
+            stay float32; the networks' outputs are cast back before the losses, whose warps
+            need float32 pixel coordinates). On CPUs with native bfloat16 (AVX512-BF16 or AMX;
+            :func:`bf16_supported`) a step of the demo's networks is ~1.3x faster; elsewhere it
+            is emulated and slower. Trainer-wide ``precision="bf16-mixed"`` would run the
+            losses in bfloat16 too.
         log_images_every_n_steps: read by the image callback.
     """
 
@@ -167,6 +174,7 @@ class DepthTrainingModule(LightningModule):
         hint_ratio: float = 1.0,
         hint_loss: str = "log1p",
         hint_cache_mb: float = 1024.0,
+        network_dtype: str = "float32",
         ranking_pairs: int = 3000,
         ranking_tau: float = 0.03,
         log_images_every_n_steps: int = 100,
@@ -186,6 +194,8 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"schedule_seconds must be positive, got {schedule_seconds}")
         if lr_schedule not in ("constant", "step", "onecycle"):
             raise ValueError(f"lr_schedule must be constant|step|onecycle, got {lr_schedule!r}")
+        if network_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"network_dtype must be float32 or bfloat16, got {network_dtype!r}")
         if hint_loss not in HINT_LOSSES:
             raise ValueError(f"hint_loss must be one of {HINT_LOSSES}, got {hint_loss!r}")
         if not 0.0 < hint_ratio <= 1.0:
@@ -213,7 +223,7 @@ class DepthTrainingModule(LightningModule):
     # -- networks ------------------------------------------------------------------------------
     def predict_depth(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(disparity w in (0, 1), depth_m), both (B, 1, H, W), for normalised images x (B, 3, H, W)."""
-        w = self.depth_net(x)[0]
+        w = self._depth_scales(x)[0]
         return w, disp_to_depth(w, self.hparams.min_depth_m, self.hparams.max_depth_m)
 
     @property
@@ -227,7 +237,19 @@ class DepthTrainingModule(LightningModule):
 
     def predict_pose(self, tgt: Tensor, src: Tensor) -> Tensor:
         """(B, 6) ``T_src_tgt`` (axis-angle rad, translation m) for normalised images."""
-        return self.pose_net(tgt, src)
+        with self._network_autocast(tgt):
+            vec = self.pose_net(tgt, src)
+        return vec.float()
+
+    def _network_autocast(self, x: Tensor) -> Any:
+        """Autocast context of the networks' passes (see ``network_dtype``)."""
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.hparams.get("network_dtype", "float32") == "bfloat16")
+
+    def _depth_scales(self, x: Tensor) -> list[Tensor]:
+        """DispNet's multi-scale outputs for ``x``, float32 whatever ``network_dtype``."""
+        with self._network_autocast(x):
+            ws = self.depth_net(x)
+        return [w.float() for w in ws]
 
     def _init_output_depth(self, depth_m: float) -> None:
         hp = self.hparams
@@ -285,13 +307,13 @@ class DepthTrainingModule(LightningModule):
         b, s = srcs.shape[:2]
         if hp.source_depth_grad:
             frames = torch.cat([tgt, srcs.flatten(0, 1)], dim=0)  # (B + B*S, 3, H, W): one depth pass
-            w_scales = self.depth_net(frames)
+            w_scales = self._depth_scales(frames)
             tgt_ws, src_ws = [w[:b] for w in w_scales], [w[b:] for w in w_scales]
         else:
-            tgt_ws = self.depth_net(tgt)
+            tgt_ws = self._depth_scales(tgt)
             if self.needs_source_depths:
                 with torch.no_grad():
-                    src_ws = self.depth_net(srcs.flatten(0, 1))
+                    src_ws = self._depth_scales(srcs.flatten(0, 1))
             else:
                 src_ws = [None] * len(tgt_ws)
         tgt_w = tgt_ws[0]
@@ -490,6 +512,14 @@ class DepthTrainingModule(LightningModule):
     def is_metric(self) -> bool:
         """True when trained with velocity supervision (depth and pose in metres)."""
         return self.hparams.velocity_weight > 0
+
+
+def bf16_supported() -> bool:
+    """True when this CPU runs bfloat16 convolutions natively (oneDNN: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the query
+        return False
 
 
 class _OneCycle:

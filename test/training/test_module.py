@@ -429,3 +429,32 @@ def test_hint_sources_join_the_sweep_and_the_comparison():
     batch["T_hint_src_tgt_odom"] = torch.full_like(T_hint, float("nan"))
     with pytest.raises(ValueError, match="hint sources need odometry poses"):
         m.shared_step(batch, "train")
+
+
+def test_bfloat16_networks_keep_weights_and_losses_in_float32():
+    from depth_ros_training.module import bf16_supported
+
+    assert isinstance(bf16_supported(), bool)
+    kw = dict(warp_pose_source="odometry", velocity_weight=1.0, pose_supervision_weight=1.0, hint_weight=0.5, hint_depths=8)
+    batch = _batch()
+    T = torch.eye(4).repeat(2, 2, 1, 1)
+    T[:, 0, 2, 3], T[:, 1, 2, 3] = 0.2, -0.2
+    batch["T_src_tgt_odom"] = T
+    ref = _model(**kw)
+    m = _model(**kw, network_dtype="bfloat16")
+    m.load_state_dict(ref.state_dict())
+    seen = []
+    m.depth_net.encoder.register_forward_hook(lambda mod, inp, out: seen.append(out[-1].dtype))
+    total, terms, depth = m.shared_step(batch, "train")
+    assert seen and all(d == torch.bfloat16 for d in seen)  # the network did run in bfloat16
+    assert depth.dtype == torch.float32 and all(v.dtype == torch.float32 for v in terms.values())
+    total_ref, terms_ref, depth_ref = ref.shared_step(batch, "train")
+    # the same weights give nearly the same depth and loss (bfloat16 keeps ~3 significant digits)
+    assert float(((depth - depth_ref).abs() / depth_ref).max().detach()) < 0.05
+    assert float(total.detach()) == pytest.approx(float(total_ref.detach()), rel=0.05)
+    total.backward()
+    grads = [p.grad for p in m.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert all(p.dtype == torch.float32 for p in m.parameters())
+    with pytest.raises(ValueError, match="network_dtype"):
+        _model(network_dtype="float16")

@@ -40,11 +40,13 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
 def test_settings_refuse_training_on_the_test_scene():
     with pytest.raises(InputError, match="another seed"):
         DemoSettings(train_seed=3, test_seed=5)
-    with pytest.raises(InputError, match="another seed"):  # test seeds 998..1000 overlap training seeds 1000..1003
+    with pytest.raises(InputError, match="another seed"):  # test seeds 998..1000 overlap training seeds 1000..1015
         DemoSettings(train_seed=1000, test_seed=998, test_scenes=3)
     with pytest.raises(InputError, match="test_scenes"):
         DemoSettings(test_scenes=0)
     DemoSettings(train_seed=0, train_scenes=4, test_seed=4, test_scenes=3)  # adjacent, disjoint
+    with pytest.raises(InputError, match="network_dtype"):
+        DemoSettings(network_dtype="float16")
 
 
 def test_scores_pool_the_frames_of_several_scenes():
