@@ -6,10 +6,13 @@ on every pair, forward + backward of a dummy loss), and the loss evaluation alon
 and backward through the losses with the network outputs held fixed).
 
     python bench/bench_train_step.py [--height 128 --width 416 --batch 4 --steps 5] [--hint-weight 2]
+        [--network-dtype bfloat16]
 
 ``--hint-weight`` > 0 turns the depth-hint term on in the full step and also times the hint
 computation alone (plane sweep at half resolution over 32 depths + the hint's reprojection
-error that gates it), reported as ``hints_s``.
+error that gates it), reported as ``hints_s``. ``--network-dtype bfloat16`` runs the networks'
+passes under bfloat16 autocast (``DepthTrainingModule(network_dtype=...)``; the losses stay
+float32); the JSON says whether this CPU has native bfloat16.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import torch
 
 from depth_ros_training.losses import edge_aware_smoothness, sc_depth_loss, velocity_loss
 from depth_ros_training.models import pose_vec_to_mat
-from depth_ros_training.module import DepthTrainingModule
+from depth_ros_training.module import DepthTrainingModule, bf16_supported
 
 
 def _batch(b: int, h: int, w: int, sources: int = 2) -> dict[str, torch.Tensor]:
@@ -56,10 +59,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--hint-weight", type=float, default=0.0, help="depth-hint weight (0 = off)")
     p.add_argument("--pose-from-inverse", action="store_true", help="invert T_src_tgt instead of a second PoseNet pass")
+    p.add_argument("--network-dtype", choices=("float32", "bfloat16"), default="float32", help="the networks' autocast dtype")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = DepthTrainingModule(image_height=a.height, image_width=a.width, velocity_weight=0.05, pose_from_inverse=a.pose_from_inverse, hint_weight=a.hint_weight)
+    model = DepthTrainingModule(image_height=a.height, image_width=a.width, velocity_weight=0.05, pose_from_inverse=a.pose_from_inverse, hint_weight=a.hint_weight, network_dtype=a.network_dtype)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = _batch(a.batch, a.height, a.width)
     b, s = batch["srcs"].shape[:2]
@@ -118,6 +122,7 @@ def main() -> None:
     print(json.dumps({
         "height": a.height, "width": a.width, "batch": a.batch, "sources": s, "threads": a.threads,
         "pose_from_inverse": a.pose_from_inverse,
+        "network_dtype": a.network_dtype, "native_bf16": bf16_supported(),
         "step_s": med(t_full), "samples_per_s": a.batch / med(t_full),
         "networks_fwd_bwd_s": med(t_net), "losses_fwd_bwd_s": med(t_loss),
         "loss_share_of_step": med(t_loss) / med(t_full),

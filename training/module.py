@@ -131,8 +131,10 @@ class DepthTrainingModule(LightningModule):
             backward passes run under autocast in bfloat16 (weights, optimiser and every loss
             stay float32; the networks' outputs are cast back before the losses, whose warps
             need float32 pixel coordinates). On CPUs with native bfloat16 (AVX512-BF16 or AMX;
-            :func:`bf16_supported`) a step of the demo's networks is ~1.3x faster; elsewhere it
-            is emulated and slower. Trainer-wide ``precision="bf16-mixed"`` would run the
+            :func:`bf16_supported`) the networks' passes are 1.6-1.75x faster and a whole step
+            1.4-1.7x at 128x416, batch 4 (``bench/bench_train_step.py``); ~1.2x more steps in
+            the demo, whose hints and losses do not change. Elsewhere bfloat16 is emulated and
+            slower. Trainer-wide ``precision="bf16-mixed"`` would run the
             losses in bfloat16 too.
         log_images_every_n_steps: read by the image callback.
     """
