@@ -291,10 +291,9 @@ def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) 
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.module import DepthTrainingModule, bf16_supported
 
-    network_dtype = s.network_dtype
-    if network_dtype == "auto":
-        network_dtype = "bfloat16" if bf16_supported() else "float32"
-    log.info("networks train in %s (%s)", network_dtype, "native bfloat16 on this CPU" if bf16_supported() else "no native bfloat16 on this CPU")
+    native_bf16 = bf16_supported()
+    network_dtype = ("bfloat16" if native_bf16 else "float32") if s.network_dtype == "auto" else s.network_dtype
+    log.info("networks train in %s (%s native bfloat16 on this CPU)", network_dtype, "with" if native_bf16 else "no")
     started = time.perf_counter()
     pl.seed_everything(0, workers=True, verbose=False)
     data = DataConfig(bags=tuple(str(b) for b in train_bags), height=s.net_height, width=s.net_width, stride=s.stride, frame_offsets=s.frame_offsets, hint_offsets=s.hint_offsets, val_fraction=0.0, require_odometry=True, cache_frames=True, hflip=s.hflip, color_jitter=s.color_jitter)

@@ -253,12 +253,20 @@ def test_multi_scale_terms_are_the_mean_over_the_image_pyramid():
         _model(num_scales=5)
 
 
-def test_depth_hint_term_matches_the_hint_functions():
+def _expected_hint_term(tgt01, src01, poses, K, depth):
+    """The hint term by hand: the sweep at half resolution over 8 depths (0.1..100 m), its
+    hint upsampled nearest, gated by both depths' reprojection errors on the same frames."""
     import torch.nn.functional as F
 
     from depth_ros_training.losses.hints import depth_hint_loss, min_reprojection_error, plane_sweep_depth
     from depth_ros_training.losses.warping import scale_intrinsics
 
+    small = plane_sweep_depth(F.avg_pool2d(tgt01, 2), [F.avg_pool2d(x, 2) for x in src01], poses, scale_intrinsics(K, 0.5), 0.1, 100.0, 8)
+    hint = F.interpolate(small.depth, size=(H, W), mode="nearest")
+    return depth_hint_loss(depth, hint, min_reprojection_error(tgt01, src01, depth, poses, K), min_reprojection_error(tgt01, src01, hint, poses, K))
+
+
+def test_depth_hint_term_matches_the_hint_functions():
     m = _model(warp_pose_source="odometry", source_depth_grad=False, hint_weight=0.4, hint_depths=8, hint_downsample=2)
     batch = _batch(distance=None)
     T = torch.eye(4).repeat(2, 2, 1, 1)
@@ -269,11 +277,7 @@ def test_depth_hint_term_matches_the_hint_functions():
     tgt01 = m.to_unit_range(batch["tgt"])
     src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)]
     poses, K = list(T.unbind(1)), batch["K"]
-    small = plane_sweep_depth(F.avg_pool2d(tgt01, 2), [F.avg_pool2d(x, 2) for x in src01], poses, scale_intrinsics(K, 0.5), 0.1, 100.0, 8)
-    hint = F.interpolate(small.depth, size=(H, W), mode="nearest")
-    want, fraction = depth_hint_loss(
-        depth.detach(), hint, min_reprojection_error(tgt01, src01, depth.detach(), poses, K), min_reprojection_error(tgt01, src01, hint, poses, K)
-    )
+    want, fraction = _expected_hint_term(tgt01, src01, poses, K, depth.detach())
     torch.testing.assert_close(terms["hint"].detach(), want, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(terms["hint_fraction"], fraction)
     base = terms["photometric"] + 0.5 * terms["geometry"] + 0.1 * terms["smoothness"]
@@ -397,11 +401,6 @@ def test_source_depths_are_skipped_when_nothing_uses_them():
 
 
 def test_hint_sources_join_the_sweep_and_the_comparison():
-    import torch.nn.functional as F
-
-    from depth_ros_training.losses.hints import depth_hint_loss, min_reprojection_error, plane_sweep_depth
-    from depth_ros_training.losses.warping import scale_intrinsics
-
     m = _model(warp_pose_source="odometry", source_depth_grad=False, hint_weight=0.4, hint_depths=8, hint_downsample=2)
     batch = _batch(distance=None)
     T = torch.eye(4).repeat(2, 2, 1, 1)
@@ -414,11 +413,7 @@ def test_hint_sources_join_the_sweep_and_the_comparison():
     tgt01 = m.to_unit_range(batch["tgt"])
     src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)] + [m.to_unit_range(batch["hint_srcs"][:, i]) for i in range(2)]
     poses, K = list(T.unbind(1)) + list(T_hint.unbind(1)), batch["K"]
-    small = plane_sweep_depth(F.avg_pool2d(tgt01, 2), [F.avg_pool2d(x, 2) for x in src01], poses, scale_intrinsics(K, 0.5), 0.1, 100.0, 8)
-    hint = F.interpolate(small.depth, size=(H, W), mode="nearest")
-    want, fraction = depth_hint_loss(
-        depth.detach(), hint, min_reprojection_error(tgt01, src01, depth.detach(), poses, K), min_reprojection_error(tgt01, src01, hint, poses, K)
-    )
+    want, fraction = _expected_hint_term(tgt01, src01, poses, K, depth.detach())
     torch.testing.assert_close(terms["hint"].detach(), want, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(terms["hint_fraction"], fraction)
     # the photometric term still sees the two sources only
