@@ -56,7 +56,7 @@ from depth_ros.bag.reader import (
 from depth_ros.bag.sync import FrameSynchronizer, SyncedFrame
 from depth_ros.bag.tf import StaticTransforms
 from depth_ros.bag.typestore import DEPTH_INFO_TYPE, output_typestore
-from depth_ros.bag.writer import BagWriter, check_output_path
+from depth_ros.bag.writer import BagWriter, check_not_input, check_output_path
 from depth_ros.core.camera import CameraModel
 from depth_ros.core.pointcloud import make_cloud
 from depth_ros.core.postprocess import DepthPostprocessor, DepthResult, PostprocessConfig
@@ -924,8 +924,7 @@ def infer_bag(
     config = config or InferConfig()
     in_path, out_path = Path(in_path), Path(out_path)
     check_output_path(out_path, overwrite=config.overwrite)
-    if in_path.resolve() == out_path.resolve():
-        raise BagError(f"output {out_path} is the input bag")
+    check_not_input(in_path, out_path)
     backend = _load_backend(model, config)
     spec = _check_depth_model(backend)
     postprocessor = make_postprocessor(spec, config)

@@ -17,8 +17,10 @@ import dataclasses
 import logging
 import os
 import shutil
+import sqlite3
 import struct
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Sequence, Union
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from rosbags.interfaces import Connection
     from rosbags.typesys.store import Typestore
 
-__all__ = ["BagWriter", "STORAGE_SUFFIXES", "check_output_path", "serialize_parts"]
+__all__ = ["BagWriter", "STORAGE_SUFFIXES", "check_not_input", "check_output_path", "remove_stale_tmpdirs", "serialize_parts"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -39,6 +41,12 @@ _log = logging.getLogger(__name__)
 
 STORAGE_SUFFIXES = (".mcap", ".db3")
 _TMP_PREFIX = ".depth_ros-tmp-"
+#: A temporary directory whose name carries no process id (older releases) is removed once it is
+#: this old: no bag is written for a whole day.
+_STALE_UNOWNED_S = 24 * 3600.0
+#: Errors of a storage back-end that mean the disk or file system refused the write (ENOSPC
+#: reaches sqlite3 as ``OperationalError: database or disk is full``).
+_WRITE_ERRORS = (OSError, sqlite3.Error)
 
 
 def check_output_path(path: str | Path, *, overwrite: bool = False) -> Path:
@@ -65,6 +73,82 @@ def check_output_path(path: str | Path, *, overwrite: bool = False) -> Path:
     if path.exists() and not overwrite:
         raise BagError(f"output {path} exists (use --overwrite to replace it)")
     return path
+
+
+def check_not_input(in_path: str | Path, out_path: str | Path) -> None:
+    """Refuse an output that would replace or sit inside the input bag.
+
+    ``out_path`` may not be the input file itself (also through a symbolic or hard link) nor
+    lie inside an input bag *directory*: with ``--overwrite`` that would replace the bag's own
+    storage file, and a stray file inside a bag directory confuses the tools that read it.
+
+    Raises:
+        BagError: naming both paths.
+    """
+    in_path, out_path = Path(in_path), Path(out_path)
+    out_resolved = out_path.resolve()
+    in_resolved = in_path.resolve()
+    if out_resolved == in_resolved or (out_path.exists() and in_path.exists() and os.path.samefile(out_path, in_path)):
+        raise BagError(f"output {out_path} is the input bag")
+    if in_path.is_dir():
+        if in_resolved in out_resolved.parents:
+            raise BagError(f"output {out_path} is inside the input bag directory {in_path}; write it elsewhere")
+        if out_path.exists():
+            for member in in_path.iterdir():
+                if member.is_file() and os.path.samefile(member, out_path):
+                    raise BagError(f"output {out_path} is the input bag's storage file {member}")
+
+
+def _owner_pid(name: str) -> int | None:
+    """The process id in a temporary directory's name ``.depth_ros-tmp-<pid>-<random>``."""
+    head = name[len(_TMP_PREFIX):].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def remove_stale_tmpdirs(directory: str | Path) -> list[Path]:
+    """Remove temporary bag directories left in ``directory`` by writers that were killed.
+
+    A writer killed with SIGKILL (or by the OOM killer) cannot clean up after itself. Its
+    directory is named after its process id; it is removed here when that process no longer
+    exists. A process id reused since then only delays the clean-up (the directory is left).
+    Directories without a process id in their name are removed once older than a day.
+
+    Returns:
+        The directories removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not entry.name.startswith(_TMP_PREFIX) or not entry.is_dir() or entry.is_symlink():
+            continue
+        pid = _owner_pid(entry.name)
+        try:
+            if pid is not None:
+                stale = pid != os.getpid() and not _process_alive(pid)
+            else:
+                stale = now - entry.stat().st_mtime > _STALE_UNOWNED_S
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            if not entry.exists():
+                _log.info("removed %s, left by a writer that was killed", entry)
+                removed.append(entry)
+    return removed
 
 
 # Types whose last-but-N field is a large uint8[] ``data``: N = bytes serialised after it.
@@ -204,8 +288,9 @@ class BagWriter:
     def open(self) -> "BagWriter":
         if self._storage is not None:
             raise BagError(f"{self.path}: writer already open")
+        remove_stale_tmpdirs(self.path.parent)
         try:
-            self._tmpdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.path.parent))
+            self._tmpdir = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=self.path.parent))
         except OSError as exc:
             raise BagError(f"{self.path}: cannot create a temporary file next to it ({exc})") from None
         try:
@@ -231,7 +316,7 @@ class BagWriter:
             os.replace(finished, self.path)
         except BaseException as exc:
             self._remove_tmpdir()
-            if isinstance(exc, OSError):
+            if isinstance(exc, _WRITE_ERRORS):
                 raise BagError(f"{self.path}: cannot finish writing ({exc})") from None
             raise
         self._remove_tmpdir()
@@ -315,7 +400,7 @@ class BagWriter:
         connection, _ = self._connection(topic)
         try:
             storage.write(connection, int(stamp_ns), data)
-        except OSError as exc:
+        except _WRITE_ERRORS as exc:
             raise BagError(f"{self.path}: write failed on {topic} ({exc})") from None
         self.message_counts[topic] += 1
         self.bytes_written += len(data) if isinstance(data, (bytes, bytearray, memoryview)) else sum(len(p) for p in data)
