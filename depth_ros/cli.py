@@ -3,6 +3,12 @@
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported lazily and keep heavy imports (torch, rclpy,
 onnxruntime) inside ``run`` so that ``depth-ros --help`` is instant.
+
+Exit codes: 0 done; 1 an expected error (a :class:`DepthRosError`, or the operating system
+refusing a file: missing, no permission, disk full), printed as one line
+``depth-ros CMD: error: ...`` naming the file, topic or parameter (``--verbose`` adds the
+traceback); 2 a malformed command line (argparse); 130 interrupted. Any other exception is a
+bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -13,9 +19,10 @@ import logging
 import signal
 import sys
 import threading
+import traceback
 from typing import Any, Iterator, Sequence
 
-from depth_ros.errors import DepthRosError
+from depth_ros.errors import DepthRosError, one_line
 from depth_ros.logsetup import configure_logging
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -46,7 +53,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="depth-ros", description="Monocular metric depth for ROS 2.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         try:
@@ -57,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
+        # also accepted after the subcommand (``depth-ros infer ... -v``)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug logging, and the traceback of an error")
         p.set_defaults(_run=module.run)
     return parser
 
@@ -68,15 +78,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             return int(args._run(args) or 0)
-    except DepthRosError as exc:
-        print(f"depth-ros {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except FileNotFoundError as exc:
-        print(f"depth-ros {args.command}: error: {exc}", file=sys.stderr)
+    except (DepthRosError, OSError) as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"depth-ros {args.command}: error: {one_line(_describe(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"depth-ros {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _describe(exc: BaseException) -> str:
+    """The message of an expected error; an OSError without one names its file and reason."""
+    if isinstance(exc, OSError) and not isinstance(exc, DepthRosError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror}"
+    return str(exc) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ Every error that reaches the CLI as a :class:`DepthRosError` is printed as one l
 problem (no traceback) and exits non-zero; nodes log it and skip the one message.
 """
 
-__all__ = ["BackendError", "BagError", "DepthRosError", "InputError", "ModelError"]
+__all__ = ["BackendError", "BagError", "DepthRosError", "InputError", "ModelError", "one_line"]
+
+#: Longest error line printed; the rest is elided (a message can quote untrusted text).
+MAX_LINE_CHARS = 2000
 
 
 class DepthRosError(Exception):
@@ -25,3 +28,26 @@ class ModelError(DepthRosError, ValueError):
 
 class BackendError(DepthRosError, RuntimeError):
     """An inference backend is unavailable or failed to build or run."""
+
+
+def one_line(text: object, limit: int = MAX_LINE_CHARS) -> str:
+    """``text`` as one printable terminal line: line breaks become spaces, other control
+    characters (ESC, BEL, NUL, ...) their ``\\x..`` escapes, and at most ``limit`` characters.
+
+    Error messages quote file names, topic names and model metadata, all of which come from
+    outside: printed as they are, a newline would split the one-line error and an escape
+    sequence would reach the user's terminal.
+    """
+    text = str(text)
+    out = []
+    for ch in text:
+        if ch in "\r\n\t":
+            out.append(" ")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ascii(ch)[1:-1])
+        if len(out) > limit:
+            break
+    line = "".join(out)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
