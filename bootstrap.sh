@@ -20,6 +20,12 @@ die() { echo "bootstrap: $*" >&2; exit 1; }
 "$py" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 10) else 1)' \
   || die "Python >= 3.10 is needed ($py is $("$py" -V 2>&1))"
 
+# Called from inside this virtualenv (activated, or ./bootstrap.sh shell), python3 is the
+# virtualenv's own, whose rclpy is the pip wheels': look at its base interpreter instead.
+if [ -d "$venv" ] && [ "$("$py" -c 'import sys; print(sys.prefix)' 2>/dev/null)" -ef "$venv" ]; then
+  py=$("$py" -c 'import sys; print(getattr(sys, "_base_executable", "") or sys.executable)')
+fi
+
 system_rclpy=0
 if "$py" -c 'import rclpy' >/dev/null 2>&1; then system_rclpy=1; fi
 
