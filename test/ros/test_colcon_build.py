@@ -1,4 +1,5 @@
-"""`colcon build` of a workspace holding this repository, with the pip ROS 2 wheels, and the
+"""`colcon build` of a workspace holding this repository, with the pip ROS 2 wheels, the way the
+README says (the repository in ws/src, its virtualenv .venv inside it, activated), and the
 built node running from the install space (its messages and code from install/, not the
 source tree or the virtualenv)."""
 from __future__ import annotations
@@ -23,18 +24,44 @@ def workspace(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     if shutil.which("cmake") is None:
         pytest.fail("cmake is needed to build the messages (apt install cmake)")
     ws = tmp_path_factory.mktemp("colcon_ws")
-    (ws / "src").mkdir()
-    (ws / "src" / "depth_ros").symlink_to(REPO, target_is_directory=True)
-    venv_bin = str(Path(sys.executable).parent)
+    src = ws / "src" / "depth_ros"
+    src.mkdir(parents=True)
+    # the repository's files, not a symbolic link to it: CMake must see the virtualenv inside
+    # its source directory, as after `git clone` + ./bootstrap.sh
+    for rel in _tracked_files():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, src / rel)
+    venv = src / ".venv"
+    # the test's virtualenv, hard-linked (no copy of its 1.5 GB): Python takes the prefix from
+    # the pyvenv.cfg beside the interpreter it runs, so numpy's include directory is reported
+    # inside the source tree, as for a virtualenv built there
+    link = subprocess.run(["cp", "-al", sys.prefix, str(venv)], capture_output=True, text=True)
+    assert link.returncode == 0, f"cannot hard-link the virtualenv into the workspace: {link.stderr}"
+    venv_bin = str(venv / "bin")
     env = dict(ros_env)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    env["AMENT_PREFIX_PATH"] = sys.prefix  # the wheels' ament index
+    env["VIRTUAL_ENV"] = str(venv)
+    env["AMENT_PREFIX_PATH"] = str(venv)  # the wheels' ament index
+    numpy_include = subprocess.run([str(venv / "bin" / "python"), "-c", "import numpy; print(numpy.get_include())"],
+                                   capture_output=True, text=True, env=env, check=True).stdout.strip()
+    assert numpy_include.startswith(str(src)), numpy_include
     proc = subprocess.run(
-        [str(Path(venv_bin) / "colcon"), "build", "--event-handlers", "console_direct-"],
+        [str(Path(venv_bin) / "python"), "-m", "colcon", "build", "--event-handlers", "console_direct+"],
         cwd=ws, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return ws
+
+
+def _tracked_files() -> list[str]:
+    """The repository's files (git ls-files: tracked and not ignored; the tree walked without
+    build outputs where git is absent)."""
+    proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True)
+    if proc.returncode == 0 and proc.stdout:
+        return [f for f in proc.stdout.decode().split("\0") if f and (REPO / f).is_file()]
+    skip = {".git", ".venv", "build", "install", "log", "__pycache__"}
+    return [str(p.relative_to(REPO)) for p in REPO.rglob("*")
+            if p.is_file() and not skip.intersection(p.relative_to(REPO).parts)]
 
 
 def _install_env(ws: Path, base: dict[str, str]) -> list[str]:
