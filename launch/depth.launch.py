@@ -2,16 +2,18 @@
 
     ros2 launch depth_ros depth.launch.py model:=/path/model.onnx \
         image_topic:=/camera/image_raw camera_info_topic:=/camera/camera_info \
-        [use_pose:=true pose_model:=/path/pose.onnx] [namespace:=front]
+        [use_pose:=true pose_model:=/path/pose.onnx] [namespace:=front] \
+        [image_transport:=compressed] [sparse_points_topic:=/lidar/points_in_camera]
 
 Parameters: the ``model``, ``pose_model`` and ``backend`` arguments set model_path / backend;
 ``params_file`` (default: the package's config/depth.yaml) sets the rest and, if it names
-model_path or backend itself, wins over the arguments. Topics and parameters: see
+model_path, backend or image_transport itself, wins over the arguments. When a node exits (a
+bad model, a crash) the whole launch is shut down, so a supervisor sees the failure. Topics and parameters: see
 depth_ros/ros/depth_node.py and pose_node.py. Without a ROS install, the same set-up is
 ``depth-ros run --config config/depth.yaml --model ...`` (same names).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -28,6 +30,8 @@ def generate_launch_description():
         ("image/compressed", [image_topic, "/compressed"]),
         ("camera_info", LaunchConfiguration("camera_info_topic")),
     ]
+    depth_remappings = remappings + [("sparse_points", LaunchConfiguration("sparse_points_topic"))]
+    image_transport = LaunchConfiguration("image_transport")
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes and their outputs"),
         DeclareLaunchArgument(
@@ -36,6 +40,12 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "camera_info_topic", default_value="/camera/camera_info",
             description="camera intrinsics (sensor_msgs/CameraInfo) with the images' stamps"),
+        DeclareLaunchArgument(
+            "image_transport", default_value="raw",
+            description="raw: subscribe image_topic (sensor_msgs/Image); compressed: '<image_topic>/compressed' (CompressedImage)"),
+        DeclareLaunchArgument(
+            "sparse_points_topic", default_value="sparse_points",
+            description="PointCloud2 in the camera optical frame for scale_policy: sparse_alignment"),
         DeclareLaunchArgument("model", default_value="", description="depth model: .onnx (spec embedded or YAML sidecar) or torch checkpoint"),
         DeclareLaunchArgument("pose_model", default_value="", description="pose_6dof model for the visual-odometry node"),
         DeclareLaunchArgument(
@@ -53,11 +63,13 @@ def generate_launch_description():
             namespace=namespace,
             # Later entries win: the params file may override the arguments.
             parameters=[
-                {"model_path": LaunchConfiguration("model"), "backend": LaunchConfiguration("backend"), "use_sim_time": use_sim_time},
+                {"model_path": LaunchConfiguration("model"), "backend": LaunchConfiguration("backend"),
+                 "image_transport": image_transport, "use_sim_time": use_sim_time},
                 params_file,
             ],
-            remappings=remappings,
+            remappings=depth_remappings,
             output="screen",
+            on_exit=Shutdown(reason="depth_node exited"),
         ),
         Node(
             package="depth_ros",
@@ -65,11 +77,13 @@ def generate_launch_description():
             name="pose_node",
             namespace=namespace,
             parameters=[
-                {"model_path": LaunchConfiguration("pose_model"), "backend": LaunchConfiguration("backend"), "use_sim_time": use_sim_time},
+                {"model_path": LaunchConfiguration("pose_model"), "backend": LaunchConfiguration("backend"),
+                 "image_transport": image_transport, "use_sim_time": use_sim_time},
                 params_file,
             ],
             remappings=remappings,
             output="screen",
+            on_exit=Shutdown(reason="pose_node exited"),
             condition=IfCondition(LaunchConfiguration("use_pose")),
         ),
     ])

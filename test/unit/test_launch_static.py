@@ -135,7 +135,7 @@ class _Recorder:
 def _stub_modules() -> dict[str, types.ModuleType]:
     names = {
         "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument", "IncludeLaunchDescription", "GroupAction", "ExecuteProcess"],
+        "launch.actions": ["DeclareLaunchArgument", "IncludeLaunchDescription", "GroupAction", "ExecuteProcess", "Shutdown"],
         "launch.conditions": ["IfCondition", "UnlessCondition"],
         "launch.launch_description_sources": ["PythonLaunchDescriptionSource"],
         "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution", "PythonExpression", "TextSubstitution"],
@@ -165,8 +165,15 @@ def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.Monkey
     if path.name == "depth.launch.py":
         assert [n.kwargs["executable"] for n in nodes] == ["depth_node", "pose_node"]
         remaps = dict((a, b) for a, b in nodes[0].kwargs["remappings"])
-        assert set(remaps) == {"image", "image/compressed", "camera_info"}
+        assert set(remaps) == {"image", "image/compressed", "camera_info", "sparse_points"}
+        assert _render(remaps["sparse_points"], {"sparse_points_topic": "/lidar/cam"}) == "/lidar/cam"
+        assert _render(remaps["image/compressed"], {"image_topic": "/cam/image"}) == "/cam/image/compressed"
         assert "condition" in nodes[1].kwargs  # pose only with use_pose
+        for node in nodes:
+            # a node that exits (bad model, crash) ends the launch instead of leaving the rest running
+            assert type(node.kwargs.get("on_exit")).__name__ == "Shutdown", node.kwargs["executable"]
+            given = {k: v for d in node.kwargs["parameters"] if isinstance(d, dict) for k, v in d.items()}
+            assert _render(given["image_transport"], {"image_transport": "compressed"}) == "compressed"
     else:
         from depth_ros.ros import play
 
@@ -176,9 +183,31 @@ def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.Monkey
         flags = {a for n in nodes for a in n.kwargs["arguments"] if isinstance(a, str) and a.startswith("--")}
         known = {s for action in parser._actions for s in action.option_strings}
         assert flags <= known, flags - known
+        for node in nodes:
+            argv = node.kwargs["arguments"]
+            rest = argv[argv.index("--topics") + 1:]
+            played = rest[:next((i for i, a in enumerate(rest) if isinstance(a, str) and a.startswith("--")), len(rest))]
+            for transport, image in (("raw", "/cam/image"), ("compressed", "/cam/image/compressed")):
+                values = {"image_topic": "/cam/image", "camera_info_topic": "/cam/info", "image_transport": transport}
+                assert [_render(t, values) for t in played] == [image, "/cam/info"]
         include = next(a for a in actions if type(a).__name__ == "IncludeLaunchDescription")
         included_args = set(_declared_arguments(ast.parse((REPO / "launch" / "depth.launch.py").read_text())))
         assert set(dict(include.kwargs["launch_arguments"])) <= included_args
+        assert "image_transport" in dict(include.kwargs["launch_arguments"])
+
+
+def _render(value: Any, arguments: dict[str, str]) -> str:
+    """A substitution of the stand-ins evaluated as launch would, with ``arguments`` given."""
+    name = type(value).__name__
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "".join(_render(v, arguments) for v in value)
+    if name == "LaunchConfiguration":
+        return arguments[value.args[0]]
+    if name == "PythonExpression":
+        return str(eval(_render(value.args[0], arguments), {}))  # the launch file's own literal expression
+    raise AssertionError(f"cannot render {name}")
 
 
 def test_rviz_config_shows_our_depth_image_and_cloud() -> None:
