@@ -234,9 +234,11 @@ def compressed_to_rgb(msg: Any, max_pixels: int = MAX_COMPRESSED_PIXELS) -> np.n
         raise InputError(f"CompressedImage: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports unknown formats as UnidentifiedImageError (an OSError) and
-        # truncated streams as OSError.
+        # truncated streams as OSError. The former's text names the BytesIO object (an address
+        # that differs per message), which says nothing to the user.
+        why = "not a JPEG or PNG stream" if isinstance(exc, PILImage.UnidentifiedImageError) else str(exc)
         raise InputError(
-            f"CompressedImage: cannot decode format '{fmt}' ({len(stream.getbuffer())} bytes) as JPEG/PNG: {exc}"
+            f"CompressedImage: cannot decode format '{fmt}' ({len(stream.getbuffer())} bytes) as JPEG/PNG: {why}"
         ) from None
     if rgb.shape != (height, width, 3):  # a lying header: decoded size differs
         raise InputError(f"CompressedImage: decoded shape {rgb.shape} does not match header size {width}x{height}")
@@ -320,7 +322,9 @@ def camera_info_to_model(msg: Any) -> CameraModel:
 
     Raises:
         InputError: zero size, K not 9 finite numbers, K all zeros (uncalibrated),
-            non-positive focal length, binning, an ROI outside the image.
+            non-positive focal length, focal length or principal point no physical camera has
+            (:func:`~depth_ros.core.camera.check_physical_intrinsics`: a field of view between
+            0.01 and 179 degrees), binning, an ROI outside the image.
     """
     width = _int_field(msg, "width", "CameraInfo")
     height = _int_field(msg, "height", "CameraInfo")
@@ -340,6 +344,7 @@ def camera_info_to_model(msg: Any) -> CameraModel:
     d = np.asarray(getattr(msg, "d", ()), dtype=np.float64).reshape(-1)
     try:
         camera = CameraModel(width, height, k.reshape(3, 3), d, str(getattr(msg, "distortion_model", "") or "plumb_bob"))
+        camera.check_physical()  # on the full sensor, before any ROI crop
     except ValueError as exc:
         raise InputError(f"CameraInfo: {exc}") from None
     roi = getattr(msg, "roi", None)
@@ -507,11 +512,27 @@ def pointcloud2_to_xyz(msg: Any) -> np.ndarray:
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
-def stamp_to_ns(stamp: Any) -> int:
-    """A builtin_interfaces/Time (``sec``, ``nanosec``) as integer nanoseconds."""
-    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
+def stamp_to_ns(stamp: Any, what: str = "stamp") -> int:
+    """A builtin_interfaces/Time (``sec``, ``nanosec``) as integer nanoseconds.
+
+    Args:
+        stamp: the Time (e.g. ``msg.header.stamp``).
+        what: what the stamp belongs to, for the error (e.g. the topic name).
+
+    Raises:
+        InputError: ``nanosec`` outside [0, 1e9) (a normalised Time; rclpy and rosbags both
+            accept up to 2^32 - 1), or fields that are not integers.
+    """
+    try:
+        sec, nanosec = stamp.sec, stamp.nanosec
+    except AttributeError:
+        raise InputError(f"{what}: header.stamp must be a builtin_interfaces/Time (sec, nanosec), got {type(stamp).__name__}") from None
+    for name, value in (("sec", sec), ("nanosec", nanosec)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InputError(f"{what}: header.stamp.{name} must be an integer, got {type(value).__name__}")
+    sec, nanosec = int(sec), int(nanosec)
     if not 0 <= nanosec < 1_000_000_000:
-        raise InputError(f"stamp nanosec must be in [0, 1e9), got {nanosec}")
+        raise InputError(f"{what}: header.stamp.nanosec must be in [0, 1e9), got {nanosec}")
     return sec * 1_000_000_000 + nanosec
 
 

@@ -10,13 +10,28 @@ Intrinsics change with the image only through :meth:`CameraModel.resized` and
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CameraModel"]
+__all__ = ["MAX_RAY_ANGLE_DEG", "MIN_FOV_DEG", "CameraModel", "check_physical_intrinsics"]
 
 _MAX_SIDE_PX = 1 << 15  # 32768: larger images are refused as implausible
+
+#: Largest angle (degrees) between the optical axis and the ray through any pixel edge of a
+#: calibrated image: a (rectified) pinhole image cannot show a ray at 90 degrees from its axis,
+#: and near it the ray's x/z grows without bound (at 89.5 degrees a point 1 m deep already lies
+#: 115 m to the side). With the principal point at the centre this is a field of view of at most
+#: 179 degrees, i.e. ``f >= extent / (2 tan(89.5 deg)) = extent / 229``. A fisheye's K (f about
+#: extent / pi for 180 degrees) is far inside it; fx = 1e-30 or a principal point 1e12 px away,
+#: which put cloud points 1e6 m and more from the camera, are far outside.
+MAX_RAY_ANGLE_DEG = 89.5
+#: Smallest field of view (degrees) along either axis: narrower than any lens a robot carries (a
+#: 2000 mm telephoto on a full-frame sensor sees about 1 degree). Beyond it, ``f >
+#: extent / (2 tan(0.005 deg)) = 5730 * extent``, rays are parallel to float32 precision and a
+#: focal-length-based metric scale (``canonical_focal``) would multiply depth by f.
+MIN_FOV_DEG = 0.01
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,10 @@ class CameraModel:
         object.__setattr__(self, "D", D)
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
+
+    def check_physical(self) -> None:
+        """Refuse intrinsics no real camera has (see :func:`check_physical_intrinsics`)."""
+        check_physical_intrinsics(self.width, self.height, self.K)
 
     @classmethod
     def from_intrinsics(cls, width: int, height: int, fx_px: float, fy_px: float, cx_px: float, cy_px: float) -> "CameraModel":
@@ -134,3 +153,39 @@ class CameraModel:
 
     def __hash__(self) -> int:
         return hash((self.size, self.K.tobytes(), self.D.tobytes(), self.distortion_model))
+
+
+def check_physical_intrinsics(width: int, height: int, K: np.ndarray) -> None:
+    """Check that pinhole intrinsics can belong to a physical camera.
+
+    Per axis (fx with the width, fy with the height): every pixel edge's ray is less than
+    :data:`MAX_RAY_ANGLE_DEG` from the optical axis, and the image spans at least
+    :data:`MIN_FOV_DEG`. The first bounds the focal length from below *and* the principal point
+    (it may lie off the image, as after a crop, but not so far that the image sees sideways).
+
+    Args:
+        width, height: image size in pixels.
+        K: (3, 3) intrinsic matrix in pixels at (width, height), focal lengths positive.
+
+    Raises:
+        ValueError: naming the focal length or principal point, its value and the bound.
+    """
+    max_slope = math.tan(math.radians(MAX_RAY_ANGLE_DEG))
+    min_half_span = math.tan(math.radians(MIN_FOV_DEG / 2))
+    for axis, extent, f, c in (("x", width, float(K[0, 0]), float(K[0, 2])), ("y", height, float(K[1, 1]), float(K[1, 2]))):
+        side = "width" if axis == "x" else "height"
+        f_max = extent / (2 * min_half_span)
+        if f > f_max:
+            raise ValueError(
+                f"f{axis} = {f:.6g} px is implausible for a {extent} px {side}: more than {f_max:.6g} px "
+                f"(a field of view under {MIN_FOV_DEG} degrees)"
+            )
+        # Pixel edges lie at -0.5 and extent - 0.5 (pixel centres are integers).
+        reach_px = max(abs(-0.5 - c), abs(extent - 0.5 - c))
+        if reach_px > f * max_slope:
+            raise ValueError(
+                f"f{axis} = {f:.6g} px with c{axis} = {c:.6g} px is implausible for a {extent} px {side}: "
+                f"pixels at {reach_px:.6g} px from the principal point would see more than {MAX_RAY_ANGLE_DEG} degrees "
+                f"off the optical axis (need f{axis} >= {reach_px / max_slope:.6g} px, a field of view under "
+                f"{2 * MAX_RAY_ANGLE_DEG:g} degrees)"
+            )
