@@ -24,7 +24,9 @@ Threading: the subscription callbacks only pair messages and put the newest pair
 one-item slot (:class:`~depth_ros.ros.sync.LatestSlot`); one worker thread decodes, infers and
 publishes. A frame that arrives while the worker is busy replaces the waiting one (counted in
 ``frames_dropped``). A malformed message is logged as a warning naming the problem and
-skipped; the node keeps running.
+skipped; the node keeps running: every callback is guarded (:mod:`depth_ros.ros.intake`), so
+no message can end the node, and an unexpected exception is logged with its traceback.
+An image with the stamp of the previous one (a duplicate) or older is skipped and counted.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ import numpy as np
 
 from depth_ros import msgconv
 from depth_ros.errors import InputError, ModelError
+from depth_ros.ros.intake import FrameIntake, MessageGuard, refusing_as
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
 
@@ -126,13 +129,20 @@ class DepthPipeline:
         self._postprocessor = self._make_postprocessor(self.config)
 
     def decode(self, image: Any, info: Any) -> tuple[np.ndarray, Any]:
-        """(rgb (H, W, 3) uint8, CameraModel) of a message pair; InputError when malformed."""
-        camera = msgconv.camera_info_to_model(info)
-        if self.config.image_transport == "compressed":
-            rgb = msgconv.compressed_to_rgb(image)
-        else:
-            rgb = msgconv.image_to_rgb(image)
-        msgconv.check_image_matches_camera(rgb, camera)
+        """(rgb (H, W, 3) uint8, CameraModel) of a message pair.
+
+        Raises:
+            Refused: (an InputError) "bad camera_info", "bad image" or "size mismatch".
+        """
+        with refusing_as("bad camera_info"):
+            camera = msgconv.camera_info_to_model(info)
+        with refusing_as("bad image"):
+            if self.config.image_transport == "compressed":
+                rgb = msgconv.compressed_to_rgb(image)
+            else:
+                rgb = msgconv.image_to_rgb(image)
+        with refusing_as("size mismatch"):
+            msgconv.check_image_matches_camera(rgb, camera)
         return rgb, camera
 
     def run(self, rgb: np.ndarray, camera: Any, sparse_points_cam: np.ndarray | None = None) -> FrameOutput:
@@ -143,18 +153,21 @@ class DepthPipeline:
                 sparse_alignment scale policy, or None.
 
         Raises:
-            InputError: the network returned non-finite values or an unusable shape.
+            Refused: (an InputError) "bad model output": the network returned non-finite
+                values or an unusable shape; "preprocess": the frame cannot be fed to it.
         """
         from depth_ros.core.preprocess import preprocess
 
-        pre = preprocess(rgb, camera, self.spec)
+        with refusing_as("preprocess"):
+            pre = preprocess(rgb, camera, self.spec)
         t0 = time.perf_counter()
         outputs = self.backend.infer(pre.tensor)
         inference_ms = (time.perf_counter() - t0) * 1e3
-        result = self._postprocessor(outputs, camera, sparse_points_cam)
-        depth_m = np.asarray(result.depth_m, dtype=np.float32)
-        if depth_m.shape != (camera.height, camera.width):
-            raise InputError(f"postprocess returned depth of shape {depth_m.shape}, expected {(camera.height, camera.width)}")
+        with refusing_as("bad model output"):
+            result = self._postprocessor(outputs, camera, sparse_points_cam)
+            depth_m = np.asarray(result.depth_m, dtype=np.float32)
+            if depth_m.shape != (camera.height, camera.width):
+                raise InputError(f"postprocess returned depth of shape {depth_m.shape}, expected {(camera.height, camera.width)}")
         valid = float(np.count_nonzero(np.isfinite(depth_m))) / depth_m.size
         return FrameOutput(
             depth_m=depth_m,
@@ -167,25 +180,6 @@ class DepthPipeline:
             valid_fraction=valid,
             inference_ms=inference_ms,
         )
-
-
-class _Throttle:
-    """Per-text warning throttle (rclpy's throttle is per call site, which would hide a second,
-    different problem reported from the same line)."""
-
-    def __init__(self, period_s: float) -> None:
-        self.period_ns = int(period_s * 1e9)
-        self._last: dict[str, int] = {}
-
-    def ready(self, key: str) -> bool:
-        now = time.monotonic_ns()
-        last = self._last.get(key)
-        if last is not None and now - last < self.period_ns:
-            return False
-        if len(self._last) > 256:
-            self._last.clear()
-        self._last[key] = now
-        return True
 
 
 def make_depth_node_class() -> type:
@@ -207,15 +201,16 @@ def make_depth_node_class() -> type:
             self._slot: LatestSlot[Pair] = LatestSlot()
             self._pairer = StampPairer(int(self.config.sync_tolerance_ms * 1e6))
             self._order = StampOrder(int(self.config.time_jump_reset_s * 1e9))
-            self._throttle = _Throttle(2.0)
+            self._guard = MessageGuard(self.get_logger(), period_s=2.0)
+            image_topic = "image/compressed" if self.config.image_transport == "compressed" else "image"
+            self._intake = FrameIntake(self._guard, self._pairer, self._order,
+                                       image_topic=self.resolve_topic_name(image_topic),
+                                       info_topic=self.resolve_topic_name("camera_info"))
             self._worker: threading.Thread | None = None
-            self._reset_requested = False
             self._sparse: Any = None  # newest sparse_points message
             # counters (read by tests and benches)
-            self.frames_received = 0
             self.frames_published = 0
-            self.frames_skipped = 0
-            self.frames_out_of_order = 0
+            self.frames_skipped = 0  # frames the worker refused (bad content or model output)
             self.clouds_built = 0
             self.last_latency_ms = 0.0
             self.last_inference_ms = 0.0
@@ -249,14 +244,21 @@ def make_depth_node_class() -> type:
             self.cloud_pub = qos.advertise(self, PointCloud2, "depth/points", qos.output_qos())
             self.meta_pub = qos.advertise(self, DepthInfo, "depth/info", qos.info_qos())
             if self.config.image_transport == "compressed":
-                qos.subscribe(self, CompressedImage, "image/compressed", self._on_image, qos.input_qos())
+                self._subscribe(CompressedImage, "image/compressed", self._on_image)
             else:
-                qos.subscribe(self, Image, "image", self._on_image, qos.input_qos())
-            qos.subscribe(self, CameraInfo, "camera_info", self._on_info, qos.input_qos())
-            qos.subscribe(self, PointCloud2, "sparse_points", self._on_sparse, qos.input_qos())
+                self._subscribe(Image, "image", self._on_image)
+            self._subscribe(CameraInfo, "camera_info", self._on_info)
+            self._subscribe(PointCloud2, "sparse_points", self._on_sparse)
             qos.warn_unused_overrides(self)
             self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
             self._worker.start()
+
+        def _subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
+            """Subscribe with the input QoS; the callback is guarded: no message can end the node."""
+            from depth_ros.ros import qos
+
+            guarded = self._guard.guard(self.resolve_topic_name(topic), callback)
+            return qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
 
         def _set_config(self, config: DepthNodeConfig) -> None:
             if self.pipeline is not None:
@@ -270,62 +272,53 @@ def make_depth_node_class() -> type:
             """Frames replaced before the worker took them, plus images that never got a camera_info."""
             return self._slot.dropped + self._pairer.unpaired_images
 
+        @property
+        def frames_received(self) -> int:
+            return self._intake.frames_received
+
+        @property
+        def frames_out_of_order(self) -> int:
+            return self._intake.frames_out_of_order
+
+        @property
+        def frames_duplicate(self) -> int:
+            return self._intake.frames_duplicate
+
+        @property
+        def messages_dropped(self) -> dict[str, int]:
+            """Reason -> messages the callbacks dropped (bad stamp, malformed, unexpected error)."""
+            return dict(self._guard.dropped)
+
+        @property
+        def frames_skipped_total(self) -> int:
+            """Everything received and not processed for a reason other than load (DepthInfo.frames_skipped)."""
+            return (self.frames_skipped + self.frames_out_of_order + self.frames_duplicate
+                    + sum(self._guard.dropped.values()))
+
         def queue_length(self) -> int:
             """Frames waiting for the worker (0 or 1 by construction)."""
             return self._slot.pending()
 
-        # -- callbacks (never block) ----------------------------------------------------------
-        def _warn(self, text: str, key: str | None = None) -> None:
-            """Log ``text`` unless the same problem (``key``, default the text) was logged
-            in the last 2 s: a camera sending a bad stream must not flood the log."""
-            if self._throttle.ready(text if key is None else key):
-                self.get_logger().warning(text)
+        # -- callbacks (never block; guarded, see _subscribe) -----------------------------------
+        def _warn(self, text: str, key: object) -> None:
+            """Log ``text`` unless the same problem (``key``, a fixed phrase) was logged in the
+            last 2 s: a camera sending a bad stream must not flood the log."""
+            self._guard.warn(key, text)
 
         def _on_image(self, msg: Any) -> None:
-            received_ns = time.monotonic_ns()
-            self.frames_received += 1
-            stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
-            verdict = self._order.check(stamp_ns)
-            if verdict == "old":
-                self.frames_out_of_order += 1
-                self._warn(
-                    f"image stamp {stamp_ns * 1e-9:.6f} s is not newer than the last frame's "
-                    f"({(self._order.last_ns or 0) * 1e-9:.6f} s): out of order, skipped",
-                    key="out of order",
-                )
-                return
-            if verdict == "reset":
-                self._warn(f"image stamps jumped back to {stamp_ns * 1e-9:.6f} s: restart (bag loop?), state reset")
-                self._pairer.reset()
-                self._reset_requested = True
-            pair, replaced = self._pairer.add_image(stamp_ns, msg, received_ns)
-            last = self._pairer.last_info_stamp_ns
-            if replaced or (pair is None and last is None):
-                # An image whose camera_info is simply still in flight is not worth a warning;
-                # one dropped unpaired, or no camera_info at all, is.
-                self._warn_missing_info(stamp_ns, last)
+            pair = self._intake.on_image(msg, time.monotonic_ns())
             if pair is not None:
                 self._slot.put(pair)
 
-        def _warn_missing_info(self, stamp_ns: int, last_info_ns: int | None) -> None:
-            topic = self.resolve_topic_name("camera_info")
-            if last_info_ns is None:
-                text = f"no camera_info received on {topic} yet: images wait for one (depth needs intrinsics)"
-            else:
-                text = (
-                    f"no camera_info on {topic} with the stamp of image {stamp_ns * 1e-9:.6f} s "
-                    f"(last camera_info: {last_info_ns * 1e-9:.6f} s); unpaired images are dropped"
-                )
-            if self._throttle.ready("missing camera_info"):
-                self.get_logger().warning(text)
-
         def _on_info(self, msg: Any) -> None:
-            pair = self._pairer.add_info(msgconv.stamp_to_ns(msg.header.stamp), msg)
+            pair = self._intake.on_info(msg)
             if pair is not None:
                 self._slot.put(pair)
 
         def _on_sparse(self, msg: Any) -> None:
-            self._sparse = msg  # decoded by the worker, only when the policy needs it
+            # decoded by the worker, only when the policy needs it; the stamp is checked here
+            if self._guard.stamp_ns(msg, self.resolve_topic_name("sparse_points")) is not None:
+                self._sparse = msg
 
         def _sparse_points_for(self, image_header: Any, config: DepthNodeConfig) -> np.ndarray | None:
             """(N, 3) metric points for sparse_alignment, or None (with a throttled warning why)."""
@@ -334,19 +327,23 @@ def make_depth_node_class() -> type:
             msg = self._sparse
             topic = self.resolve_topic_name("sparse_points")
             if msg is None:
-                self._warn(f"scale_policy sparse_alignment: nothing received on {topic}")
+                self._warn(f"scale_policy sparse_alignment: nothing received on {topic}", key="no sparse_points")
                 return None
             if msg.header.frame_id != image_header.frame_id:
                 self._warn(
                     f"{topic} is in frame '{msg.header.frame_id}', the image in '{image_header.frame_id}': "
-                    "sparse points must be in the camera's optical frame (no TF lookup here)"
+                    "sparse points must be in the camera's optical frame (no TF lookup here)",
+                    key="sparse_points frame",
                 )
                 return None
+            # Both stamps were checked by the callbacks.
             age_s = abs(msgconv.stamp_to_ns(image_header.stamp) - msgconv.stamp_to_ns(msg.header.stamp)) * 1e-9
             if age_s > config.sparse_max_age_s:
-                self._warn(f"{topic}: newest cloud is {age_s:.3f} s from the image (sparse_max_age_s {config.sparse_max_age_s})")
+                self._warn(f"{topic}: newest cloud is {age_s:.3f} s from the image (sparse_max_age_s {config.sparse_max_age_s})",
+                           key="sparse_points age")
                 return None
-            return msgconv.pointcloud2_to_xyz(msg)
+            with refusing_as("bad sparse_points"):
+                return msgconv.pointcloud2_to_xyz(msg)
 
         # -- worker ---------------------------------------------------------------------------
         def _work(self) -> None:
@@ -356,20 +353,17 @@ def make_depth_node_class() -> type:
                     continue
                 try:
                     self._process(pair)
-                except (InputError, ValueError) as exc:
-                    self.frames_skipped += 1
-                    self._warn(f"frame {pair.stamp_ns * 1e-9:.6f} s skipped: {exc}", key=str(exc))
                 except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
                     self.frames_skipped += 1
-                    self.get_logger().error(f"frame {pair.stamp_ns * 1e-9:.6f} s failed: {type(exc).__name__}: {exc}")
+                    self._guard.frame_skipped(pair.stamp_ns, exc)
 
         def _process(self, pair: Pair) -> None:
             from depth_ros.core.pointcloud import make_cloud
             from depth_ros.ros import messages
 
             assert self.pipeline is not None
-            if self._reset_requested:
-                self._reset_requested = False
+            if self._intake.reset_requested:
+                self._intake.reset_requested = False
                 self.pipeline.reset()
             config = self.pipeline.config
             rgb, camera = self.pipeline.decode(pair.image, pair.info)
@@ -402,7 +396,7 @@ def make_depth_node_class() -> type:
                 latency_ms=latency_ms,
                 frames_dropped=self.frames_dropped,
                 frames_received=self.frames_received,
-                frames_skipped=self.frames_skipped + self.frames_out_of_order,
+                frames_skipped=self.frames_skipped_total,
             ))
             self.frames_published += 1
             self.last_latency_ms = latency_ms

@@ -15,7 +15,8 @@ Topics (relative):
 
 ``odom_frame`` is the camera pose at the first frame after a (re)start. The odometry resets
 (warning) when consecutive frames are more than ``max_gap_s`` apart or the stamps go
-backwards. Translation is metric when the model is (``ModelSpec.metric``), else up to scale
+backwards; an image with the previous image's stamp (a duplicate) is skipped and counted.
+Every callback is guarded (:mod:`depth_ros.ros.intake`): no message can end the node. Translation is metric when the model is (``ModelSpec.metric``), else up to scale
 (warned once). Parameters: :class:`~depth_ros.ros.params.PoseNodeConfig`.
 
 Convention: the network's (1, 6) output is ``[axis-angle (rad), translation]`` of
@@ -27,16 +28,16 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from depth_ros import msgconv
-from depth_ros.errors import InputError, ModelError
-from depth_ros.ros.depth_node import _Throttle
+from depth_ros.errors import ModelError
+from depth_ros.ros.intake import FrameIntake, MessageGuard, Refused, refusing_as
 from depth_ros.ros.params import ParameterError, PoseNodeConfig, declare_config, on_set_parameters_callback
 from depth_ros.ros.pose_math import invert, matrix_to_quaternion, pose_vector_to_T, rotation_vector
-from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
+from depth_ros.ros.sync import LatestSlot, Pair, StampPairer
 
 __all__ = ["PoseTracker", "create_pose_node", "main"]
 
@@ -103,8 +104,12 @@ def make_pose_node_class() -> type:
             self._backend_factory = backend_factory
             self._slot: LatestSlot[Pair] = LatestSlot()
             self._pairer = StampPairer(int(self.config.sync_tolerance_ms * 1e6))
-            self._order = StampOrder(1)  # any step back: the tracker resets
-            self._throttle = _Throttle(2.0)
+            self._guard = MessageGuard(self.get_logger(), period_s=2.0)
+            image_topic = "image/compressed" if self.config.image_transport == "compressed" else "image"
+            # No stamp order here: any step back resets the tracker (PoseTracker.needs_reset).
+            self._intake = FrameIntake(self._guard, self._pairer, None,
+                                       image_topic=self.resolve_topic_name(image_topic),
+                                       info_topic=self.resolve_topic_name("camera_info"))
             self._worker: threading.Thread | None = None
             self._tf = None
             self.frames_published = 0
@@ -140,10 +145,10 @@ def make_pose_node_class() -> type:
             self.odom_pub = qos.advertise(self, Odometry, "odom", qos.info_qos())
             self.pose_pub = qos.advertise(self, PoseStamped, "pose", qos.info_qos())
             if cfg.image_transport == "compressed":
-                qos.subscribe(self, CompressedImage, "image/compressed", self._on_image, qos.input_qos())
+                self._subscribe(CompressedImage, "image/compressed", self._on_image)
             else:
-                qos.subscribe(self, Image, "image", self._on_image, qos.input_qos())
-            qos.subscribe(self, CameraInfo, "camera_info", self._on_info, qos.input_qos())
+                self._subscribe(Image, "image", self._on_image)
+            self._subscribe(CameraInfo, "camera_info", self._on_info)
             qos.warn_unused_overrides(self)
             try:
                 from tf2_ros import TransformBroadcaster  # absent from the pip wheels
@@ -154,23 +159,34 @@ def make_pose_node_class() -> type:
             self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
             self._worker.start()
 
+        def _subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
+            """Subscribe with the input QoS; the callback is guarded: no message can end the node."""
+            from depth_ros.ros import qos
+
+            guarded = self._guard.guard(self.resolve_topic_name(topic), callback)
+            return qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
+
+        @property
+        def frames_duplicate(self) -> int:
+            return self._intake.frames_duplicate
+
+        @property
+        def messages_dropped(self) -> dict[str, int]:
+            """Reason -> messages the callbacks dropped (bad stamp, malformed, unexpected error)."""
+            return dict(self._guard.dropped)
+
         def _set_config(self, config: PoseNodeConfig) -> None:
             self.config = config
             self.tracker.max_gap_ns = int(config.max_gap_s * 1e9)
             self._pairer.tolerance_ns = int(config.sync_tolerance_ms * 1e6)
 
         def _on_image(self, msg: Any) -> None:
-            stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
-            pair, _ = self._pairer.add_image(stamp_ns, msg, time.monotonic_ns())
-            if pair is None and self._throttle.ready("missing camera_info"):
-                self.get_logger().warning(
-                    f"no camera_info on {self.resolve_topic_name('camera_info')} with the stamp of image {stamp_ns * 1e-9:.6f} s"
-                )
+            pair = self._intake.on_image(msg, time.monotonic_ns())
             if pair is not None:
                 self._slot.put(pair)
 
         def _on_info(self, msg: Any) -> None:
-            pair = self._pairer.add_info(msgconv.stamp_to_ns(msg.header.stamp), msg)
+            pair = self._intake.on_info(msg)
             if pair is not None:
                 self._slot.put(pair)
 
@@ -181,23 +197,22 @@ def make_pose_node_class() -> type:
                     continue
                 try:
                     self._process(pair)
-                except (InputError, ValueError) as exc:
+                except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
                     self.frames_skipped += 1
-                    if self._throttle.ready(str(exc)):  # one warning per problem per 2 s
-                        self.get_logger().warning(f"frame {pair.stamp_ns * 1e-9:.6f} s skipped: {exc}")
-                except Exception as exc:  # noqa: BLE001 - survive any one frame
-                    self.frames_skipped += 1
-                    self.get_logger().error(f"frame {pair.stamp_ns * 1e-9:.6f} s failed: {type(exc).__name__}: {exc}")
+                    self._guard.frame_skipped(pair.stamp_ns, exc)
 
         def _process(self, pair: Pair) -> None:
             from depth_ros.core.preprocess import preprocess_pair
 
-            camera = msgconv.camera_info_to_model(pair.info)
-            if self.config.image_transport == "compressed":
-                rgb = msgconv.compressed_to_rgb(pair.image)
-            else:
-                rgb = msgconv.image_to_rgb(pair.image)
-            msgconv.check_image_matches_camera(rgb, camera)
+            with refusing_as("bad camera_info"):
+                camera = msgconv.camera_info_to_model(pair.info)
+            with refusing_as("bad image"):
+                if self.config.image_transport == "compressed":
+                    rgb = msgconv.compressed_to_rgb(pair.image)
+                else:
+                    rgb = msgconv.image_to_rgb(pair.image)
+            with refusing_as("size mismatch"):
+                msgconv.check_image_matches_camera(rgb, camera)
             why = self.tracker.needs_reset(pair.stamp_ns)
             if why is not None:
                 if why != "first frame":
@@ -211,7 +226,7 @@ def make_pose_node_class() -> type:
             out = self.backend.infer(x)
             vec = np.asarray(out[self.spec.output_name], dtype=np.float64).reshape(-1)
             if vec.shape != (6,) or not np.all(np.isfinite(vec)):
-                raise InputError(f"pose output must be 6 finite numbers, got shape {vec.shape} {vec.tolist()[:6]}")
+                raise Refused("bad model output", f"pose output must be 6 finite numbers, got shape {vec.shape} {vec.tolist()[:6]}")
             T_odom_cam, T_prev_cur, dt_s = self.tracker.step(pair.stamp_ns, vec)
             self._prev = (pair.stamp_ns, rgb)
             self._publish(pair.image.header, T_odom_cam, T_prev_cur, dt_s)

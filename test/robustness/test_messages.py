@@ -16,6 +16,7 @@ subscription callbacks in-process.
 """
 from __future__ import annotations
 
+import io
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -27,10 +28,43 @@ from depth_ros import msgconv
 from depth_ros.core.camera import MAX_RAY_ANGLE_DEG, MIN_FOV_DEG, CameraModel
 from depth_ros.core.pointcloud import make_cloud
 from depth_ros.errors import InputError
+from depth_ros.ros.intake import FrameIntake, MessageGuard, Refused
+from depth_ros.ros.sync import StampOrder, StampPairer
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-IMAGE_TOPIC = "/cam/image_raw"
+IMAGE_TOPIC, INFO_TOPIC = "/cam/image_raw", "/cam/camera_info"
+
+
+class RecordingLogger:
+    """An rclpy-logger double: keeps (level, text)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def warning(self, text: str) -> None:
+        self.lines.append(("warning", text))
+
+    def error(self, text: str) -> None:
+        self.lines.append(("error", text))
+
+    def texts(self, level: str) -> list[str]:
+        return [t for lv, t in self.lines if lv == level]
+
+
+def msg_at(sec: int, nanosec: int, **fields: Any) -> SimpleNamespace:
+    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec), frame_id="cam"), **fields)
+
+
+def msg_ns(ns: int, **fields: Any) -> SimpleNamespace:
+    return msg_at(ns // S, ns % S, **fields)
+
+
+def depth_intake(period_s: float = 60.0) -> tuple[FrameIntake, MessageGuard, RecordingLogger]:
+    """The depth node's intake: stamp order with restarts after 1 s back, exact pairing."""
+    logger = RecordingLogger()
+    guard = MessageGuard(logger, period_s=period_s)
+    return FrameIntake(guard, StampPairer(0), StampOrder(S), IMAGE_TOPIC, INFO_TOPIC), guard, logger
 
 
 # -- stamps -----------------------------------------------------------------------------------
@@ -49,6 +83,157 @@ def test_bad_stamp_is_an_input_error_naming_the_topic(sec: Any, nanosec: Any, fr
         msgconv.stamp_to_ns(SimpleNamespace(sec=sec, nanosec=nanosec), what=IMAGE_TOPIC)
     assert str(info.value).startswith(f"{IMAGE_TOPIC}: header.stamp.")
     assert "\n" not in str(info.value)
+
+
+def test_image_and_camera_info_with_a_bad_stamp_are_dropped_and_the_stream_goes_on() -> None:
+    intake, guard, logger = depth_intake()
+    assert intake.on_image(msg_at(1_700_000_000, 1_500_000_000), received_ns=0) is None
+    assert intake.on_info(msg_at(1_700_000_000, 1_500_000_000)) is None
+    assert guard.dropped == {"bad stamp": 2} and intake.frames_received == 1
+    warnings = logger.texts("warning")
+    assert len(warnings) == 2  # one per topic
+    assert warnings[0].startswith(f"{IMAGE_TOPIC}: header.stamp.nanosec must be in [0, 1e9), got 1500000000")
+    assert warnings[1].startswith(f"{INFO_TOPIC}: header.stamp.nanosec")
+    # A flood of them: every one counted, the warning not repeated within the period.
+    for _ in range(50):
+        intake.on_image(msg_at(1_700_000_000, 1_500_000_000), received_ns=0)
+    assert guard.dropped["bad stamp"] == 52 and len(logger.texts("warning")) == 2
+    # The next good frame pairs as if nothing happened.
+    assert intake.on_image(msg_ns(T0, name="good"), received_ns=5) is None  # waits for its camera_info
+    pair = intake.on_info(msg_ns(T0, name="info"))
+    assert pair is not None and (pair.image.name, pair.info.name, pair.stamp_ns, pair.received_ns) == ("good", "info", T0, 5)
+
+
+# -- guarded callbacks ------------------------------------------------------------------------
+def test_guarded_callback_survives_any_exception_and_logs_a_bug_with_its_traceback() -> None:
+    logger = RecordingLogger()
+    guard = MessageGuard(logger, period_s=60.0)
+
+    def callback(msg: Any) -> None:
+        if msg == "bug":
+            raise ZeroDivisionError("division by zero in the callback")
+        if msg == "refused":
+            raise Refused("bad image", "Image: step 3 is smaller than width * 3")
+        if msg == "input":
+            raise InputError("Image: data has 10 bytes, expected 9216")
+        if msg == "keyboard":
+            raise KeyboardInterrupt  # not a message problem: Ctrl-C must still stop the node
+
+    guarded = guard.guard(IMAGE_TOPIC, callback)
+    for msg in ("bug", "refused", "input", "bug", "ok", "refused"):
+        assert guarded(msg) is None
+    assert guard.dropped == {"unexpected error": 2, "bad image": 2, "bad message": 1}
+    assert guard.failures == 2
+    errors = logger.texts("error")
+    assert len(errors) == 1  # the same bug twice: logged once per period, counted twice
+    assert errors[0].startswith(f"{IMAGE_TOPIC}: unexpected ZeroDivisionError while handling a message")
+    assert "Traceback (most recent call last)" in errors[0] and "division by zero in the callback" in errors[0]
+    warnings = logger.texts("warning")
+    assert warnings == [
+        f"{IMAGE_TOPIC}: message dropped: Image: step 3 is smaller than width * 3",
+        f"{IMAGE_TOPIC}: message dropped: Image: data has 10 bytes, expected 9216",
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        guarded("keyboard")
+
+
+def test_worker_reports_bugs_with_traceback_and_refusals_as_one_warning_per_reason() -> None:
+    logger = RecordingLogger()
+    guard = MessageGuard(logger, period_s=60.0)
+    for i in range(3):
+        try:
+            raise Refused("bad image", f"CompressedImage: cannot decode ({100 + i} bytes) <_io.BytesIO object at 0x7f{i:04x}>")
+        except Exception as exc:
+            guard.frame_skipped(T0 + i, exc)
+    for i, text in enumerate(["Image: unsupported encoding 'yuv422'", "Image: unsupported encoding 'x\x1b[2J'",
+                              "CameraInfo: K is all zeros"]):
+        try:
+            raise Refused("bad camera_info" if "K" in text else "bad image", text)
+        except Exception as exc:
+            guard.frame_skipped(T0 + 10 + i, exc)
+    try:
+        {}["missing"]
+    except Exception as exc:
+        guard.frame_skipped(T0 + 20, exc)
+    warnings = logger.texts("warning")
+    # Texts that differ only in numbers, addresses or quoted values (from the message): one
+    # warning. Another problem, of the same reason or another: not hidden.
+    assert len(warnings) == 3, warnings
+    assert warnings[0].startswith(f"frame {T0 * 1e-9:.6f} s skipped: CompressedImage: cannot decode (100 bytes)")
+    assert warnings[1].endswith("skipped: Image: unsupported encoding 'yuv422'")
+    assert warnings[2].endswith("skipped: CameraInfo: K is all zeros")
+    errors = logger.texts("error")
+    assert len(errors) == 1 and "KeyError: 'missing'" in errors[0] and "Traceback (most recent call last)" in errors[0]
+
+
+def test_undecodable_compressed_images_give_one_reason_and_no_object_address() -> None:
+    """Junk CompressedImages of different sizes: the same reason (the throttle key), and no
+    ``<_io.BytesIO object at 0x...>`` in the text."""
+    from depth_ros.inference.spec import ModelSpec
+    from depth_ros.ros.depth_node import DepthPipeline
+    from depth_ros.ros.params import DepthNodeConfig
+
+    backend = SimpleNamespace(spec=ModelSpec(output_kind="depth_metric", input_height=8, input_width=8, name="d", metric=True),
+                              name="double")
+    pipeline = DepthPipeline(backend, DepthNodeConfig(image_transport="compressed"))
+    info = SimpleNamespace(width=8, height=6, k=[6.0, 0, 3.5, 0, 6.0, 2.5, 0, 0, 1], d=[], distortion_model="plumb_bob",
+                           binning_x=0, binning_y=0, roi=None)
+    reasons, texts = set(), []
+    for junk in (b"\x00" * 10, b"not an image at all, longer", bytes(range(256))):
+        with pytest.raises(Refused) as caught:
+            pipeline.decode(SimpleNamespace(format="jpeg", data=junk), info)
+        reasons.add(caught.value.reason)
+        texts.append(str(caught.value))
+    assert reasons == {"bad image"}
+    assert all("BytesIO" not in t and " at 0x" not in t and "not a JPEG or PNG stream" in t for t in texts), texts
+    with pytest.raises(Refused) as caught:
+        pipeline.decode(SimpleNamespace(format="png", data=_png(8, 6)), dict_info(info, k=[0.0] * 9))
+    assert caught.value.reason == "bad camera_info"
+    with pytest.raises(Refused) as caught:
+        pipeline.decode(SimpleNamespace(format="png", data=_png(9, 6)), info)
+    assert caught.value.reason == "size mismatch"
+
+
+def _png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def dict_info(info: SimpleNamespace, **fields: Any) -> SimpleNamespace:
+    return SimpleNamespace(**{**vars(info), **fields})
+
+
+# -- duplicates -------------------------------------------------------------------------------
+def test_duplicate_image_stamp_is_skipped_counted_and_warned_once() -> None:
+    intake, guard, logger = depth_intake()
+    assert intake.on_info(msg_ns(T0)) is None
+    assert intake.on_image(msg_ns(T0, name="first"), 0) is not None
+    for _ in range(3):  # the same frame again (a driver or relay publishing twice)
+        assert intake.on_image(msg_ns(T0, name="again"), 0) is None
+    assert intake.frames_duplicate == 3 and intake.frames_out_of_order == 0
+    duplicate_warnings = [t for t in logger.texts("warning") if "duplicate" in t]
+    assert len(duplicate_warnings) == 1 and duplicate_warnings[0].startswith(IMAGE_TOPIC)
+    # a camera_info with that stamp arriving again does not complete a second pair either
+    assert intake.on_info(msg_ns(T0)) is None
+    # the next frame goes through; an older one is still "out of order", not a duplicate
+    intake.on_info(msg_ns(T0 + S // 10))
+    assert intake.on_image(msg_ns(T0 + S // 10), 0) is not None
+    assert intake.on_image(msg_ns(T0 + S // 20), 0) is None
+    assert (intake.frames_duplicate, intake.frames_out_of_order) == (3, 1)
+
+
+def test_pose_intake_skips_duplicates_but_passes_a_step_back_to_the_tracker() -> None:
+    logger = RecordingLogger()
+    intake = FrameIntake(MessageGuard(logger, 60.0), StampPairer(0), None, IMAGE_TOPIC, INFO_TOPIC)
+    for stamp in (T0, T0 - S):
+        intake.on_info(msg_ns(stamp))
+    assert intake.on_image(msg_ns(T0), 0) is not None
+    assert intake.on_image(msg_ns(T0), 0) is None  # duplicate: would reset the odometry
+    assert intake.on_image(msg_ns(T0 - S), 0) is not None  # back in time: the tracker resets
+    assert intake.frames_duplicate == 1
 
 
 # -- camera_info intrinsics -------------------------------------------------------------------
@@ -133,3 +318,100 @@ def test_the_bound_does_not_depend_on_the_resolution() -> None:
         ok.resized(width, height).check_physical()
         with pytest.raises(ValueError, match="fx = "):
             bad.resized(width, height).check_physical()
+
+
+# -- the real nodes' callbacks ------------------------------------------------------------------
+@pytest.mark.ros
+def test_no_message_raises_out_of_any_subscription_callback_of_either_node(tmp_path: Any) -> None:
+    """Every subscription of the depth and pose nodes, fed hostile messages in-process:
+    nothing raises, each drop is counted, and a good pair afterwards is still published."""
+    import os
+    import random
+    import time
+
+    import rclpy
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from depth_ros.inference.spec import ModelSpec
+    from depth_ros.ros.depth_node import create_depth_node
+    from depth_ros.ros.pose_node import create_pose_node
+
+    os.environ.setdefault("ROS_LOG_DIR", str(tmp_path))
+    w, h = 16, 12
+
+    class DepthDouble:
+        name = "double"
+        spec = ModelSpec(output_kind="depth_metric", input_height=h, input_width=w, name="d", metric=True)
+
+        def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+            return {"depth": np.full((1, 1, h, w), 2.0, np.float32)}
+
+    class PoseDouble:
+        name = "double"
+        spec = ModelSpec(output_kind="pose_6dof", input_height=h, input_width=w, input_channels=6, name="p",
+                         metric=True, output_name="pose")
+
+        def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+            return {"pose": np.zeros((1, 6), np.float32)}
+
+    def image(stamp_ns: int, nanosec: int | None = None) -> Image:
+        msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=bytes(h * w * 3))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // S, stamp_ns % S if nanosec is None else nanosec
+        return msg
+
+    def info(stamp_ns: int, nanosec: int | None = None, k: list[float] | None = None) -> CameraInfo:
+        msg = CameraInfo(width=w, height=h, k=k or [12.0, 0, 7.5, 0, 12.0, 5.5, 0, 0, 1])
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // S, stamp_ns % S if nanosec is None else nanosec
+        return msg
+
+    class Hostile:
+        """Not a message at all: every attribute access raises (a bug-shaped input)."""
+
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(f"no {name} here")
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=random.SystemRandom().randint(0, 101))
+    nodes = []
+    try:
+        depth = create_depth_node(context=ctx, namespace="/rb", backend_factory=lambda c: DepthDouble(),
+                                  parameter_overrides=[Parameter("model_path", value="d.onnx")])
+        pose = create_pose_node(context=ctx, namespace="/rb", backend_factory=lambda c: PoseDouble(),
+                                parameter_overrides=[Parameter("model_path", value="p.onnx")])
+        nodes = [depth, pose]
+        for node in nodes:
+            node.configure()
+            subs = {s.topic_name: s for s in node.subscriptions if s.topic_name.startswith("/rb/")}
+            expected = {"/rb/image", "/rb/camera_info"} | ({"/rb/sparse_points"} if node is depth else set())
+            assert set(subs) == expected
+            bad_stamp = {"/rb/image": image(T0, nanosec=1_500_000_000), "/rb/camera_info": info(T0, nanosec=1_500_000_000),
+                         "/rb/sparse_points": PointCloud2()}
+            bad_stamp["/rb/sparse_points"].header.stamp.nanosec = 4_000_000_000
+            for topic, sub in subs.items():
+                sub.callback(bad_stamp[topic])  # raised InputError out of the executor before
+                sub.callback(Hostile())  # a bug-shaped input: logged with traceback, not raised
+            dropped = node.messages_dropped
+            assert dropped["bad stamp"] == len(subs), dropped
+            assert dropped["unexpected error"] == len(subs), dropped
+            # a duplicate and a good pair afterwards
+            subs["/rb/camera_info"].callback(info(T0 + S))
+            subs["/rb/image"].callback(image(T0 + S))
+            subs["/rb/image"].callback(image(T0 + S))
+            assert node.frames_duplicate == 1
+            deadline = time.monotonic() + 20.0
+            while node.frames_published < 1:
+                assert time.monotonic() < deadline, "the good frame after the bad ones was not published"
+                time.sleep(0.01)
+            # absurd intrinsics: refused by the worker as bad camera_info, nothing published
+            subs["/rb/camera_info"].callback(info(T0 + 2 * S, k=[1e-30, 0, 7.5, 0, 1e-30, 5.5, 0, 0, 1]))
+            subs["/rb/image"].callback(image(T0 + 2 * S))
+            while node.frames_skipped < 1:
+                assert time.monotonic() < deadline, "the frame with absurd intrinsics was not refused"
+                time.sleep(0.01)
+            assert node.frames_published == 1
+    finally:
+        for node in nodes:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)

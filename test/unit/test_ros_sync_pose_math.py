@@ -102,10 +102,10 @@ def test_tracker_conventions_and_resets() -> None:
 
 
 def test_warning_throttle_is_per_problem() -> None:
-    from depth_ros.ros.depth_node import _Throttle
+    from depth_ros.ros.intake import WarnThrottle
 
-    t = _Throttle(period_s=60.0)
+    t = WarnThrottle(period_s=60.0)
     assert t.ready("bad encoding") and not t.ready("bad encoding")  # the same problem: once
     assert t.ready("K is all zeros")  # another problem is not hidden by the first
-    unthrottled = _Throttle(period_s=0.0)
+    unthrottled = WarnThrottle(period_s=0.0)
     assert unthrottled.ready("x") and unthrottled.ready("x")

@@ -1,0 +1,260 @@
+"""What the nodes do with each incoming message before the worker sees it (pure Python, no ROS).
+
+A node must survive any message. Every subscription callback runs inside
+:meth:`MessageGuard.guard`: an expected refusal (:class:`~depth_ros.errors.InputError`) becomes a
+counted drop and a throttled warning, and any other exception (a bug) a counted drop and an
+error logged *with its traceback*; either way the callback returns and the executor keeps
+spinning.
+
+Warnings are throttled per *problem*, never per message text: texts quote stamps, sizes,
+object addresses and strings from the message itself, which differ from one message to the
+next and would defeat the throttle. A problem is a fixed reason ("bad stamp", "bad image", ...)
+plus, for refusals, the *wording* of the error with every number, address and quoted value
+masked (:func:`problem_wording`): "step 5 is smaller than ..." and "step 7 is smaller than ..."
+are one problem, an unsupported encoding is another and is not hidden behind it.
+
+:class:`FrameIntake` is the image / camera_info logic both nodes share: stamp check, duplicate
+and out-of-order stamps, pairing by stamp. It returns the :class:`~depth_ros.ros.sync.Pair` for
+the worker, or None.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import time
+import traceback
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Callable, Hashable, Iterator
+
+from depth_ros import msgconv
+from depth_ros.errors import InputError
+from depth_ros.ros.sync import Pair, StampOrder, StampPairer
+
+__all__ = ["FrameIntake", "MessageGuard", "Refused", "WarnThrottle", "problem_wording", "refusing_as"]
+
+# Variable parts of an error text: quoted values (encoding, format, frame_id, field names: they
+# come from the message), hex addresses, numbers, nan/inf.
+_VARIABLE = re.compile(r"'[^']*'|\"[^\"]*\"|0x[0-9a-fA-F]+|[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\b(?:nan|inf)\b")
+_WORDING_CHARS = 160
+
+
+def problem_wording(text: str) -> str:
+    """``text`` with every number, hex address and quoted value replaced by ``#`` (and cut at
+    160 characters): the same problem in other numbers gives the same wording."""
+    return _VARIABLE.sub("#", str(text))[:_WORDING_CHARS]
+
+
+class WarnThrottle:
+    """At most one log line per key per period.
+
+    Keys are stable reasons, not message texts (see the module docstring). rclpy's own
+    throttle is per call site, which would hide a second, different problem reported from the
+    same line.
+    """
+
+    def __init__(self, period_s: float) -> None:
+        self.period_ns = int(period_s * 1e9)
+        self._last: dict[Hashable, int] = {}
+
+    def ready(self, key: Hashable) -> bool:
+        now = time.monotonic_ns()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_ns:
+            return False
+        if len(self._last) > 256:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+class Refused(InputError):
+    """A message or frame refused for a stated reason.
+
+    Attributes:
+        reason: a short fixed phrase ("bad camera_info", "bad image", ...): the key of the
+            drop counter and of the warning throttle.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@contextmanager
+def refusing_as(reason: str) -> Iterator[None]:
+    """Re-raise an InputError (or ValueError) from the block as :class:`Refused` with ``reason``."""
+    try:
+        yield
+    except Refused:
+        raise
+    except (InputError, ValueError) as exc:
+        raise Refused(reason, str(exc)) from None
+
+
+class MessageGuard:
+    """Counted drops, throttled warnings and guarded callbacks of one node.
+
+    Args:
+        logger: has ``warning(text)`` and ``error(text)`` (an rclpy logger).
+        period_s: at most one warning per reason per this many seconds.
+
+    Attributes:
+        dropped: reason -> messages or frames dropped for it.
+        failures: unexpected exceptions caught (each a bug; logged with its traceback).
+    """
+
+    def __init__(self, logger: Any, period_s: float = 2.0) -> None:
+        self.logger = logger
+        self.throttle = WarnThrottle(period_s)
+        self.dropped: Counter[str] = Counter()
+        self.failures = 0
+
+    def warn(self, key: Hashable, text: str) -> None:
+        """Log ``text`` unless the same problem (``key``) was logged within the period."""
+        if self.throttle.ready(key):
+            self.logger.warning(text)
+
+    def drop(self, reason: str, text: str, key: Hashable | None = None) -> None:
+        """Count one message or frame dropped for ``reason``; a throttled warning ``text``."""
+        self.dropped[reason] += 1
+        self.warn(reason if key is None else key, text)
+
+    def failed(self, key: Hashable, text: str) -> None:
+        """Count and log (throttled, with the current exception's traceback) a failure that
+        is not an input problem: a bug, which must not be hidden."""
+        self.failures += 1
+        if self.throttle.ready(("unexpected error", key)):
+            self.logger.error(f"{text}\n{traceback.format_exc().rstrip()}")
+
+    def frame_skipped(self, stamp_ns: int, exc: BaseException) -> None:
+        """Report a frame the worker could not process; call inside the ``except`` block.
+
+        An InputError / ValueError is a warning throttled per reason (:class:`Refused`'s
+        ``reason``, else the exception type); anything else is a bug: an error with its
+        traceback.
+        """
+        where = f"frame {stamp_ns * 1e-9:.6f} s"
+        if isinstance(exc, (InputError, ValueError)):
+            reason = exc.reason if isinstance(exc, Refused) else type(exc).__name__
+            self.warn(("frame", reason, problem_wording(str(exc))), f"{where} skipped: {exc}")
+        else:
+            self.failed(("frame", type(exc).__name__), f"{where} failed: {type(exc).__name__}: {exc}")
+
+    def stamp_ns(self, msg: Any, topic: str) -> int | None:
+        """The header stamp of ``msg`` in ns, or None (dropped, counted, warned) when invalid."""
+        try:
+            return msgconv.stamp_to_ns(msg.header.stamp, what=topic)
+        except InputError as exc:
+            self.drop("bad stamp", f"{exc}: message dropped", key=("bad stamp", topic))
+            return None
+
+    def guard(self, topic: str, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``callback`` wrapped so that no message can raise out of it (see the module docstring)."""
+
+        @functools.wraps(callback)
+        def guarded(msg: Any) -> None:
+            try:
+                callback(msg)
+            except Refused as exc:
+                self.drop(exc.reason, f"{topic}: message dropped: {exc}", key=(exc.reason, topic, problem_wording(str(exc))))
+            except InputError as exc:
+                self.drop("bad message", f"{topic}: message dropped: {exc}",
+                          key=("bad message", topic, problem_wording(str(exc))))
+            except Exception as exc:  # noqa: BLE001 - a node survives any message; logged with its traceback
+                self.dropped["unexpected error"] += 1
+                self.failed(
+                    (topic, type(exc).__name__),
+                    f"{topic}: unexpected {type(exc).__name__} while handling a message (dropped; the node keeps running)",
+                )
+
+        return guarded
+
+
+class FrameIntake:
+    """Image and camera_info callbacks of a node: stamp checks, then pairing by stamp.
+
+    Args:
+        guard: the node's :class:`MessageGuard` (drops, warnings).
+        pairer: pairs images and camera_infos.
+        order: classifies image stamps (out of order skipped, a far jump back a restart), or
+            None to pass every new stamp on (the pose node resets its odometry itself).
+        image_topic, info_topic: resolved names, for the warnings.
+
+    Attributes:
+        frames_received: images taken in (including those dropped here).
+        frames_out_of_order: images older than the newest one (skipped).
+        frames_duplicate: images with the same stamp as the previous image (skipped: the
+            same frame sent twice must not be processed twice).
+        reset_requested: set when the stamps jumped back (restart); the worker clears it.
+    """
+
+    def __init__(self, guard: MessageGuard, pairer: StampPairer, order: StampOrder | None,
+                 image_topic: str, info_topic: str) -> None:
+        self.guard = guard
+        self.pairer = pairer
+        self.order = order
+        self.image_topic = image_topic
+        self.info_topic = info_topic
+        self.frames_received = 0
+        self.frames_out_of_order = 0
+        self.frames_duplicate = 0
+        self.reset_requested = False
+        self._last_image_ns: int | None = None
+
+    def on_image(self, msg: Any, received_ns: int) -> Pair | None:
+        """An image arrived at ``received_ns`` (monotonic): the pair to process, or None."""
+        self.frames_received += 1
+        stamp_ns = self.guard.stamp_ns(msg, self.image_topic)
+        if stamp_ns is None:
+            return None
+        if stamp_ns == self._last_image_ns:
+            self.frames_duplicate += 1
+            self.guard.warn(
+                ("duplicate stamp", self.image_topic),
+                f"{self.image_topic}: image stamp {stamp_ns * 1e-9:.6f} s is the previous image's: "
+                "duplicate, skipped (further duplicates are counted)",
+            )
+            return None
+        if self.order is not None:
+            verdict = self.order.check(stamp_ns)
+            if verdict == "old":
+                self.frames_out_of_order += 1
+                self.guard.warn(
+                    ("out of order", self.image_topic),
+                    f"image stamp {stamp_ns * 1e-9:.6f} s is not newer than the last frame's "
+                    f"({(self.order.last_ns or 0) * 1e-9:.6f} s): out of order, skipped",
+                )
+                return None
+            if verdict == "reset":
+                self.guard.warn(
+                    ("restart", self.image_topic),
+                    f"image stamps jumped back to {stamp_ns * 1e-9:.6f} s: restart (bag loop?), state reset",
+                )
+                self.pairer.reset()
+                self.reset_requested = True
+        self._last_image_ns = stamp_ns
+        pair, replaced = self.pairer.add_image(stamp_ns, msg, received_ns)
+        last_info = self.pairer.last_info_stamp_ns
+        if replaced or (pair is None and last_info is None):
+            # An image whose camera_info is simply still in flight is not worth a warning;
+            # one dropped unpaired, or no camera_info at all, is.
+            self._warn_missing_info(stamp_ns, last_info)
+        return pair
+
+    def on_info(self, msg: Any) -> Pair | None:
+        """A camera_info arrived: the pair it completes, or None."""
+        stamp_ns = self.guard.stamp_ns(msg, self.info_topic)
+        if stamp_ns is None:
+            return None
+        return self.pairer.add_info(stamp_ns, msg)
+
+    def _warn_missing_info(self, stamp_ns: int, last_info_ns: int | None) -> None:
+        if last_info_ns is None:
+            text = f"no camera_info received on {self.info_topic} yet: images wait for one (depth needs intrinsics)"
+        else:
+            text = (
+                f"no camera_info on {self.info_topic} with the stamp of image {stamp_ns * 1e-9:.6f} s "
+                f"(last camera_info: {last_info_ns * 1e-9:.6f} s); unpaired images are dropped"
+            )
+        self.guard.warn("missing camera_info", text)
