@@ -23,8 +23,10 @@ With a GPU backend, reading + preprocessing and postprocessing + writing run in 
 beside the network (``InferConfig.overlap``), hiding the pipeline's own CPU time behind the
 network's; the network itself always runs in the calling thread.
 
-Bad frames (undecodable image, bad camera_info, size mismatch, missing camera_info,
-non-finite model output) are skipped and counted by reason, each reason logged once; a bag
+Bad frames (invalid or duplicate header stamp, undecodable image, bad camera_info, size
+mismatch, missing camera_info, non-finite model output) are skipped and counted by reason,
+each reason logged once; a camera_info or LiDAR message with an invalid stamp is dropped and
+counted per topic (its image then lacks a partner); a bag
 that cannot be read or written, or a model that does not fit, stops the run with a
 :class:`~depth_ros.errors.DepthRosError` and leaves no output file.
 """
@@ -36,7 +38,7 @@ import math
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
@@ -85,6 +87,8 @@ _log = logging.getLogger(__name__)
 
 #: Why a frame was skipped -> what the user reads in the summary.
 SKIP_REASONS: dict[str, str] = {
+    "bad_stamp": "image header stamp invalid (nanosec outside [0, 1e9))",
+    "duplicate_stamp": "image with the stamp of an earlier image (the same frame recorded twice)",
     "missing_camera_info": "no camera_info with the image's stamp",
     "unsupported_encoding": "image encoding not supported",
     "bad_image": "image data malformed (size, step/row padding, or undecodable compressed data)",
@@ -93,6 +97,9 @@ SKIP_REASONS: dict[str, str] = {
     "non_finite_output": "model output has NaN or Inf",
     "scale_failed": "the scale policy had nothing to work with",
 }
+#: Image stamps remembered to recognise a duplicate (the same frame recorded twice, possibly
+#: with a few other images in between).
+_RECENT_STAMPS = 64
 #: Timing stages of the summary, in pipeline order.
 STAGES = ("read", "preprocess", "backend", "postprocess", "cloud", "write")
 
@@ -240,6 +247,7 @@ class InferSummary:
         timing_s: stage (:data:`STAGES`) -> total seconds spent in it (the stages overlap when
             ``overlapped``: they then add up to more than ``wall_s``).
         scale_sources: DepthInfo.scale_source -> frames.
+        messages_dropped: topic -> camera_info / LiDAR messages dropped for an invalid stamp.
     """
 
     input_path: str
@@ -257,6 +265,7 @@ class InferSummary:
     wall_s: float = 0.0
     timing_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     scale_sources: dict[str, int] = field(default_factory=dict)
+    messages_dropped: dict[str, int] = field(default_factory=dict)
     bytes_written: int = 0
     overlapped: bool = False
 
@@ -295,6 +304,8 @@ class InferSummary:
         ]
         for reason, count in sorted(self.skipped.items()):
             lines.append(f"  skipped {count}: {reason} ({SKIP_REASONS.get(reason, reason)})")
+        for topic, count in sorted(self.messages_dropped.items()):
+            lines.append(f"  dropped {count} message(s) on {topic}: header stamp invalid")
         return "\n".join(lines)
 
 
@@ -325,19 +336,32 @@ class _SkipLog:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.first: dict[str, str] = {}
+        self.dropped: Counter[str] = Counter()
+        self.dropped_by_topic: Counter[str] = Counter()
 
-    def skip(self, reason: str, stamp_ns: int, detail: str) -> None:
+    def skip(self, reason: str, where: str, detail: str) -> None:
+        """Count one frame skipped for ``reason``; ``where``: e.g. "at stamp 17 ns"."""
         if reason not in self.counts:
             self.first[reason] = detail
             _log.warning(
-                "skipping frame at stamp %d ns: %s: %s (further frames skipped for this reason are counted)",
-                stamp_ns, reason, detail,
+                "skipping frame %s: %s: %s (further frames skipped for this reason are counted)",
+                where, reason, detail,
             )
         self.counts[reason] += 1
+
+    def drop_message(self, topic: str, detail: str) -> None:
+        """Count one partner message (camera_info, LiDAR) dropped; the first per topic is logged."""
+        key = f"message on {topic}"
+        if key not in self.dropped:
+            _log.warning("dropping %s: %s (further ones are counted)", key, detail)
+        self.dropped[key] += 1
+        self.dropped_by_topic[topic] += 1
 
     def log_totals(self) -> None:
         for reason, count in sorted(self.counts.items()):
             _log.warning("skipped %d frame(s): %s (first: %s)", count, reason, self.first[reason])
+        for key, count in sorted(self.dropped.items()):
+            _log.warning("dropped %d %s: header stamp invalid", count, key)
 
 
 # -- model set-up -----------------------------------------------------------------------------
@@ -684,7 +708,11 @@ class _Pipeline:
             self.progress(1)
 
     def _skipped(self, frame: SyncedFrame[_Item], reason: str, detail: str) -> None:
-        self.skips.skip(reason, frame.stamp_ns, detail)
+        if reason == "bad_stamp":  # no stamp to name: the frame's log time instead
+            where = f"logged at {frame.image.raw.log_time_ns} ns"
+        else:
+            where = f"at stamp {frame.stamp_ns} ns"
+        self.skips.skip(reason, where, detail)
         if self.progress is not None:
             self.progress(1)
 
@@ -767,6 +795,7 @@ def _work_items(reader: BagReader, pipeline: _Pipeline, copied: list[str]) -> It
     )
     reading = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
     reading += [t for t in copied if t not in reading]
+    recent: deque[int] = deque(maxlen=_RECENT_STAMPS)  # image stamps, to recognise duplicates
     messages = reader.messages(reading)
     try:
         while True:
@@ -783,15 +812,27 @@ def _work_items(reader: BagReader, pipeline: _Pipeline, copied: list[str]) -> It
             msg = reader.deserialize(raw)
             item = _Item(raw, msg, time.perf_counter())
             try:
-                stamp_ns = msgconv.stamp_to_ns(msg.header.stamp)
-            except InputError as exc:
-                raise BagError(f"{summary.input_path}: {raw.topic} message at t={raw.log_time_ns} ns: {exc}") from None
+                stamp_ns: int | None = msgconv.stamp_to_ns(msg.header.stamp, what=raw.topic)
+                stamp_error = ""
+            except InputError as exc:  # one bad message must not end the run
+                stamp_ns, stamp_error = None, f"{exc} (message logged at {raw.log_time_ns} ns)"
             timing["read"] += time.perf_counter() - t_read
             if raw.topic in copied:
-                yield _Copy(raw)
+                yield _Copy(raw)  # inputs are copied as they are, bad stamp or not
             if raw.topic == image_topic:
                 summary.frames_in += 1
+                if stamp_ns is None:
+                    yield _Skip(SyncedFrame(raw.log_time_ns, item), "bad_stamp", stamp_error)
+                    continue
+                if stamp_ns in recent:
+                    yield _Skip(SyncedFrame(stamp_ns, item), "duplicate_stamp",
+                                f"{raw.topic}: stamp {stamp_ns} ns was already taken by an earlier image; not written twice")
+                    continue
+                recent.append(stamp_ns)
                 frames = sync.add_image(stamp_ns, item)
+            elif stamp_ns is None:
+                pipeline.skips.drop_message(raw.topic, stamp_error)
+                continue
             elif raw.topic == info_topic:
                 frames = sync.add_info(stamp_ns, item)
             else:
@@ -971,6 +1012,7 @@ def infer_bag(
             run(pipeline, _work_items(reader, pipeline, copied))
             summary.bytes_written = writer.bytes_written
             summary.skipped = dict(skips.counts)
+            summary.messages_dropped = dict(skips.dropped_by_topic)
             skips.log_totals()
             if summary.frames_out == 0:
                 # A bag of copies without a single depth image is not a result: leave no file.
