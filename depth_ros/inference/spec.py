@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -32,16 +33,46 @@ from depth_ros.errors import ModelError
 
 __all__ = [
     "DEPTH_KINDS",
+    "MAX_INPUT_PIXELS",
+    "MAX_INPUT_SIDE",
+    "MAX_SPEC_BYTES",
     "METADATA_KEY",
     "ModelSpec",
     "ModelSpecError",
     "OUTPUT_KINDS",
     "SPEC_VERSION",
+    "json_nesting_exceeds",
     "load_model_spec",
 ]
 
 METADATA_KEY = "depth_ros.model_spec"
 SPEC_VERSION = 1
+
+# -- bounds on an untrusted contract ---------------------------------------------------------
+# A spec comes from a model file, a sidecar or a checkpoint, i.e. from whoever made the model;
+# every size in it is bounded before anything is allocated from it.
+
+#: Largest network input side, pixels. Published monocular depth networks run at 1536 px per
+#: side at most (Depth Pro 1536x1536; Depth Anything / MiDaS / ZoeDepth 384-1024 px; KITTI
+#: models 1024x320); 4096 leaves room for a wide panoramic input.
+MAX_INPUT_SIDE = 4096
+#: Largest network input area, pixels: 2^22 (2048x2048, or 4096x1024), 1.8x Depth Pro's. The
+#: (1, 6, h, w) float32 pose input is then at most 100 MB, and a network with dynamic input
+#: dims keeps activations a robot can hold (a spec asking for 16384x16384 made a 6.5 GB
+#: allocation before failing).
+MAX_INPUT_PIXELS = 1 << 22
+#: Largest spec text (sidecar file, metadata JSON, checkpoint JSON), bytes. A spec is < 1 KB;
+#: the cap bounds everything parsed from it (a 200 MB model name was once copied into every
+#: DepthInfo message).
+MAX_SPEC_BYTES = 64 * 1024
+#: Deepest nesting of lists/mappings in a spec's JSON or YAML (a spec nests 2 deep: ``extra``,
+#: ``mean``); deeper text is refused before the recursive parsers see it.
+MAX_NESTING = 8
+#: Longest model name, tensor name, ``scale_source`` and ``extra`` key, characters.
+MAX_NAME_CHARS = 256
+#: Longest ``extra`` value, characters, and most ``extra`` entries.
+MAX_EXTRA_VALUE_CHARS = 1024
+MAX_EXTRA_ITEMS = 64
 
 DEPTH_KINDS = ("disparity_sigmoid", "inverse_depth_relative", "depth_metric", "canonical_inverse_depth")
 OUTPUT_KINDS = DEPTH_KINDS + ("pose_6dof",)
@@ -52,6 +83,102 @@ OutputKind = Literal[
 
 class ModelSpecError(ModelError):
     """A model's contract is missing, malformed, or cannot be satisfied."""
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """An untrusted value for an error message: short, one line, no control characters."""
+    if isinstance(value, str):
+        text = repr(value[:limit])  # repr escapes newlines, ESC and every other non-printable
+        return text + (f"... ({len(value)} characters)" if len(value) > limit else "")
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)) and len(value) <= 6:
+        inner = ", ".join(_show(v, 20) for v in value)
+        return f"[{inner}]" if len(inner) <= limit else f"a list of {len(value)} items"
+    if isinstance(value, (list, tuple, Mapping)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """A parser's own (possibly multi-line, possibly quoting the input) message on one line."""
+    text = "".join(c if c.isprintable() else " " for c in text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int | None) -> int:
+    if not _is_int(value) or value < lo or (hi is not None and value > hi):
+        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ModelSpecError(f"{name} must be an integer in {bound}, got {_show(value)}")
+    return int(value)
+
+
+def _check_real(name: str, value: Any) -> float:
+    if not _is_real(value):
+        raise ModelSpecError(f"{name} must be a number, got {_show(value)}")
+    return float(value)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ModelSpecError(f"{name} must be one of {choices}, got {_show(value)}")
+
+
+def _check_text(name: str, value: Any, limit: int, empty: bool = True) -> None:
+    if not isinstance(value, str):
+        raise ModelSpecError(f"{name} must be a string, got {_show(value)}")
+    if len(value) > limit:
+        raise ModelSpecError(f"{name} is {len(value)} characters long; at most {limit} are accepted")
+    if not empty and not value:
+        raise ModelSpecError(f"{name} must not be empty")
+    if not value.isprintable():
+        raise ModelSpecError(
+            f"{name} must hold printable characters only (no newline, tab or escape), got {_show(value)}"
+        )
+
+
+def _check_triple(name: str, value: Any) -> tuple[float, float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_real(v) for v in value):
+        raise ModelSpecError(f"{name} must be 3 finite numbers (one per channel), got {_show(value)}")
+    triple = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in triple):
+        raise ModelSpecError(f"{name} must be 3 finite numbers (one per channel), got {list(triple)}")
+    return triple  # type: ignore[return-value]
+
+
+def _check_extra(extra: Any) -> dict[str, str]:
+    """``extra`` as {str: str}: string keys; string, number or boolean values (kept as text)."""
+    if not isinstance(extra, Mapping):
+        raise ModelSpecError(f"extra must be a mapping of names to strings, got {_show(extra)}")
+    if len(extra) > MAX_EXTRA_ITEMS:
+        raise ModelSpecError(f"extra has {len(extra)} entries; at most {MAX_EXTRA_ITEMS} are accepted")
+    out: dict[str, str] = {}
+    for key, value in extra.items():
+        if not isinstance(key, str):
+            raise ModelSpecError(f"extra keys must be strings, got {_show(key)}")
+        _check_text(f"extra key {_show(key, 40)}", key, MAX_NAME_CHARS, empty=False)
+        if isinstance(value, bool):
+            value = str(value)
+        elif isinstance(value, float) or (isinstance(value, int) and value.bit_length() <= 64):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise ModelSpecError(f"extra[{key!r}] must be a string, number or boolean, got {_show(value)}")
+        _check_text(f"extra[{key!r}]", value, MAX_EXTRA_VALUE_CHARS)
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -107,41 +234,53 @@ class ModelSpec:
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
-        if self.output_kind not in OUTPUT_KINDS:
-            raise ModelSpecError(f"output_kind must be one of {OUTPUT_KINDS}, got {self.output_kind!r}")
-        for name in ("input_height", "input_width", "input_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 16384:
-                raise ModelSpecError(f"{name} must be an integer in 1..16384, got {value!r}")
-        if self.layout not in ("NCHW", "NHWC"):
-            raise ModelSpecError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
-        if self.color_order not in ("rgb", "bgr"):
-            raise ModelSpecError(f"color_order must be 'rgb' or 'bgr', got {self.color_order!r}")
+        # Types first (a spec is untrusted: "false" is not False, 1.5 is not a size), then ranges.
+        _check_choice("output_kind", self.output_kind, OUTPUT_KINDS)
+        for name in ("input_height", "input_width"):
+            object.__setattr__(self, name, _check_int(name, getattr(self, name), 1, MAX_INPUT_SIDE))
+        if self.input_height * self.input_width > MAX_INPUT_PIXELS:
+            raise ModelSpecError(
+                f"input size {self.input_height}x{self.input_width} is {self.input_height * self.input_width} pixels; "
+                f"at most {MAX_INPUT_PIXELS} (e.g. 2048x2048) are accepted"
+            )
+        object.__setattr__(self, "input_channels", _check_int("input_channels", self.input_channels, 1, 6))
+        for name in ("input_name", "output_name"):
+            _check_text(name, getattr(self, name), MAX_NAME_CHARS, empty=False)
+        if self.confidence_name is not None:
+            _check_text("confidence_name", self.confidence_name, MAX_NAME_CHARS, empty=False)
+        _check_choice("layout", self.layout, ("NCHW", "NHWC"))
+        _check_choice("color_order", self.color_order, ("rgb", "bgr"))
         for name in ("mean", "std"):
-            value = tuple(float(v) for v in getattr(self, name))
-            if len(value) != 3 or not all(math.isfinite(v) for v in value):
-                raise ModelSpecError(f"{name} must be 3 finite numbers, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, _check_triple(name, getattr(self, name)))
         if any(s <= 0 for s in self.std):
-            raise ModelSpecError(f"std must be positive, got {self.std}")
+            raise ModelSpecError(f"std must be positive, got {list(self.std)}")
+        for name in ("min_depth_m", "max_depth_m"):
+            object.__setattr__(self, name, _check_real(name, getattr(self, name)))
         if not (0 < self.min_depth_m < self.max_depth_m and math.isfinite(self.max_depth_m)):
             raise ModelSpecError(
                 f"need 0 < min_depth_m < max_depth_m < inf, got {self.min_depth_m}, {self.max_depth_m}"
             )
+        if not isinstance(self.metric, bool):
+            raise ModelSpecError(f"metric must be a boolean (true or false, unquoted), got {_show(self.metric)}")
+        _check_text("scale_source", self.scale_source, MAX_NAME_CHARS)
+        _check_text("name", self.name, MAX_NAME_CHARS)
         expected_channels = 6 if self.output_kind == "pose_6dof" else 3
         if self.input_channels != expected_channels:
             raise ModelSpecError(
                 f"{self.output_kind} models take {expected_channels} input channels, spec says {self.input_channels}"
             )
-        if self.pose_convention not in ("T_tgt_src", "T_src_tgt"):
-            raise ModelSpecError(f"pose_convention must be 'T_tgt_src' or 'T_src_tgt', got {self.pose_convention!r}")
-        if self.train_fx_px is not None and not (math.isfinite(self.train_fx_px) and self.train_fx_px > 0):
-            raise ModelSpecError(f"train_fx_px must be a positive number, got {self.train_fx_px}")
-        if self.version > SPEC_VERSION:
+        _check_choice("pose_convention", self.pose_convention, ("T_tgt_src", "T_src_tgt"))
+        if self.train_fx_px is not None:
+            fx = _check_real("train_fx_px", self.train_fx_px)
+            if not (math.isfinite(fx) and fx > 0):
+                raise ModelSpecError(f"train_fx_px must be a positive number, got {fx}")
+            object.__setattr__(self, "train_fx_px", fx)
+        version = _check_int("version", self.version, 1, None)
+        if version > SPEC_VERSION:
             raise ModelSpecError(
-                f"model spec version {self.version} is newer than this depth_ros understands ({SPEC_VERSION})"
+                f"model spec version {version} is newer than this depth_ros understands ({SPEC_VERSION})"
             )
-        object.__setattr__(self, "extra", {str(k): str(v) for k, v in dict(self.extra).items()})
+        object.__setattr__(self, "extra", _check_extra(self.extra))
 
     @property
     def is_depth(self) -> bool:
@@ -165,45 +304,140 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "model spec") -> "ModelSpec":
+        """A spec from parsed JSON/YAML; every field is type-checked (no coercion of strings).
+
+        Raises:
+            ModelSpecError: one line naming ``source``, the field, what was expected and found.
+        """
         if not isinstance(data, Mapping):
-            raise ModelSpecError(f"{source}: expected a mapping, got {type(data).__name__}")
+            raise ModelSpecError(f"{source}: expected a mapping, got {_show(data)}")
+        bad_keys = [k for k in data if not isinstance(k, str)]
+        if bad_keys:
+            raise ModelSpecError(f"{source}: keys must be strings, got {_show(bad_keys[0])}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ModelSpecError(f"{source}: unknown keys {unknown} (known: {sorted(known)})")
+            shown = ", ".join(_show(k, 40) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise ModelSpecError(f"{source}: unknown keys [{shown}] (known: {sorted(known)})")
         missing = [k for k in ("output_kind", "input_height", "input_width") if k not in data]
         if missing:
             raise ModelSpecError(f"{source}: missing required keys {missing}")
-        kwargs = dict(data)
-        for key in ("mean", "std"):
-            if key in kwargs:
-                kwargs[key] = tuple(kwargs[key])
         try:
-            return cls(**kwargs)
+            return cls(**dict(data))
         except ModelSpecError as exc:
             raise ModelSpecError(f"{source}: {exc}") from None
         except (TypeError, ValueError) as exc:
-            raise ModelSpecError(f"{source}: {exc}") from None
+            raise ModelSpecError(f"{source}: {_one_line(str(exc))}") from None
 
     @classmethod
     def from_json(cls, text: str, source: str = "model spec") -> "ModelSpec":
+        """A spec from JSON text of at most :data:`MAX_SPEC_BYTES`, nested at most :data:`MAX_NESTING` deep."""
+        if not isinstance(text, str):
+            raise ModelSpecError(f"{source}: expected JSON text, got {_show(text)}")
+        if len(text) > MAX_SPEC_BYTES:
+            raise ModelSpecError(f"{source}: spec JSON is {len(text)} characters; at most {MAX_SPEC_BYTES} are accepted")
+        if json_nesting_exceeds(text, MAX_NESTING):
+            raise ModelSpecError(f"{source}: spec JSON is nested more than {MAX_NESTING} levels deep")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ModelSpecError(f"{source}: not valid JSON ({exc})") from None
+        except ValueError as exc:  # JSONDecodeError, and an integer of more than 4300 digits
+            raise ModelSpecError(f"{source}: not valid JSON ({_one_line(str(exc))})") from None
         return cls.from_dict(data, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "ModelSpec":
+        """A spec from a YAML sidecar: at most :data:`MAX_SPEC_BYTES`, UTF-8, no aliases.
+
+        Raises:
+            ModelSpecError: one line naming the file and what is wrong with it.
+        """
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ModelSpecError(f"{path}: not valid YAML ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(_safe_yaml(_read_spec_file(path), str(path)), str(path))
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=True))
+
+
+def json_nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` nests lists/objects more than ``limit`` deep.
+
+    One linear pass, brackets inside strings not counted; run it before ``json.loads``, whose
+    parser recurses per level (text nested 100000 deep raised RecursionError). Keep ``text``
+    size-capped: the pass is Python-speed (~10 ms per 64 KB).
+    """
+    depth, in_string, escaped = 0, False, False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+def _read_spec_file(path: Path) -> str:
+    """The text of a spec file: a regular file of at most MAX_SPEC_BYTES, UTF-8."""
+    if not path.is_file():
+        raise ModelSpecError(f"{path}: spec sidecar is not a regular file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)  # never more than the cap, whatever the file's size
+    except OSError as exc:
+        raise ModelSpecError(f"{path}: cannot read the spec sidecar ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise ModelSpecError(f"{path}: spec sidecar is larger than {MAX_SPEC_BYTES} bytes (a spec is under 1 KB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelSpecError(f"{path}: spec sidecar is not UTF-8 text (invalid byte at offset {exc.start})") from None
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line, without the snippet of input PyYAML quotes (it may hold escapes)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return _one_line(str(exc))
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return _one_line(f"{context + ': ' if context else ''}{problem}{where}")
+
+
+def _safe_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with aliases refused and nesting bounded.
+
+    Aliases are what a "billion laughs" document multiplies (1 KB of text became 5.8 GB); a
+    spec has no use for them. The event stream is checked first: PyYAML's parser is iterative,
+    its composer recursive, so nesting is bounded before composing.
+    """
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ModelSpecError(f"{source}: YAML aliases (*{_one_line(str(event.anchor), 40)}) are not accepted in a model spec")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise ModelSpecError(f"{source}: spec YAML is nested more than {MAX_NESTING} levels deep")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.safe_load(text)
+    except ModelSpecError:
+        raise
+    except yaml.YAMLError as exc:
+        raise ModelSpecError(f"{source}: not valid YAML ({_yaml_error(exc)})") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (ModelSpecError re-raised above)
+        raise ModelSpecError(f"{source}: not a usable YAML spec ({_one_line(str(exc))})") from None
 
 
 def sidecar_candidates(model_path: str | Path) -> list[Path]:
@@ -236,8 +470,8 @@ def load_model_spec(model_path: str | Path) -> ModelSpec:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError / OSError / ValueError variants
-        raise ModelSpecError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from None
-    props = {p.key: p.value for p in model.metadata_props}
+        raise ModelSpecError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {_one_line(str(exc))})") from None
+    props = {p.key: p.value for p in model.metadata_props if p.key == METADATA_KEY}
     if METADATA_KEY not in props:
         raise ModelSpecError(
             f"{path}: no '{METADATA_KEY}' in the ONNX metadata and no YAML sidecar; "
