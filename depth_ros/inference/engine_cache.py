@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from depth_ros.inference.spec import json_nesting_exceeds
+
 __all__ = [
     "CacheLookup",
     "ENGINE_FILE_MAGIC",
@@ -54,6 +56,12 @@ _log = logging.getLogger(__name__)
 ENGINE_FILE_MAGIC = b"DRTRTENG"
 ENGINE_FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
+#: The header nests 2 deep ({"key": {"input_shape": [...]}}); deeper is refused before parsing.
+MAX_HEADER_NESTING = 4
+#: Largest TensorRT timing cache read back, bytes. Timing caches hold per-layer tactic timings
+#: and measure hundreds of KB to a few MB; a larger file is ignored (TensorRT starts afresh)
+#: instead of being read whole into memory.
+MAX_TIMING_CACHE_BYTES = 64 << 20
 PRECISIONS = ("fp16", "fp32")
 _PREFIX = struct.Struct("<8sII")  # magic, format version, header length
 
@@ -169,12 +177,16 @@ def decode_engine_file(data: bytes, expected: EngineKey) -> bytes:
     if len(data) < header_end:
         raise EngineCacheError(f"truncated header: need {header_end} bytes, file has {len(data)}")
     try:
-        header = json.loads(data[_PREFIX.size : header_end].decode())
+        text = data[_PREFIX.size : header_end].decode()
+        if json_nesting_exceeds(text, MAX_HEADER_NESTING):
+            raise EngineCacheError(f"corrupt header (JSON nested more than {MAX_HEADER_NESTING} levels deep)")
+        header = json.loads(text)
         stored_key = EngineKey.from_dict(header["key"])
         payload_sha256 = str(header["payload_sha256"])
         payload_bytes = int(header["payload_bytes"])
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise EngineCacheError(f"corrupt header ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())[:200]  # a message may quote the header: keep it short, one line
+        raise EngineCacheError(f"corrupt header ({type(exc).__name__}: {detail})") from None
     if stored_key != expected:
         changed = [k for k, v in expected.to_dict().items() if stored_key.to_dict().get(k) != v]
         raise EngineCacheError(f"built for another key (differs in {', '.join(changed)})")
@@ -277,12 +289,20 @@ class EngineCache:
         """The stored timing cache bytes, or b"" when none (TensorRT starts a fresh one)."""
         path = self.timing_cache_path(trt_version, gpu_name)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read(MAX_TIMING_CACHE_BYTES + 1)  # never more than the cap
         except FileNotFoundError:
             return b""
         except OSError as exc:
             _log.warning("ignoring unreadable TensorRT timing cache %s (%s)", path, exc)
             return b""
+        if len(data) > MAX_TIMING_CACHE_BYTES:
+            _log.warning(
+                "ignoring TensorRT timing cache %s: larger than %d bytes (a timing cache is a few MB)",
+                path, MAX_TIMING_CACHE_BYTES,
+            )
+            return b""
+        return data
 
     def write_timing_cache(self, trt_version: str, gpu_name: str, data: bytes) -> None:
         if data:

@@ -46,6 +46,7 @@ from depth_ros.inference.engine_cache import PRECISIONS, EngineCache, EngineKey
 from depth_ros.inference.spec import ModelSpec
 
 __all__ = [
+    "MAX_IO_ELEMENTS_PER_PIXEL",
     "EngineBuildError",
     "EngineLoadError",
     "EngineToolkit",
@@ -53,6 +54,7 @@ __all__ = [
     "OPTIONS",
     "TensorRTBackend",
     "TensorRTToolkit",
+    "check_io_buffer_shapes",
     "create_tensorrt_backend",
     "decide_fallback",
     "obtain_engine",
@@ -128,6 +130,34 @@ def onnx_model_io(onnx_bytes: bytes, source: str) -> tuple[list[TensorInfo], lis
             dtype = ""
         inputs.append(TensorInfo(value.name, dims, dtype))
     return inputs, [o.name for o in model.graph.output]
+
+
+#: Largest engine I/O tensor, in elements per network input pixel. The image input has 3 or 6
+#: per pixel, a depth or confidence map 1, a pose 6 in all; 64 leaves room for extra outputs
+#: (a feature map at a quarter of the resolution with up to 1024 channels) while a deserialized
+#: engine (an untrusted cache file) cannot make this backend allocate without bound.
+MAX_IO_ELEMENTS_PER_PIXEL = 64
+
+
+def check_io_buffer_shapes(shapes: dict[str, tuple[int, ...]], spec: ModelSpec) -> None:
+    """Check an engine's I/O tensor shapes (after binding the input) before allocating them.
+
+    Raises:
+        EngineLoadError: a dim still dynamic (negative), or a tensor larger than
+            :data:`MAX_IO_ELEMENTS_PER_PIXEL` elements per input pixel.
+    """
+    limit = MAX_IO_ELEMENTS_PER_PIXEL * spec.input_height * spec.input_width
+    for name, shape in shapes.items():
+        if any(d < 0 for d in shape):
+            raise EngineLoadError(f"tensor {name!r} still has a dynamic shape {shape} after binding the input")
+        elements = 1
+        for d in shape:
+            elements *= d
+        if elements > limit:
+            raise EngineLoadError(
+                f"tensor {name!r} has shape {shape} ({elements} elements); at most {limit} "
+                f"({MAX_IO_ELEMENTS_PER_PIXEL} per input pixel) are allocated"
+            )
 
 
 def engine_key(onnx_bytes: bytes, toolkit: EngineToolkit, spec: ModelSpec, precision: str) -> EngineKey:
@@ -387,11 +417,11 @@ class TensorRTBackend:
             inputs = [TensorInfo(n, tuple(self._engine.get_tensor_shape(n)), "") for n in input_names]
             check_model_io(inputs, self.output_names, spec, "TensorRT engine")
             self._context.set_input_shape(spec.input_name, spec_input_shape(spec))
+            shapes = {name: tuple(int(d) for d in self._context.get_tensor_shape(name)) for name in names}
+            check_io_buffer_shapes(shapes, spec)  # before any device allocation
             self._buffers = {}
             for name in names:
-                shape = tuple(self._context.get_tensor_shape(name))
-                if any(d < 0 for d in shape):
-                    raise EngineLoadError(f"tensor {name!r} still has a dynamic shape {shape} after binding the input")
+                shape = shapes[name]
                 dtype = _torch_dtype(torch, trt, self._engine.get_tensor_dtype(name))
                 self._buffers[name] = torch.empty(shape, dtype=dtype, device=self._device)
                 self._context.set_tensor_address(name, self._buffers[name].data_ptr())

@@ -8,6 +8,7 @@ fails here instead of taking the machine's memory.
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from onnx import TensorProto, helper
 
 from depth_ros.inference import backend as backend_mod
 from depth_ros.inference.backend import Probe
+from depth_ros.inference.engine_cache import EngineCache, EngineCacheError, EngineKey, decode_engine_file
 from depth_ros.inference.spec import (
     MAX_INPUT_PIXELS,
     MAX_INPUT_SIDE,
@@ -302,3 +304,47 @@ def test_a_5000_digit_integer_is_a_spec_error(tmp_path: Path) -> None:
     sidecar.write_text(f"output_kind: depth_metric\ninput_height: {digits}\ninput_width: 8\n")
     with pytest.raises(ModelSpecError, match=r"m\.yaml: "):
         ModelSpec.from_yaml(sidecar)
+
+
+# -- engine cache files -------------------------------------------------------------------------
+
+KEY = EngineKey(onnx_sha256="ab" * 32, trt_version="10.3.0", gpu_name="Fake GPU (sm_87)", precision="fp16",
+                input_shape=(1, 3, 8, 12))
+
+
+def test_an_engine_header_nested_deep_is_a_rebuild_not_a_recursion_error(tmp_path: Path) -> None:
+    import struct
+
+    header = ("[" * 30000 + "]" * 30000).encode()
+    data = struct.pack("<8sII", b"DRTRTENG", 1, len(header)) + header
+    with pytest.raises(EngineCacheError, match="nested more than"):
+        decode_engine_file(data, KEY)
+    cache = EngineCache(tmp_path)
+    cache.path_for(KEY).write_bytes(data)
+    lookup = cache.lookup(KEY)
+    assert not lookup.hit and lookup.needs_rebuild_warning and "nested" in lookup.reason
+
+
+def test_an_oversize_timing_cache_is_ignored_unread(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from depth_ros.inference.engine_cache import MAX_TIMING_CACHE_BYTES
+
+    cache = EngineCache(tmp_path)
+    path = cache.timing_cache_path(KEY.trt_version, KEY.gpu_name)
+    with open(path, "wb") as f:
+        f.truncate(MAX_TIMING_CACHE_BYTES + 1)
+    with caplog.at_level(logging.WARNING):
+        assert cache.read_timing_cache(KEY.trt_version, KEY.gpu_name) == b""
+    assert any("larger than" in r.getMessage() for r in caplog.records)
+    path.write_bytes(b"timing")
+    assert cache.read_timing_cache(KEY.trt_version, KEY.gpu_name) == b"timing"
+
+
+def test_engine_io_buffers_are_bounded_before_allocation() -> None:
+    from depth_ros.inference.tensorrt_backend import MAX_IO_ELEMENTS_PER_PIXEL, EngineLoadError, check_io_buffer_shapes
+
+    spec = ModelSpec(output_kind="depth_metric", input_height=8, input_width=12)
+    check_io_buffer_shapes({"image": (1, 3, 8, 12), "depth": (1, 1, 8, 12)}, spec)
+    with pytest.raises(EngineLoadError, match="still has a dynamic shape"):
+        check_io_buffer_shapes({"image": (1, 3, 8, 12), "depth": (1, 1, -1, 12)}, spec)
+    with pytest.raises(EngineLoadError, match=rf"'depth' has shape .* at most {MAX_IO_ELEMENTS_PER_PIXEL * 96}"):
+        check_io_buffer_shapes({"image": (1, 3, 8, 12), "depth": (1, 1 << 20, 1 << 20)}, spec)
