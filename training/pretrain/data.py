@@ -1,0 +1,200 @@
+"""Unlabelled frames from bags, two augmented views per frame, for contrastive pretraining.
+
+Any Image / CompressedImage topic of one or many rosbag2 files (MCAP, sqlite3 or a bag
+directory); no camera_info, odometry or labels are needed. A bag is scanned once with
+:class:`depth_ros.bag.reader.BagReader` (log times only, nothing decoded); a sample fetches its
+one message by log time (:class:`~depth_ros_training.data.bag_index.BagMessageReader`, as the
+depth training does) and decodes it with :mod:`depth_ros.msgconv`.
+
+One sample:
+
+* ``"query"``: (3, h, w) float32 RGB in [0, 1], a random resized crop (+ random horizontal flip)
+  of the frame; photometric augmentation and normalisation happen on the module's device
+  (:class:`~depth_ros_training.pretrain.module.PretrainModule`).
+* ``"key"``: (3, h, w) float32 RGB in [0, 1], an independent crop and flip of the same frame
+  (the module turns it into the gradient field, or augments it as RGB for the baseline).
+* ``"index"``: int64 sample index.
+
+The geometric augmentation is MoCo v2's ``RandomResizedCrop(scale=(0.2, 1))`` and
+``RandomHorizontalFlip``, done by :mod:`kornia.augmentation` on the frame at recorded
+resolution.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from depth_ros.errors import BagError
+
+__all__ = ["FrameRef", "PretrainDataConfig", "PretrainFrames", "list_frames"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = {"sensor_msgs/msg/Image": "raw", "sensor_msgs/msg/CompressedImage": "compressed"}
+_TRANSPORT_SUFFIXES = ("compressed", "compressedDepth", "theora", "zstd")
+_DEPTH_WORDS = ("depth", "disparity")
+
+
+@dataclass(frozen=True)
+class PretrainDataConfig:
+    """Which frames, at what size.
+
+    Args:
+        bags: bag paths (.mcap / .db3 files or rosbag2 directories).
+        image_topic: Image or CompressedImage topic, the same name in every bag; None picks each
+            bag's only colour stream (depth/disparity topics and the ``/compressed`` twin of a
+            raw topic are ignored).
+        frame_stride: use every n-th frame (consecutive frames of a 30 Hz camera are near
+            duplicates, which would sit in the queue as "negatives" of themselves).
+        height, width: size of both views in pixels (multiples of 32, as the depth network's).
+        crop_scale: range of the crop's area as a fraction of the frame (MoCo v2: 0.2..1).
+        crop_ratio: range of the crop's aspect ratio (width / height) before the resize.
+        hflip: mirror each view left-right with probability 0.5 (independently).
+    """
+
+    bags: tuple[str, ...] = ()
+    image_topic: str | None = None
+    frame_stride: int = 1
+    height: int = 128
+    width: int = 160
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
+    hflip: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bags", tuple(str(b) for b in self.bags))
+        object.__setattr__(self, "crop_scale", tuple(float(s) for s in self.crop_scale))
+        object.__setattr__(self, "crop_ratio", tuple(float(r) for r in self.crop_ratio))
+        if not isinstance(self.frame_stride, int) or self.frame_stride < 1:
+            raise ValueError(f"frame_stride must be an integer >= 1, got {self.frame_stride!r}")
+        if not (32 <= self.height <= 4096 and 32 <= self.width <= 4096) or self.height % 32 or self.width % 32:
+            raise ValueError(f"height and width must be multiples of 32 in 32..4096 px, got {self.height}x{self.width}")
+        lo, hi = self.crop_scale
+        if len(self.crop_scale) != 2 or not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"crop_scale must be (min, max) with 0 < min <= max <= 1, got {self.crop_scale}")
+        lo, hi = self.crop_ratio
+        if len(self.crop_ratio) != 2 or not 0.0 < lo <= hi:
+            raise ValueError(f"crop_ratio must be (min, max) with 0 < min <= max, got {self.crop_ratio}")
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """A frame: bag path, topic, "raw" | "compressed", log time in ns."""
+
+    bag: str
+    topic: str
+    kind: str
+    log_ns: int
+
+
+def _strip_transport(topic: str) -> str:
+    head, _, last = topic.rpartition("/")
+    return head if last in _TRANSPORT_SUFFIXES and head else topic
+
+
+def _pick_topic(topics: dict[str, Any], wanted: str | None, bag: Path) -> str:
+    """The image topic of one bag (``topics``: name -> TopicInfo)."""
+    images = {n: t for n, t in topics.items() if t.msgtype in IMAGE_TYPES}
+    listing = ", ".join(str(t) for t in images.values()) or "none"
+    if wanted is not None:
+        info = topics.get(wanted)
+        if info is None:
+            raise BagError(f"{bag}: no topic {wanted}; expected an Image/CompressedImage topic (image topics: {listing})")
+        if info.msgtype not in IMAGE_TYPES:
+            raise BagError(f"{bag}: {wanted} is {info.msgtype}; expected sensor_msgs/msg/Image or CompressedImage")
+        return wanted
+    colour = {
+        n: t
+        for n, t in images.items()
+        if t.count > 0 and not any(w in part.lower() for part in n.split("/") for w in _DEPTH_WORDS)
+    }
+    chosen = [n for n in colour if not (_strip_transport(n) != n and _strip_transport(n) in colour)]
+    if len(chosen) != 1:
+        what = "no colour image topic with messages" if not chosen else f"several image topics {sorted(chosen)}"
+        raise BagError(f"{bag}: {what} (image topics: {listing}); expected one, or set data.image_topic")
+    return chosen[0]
+
+
+def list_frames(bag: str | Path, image_topic: str | None = None, frame_stride: int = 1) -> list[FrameRef]:
+    """Every ``frame_stride``-th image of one bag, in log-time order (nothing decoded).
+
+    Raises:
+        BagError: unreadable bag, no such topic, a topic that is not an image, or no images.
+    """
+    from depth_ros.bag.reader import BagReader
+
+    path = Path(bag)
+    with BagReader(path) as reader:
+        topics = reader.topics
+        topic = _pick_topic(topics, image_topic, path)
+        kind = IMAGE_TYPES[topics[topic].msgtype]
+        log_ns = [m.log_time_ns for m in reader.messages([topic])]
+    if not log_ns:
+        raise BagError(f"{path}: no images on {topic}; expected at least one {topics[topic].msgtype} message")
+    return [FrameRef(str(path), topic, kind, int(t)) for t in log_ns[::frame_stride]]
+
+
+class PretrainFrames(Dataset):
+    """Frames of ``config.bags`` with two augmented views each (see the module docstring).
+
+    Raises:
+        ValueError: no bags given.
+        BagError: a bag cannot be read, lacks the image topic, or has no images.
+    """
+
+    def __init__(self, config: PretrainDataConfig) -> None:
+        if not config.bags:
+            raise ValueError("bags is empty: give at least one bag")
+        self.config = config
+        self.frames: list[FrameRef] = []
+        for bag in config.bags:
+            self.frames.extend(list_frames(bag, config.image_topic, config.frame_stride))
+        self._readers: dict[str, Any] = {}
+        self._crop: Any = None
+        log.info("pretraining on %d frames from %d bags", len(self.frames), len(config.bags))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open their own readers
+        state = dict(self.__dict__)
+        state["_readers"] = {}
+        state["_crop"] = None
+        return state
+
+    def load_rgb(self, item: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of frame ``item`` at recorded resolution."""
+        from depth_ros.msgconv import compressed_to_rgb, image_to_rgb
+
+        from depth_ros_training.data.bag_index import BagMessageReader
+
+        ref = self.frames[item]
+        reader = self._readers.get(ref.bag)
+        if reader is None:
+            reader = self._readers[ref.bag] = BagMessageReader(ref.bag)
+        msg = reader.read(ref.topic, ref.log_ns)
+        return compressed_to_rgb(msg) if ref.kind == "compressed" else image_to_rgb(msg)
+
+    def _views(self, frame: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) frame -> (2, 3, h, w) two independent crops (+ flips)."""
+        import kornia.augmentation as K
+
+        if self._crop is None:
+            c = self.config
+            self._crop = K.AugmentationSequential(
+                K.RandomResizedCrop((c.height, c.width), scale=c.crop_scale, ratio=c.crop_ratio, align_corners=False),
+                K.RandomHorizontalFlip(p=0.5 if c.hflip else 0.0),
+            )
+        return self._crop(frame.expand(2, -1, -1, -1))
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        rgb = self.load_rgb(item)
+        frame = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)  # (1, 3, H, W)
+        views = self._views(frame).clamp_(0.0, 1.0)  # kornia draws each batch element's crop and flip independently
+        return {"query": views[0].contiguous(), "key": views[1].contiguous(), "index": torch.tensor(item, dtype=torch.int64)}
