@@ -1,0 +1,151 @@
+"""Temporal consistency (flicker) of a depth sequence, with known camera motion.
+
+A per-frame network can be accurate on average and still flicker: the same wall jumps back and
+forth from one frame to the next. With the camera motion known (truth poses, or odometry), the
+depth of frame a predicts the depth of frame b: each pixel p of a is lifted with its depth,
+moved by ``T_b_a`` and projected into b at p'. The flicker of a pair is the mean, over static
+pixels, of the relative disagreement
+
+    |D_b(p') - z_b(p)| / z_b(p),    z_b(p) = [T_b_a (D_a(p) K^-1 p~)]_z
+
+where ``D_b(p')`` is read bilinearly in *inverse* depth (exact on planes, whose inverse depth is
+affine in the pixel coordinates), and is invalid where any of the four neighbours is invalid.
+
+Where the pixel correspondence p -> p' comes from: the true depth of frame a when given (so a
+wrong depth does not move the comparison elsewhere), else the evaluated depth itself. Static,
+visible pixels: with true depth for both frames, those where the *truth* agrees with itself
+within ``static_tol`` (moving objects, occlusions and disocclusions fall out); else every pixel
+(or a given ``static_mask``). The truth against itself scores 0 up to interpolation at
+pixels on depth edges that pass the tolerance (exactly 0 on piecewise-planar scenes away from
+edges).
+
+Convention: integer pixel coordinates are pixel centres (as :class:`~depth_ros.core.camera.CameraModel`);
+``T_b_a`` maps points in camera a's optical frame into camera b's: ``T_b_a = inv(T_w_b) @ T_w_a``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FlickerResult", "sample_depth_bilinear", "temporal_flicker", "warp_points"]
+
+
+@dataclass(frozen=True)
+class FlickerResult:
+    """Flicker of one frame pair: ``rel`` the mean relative disagreement (NaN if no pixel),
+    ``num_pixels`` the pixels it averages, ``static_fraction`` their share of frame a's pixels."""
+
+    rel: float
+    num_pixels: int
+    static_fraction: float
+
+
+def _check_depth(depth: np.ndarray, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    d = np.asarray(depth, dtype=np.float64)
+    if d.ndim != 2 or (shape is not None and d.shape != shape):
+        raise ValueError(f"{name} must be (H, W){' ' + str(shape) if shape else ''}, got shape {d.shape}")
+    return d
+
+
+def warp_points(depth_a_m: np.ndarray, T_b_a: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where frame a's pixels land in frame b.
+
+    Args:
+        depth_a_m: (H, W) depth of frame a, metres (NaN invalid).
+        T_b_a: (4, 4) maps camera a's optical frame into camera b's.
+        K: (3, 3) intrinsics, pixels (both frames).
+
+    Returns:
+        (u_b, v_b, z_b): (H, W) pixel coordinates in b and depth in b (NaN where invalid or
+        behind the camera).
+    """
+    d = _check_depth(depth_a_m, "depth_a_m")
+    T = np.asarray(T_b_a, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    if T.shape != (4, 4) or K.shape != (3, 3):
+        raise ValueError(f"T_b_a must be (4, 4) and K (3, 3), got {T.shape} and {K.shape}")
+    h, w = d.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)  # (H, W, 3)
+    X_b = (d[..., None] * rays) @ T[:3, :3].T + T[:3, 3]
+    z = X_b[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(z > 0, z, np.nan)
+        u_b = K[0, 0] * X_b[..., 0] / z + K[0, 2]
+        v_b = K[1, 1] * X_b[..., 1] / z + K[1, 2]
+    return u_b, v_b, z
+
+
+def sample_depth_bilinear(depth_m: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Depth at sub-pixel positions, interpolated bilinearly in inverse depth.
+
+    Args:
+        depth_m: (H, W) depth, metres (NaN / <= 0 invalid).
+        u, v: sample positions (any shape), pixel-centre convention.
+
+    Returns:
+        Depth at (u, v), NaN outside ``[0, W-1] x [0, H-1]`` or next to an invalid pixel.
+    """
+    d = _check_depth(depth_m, "depth_m")
+    h, w = d.shape
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(np.isfinite(d) & (d > 0), 1.0 / d, np.nan)
+    inside = np.isfinite(u) & np.isfinite(v) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    uc = np.where(inside, u, 0.0)
+    vc = np.where(inside, v, 0.0)
+    x0 = np.minimum(np.floor(uc).astype(np.int64), max(w - 2, 0))
+    y0 = np.minimum(np.floor(vc).astype(np.int64), max(h - 2, 0))
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = uc - x0, vc - y0
+    top = inv[y0, x0] * (1 - fx) + inv[y0, x1] * fx
+    bottom = inv[y1, x0] * (1 - fx) + inv[y1, x1] * fx
+    inv_s = top * (1 - fy) + bottom * fy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(inside & (inv_s > 0), 1.0 / inv_s, np.nan)
+
+
+def temporal_flicker(
+    pred_a_m: np.ndarray,
+    pred_b_m: np.ndarray,
+    T_b_a: np.ndarray,
+    K: np.ndarray,
+    gt_a_m: np.ndarray | None = None,
+    gt_b_m: np.ndarray | None = None,
+    static_tol: float = 0.02,
+    static_mask: np.ndarray | None = None,
+) -> FlickerResult:
+    """Flicker between frame a and its neighbour b (see the module doc).
+
+    Args:
+        pred_a_m, pred_b_m: (H, W) evaluated depth of frames a and b, metres (NaN invalid).
+        T_b_a: (4, 4) camera a -> camera b (truth or odometry).
+        K: (3, 3) intrinsics at (W, H), pixels.
+        gt_a_m, gt_b_m: (H, W) true depth (optional): correspondences from gt_a, static pixels
+            where the truth agrees with itself within ``static_tol``.
+        static_tol: relative disagreement of the truth above which a pixel is not static.
+        static_mask: (H, W) bool pixels of a to use (ANDed with the above).
+
+    Returns:
+        :class:`FlickerResult`.
+    """
+    pa = _check_depth(pred_a_m, "pred_a_m")
+    pb = _check_depth(pred_b_m, "pred_b_m", pa.shape)
+    if not static_tol > 0:
+        raise ValueError(f"static_tol must be > 0, got {static_tol}")
+    keep = np.ones(pa.shape, dtype=bool) if static_mask is None else np.asarray(static_mask, dtype=bool)
+    if keep.shape != pa.shape:
+        raise ValueError(f"static_mask must be {pa.shape}, got {keep.shape}")
+    corr = pa if gt_a_m is None else _check_depth(gt_a_m, "gt_a_m", pa.shape)
+    u_b, v_b, z_corr = warp_points(corr, T_b_a, K)
+    if gt_a_m is not None and gt_b_m is not None:
+        gb = _check_depth(gt_b_m, "gt_b_m", pa.shape)
+        with np.errstate(invalid="ignore"):
+            keep &= np.abs(sample_depth_bilinear(gb, u_b, v_b) - z_corr) < static_tol * z_corr
+    z_pred = z_corr if corr is pa else warp_points(pa, T_b_a, K)[2]
+    seen = sample_depth_bilinear(pb, u_b, v_b)
+    with np.errstate(invalid="ignore"):
+        rel = np.abs(seen - z_pred) / z_pred
+    ok = keep & np.isfinite(rel)
+    n = int(ok.sum())
+    return FlickerResult(rel=float(rel[ok].mean()) if n else float("nan"), num_pixels=n, static_fraction=n / pa.size)
