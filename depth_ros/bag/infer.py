@@ -414,33 +414,16 @@ def _check_depth_kind(spec: "ModelSpec") -> None:
 def _check_depth_model(backend: "InferenceBackend") -> "ModelSpec":
     """Refuse a model whose contract does not fit, before any frame is read.
 
-    Runs the network once on a zero input of the spec's shape, which catches a wrong input
-    rank or size and a missing output even where the model file declares dynamic shapes.
+    The shared contract check (:func:`~depth_ros.inference.backend.check_output_contract`):
+    one run on a zero input of the spec's shape, which catches a wrong input rank or size, a
+    missing output and an output of the wrong shape (transposed, reshaped, another size) even
+    where the model file declares dynamic shapes. Also run for an already-loaded backend.
     """
-    from depth_ros.inference.backend import spec_input_shape
+    from depth_ros.inference.backend import check_output_contract
 
     spec = backend.spec
     _check_depth_kind(spec)
-    x = np.zeros(spec_input_shape(spec), dtype=np.float32)
-    try:
-        outputs = backend.infer(x)
-    except DepthRosError as exc:
-        raise ModelError(f"model '{spec.name}' does not run on its spec'd input {list(x.shape)}: {exc}") from None
-    except Exception as exc:  # the runtime's own error types (onnxruntime, torch)
-        raise ModelError(
-            f"model '{spec.name}' does not run on its spec'd input {list(x.shape)}: {type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        ) from None
-    if spec.output_name not in outputs:
-        raise ModelError(
-            f"model '{spec.name}' has no output '{spec.output_name}' named in its spec (outputs: {sorted(outputs)})"
-        )
-    out = np.asarray(outputs[spec.output_name])
-    if out.size != spec.input_height * spec.input_width:
-        raise ModelError(
-            f"model '{spec.name}' output '{spec.output_name}' has shape {list(out.shape)}; expected one depth "
-            f"map of {spec.input_height}x{spec.input_width} (the spec's input size)"
-        )
+    check_output_contract(backend, spec)
     return spec
 
 

@@ -3,7 +3,9 @@
 Steps, for every depth output kind of :class:`ModelSpec`:
 
 1. Take the output named ``spec.output_name``; accept shapes (1, 1, h, w), (1, h, w) or
-   (h, w). Any NaN/Inf -> :class:`InputError` naming how many (the caller skips the frame).
+   (h, w) with (h, w) the spec's input size, checked on every frame (a shape that changes
+   mid-run is a :class:`ModelSpecError`, never decoded). Any NaN/Inf -> :class:`InputError`
+   naming how many (the caller skips the frame).
 2. Convert it at network resolution to *unscaled inverse depth* ``x``:
    ``disparity_sigmoid``: ``x = 1/max_depth + (1/min_depth - 1/max_depth) * clip(w, 0, 1)``;
    ``inverse_depth_relative``: ``x = w``; ``depth_metric``: ``x = 1 / w`` (w <= 0 invalid);
@@ -82,11 +84,19 @@ class DepthResult:
     scale_support: int
 
 
-def network_map(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
+def network_map(outputs: dict[str, np.ndarray], name: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """Output ``name`` as an (h, w) float32 map, checked for shape and finiteness.
 
+    Args:
+        outputs: the backend's outputs by name.
+        name: the output to take.
+        size: the (h, w) the contract says the map has (the spec's input size), or None
+            for any size. Checked on every frame: a model whose output shape changes after
+            the load-time check is refused here instead of being decoded into garbage.
+
     Raises:
-        ModelSpecError: the output is missing or not (1, 1, h, w) / (1, h, w) / (h, w).
+        ModelSpecError: the output is missing, not (1, 1, h, w) / (1, h, w) / (h, w), or
+            not of ``size``.
         InputError: it holds NaN or Inf (this frame only; the count is in the message).
     """
     if name not in outputs:
@@ -101,6 +111,11 @@ def network_map(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
         raise ModelSpecError(f"model output '{name}' has shape {shape}; expected (1, 1, h, w), (1, h, w) or (h, w)")
     if arr.size == 0:
         raise ModelSpecError(f"model output '{name}' is empty (shape {shape})")
+    if size is not None and arr.shape != tuple(size):
+        raise ModelSpecError(
+            f"model output '{name}' is {arr.shape[0]}x{arr.shape[1]} (shape {shape}); the model's spec says "
+            f"{size[0]}x{size[1]} (its input size)"
+        )
     if arr.dtype.kind not in "fiu":
         raise ModelSpecError(f"model output '{name}' has dtype {arr.dtype}, expected a number type")
     arr = arr.astype(np.float32, copy=False)
@@ -203,10 +218,12 @@ class DepthPostprocessor:
         Raises:
             InputError: non-finite model output; ScaleUnavailableError (an InputError) when
                 an alignment policy has no scale for this frame.
-            ModelSpecError: missing output / wrong shape.
+            ModelSpecError: missing output / wrong shape (checked every frame against the
+                spec's input size).
         """
         spec = self.spec
-        w = network_map(outputs, spec.output_name)
+        size = (spec.input_height, spec.input_width)
+        w = network_map(outputs, spec.output_name, size)
         x_net, valid = to_inverse_depth(w, spec, camera)
         x = _upsample_masked(x_net, valid, camera.width, camera.height)  # (H, W) unscaled inverse depth
         estimate = self.scaler(x, camera, sparse_points_cam)
@@ -214,7 +231,7 @@ class DepthPostprocessor:
         depth_m = self._to_depth(inv)
         confidence = None
         if spec.confidence_name is not None:
-            conf = network_map(outputs, spec.confidence_name)
+            conf = network_map(outputs, spec.confidence_name, size)
             confidence = np.clip(upsample(conf, camera.width, camera.height), 0.0, 1.0)
         return DepthResult(
             depth_m=depth_m,

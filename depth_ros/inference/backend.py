@@ -29,8 +29,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from depth_ros.errors import BackendError, InputError, ModelError
-from depth_ros.inference.spec import ModelSpec, load_model_spec
+from depth_ros.errors import BackendError, DepthRosError, InputError, ModelError
+from depth_ros.inference.spec import ModelSpec, ModelSpecError, load_model_spec
 
 __all__ = [
     "BACKEND_CHOICES",
@@ -39,8 +39,10 @@ __all__ = [
     "Probe",
     "Selection",
     "TensorInfo",
+    "accepted_output_shapes",
     "check_input_array",
     "check_model_io",
+    "check_output_contract",
     "create_backend",
     "probe_onnxruntime_cuda",
     "probe_tensorrt",
@@ -188,6 +190,81 @@ def check_input_array(x: Any, spec: ModelSpec) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.floating):
         raise InputError(f"network input must be floating point, got {x.dtype}")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def accepted_output_shapes(spec: ModelSpec) -> tuple[tuple[int, ...], ...]:
+    """The shapes the contract allows for ``spec.output_name`` (and ``confidence_name``).
+
+    Depth kinds: one (h, w) map at the spec's input size, with optional leading singleton
+    batch/channel dims: (h, w), (1, h, w), (1, 1, h, w). ``pose_6dof``: (1, 6) or (6,).
+    Anything else (a transposed (w, h) map, the same pixels reshaped, a map at another
+    resolution, a multi-channel output) is refused: it would decode to garbage.
+    """
+    if spec.output_kind == "pose_6dof":
+        return ((1, 6), (6,))
+    h, w = spec.input_height, spec.input_width
+    return ((h, w), (1, h, w), (1, 1, h, w))
+
+
+def _fmt_shapes(shapes: Sequence[tuple[int, ...]]) -> str:
+    return " or ".join(str(tuple(s)) for s in shapes)
+
+
+def check_output_contract(
+    backend: InferenceBackend, spec: ModelSpec | None = None, source: str | None = None
+) -> dict[str, np.ndarray]:
+    """Run the network once on a zero input of the spec's shape and check what comes out.
+
+    The one contract check every loader shares (the nodes and ``depth-ros infer`` through
+    :func:`create_backend`, export after writing the ONNX file): a model file may declare
+    dynamic or wrong output dims, so the shapes are taken from a real run. The spec's input
+    size is bounded (:data:`~depth_ros.inference.spec.MAX_INPUT_PIXELS`) before this allocates.
+
+    Args:
+        backend: a loaded backend.
+        spec: the contract to check against; None -> ``backend.spec``.
+        source: what to call the model in messages; None -> ``model '<spec.name>'``.
+
+    Returns:
+        the dry run's outputs by name.
+
+    Raises:
+        ModelError: the network does not run on its spec'd input.
+        ModelSpecError: an output the spec names is missing, not numeric, or of a shape
+            other than :func:`accepted_output_shapes` (the message gives expected and actual).
+    """
+    spec = backend.spec if spec is None else spec
+    what = source if source is not None else f"model '{spec.name}'"
+    x = np.zeros(spec_input_shape(spec), dtype=np.float32)
+    try:
+        outputs = backend.infer(x)
+    except DepthRosError as exc:
+        raise ModelError(f"{what} does not run on its spec'd input {list(x.shape)}: {exc}") from None
+    except Exception as exc:  # the runtime's own error types (onnxruntime, torch, TensorRT), MemoryError
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ModelError(
+            f"{what} does not run on its spec'd input {list(x.shape)}: {type(exc).__name__}: {text}"
+        ) from None
+    if not isinstance(outputs, Mapping):
+        raise ModelSpecError(f"{what}: the backend returned {type(outputs).__name__}, not outputs by name")
+    accepted = accepted_output_shapes(spec)
+    wanted = [("output_name", spec.output_name)]
+    if spec.confidence_name is not None:
+        wanted.append(("confidence_name", spec.confidence_name))
+    for field_name, name in wanted:
+        if name not in outputs:
+            raise ModelSpecError(
+                f"{what} has no output {name!r} ({field_name} in its spec); it returned {sorted(map(str, outputs))[:8]}"
+            )
+        out = np.asarray(outputs[name])
+        if out.dtype.kind not in "fiu":
+            raise ModelSpecError(f"{what}: output {name!r} has dtype {out.dtype}, expected a number type")
+        if out.shape not in accepted:
+            raise ModelSpecError(
+                f"{what}: output {name!r} has shape {tuple(out.shape)}; its spec ({spec.output_kind}, input "
+                f"{spec.input_height}x{spec.input_width}) expects {_fmt_shapes(accepted)}"
+            )
+    return dict(outputs)
 
 
 # -- selection -------------------------------------------------------------------------------
@@ -367,11 +444,13 @@ def create_backend(
             backends not picked are ignored; otherwise they are an error.
 
     Returns:
-        an :class:`InferenceBackend` whose ``name`` says what runs the model.
+        an :class:`InferenceBackend` whose ``name`` says what runs the model, after one dry
+        run on a zero input has shown its outputs fit the spec (:func:`check_output_contract`).
 
     Raises:
-        ModelError: the file is missing, unreadable, or does not fit its spec.
-        ModelSpecError: no spec found, or a malformed one.
+        ModelError: the file is missing, unreadable, or does not fit its spec (inputs as
+            declared; outputs as produced by the dry run).
+        ModelSpecError: no spec found, a malformed one, or outputs of the wrong shape.
         BackendError: the requested backend is unavailable or failed to build.
         ValueError: unknown backend name or option.
     """
@@ -382,20 +461,29 @@ def create_backend(
     kind_options = _split_options(selection.kind, options, backend)
     _log.info("inference backend: %s for %s (%s)", selection.kind, path.name, selection.reason)
 
-    if selection.kind == "torch":
+    loaded = _construct(path, selection.kind, backend, spec, kind_options)
+    check_output_contract(loaded, source=f"{path} (model '{loaded.spec.name}')")
+    return loaded
+
+
+def _construct(
+    path: Path, kind: str, requested: str, spec: ModelSpec | None, kind_options: dict[str, Any]
+) -> InferenceBackend:
+    """The backend of ``kind`` for ``path``, before its output contract is checked."""
+    if kind == "torch":
         from depth_ros.inference import torch_backend
 
         return torch_backend.TorchBackend.from_checkpoint(path, spec=spec, **kind_options)
     if spec is None:
         spec = load_model_spec(path)
-    if selection.kind == "tensorrt":
+    if kind == "tensorrt":
         from depth_ros.inference import tensorrt_backend
 
         trt_options = {k: v for k, v in kind_options.items() if k in tensorrt_backend.OPTIONS}
-        trt_options.setdefault("fallback", "onnxruntime" if backend == "auto" else None)
+        trt_options.setdefault("fallback", "onnxruntime" if requested == "auto" else None)
         fallback_options = {k: v for k, v in kind_options.items() if k not in tensorrt_backend.OPTIONS}
         return tensorrt_backend.create_tensorrt_backend(path, spec, fallback_options=fallback_options, **trt_options)
     from depth_ros.inference import onnxruntime_backend
 
-    device = "cuda" if selection.kind == "onnxruntime-cuda" else "cpu"
+    device = "cuda" if kind == "onnxruntime-cuda" else "cpu"
     return onnxruntime_backend.OnnxRuntimeBackend(path, spec, device=device, **kind_options)

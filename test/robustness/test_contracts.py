@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from depth_ros.core.camera import CameraModel
+from depth_ros.core.postprocess import DepthPostprocessor
+from depth_ros.errors import ModelError
 from depth_ros.inference import backend as backend_mod
-from depth_ros.inference.backend import Probe
+from depth_ros.inference.backend import Probe, check_output_contract, create_backend
 from depth_ros.inference.engine_cache import EngineCache, EngineCacheError, EngineKey, decode_engine_file
 from depth_ros.inference.spec import (
     MAX_INPUT_PIXELS,
@@ -31,7 +35,7 @@ from depth_ros.inference.spec import (
     load_model_spec,
 )
 
-from harness import SMALL_AS, run_python
+from harness import SMALL_AS, TORCH_AS, assert_one_line_error, run_limited, run_python
 
 H, W = 64, 192  # network input of the crafted depth models
 
@@ -69,6 +73,159 @@ def _depth_model(path: Path, tail: list[onnx.NodeProto], out_dims: list[int], sp
         initializer=[helper.make_tensor("shape", TensorProto.INT64, [4], [1, 1, 128, 96])],
     )
     return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path, spec_json)
+
+
+# The shapes a depth contract of H x W must refuse, as ONNX tails after the channel mean.
+_BAD_TAILS = {
+    "transposed": ([helper.make_node("Transpose", ["m"], ["depth"], perm=[0, 1, 3, 2])], [1, 1, W, H], (1, 1, W, H)),
+    "reshaped": ([helper.make_node("Reshape", ["m", "shape"], ["depth"])], [1, 1, 128, 96], (1, 1, 128, 96)),
+    "half_size": (
+        [helper.make_node("AveragePool", ["m"], ["depth"], kernel_shape=[2, 2], strides=[2, 2])],
+        [1, 1, H // 2, W // 2], (1, 1, H // 2, W // 2),
+    ),
+}
+
+
+# -- one output contract, checked at load --------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_TAILS))
+def test_create_backend_refuses_an_output_of_the_wrong_shape(tmp_path: Path, case: str) -> None:
+    # Before: only infer compared element counts (transposed and reshaped passed), and the
+    # node, which loads through create_backend, checked nothing (a 32x96 map was published).
+    tail, dims, got = _BAD_TAILS[case]
+    model = _depth_model(tmp_path / f"{case}.onnx", tail, dims, json.dumps(_spec_dict(name=case)))
+    with pytest.raises(ModelSpecError) as err:
+        create_backend(model, "onnxruntime-cpu")
+    msg = str(err.value)
+    assert f"{case}.onnx" in msg and f"model '{case}'" in msg and "\n" not in msg
+    assert str(got) in msg and f"(1, 1, {H}, {W})" in msg
+
+
+def test_a_multichannel_output_is_refused(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Sigmoid", ["image"], ["depth"])], "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 3, H, W])],
+    )
+    model = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "rgb.onnx",
+                  json.dumps(_spec_dict(output_kind="disparity_sigmoid")))
+    with pytest.raises(ModelSpecError, match=rf"output 'depth' has shape \(1, 3, {H}, {W}\)"):
+        create_backend(model)
+
+
+def test_a_confidence_output_of_another_size_is_refused(tmp_path: Path) -> None:
+    tail = [
+        helper.make_node("Identity", ["m"], ["depth"]),
+        helper.make_node("AveragePool", ["m"], ["confidence"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    spec = json.dumps(_spec_dict(confidence_name="confidence"))
+    model = _depth_model(tmp_path / "conf.onnx", tail, [1, 1, H, W], spec, [("confidence", [1, 1, H // 2, W // 2])])
+    with pytest.raises(ModelSpecError, match=rf"output 'confidence' has shape \(1, 1, {H // 2}, {W // 2}\)"):
+        create_backend(model)
+
+
+def test_a_dynamic_model_passes_at_its_spec_size(tmp_path: Path) -> None:
+    tail = [helper.make_node("Identity", ["m"], ["depth"])]
+    model = _depth_model(tmp_path / "dyn.onnx", tail, ["n", 1, "h", "w"], json.dumps(_spec_dict()), in_dims=["n", 3, "h", "w"])
+    backend = create_backend(model)
+    x = np.random.default_rng(0).random((1, 3, H, W), dtype=np.float32)
+    np.testing.assert_allclose(backend.infer(x)["depth"], x.mean(axis=1, keepdims=True), rtol=1e-6)
+
+
+def _pose_model(path: Path, reshape_to: list[int] | None) -> Path:
+    nodes = [helper.make_node("ReduceMean", ["image"], ["pose"] if reshape_to is None else ["v"], axes=[2, 3], keepdims=0)]
+    inits = []
+    if reshape_to is not None:
+        nodes.append(helper.make_node("Reshape", ["v", "shape"], ["pose"]))
+        inits.append(helper.make_tensor("shape", TensorProto.INT64, [len(reshape_to)], reshape_to))
+    graph = helper.make_graph(
+        nodes, "pose", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 6, 8, 8])],
+        [helper.make_tensor_value_info("pose", TensorProto.FLOAT, reshape_to or [1, 6])], initializer=inits,
+    )
+    spec = json.dumps({"output_kind": "pose_6dof", "input_height": 8, "input_width": 8, "input_channels": 6,
+                       "output_name": "pose", "name": "posenet"})
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path, spec)
+
+
+@pytest.mark.parametrize("shape", [[2, 3], [1, 1, 6], [6, 1]])
+def test_pose_outputs_other_than_1x6_are_refused(tmp_path: Path, shape: list[int]) -> None:
+    assert create_backend(_pose_model(tmp_path / "good.onnx", None)).infer(np.zeros((1, 6, 8, 8), np.float32))["pose"].shape == (1, 6)
+    with pytest.raises(ModelSpecError, match=rf"output 'pose' has shape \({', '.join(map(str, shape))},?\).*\(1, 6\) or \(6,\)"):
+        create_backend(_pose_model(tmp_path / "bad.onnx", shape))
+
+
+class _Returns:
+    """A backend double returning fixed arrays (for the contract check itself)."""
+
+    name = "double"
+
+    def __init__(self, spec: ModelSpec, **outputs: np.ndarray) -> None:
+        self.spec, self.outputs, self.calls = spec, outputs, 0
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls += 1
+        assert x.shape == (1, self.spec.input_channels, self.spec.input_height, self.spec.input_width)
+        return self.outputs
+
+
+DEPTH_SPEC = ModelSpec(**_spec_dict())
+
+
+@pytest.mark.parametrize("shape", [(H, W), (1, H, W), (1, 1, H, W)])
+def test_check_output_contract_accepts_leading_singletons_only(shape: tuple[int, ...]) -> None:
+    backend = _Returns(DEPTH_SPEC, depth=np.ones(shape, np.float32))
+    assert check_output_contract(backend, DEPTH_SPEC)["depth"].shape == shape and backend.calls == 1
+
+
+@pytest.mark.parametrize("shape", [(W, H), (128, 96), (H // 2, W // 2), (1, H, W, 1), (2, 1, H, W), (H * W,)])
+def test_check_output_contract_refuses_other_layouts(shape: tuple[int, ...]) -> None:
+    backend = _Returns(DEPTH_SPEC, depth=np.ones(shape, np.float32))
+    with pytest.raises(ModelSpecError, match=rf"model 'crafted': output 'depth' has shape {re.escape(str(shape))}"):
+        check_output_contract(backend, DEPTH_SPEC)
+
+
+def test_check_output_contract_refuses_a_missing_or_non_numeric_output() -> None:
+    with pytest.raises(ModelSpecError, match=r"no output 'depth' \(output_name in its spec\); it returned \['disp'\]"):
+        check_output_contract(_Returns(DEPTH_SPEC, disp=np.ones((H, W), np.float32)), DEPTH_SPEC)
+    with pytest.raises(ModelSpecError, match="dtype <U1, expected a number type"):
+        check_output_contract(_Returns(DEPTH_SPEC, depth=np.full((H, W), "a")), DEPTH_SPEC)
+
+
+def test_infer_refuses_a_transposed_output_of_an_already_loaded_backend(tmp_path: Path) -> None:
+    # Before: infer compared element counts only, so W x H passed for H x W.
+    from depth_ros.bag.infer import InferConfig, infer_bag
+
+    backend = _Returns(DEPTH_SPEC, depth=np.ones((1, 1, W, H), np.float32))
+    with pytest.raises(ModelSpecError, match=rf"has shape \(1, 1, {W}, {H}\)"):
+        infer_bag(tmp_path / "missing.mcap", tmp_path / "o.mcap", backend, InferConfig())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_changes_shape_mid_run_is_refused_per_frame() -> None:
+    # The load-time check saw the right shape; a later frame must not be decoded as garbage.
+    spec = ModelSpec(output_kind="depth_metric", input_height=3, input_width=4, confidence_name="conf")
+    camera = CameraModel.from_intrinsics(8, 6, 10.0, 10.0, 3.5, 2.5)
+    post = DepthPostprocessor(spec)
+    good = np.full((1, 1, 3, 4), 2.0, np.float32)
+    assert np.allclose(post({"depth": good, "conf": good * 0.25}, camera).depth_m, 2.0)
+    for bad in (np.full((4, 3), 2.0, np.float32), np.full((1, 1, 6, 8), 2.0, np.float32)):
+        with pytest.raises(ModelError, match=r"model output 'depth' is \d+x\d+ .*the model's spec says 3x4"):
+            post({"depth": bad, "conf": good}, camera)
+    with pytest.raises(ModelError, match=r"model output 'conf' is 6x8"):
+        post({"depth": good, "conf": np.ones((6, 8), np.float32)}, camera)
+
+
+def test_depth_ros_infer_refuses_a_transposed_model_in_one_line(tmp_path: Path, cli_bin: Path) -> None:
+    from depth_ros.synthetic import SynthConfig, write_bag
+
+    tail, dims, _ = _BAD_TAILS["transposed"]
+    model = _depth_model(tmp_path / "transposed.onnx", tail, dims, json.dumps(_spec_dict(name="tr")))
+    bag = write_bag(SynthConfig(width=64, height=48, frames=2, texture_size_px=64, lidar_beams=0), tmp_path / "in.mcap")
+    proc = run_limited([str(cli_bin / "depth-ros"), "infer", str(bag), "-o", str(tmp_path / "o.mcap"), "--model",
+                        str(model), "--no-progress"], as_bytes=TORCH_AS)
+    assert_one_line_error(proc, "transposed.onnx", f"(1, 1, {W}, {H})", f"(1, 1, {H}, {W})")
+    assert not (tmp_path / "o.mcap").exists()
 
 
 # -- strictly typed spec fields ---------------------------------------------------------------
@@ -348,3 +505,4 @@ def test_engine_io_buffers_are_bounded_before_allocation() -> None:
         check_io_buffer_shapes({"image": (1, 3, 8, 12), "depth": (1, 1, -1, 12)}, spec)
     with pytest.raises(EngineLoadError, match=rf"'depth' has shape .* at most {MAX_IO_ELEMENTS_PER_PIXEL * 96}"):
         check_io_buffer_shapes({"image": (1, 3, 8, 12), "depth": (1, 1 << 20, 1 << 20)}, spec)
+

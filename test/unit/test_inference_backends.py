@@ -211,14 +211,22 @@ def test_pose_spec_on_a_depth_model_is_a_channel_mismatch(
         create_backend(model)
 
 
-def _scale_model(path: Path, input_dims: list, layout_shape_out: list | None = None, factor: float = 2.0) -> Path:
-    """A one-node ONNX model ``depth = image * factor`` with the given (possibly symbolic) dims."""
+def _scale_model(path: Path, input_dims: list, factor: float = 2.0, channel_axis: int = 1) -> Path:
+    """A small ONNX model ``depth = image[channel 0] * factor`` with the given (possibly symbolic)
+    input dims; the output is the one (n, h, w) map a depth contract asks for."""
+    out_dims = [d for i, d in enumerate(input_dims) if i != channel_axis % len(input_dims)]
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["image", "k"], ["depth"])],
+        [
+            helper.make_node("Gather", ["image", "c0"], ["first"], axis=channel_axis),
+            helper.make_node("Mul", ["first", "k"], ["depth"]),
+        ],
         "scale",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, input_dims)],
-        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, layout_shape_out or input_dims)],
-        initializer=[helper.make_tensor("k", TensorProto.FLOAT, [], [factor])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, out_dims)],
+        initializer=[
+            helper.make_tensor("k", TensorProto.FLOAT, [], [factor]),
+            helper.make_tensor("c0", TensorProto.INT64, [], [0]),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -231,16 +239,16 @@ def test_dynamic_dims_are_accepted_and_run_at_the_spec_size(tmp_path: Path) -> N
     spec = ModelSpec(output_kind="inverse_depth_relative", input_height=24, input_width=40)
     backend = create_backend(model, "onnxruntime-cpu", spec=spec)
     x = _input(spec)
-    np.testing.assert_array_equal(backend.infer(x)["depth"], 2.0 * x)
+    np.testing.assert_array_equal(backend.infer(x)["depth"], 2.0 * x[:, 0])
 
 
 def test_nhwc_spec_against_nhwc_model(tmp_path: Path) -> None:
-    model = _scale_model(tmp_path / "nhwc.onnx", [1, 24, 40, 3], factor=0.5)
+    model = _scale_model(tmp_path / "nhwc.onnx", [1, 24, 40, 3], factor=0.5, channel_axis=3)
     spec = ModelSpec(output_kind="depth_metric", input_height=24, input_width=40, layout="NHWC")
     backend = create_backend(model, spec=spec)
     x = _input(spec)
     assert x.shape == (1, 24, 40, 3)
-    np.testing.assert_array_equal(backend.infer(x)["depth"], 0.5 * x)
+    np.testing.assert_array_equal(backend.infer(x)["depth"], 0.5 * x[..., 0])
     with pytest.raises(ModelError, match=r"shape \[1, 24, 40, 3\] but the spec says \[1, 3, 24, 40\]"):
         create_backend(model, spec=dataclasses.replace(spec, layout="NCHW"))
 

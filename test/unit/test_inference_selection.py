@@ -24,12 +24,12 @@ SPEC = ModelSpec(output_kind="depth_metric", input_height=8, input_width=12, nam
 
 @pytest.fixture()
 def onnx_model(tmp_path: Path) -> Path:
-    """An identity model with its spec in a sidecar."""
+    """A channel-mean model (one (1, 1, 8, 12) depth map, as the contract asks) with its spec in a sidecar."""
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["image"], ["depth"])],
+        [helper.make_node("ReduceMean", ["image"], ["depth"], axes=[1], keepdims=1)],
         "identity",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 12])],
-        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 3, 8, 12])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 1, 8, 12])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

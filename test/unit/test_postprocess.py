@@ -14,7 +14,8 @@ CAM = CameraModel.from_intrinsics(4, 3, 10.0, 10.0, 1.5, 1.0)  # camera = networ
 
 
 def spec(kind: str, **kwargs) -> ModelSpec:
-    return ModelSpec(output_kind=kind, input_height=3, input_width=4, **kwargs)
+    kwargs = {"input_height": 3, "input_width": 4, **kwargs}
+    return ModelSpec(output_kind=kind, **kwargs)
 
 
 def run(kind: str, w, policy: str = "model", camera: CameraModel = CAM, spec_kwargs=None, **config) -> DepthResult:
@@ -95,7 +96,7 @@ def test_invalid_network_pixels_stay_local_after_upsampling():
     cam = CameraModel.from_intrinsics(16, 12, 10.0, 10.0, 7.5, 5.5)
     w = np.full((6, 8), 2.0, np.float32)
     w[3, 4] = 0.0  # invalid depth
-    d = DepthPostprocessor(spec("depth_metric"))({"depth": w}, cam).depth_m
+    d = DepthPostprocessor(spec("depth_metric", input_height=6, input_width=8))({"depth": w}, cam).depth_m
     nan_rows, nan_cols = np.nonzero(np.isnan(d))
     assert set(nan_rows) <= {5, 6, 7, 8} and set(nan_cols) <= {7, 8, 9, 10} and len(nan_rows) > 0
     assert np.count_nonzero(np.isnan(d)) <= 16
@@ -150,7 +151,8 @@ def test_confidence_is_upsampled_and_clipped():
 
 def test_sparse_alignment_end_to_end_reports_its_scale():
     cam = CameraModel.from_intrinsics(40, 30, 20.0, 20.0, 19.5, 14.5)
-    pp = DepthPostprocessor(spec("disparity_sigmoid"), PostprocessConfig(scale=ScaleConfig(policy="sparse_alignment")))
+    s = spec("disparity_sigmoid", input_height=30, input_width=40)
+    pp = DepthPostprocessor(s, PostprocessConfig(scale=ScaleConfig(policy="sparse_alignment")))
     w = np.full((30, 40), 0.5, np.float32)  # unscaled depth 1 / 5.005
     true_depth_m = 4.0
     rng = np.random.default_rng(0)
