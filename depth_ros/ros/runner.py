@@ -7,8 +7,9 @@
 The options have the names of depth.launch.py's arguments. ``--config`` is a ROS 2 params
 file (sections ``/**/depth_node`` and ``/**/pose_node`` with ``ros__parameters``); it is
 checked against the nodes' config dataclasses before anything starts, so a typo or bad value
-is reported (exit code 1) naming the parameter. The nodes share a MultiThreadedExecutor;
-Ctrl-C shuts them down cleanly (exit code 0).
+is reported (exit code 1) naming the parameter. The nodes share a SingleThreadedExecutor (their
+callbacks never block; each node's work runs in its own worker thread); Ctrl-C shuts them down
+cleanly (exit code 0).
 
 :func:`run_nodes` is also the body of the ``depth_node`` and ``pose_node`` executables.
 """
@@ -140,7 +141,7 @@ def run_nodes(
         invalid (the message, naming the problem, is printed to stderr).
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     try:
         rclpy.init(args=list(args) if args is not None else None)
@@ -160,7 +161,12 @@ def run_nodes(
         except (DepthRosError, FileNotFoundError, ValueError) as exc:
             print(f"{program}: error: {where}: {exc}", file=sys.stderr)
             return 1
-        executor = MultiThreadedExecutor(num_threads=max(2, len(nodes) * 2))
+        # One executor thread: the callbacks only pair messages and fill a one-frame slot, so
+        # more threads buy nothing, and rclpy's MultiThreadedExecutor spent about twice the CPU
+        # per message (main thread + pool, all holding the GIL the worker needs): under a 100 Hz
+        # 640x480 burst, 1.1-1.2 s of CPU per 3 s against 0.4-0.6 s, and 20-30 % fewer depth
+        # frames published (bench/bench_node_latency.py's Rig driven at 100 Hz, 2 shared cores).
+        executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
         try:

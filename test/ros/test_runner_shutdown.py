@@ -34,7 +34,7 @@ class _Node:
 
 
 def _stand_in_executor(spin_once: Any) -> type:
-    """A MultiThreadedExecutor stand-in whose spin_once(timeout_sec) is the given function."""
+    """A SingleThreadedExecutor stand-in whose spin_once(timeout_sec) is the given function."""
     import rclpy
 
     class _Executor:
@@ -72,7 +72,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, shutdown_first: bool) -> tuple[int, _N
 
     node = _Node()
     monkeypatch.setattr(runner, "_create_node", lambda kind, overrides: node)
-    monkeypatch.setattr(rclpy.executors, "MultiThreadedExecutor", _executor_raising(shutdown_first))
+    monkeypatch.setattr(rclpy.executors, "SingleThreadedExecutor", _executor_raising(shutdown_first))
     return runner.run_nodes(["depth"], args=[]), node
 
 
@@ -98,7 +98,7 @@ def test_spinning_waits_in_rcl_for_a_bounded_time(monkeypatch: pytest.MonkeyPatc
 
     node = _Node()
     monkeypatch.setattr(runner, "_create_node", lambda kind, overrides: node)
-    monkeypatch.setattr(rclpy.executors, "MultiThreadedExecutor", _stand_in_executor(spin_once))
+    monkeypatch.setattr(rclpy.executors, "SingleThreadedExecutor", _stand_in_executor(spin_once))
     assert runner.run_nodes(["depth"], args=[]) == 0
     assert timeouts == [runner.SPIN_WAKE_S] * 3 and 0 < runner.SPIN_WAKE_S <= 2.0
     assert node.calls == ["configure", "shutdown", "destroy_node"]
@@ -142,7 +142,7 @@ def test_a_hanging_teardown_ends_the_process_with_its_own_exit_code() -> None:
             def shutdown(self): pass
 
         runner._create_node = lambda kind, overrides: Node()
-        rclpy.executors.MultiThreadedExecutor = Executor
+        rclpy.executors.SingleThreadedExecutor = Executor
         raise SystemExit(runner.run_nodes(["depth"], args=[], program="depth_node", teardown_timeout_s=1.0))
         """
     )
