@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["DepthMetrics", "RangeErrors", "compute_depth_metrics", "mean_metrics"]
+__all__ = ["DepthMetrics", "RangeErrors", "compute_depth_metrics", "mean_metrics", "scale_ratio_stats"]
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 
@@ -153,3 +153,24 @@ class RangeErrors:
                     "bias": float(np.exp(self._log_ratio[i] / n)),
                 }
         return out
+
+
+def scale_ratio_stats(scales: np.ndarray) -> dict[str, float]:
+    """Spread over frames of the per-frame scale ratio median(gt) / median(pred).
+
+    A metric model's ratio should stay at 1 from frame to frame; its drift is what a robot
+    suffers from. Returns ``{"mean", "median", "std", "cv" (std / mean), "min", "max", "p5",
+    "p95", "frames"}`` (population std; NaN values for no frame).
+    """
+    s = np.asarray(scales, dtype=np.float64).ravel()
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        nan = float("nan")
+        return {"mean": nan, "median": nan, "std": nan, "cv": nan, "min": nan, "max": nan, "p5": nan, "p95": nan, "frames": 0}
+    mean = float(s.mean())
+    std = float(s.std())
+    return {
+        "mean": mean, "median": float(np.median(s)), "std": std, "cv": std / mean if mean else float("nan"),
+        "min": float(s.min()), "max": float(s.max()), "p5": float(np.percentile(s, 5)), "p95": float(np.percentile(s, 95)),
+        "frames": int(s.size),
+    }
