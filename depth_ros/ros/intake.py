@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Hashable, Iterator
 
 from depth_ros import msgconv
-from depth_ros.errors import InputError
+from depth_ros.errors import InputError, one_line
 from depth_ros.ros.sync import Pair, StampOrder, StampPairer
 
 __all__ = ["FrameIntake", "MessageGuard", "Refused", "WarnThrottle", "problem_wording", "refusing_as"]
@@ -111,9 +111,13 @@ class MessageGuard:
         self.failures = 0
 
     def warn(self, key: Hashable, text: str) -> None:
-        """Log ``text`` unless the same problem (``key``) was logged within the period."""
+        """Log ``text`` unless the same problem (``key``) was logged within the period.
+
+        The text is logged as one printable line: it quotes strings from the message (an
+        encoding, a format) that may hold newlines or terminal escapes.
+        """
         if self.throttle.ready(key):
-            self.logger.warning(text)
+            self.logger.warning(one_line(text))
 
     def drop(self, reason: str, text: str, key: Hashable | None = None) -> None:
         """Count one message or frame dropped for ``reason``; a throttled warning ``text``."""
@@ -125,7 +129,7 @@ class MessageGuard:
         is not an input problem: a bug, which must not be hidden."""
         self.failures += 1
         if self.throttle.ready(("unexpected error", key)):
-            self.logger.error(f"{text}\n{traceback.format_exc().rstrip()}")
+            self.logger.error(f"{one_line(text)}\n{traceback.format_exc().rstrip()}")
 
     def frame_skipped(self, stamp_ns: int, exc: BaseException) -> None:
         """Report a frame the worker could not process; call inside the ``except`` block.

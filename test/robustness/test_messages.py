@@ -162,6 +162,9 @@ def test_worker_reports_bugs_with_traceback_and_refusals_as_one_warning_per_reas
     assert warnings[0].startswith(f"frame {T0 * 1e-9:.6f} s skipped: CompressedImage: cannot decode (100 bytes)")
     assert warnings[1].endswith("skipped: Image: unsupported encoding 'yuv422'")
     assert warnings[2].endswith("skipped: CameraInfo: K is all zeros")
+    # a message's own text cannot split the log line or reach the terminal as an escape
+    guard.warn("other", "Image: unsupported encoding 'a\nb\x1b[2J'")
+    assert logger.texts("warning")[-1] == "Image: unsupported encoding 'a b\\x1b[2J'"
     errors = logger.texts("error")
     assert len(errors) == 1 and "KeyError: 'missing'" in errors[0] and "Traceback (most recent call last)" in errors[0]
 
