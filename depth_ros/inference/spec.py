@@ -30,6 +30,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from depth_ros.errors import ModelError
+from depth_ros.safeio import json_nesting_exceeds, load_yaml_bounded, parser_message, read_text_capped
 
 __all__ = [
     "DEPTH_KINDS",
@@ -104,11 +105,7 @@ def _show(value: Any, limit: int = 60) -> str:
     return f"a {type(value).__name__}"
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    """A parser's own (possibly multi-line, possibly quoting the input) message on one line."""
-    text = "".join(c if c.isprintable() else " " for c in text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
+_one_line = parser_message
 
 
 def _is_int(value: Any) -> bool:
@@ -358,86 +355,15 @@ class ModelSpec:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=True))
 
 
-def json_nesting_exceeds(text: str, limit: int) -> bool:
-    """Whether JSON ``text`` nests lists/objects more than ``limit`` deep.
-
-    One linear pass, brackets inside strings not counted; run it before ``json.loads``, whose
-    parser recurses per level (text nested 100000 deep raised RecursionError). Keep ``text``
-    size-capped: the pass is Python-speed (~10 ms per 64 KB).
-    """
-    depth, in_string, escaped = 0, False, False
-    for c in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif c in "]}":
-            depth -= 1
-    return False
-
-
 def _read_spec_file(path: Path) -> str:
     """The text of a spec file: a regular file of at most MAX_SPEC_BYTES, UTF-8."""
-    if not path.is_file():
-        raise ModelSpecError(f"{path}: spec sidecar is not a regular file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SPEC_BYTES + 1)  # never more than the cap, whatever the file's size
-    except OSError as exc:
-        raise ModelSpecError(f"{path}: cannot read the spec sidecar ({exc.strerror or type(exc).__name__})") from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise ModelSpecError(f"{path}: spec sidecar is larger than {MAX_SPEC_BYTES} bytes (a spec is under 1 KB)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ModelSpecError(f"{path}: spec sidecar is not UTF-8 text (invalid byte at offset {exc.start})") from None
-
-
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    """A YAML error as one line, without the snippet of input PyYAML quotes (it may hold escapes)."""
-    problem = getattr(exc, "problem", None)
-    mark = getattr(exc, "problem_mark", None)
-    if problem is None:
-        return _one_line(str(exc))
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    context = getattr(exc, "context", None)
-    return _one_line(f"{context + ': ' if context else ''}{problem}{where}")
+    return read_text_capped(path, MAX_SPEC_BYTES, what="spec sidecar", error=ModelSpecError)
 
 
 def _safe_yaml(text: str, source: str) -> Any:
-    """``yaml.safe_load`` with aliases refused and nesting bounded.
-
-    Aliases are what a "billion laughs" document multiplies (1 KB of text became 5.8 GB); a
-    spec has no use for them. The event stream is checked first: PyYAML's parser is iterative,
-    its composer recursive, so nesting is bounded before composing.
-    """
-    try:
-        depth = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                raise ModelSpecError(f"{source}: YAML aliases (*{_one_line(str(event.anchor), 40)}) are not accepted in a model spec")
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_NESTING:
-                    raise ModelSpecError(f"{source}: spec YAML is nested more than {MAX_NESTING} levels deep")
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-        return yaml.safe_load(text)
-    except ModelSpecError:
-        raise
-    except yaml.YAMLError as exc:
-        raise ModelSpecError(f"{source}: not valid YAML ({_yaml_error(exc)})") from None
-    except ValueError as exc:  # an integer of more than 4300 digits (ModelSpecError re-raised above)
-        raise ModelSpecError(f"{source}: not a usable YAML spec ({_one_line(str(exc))})") from None
+    """``yaml.safe_load`` with aliases refused (a "billion laughs" sidecar made 5.8 GB of 1 KB)
+    and nesting bounded (:func:`depth_ros.safeio.load_yaml_bounded`)."""
+    return load_yaml_bounded(text, source, max_nesting=MAX_NESTING, what="spec YAML", error=ModelSpecError)
 
 
 def sidecar_candidates(model_path: str | Path) -> list[Path]:

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from depth_ros.core.camera import CameraModel
 from depth_ros.errors import InputError
+from depth_ros.safeio import load_yaml_bounded, read_text_capped
+
+#: A scene config is a flat mapping of a few dozen fields (< 4 KB).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NESTING = 8
 
 __all__ = ["SCENES", "STORAGES", "TRAJECTORIES", "SynthConfig", "coerce_value", "load_config"]
 
@@ -234,7 +237,10 @@ def coerce_value(name: str, value: Any, tp: Any) -> Any:
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> SynthConfig:
-    """Read a YAML file of SynthConfig fields (``yaml.safe_load``) and apply overrides on top.
+    """Read a YAML file of SynthConfig fields and apply overrides on top.
+
+    The file is read as untrusted (:mod:`depth_ros.safeio`): at most ``MAX_CONFIG_BYTES``,
+    UTF-8, safe-loaded with aliases refused and nesting bounded.
 
     The YAML document may be the mapping itself or ``{synth: {...}}``.
 
@@ -247,11 +253,9 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     if path is not None:
         path = Path(path)
         source = str(path)
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputError(f"{path}: not valid YAML ({first})") from None
+        # untrusted like any config: size-capped, UTF-8, no aliases, bounded nesting
+        doc = load_yaml_bounded(read_text_capped(path, MAX_CONFIG_BYTES, what="scene config"), source,
+                                max_nesting=MAX_CONFIG_NESTING, what="scene config")
         if doc is None:
             doc = {}
         if isinstance(doc, Mapping) and set(doc) == {"synth"}:
