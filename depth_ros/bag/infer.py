@@ -64,7 +64,7 @@ from depth_ros.core.pointcloud import make_cloud
 from depth_ros.core.postprocess import DepthPostprocessor, DepthResult, PostprocessConfig
 from depth_ros.core.preprocess import preprocess
 from depth_ros.core.scale import ScaleConfig, ScaleUnavailableError, validate_scale_policy
-from depth_ros.errors import BackendError, BagError, DepthRosError, InputError, ModelError
+from depth_ros.errors import BackendError, BagError, DepthRosError, InputError, ModelError, one_line
 
 if TYPE_CHECKING:
     from depth_ros.inference.backend import InferenceBackend
@@ -341,6 +341,7 @@ class _SkipLog:
 
     def skip(self, reason: str, where: str, detail: str) -> None:
         """Count one frame skipped for ``reason``; ``where``: e.g. "at stamp 17 ns"."""
+        detail = one_line(detail)  # it may quote the message's own strings (encoding, format)
         if reason not in self.counts:
             self.first[reason] = detail
             _log.warning(
@@ -353,7 +354,7 @@ class _SkipLog:
         """Count one partner message (camera_info, LiDAR) dropped; the first per topic is logged."""
         key = f"message on {topic}"
         if key not in self.dropped:
-            _log.warning("dropping %s: %s (further ones are counted)", key, detail)
+            _log.warning("dropping %s: %s (further ones are counted)", key, one_line(detail))
         self.dropped[key] += 1
         self.dropped_by_topic[topic] += 1
 

@@ -159,3 +159,19 @@ def test_camera_info_with_absurd_focal_length_is_refused_and_no_far_point_is_wri
     assert [stamp(c) for c in clouds] == [T0]
     xyz = np.asarray(clouds[0].data, np.uint8).reshape(H, W, clouds[0].point_step)[..., :12].copy().view("<f4")
     assert np.isfinite(xyz).all() and np.abs(xyz).max() < 10.0  # 3 m deep, 8x6 px at f = 6 px
+
+
+def test_skip_warning_is_one_printable_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An encoding name with a newline and an escape sequence: the frame is skipped, and the
+    warning quoting it stays one line without the raw escape."""
+    records = frame(0)
+    bad = frame(1)
+    bad[1][1].encoding = "yuv\n\x1b[2J"
+    bag = write_bag(tmp_path / "in.mcap", records + bad)
+    with caplog.at_level(logging.WARNING, logger="depth_ros.bag.infer"):
+        summary = infer_bag(bag, tmp_path / "out.mcap", ConstantBackend(), InferConfig())
+    assert summary.skipped == {"unsupported_encoding": 1}
+    texts = [r.getMessage() for r in caplog.records if "unsupported_encoding" in r.getMessage()]
+    assert len(texts) == 2 and all("\n" not in t and "\x1b" not in t for t in texts), texts
+    assert "yuv \\x1b[2J" in texts[0]
+
