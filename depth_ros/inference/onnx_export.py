@@ -7,31 +7,62 @@ spec's (batch 1), which is what the TensorRT fixed-shape profile expects.
 
 After export the model is run once in ONNX Runtime on the same random input as the module and
 the outputs are compared (``check_atol``); the file is written only if they agree, and always
-atomically (temporary file + rename), so a failed export never leaves a file at ``path``.
+atomically (temporary file + rename, :func:`write_atomically`), so a failed export never leaves a
+file at ``path``. The file gets the mode a plain ``open`` gives (0644 under umask 022): a node
+running as another user must be able to read it.
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
+import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 import numpy as np
 
 from depth_ros.errors import ModelError
 from depth_ros.inference.backend import spec_input_shape
-from depth_ros.inference.engine_cache import atomic_write_bytes
 from depth_ros.inference.spec import METADATA_KEY, ModelSpec
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_OPSET", "embed_spec", "export_onnx"]
+__all__ = ["DEFAULT_OPSET", "embed_spec", "export_onnx", "write_atomically"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 20
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit; larger models need external data (unsupported)
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Create or replace ``path`` with what ``write(file)`` writes, atomically: a temporary file
+    in the same directory, flushed to disk, then renamed over ``path``. A crash or a kill leaves
+    the old file (or none), never a half-written one.
+
+    The temporary file is created with mode 0666 less the process umask (0644 under umask 022),
+    as ``open`` would create ``path``; ``tempfile.mkstemp``'s 0600 would make an exported model
+    unreadable by a node running as another user.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def embed_spec(model_proto: "object", spec: ModelSpec) -> None:
@@ -96,7 +127,7 @@ def export_onnx(
         raise ModelError(f"exported model is {len(data)} bytes, over protobuf's 2 GiB limit")
     if check_atol is not None:
         _check_parity(data, spec, x, reference, check_atol)
-    atomic_write_bytes(path, data)
+    write_atomically(path, lambda f: f.write(data))
     _log.info("exported %s to %s (opset %d, %d bytes)", type(module).__name__, path, opset, len(data))
     return path
 

@@ -40,6 +40,7 @@ __all__ = [
     "OPTIONS",
     "TorchBackend",
     "load_checkpoint",
+    "load_untrusted",
     "named_outputs",
     "resolve_arch",
     "save_checkpoint",
@@ -111,23 +112,50 @@ def resolve_arch(arch: str) -> "type[torch.nn.Module]":
     return cls
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
+def load_untrusted(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with its failures as one-line ModelErrors.
+
+    Every checkpoint is untrusted input: ``weights_only`` refuses a pickle that would construct
+    arbitrary Python objects before any of it runs. Used for the eager backend's checkpoints
+    and for the training checkpoints that ``depth-ros-train`` resumes, validates and exports.
+
+    Args:
+        what: how a missing file is named ("model file", "checkpoint").
+
+    Raises:
+        ModelError: no such file, a pickle payload ("not a weights-only checkpoint"), or a file
+            torch cannot read (truncated zip, not a torch file at all).
+    """
     import pickle
 
     import torch
 
+    path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelError(
-            f"{path}: refused: the checkpoint holds Python objects beyond tensors and plain containers "
-            f"(weights_only load: {first[:200]})"
+            f"{path}: not a weights-only checkpoint, refused: the checkpoint holds Python objects beyond "
+            f"tensors and plain containers ({_refused_global(str(exc))[:200]}); nothing in it was run"
         ) from None
     except (FileNotFoundError, IsADirectoryError):
-        raise ModelError(f"model file not found: {path}") from None
+        raise ModelError(f"{what} not found: {path}") from None
     except Exception as exc:  # truncated zip, not a torch file at all, ...
-        raise ModelError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        raise ModelError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {first[:200]})") from None
+
+
+def _refused_global(message: str) -> str:
+    """The line of torch's multi-line weights_only refusal that names what was refused (its
+    first line advises loading with ``weights_only=False``, the wrong advice for an untrusted file)."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    specific = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Check the documentation"))]
+    line = (specific or lines or ["weights_only load failed"])[0]
+    return line.removeprefix("WeightsUnpickler error: ")
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    data = load_untrusted(path, what="model file")
     if not isinstance(data, dict):
         raise ModelError(f"{path}: checkpoint is a {type(data).__name__}, expected a dict with keys {_CHECKPOINT_KEYS}")
     missing = [k for k in _CHECKPOINT_KEYS if k not in data]
