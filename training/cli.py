@@ -6,22 +6,49 @@ Usage::
     depth-ros-train validate --config config/train.yaml --ckpt_path CKPT
     depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt]
 
+Add ``-v`` / ``--verbose`` anywhere for debug logging and the traceback of an error.
+
 ``fit``/``validate`` follow LightningCLI's layout (``trainer.*``, ``model.*``, ``data.*``,
 ``--ckpt_path``) built with jsonargparse directly: every typed constructor argument of
 :class:`~depth_ros_training.module.DepthTrainingModule`, :class:`~depth_ros_training.datamodule.BagDataModule`
 and ``Trainer`` is a flag or a YAML key, type-checked (``--print_config`` shows them all); the
 resolved configuration is saved next to the TensorBoard logs and checkpoints.
+
+Checkpoints go to ``<default_root_dir>/lightning_logs/version_N/checkpoints``: one after each
+validation, and ``last.ckpt`` (the full training state) also every ``checkpoint.every_minutes``
+of training or ``checkpoint.every_n_steps`` steps, independent of validation
+(:class:`~depth_ros_training.checkpoint.ResumeCheckpoint`); resume a stopped or killed run with
+``--ckpt_path <that dir>/last.ckpt``. Checkpoints are read with ``weights_only=True``.
+
+Exit codes: 0 done; 1 an expected error, printed as one line
+``depth-ros-train CMD: error: ...`` naming the file, topic or parameter (``model.lr``,
+``data.batch_size``, ...): a :class:`~depth_ros.errors.DepthRosError` (a bag without
+camera_info, too few frames, no odometry, a checkpoint that is not weights-only, ...), a value
+a constructor refused, Lightning's ``MisconfigurationException``, or the operating system
+refusing a file; 2 a malformed command line; 130 interrupted. Any other exception is a bug and
+keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 import sys
+import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
+from depth_ros.errors import DepthRosError, one_line
 from depth_ros.logsetup import configure_logging
 
-__all__ = ["main"]
+__all__ = ["ConfigError", "describe_error", "main"]
+
+_VERBOSE_FLAGS = ("-v", "--verbose")
+_VERBOSE_HELP = "debug logging, and the traceback of an error"
+
+
+class ConfigError(DepthRosError, ValueError):
+    """A configuration value refused when its object was built; the message names the key."""
 
 
 _TRAINER_SKIP = {"callbacks", "logger", "plugins", "profiler"}
@@ -29,25 +56,83 @@ _TRAINER_SKIP = {"callbacks", "logger", "plugins", "profiler"}
 
 def build_parser(command: str = "fit"):  # -> jsonargparse.ArgumentParser
     """The ``fit`` / ``validate`` parser: ``--config``, ``--seed_everything``, ``--ckpt_path`` and
-    every typed constructor argument of Trainer (``trainer.*``), the module (``model.*``) and
-    the data module (``data.*``). The network's input size and normalisation are linked from
+    every typed constructor argument of Trainer (``trainer.*``), the module (``model.*``), the
+    data module (``data.*``) and the resume checkpoints (``checkpoint.*``). The network's input size and normalisation are linked from
     ``data.data.*`` (given once)."""
     from jsonargparse import ActionConfigFile, ArgumentParser
     from lightning.pytorch import Trainer
 
+    from depth_ros_training.checkpoint import ResumeCheckpoint
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.module import DepthTrainingModule
 
-    parser = ArgumentParser(prog=f"depth-ros-train {command}", description=__doc__.splitlines()[0], exit_on_error=True)
+    parser = ArgumentParser(prog=f"depth-ros-train {command}", description=__doc__.splitlines()[0] + f" (-v/--verbose: {_VERBOSE_HELP})", exit_on_error=True)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the keys below (safe-loaded)")
     parser.add_argument("--seed_everything", type=int | None, default=0, help="global seed (null: none)")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume from (or 'last')")
     parser.add_class_arguments(Trainer, "trainer", skip=_TRAINER_SKIP)
     parser.add_class_arguments(DepthTrainingModule, "model")
     parser.add_class_arguments(BagDataModule, "data")
+    parser.add_class_arguments(ResumeCheckpoint, "checkpoint", skip={"dirpath"})
     for key, target in (("height", "image_height"), ("width", "image_width"), ("mean", "mean"), ("std", "std")):
         parser.link_arguments(f"data.data.{key}", f"model.{target}")
     return parser
+
+
+#: Constructor-built config groups: a ValueError from one is a ConfigError naming ``group.key``.
+def _config_groups() -> dict[str, type]:
+    from depth_ros_training.checkpoint import ResumeCheckpoint
+    from depth_ros_training.data.dataset import DataConfig
+    from depth_ros_training.datamodule import BagDataModule
+    from depth_ros_training.module import DepthTrainingModule
+
+    return {"model": DepthTrainingModule, "data": BagDataModule, "data.data": DataConfig, "checkpoint": ResumeCheckpoint}
+
+
+def _name_key(group: str, parameters: set[str], message: str) -> str:
+    """``"lr must be ..."`` from group ``model`` -> ``"model.lr must be ..."``; a message that does
+    not start with one of the class's parameters -> ``"model: <message>"``."""
+    match = re.match(r"[A-Za-z_]\w*", message)
+    if match and match.group(0) in parameters:
+        return f"{group}.{message}"
+    return f"{group}: {message}"
+
+
+def _refusing_instantiator(group: str, cls: type) -> Callable[..., Any]:
+    """A jsonargparse instantiator of ``cls`` turning its constructor's ValueError into a ConfigError."""
+    parameters = set(inspect.signature(cls).parameters)
+
+    def instantiate(class_type: type, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return class_type(*args, **kwargs)
+        except ValueError as exc:
+            if isinstance(exc, DepthRosError):
+                raise
+            raise ConfigError(_name_key(group, parameters, str(exc))) from exc
+
+    return instantiate
+
+
+def _trainer_key(message: str) -> str:
+    """Lightning names a Trainer argument as ```max_steps```: say ``trainer.max_steps``
+    (or prefix ``trainer:`` when it names none)."""
+    from lightning.pytorch import Trainer
+
+    parameters = set(inspect.signature(Trainer).parameters)
+    named = re.sub(r"`(\w+)`", lambda m: f"trainer.{m.group(1)}" if m.group(1) in parameters else m.group(0), message)
+    return named if named != message else f"trainer: {message}"
+
+
+def _build_trainer(trainer_kwargs: dict[str, Any], **extra: Any):  # -> pl.Trainer
+    import lightning.pytorch as pl
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return pl.Trainer(**trainer_kwargs, **extra)
+    except (ValueError, MisconfigurationException) as exc:
+        if isinstance(exc, DepthRosError):
+            raise
+        raise ConfigError(_trainer_key(str(exc))) from exc
 
 
 def _fit_or_validate(command: str, argv: list[str]) -> int:
@@ -56,38 +141,40 @@ def _fit_or_validate(command: str, argv: list[str]) -> int:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from depth_ros_training.callbacks import DepthImageLogger, EpochProgressBar, tidy_lightning_output
+    from depth_ros_training.checkpoint import ResumeCheckpoint, SafeCheckpointIO, checkpoint_callbacks
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.module import DepthTrainingModule
 
+    tidy_lightning_output()
     parser = build_parser(command)
     cfg = parser.parse_args(argv)
     if cfg.seed_everything is not None:
         pl.seed_everything(cfg.seed_everything, workers=True)
-    objects = parser.instantiate(cfg, instantiate_groups=True)
+    instantiators = [(_refusing_instantiator(group, cls), cls, True) for group, cls in _config_groups().items()]
+    objects = parser.instantiate(cfg, instantiate_groups=True, instantiators=instantiators)
     model: DepthTrainingModule = objects.model
     data: BagDataModule = objects.data
+    resume: ResumeCheckpoint = objects.checkpoint
     trainer_kwargs = dict(cfg.trainer)
     root = Path(trainer_kwargs.get("default_root_dir") or ".")
     logger = TensorBoardLogger(str(root), name="lightning_logs")
-    callbacks = [ModelCheckpoint(save_last=True), DepthImageLogger(model.hparams.log_images_every_n_steps), LearningRateMonitor(logging_interval="step")]
+    checkpoints = checkpoint_callbacks(resume) if command == "fit" else [ModelCheckpoint(save_last=True)]
+    callbacks = [*checkpoints, DepthImageLogger(model.hparams.log_images_every_n_steps), LearningRateMonitor(logging_interval="step")]
     if trainer_kwargs.get("enable_progress_bar") is not False:
         callbacks.append(EpochProgressBar())
-    tidy_lightning_output()
-    trainer = pl.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks)
+    trainer = _build_trainer(trainer_kwargs, logger=logger, callbacks=callbacks, plugins=[SafeCheckpointIO()])
     if trainer.is_global_zero:
         log_dir = Path(logger.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         parser.save(cfg, str(log_dir / "config.yaml"), overwrite=True, skip_validation=True)
     if command == "fit":
-        trainer.fit(model, datamodule=data, ckpt_path=cfg.ckpt_path)
+        trainer.fit(model, datamodule=data, ckpt_path=cfg.ckpt_path, weights_only=True)
     else:
-        trainer.validate(model, datamodule=data, ckpt_path=cfg.ckpt_path)
+        trainer.validate(model, datamodule=data, ckpt_path=cfg.ckpt_path, weights_only=True)
     return 0
 
 
 def _export_main(argv: list[str]) -> int:
-    from depth_ros.errors import DepthRosError
-
     parser = argparse.ArgumentParser(prog="depth-ros-train export", description="checkpoint -> depth.onnx (+ pose.onnx) with ModelSpec")
     parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) of DepthTrainingModule")
     parser.add_argument("-o", "--output-dir", required=True, help="directory for depth.onnx / pose.onnx")
@@ -95,21 +182,18 @@ def _export_main(argv: list[str]) -> int:
     parser.add_argument("--name", default=None, help="model name written into the ModelSpec")
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch parity check")
     parser.add_argument("--tensorrt", choices=("auto", "on", "off"), default="auto", help="also build TensorRT engines (auto: when a CUDA GPU and tensorrt exist)")
+    parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
     args = parser.parse_args(argv)
     from depth_ros_training.export import export_checkpoint
 
-    try:
-        result = export_checkpoint(
-            args.checkpoint,
-            args.output_dir,
-            pose=not args.no_pose,
-            name=args.name,
-            check_parity=not args.no_check,
-            tensorrt=args.tensorrt,
-        )
-    except (DepthRosError, FileNotFoundError) as exc:
-        print(f"depth-ros-train export: error: {exc}", file=sys.stderr)
-        return 1
+    result = export_checkpoint(
+        args.checkpoint,
+        args.output_dir,
+        pose=not args.no_pose,
+        name=args.name,
+        check_parity=not args.no_check,
+        tensorrt=args.tensorrt,
+    )
     for kind, path in result.paths.items():
         print(f"{kind}: {path}")
     for kind, err in result.parity_max_abs_error.items():
@@ -117,15 +201,76 @@ def _export_main(argv: list[str]) -> int:
     return 0
 
 
+_WORKER_RE = re.compile(r"Caught \w+ in DataLoader worker process \d+\.")
+
+
+def describe_error(exc: BaseException) -> str:
+    """The message of an expected error, unwrapped, for one line.
+
+    A DataLoader worker's exception is re-raised in the main process as the same type with the
+    worker's traceback as its message; the original message is its last entry. An OSError
+    without a message of its own names its file and reason.
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, DepthRosError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror}"
+    text = str(exc)
+    if _WORKER_RE.match(text):
+        lines = text.splitlines()
+        name = type(exc).__name__
+        for i in range(len(lines) - 1, -1, -1):
+            head, sep, rest = lines[i].partition(": ")
+            if sep and (head == name or head.endswith("." + name)):
+                text = "\n".join([rest] + lines[i + 1:])
+                break
+    return text.strip() or type(exc).__name__
+
+
+def _is_expected(exc: BaseException) -> bool:
+    """A user-facing failure (one line) rather than a bug (traceback)."""
+    if isinstance(exc, (DepthRosError, OSError)):
+        return True
+    lightning_exceptions = sys.modules.get("lightning.fabric.utilities.exceptions")
+    return lightning_exceptions is not None and isinstance(exc, lightning_exceptions.MisconfigurationException)
+
+
+def _message(exc: BaseException) -> str:
+    text = describe_error(exc)
+    lightning_exceptions = sys.modules.get("lightning.fabric.utilities.exceptions")
+    if lightning_exceptions is not None and isinstance(exc, lightning_exceptions.MisconfigurationException):
+        text = _trainer_key(text)
+    return text
+
+
+_COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "fit": lambda argv: _fit_or_validate("fit", argv),
+    "validate": lambda argv: _fit_or_validate("validate", argv),
+    "export": _export_main,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    configure_logging()
-    if argv and argv[0] == "export":
-        return _export_main(argv[1:])
-    if argv and argv[0] in ("fit", "validate"):
-        return _fit_or_validate(argv[0], argv[1:])
-    print("usage: depth-ros-train {fit,validate,export} ... (fit --help for the options)", file=sys.stderr)
-    return 2
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    verbose = any(a in _VERBOSE_FLAGS for a in rest)
+    configure_logging(verbose)
+    if command not in _COMMANDS:
+        print("usage: depth-ros-train {fit,validate,export} ... [-v] (fit --help for the options)", file=sys.stderr)
+        return 2
+    if command != "export":  # export's argparse parser knows the flag; jsonargparse's is kept free of it
+        rest = [a for a in rest if a not in _VERBOSE_FLAGS]
+    try:
+        return _COMMANDS[command](rest)
+    except KeyboardInterrupt:
+        print(f"depth-ros-train {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if not _is_expected(exc):
+            raise
+        if verbose:
+            traceback.print_exception(exc)
+        print(f"depth-ros-train {command}: error: {one_line(_message(exc))}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ translation (metres when metric), ModelSpec ``pose_6dof`` with ``pose_convention
 
 Both files are checked against PyTorch in ONNX Runtime on a random input (inside
 :func:`depth_ros.inference.onnx_export.export_onnx`) and again here on a smooth image-like input,
-whose max abs error is reported. On a host where TensorRT and CUDA are usable, TensorRT engines
+whose max abs error is reported. Each written file is then loaded the way the nodes and
+``depth-ros infer`` load it (:func:`depth_ros.inference.backend.create_backend`, whose dry run
+checks the outputs against the embedded ModelSpec), so an export that passes here is one the
+runtime accepts. On a host where TensorRT and CUDA are usable, TensorRT engines
 are built through the runtime's engine cache.
 """
 from __future__ import annotations
@@ -146,8 +149,22 @@ def export_module(module: "object", output_dir: str | Path, pose: bool = True, n
         if check_parity:
             result.parity_max_abs_error[kind] = _parity(path, wrapper, spec)
             log.info("%s.onnx parity on an image-like input: max |ort - torch| = %.3g", kind, result.parity_max_abs_error[kind])
+    for kind in list(result.paths):
+        _check_loadable(result.paths[kind])
     _maybe_build_engines(result, tensorrt)
     return result
+
+
+def _check_loadable(path: Path) -> None:
+    """Load an exported file as the runtime does; its dry run checks the outputs against the
+    embedded spec (shape and layout for the spec's input size).
+
+    Raises:
+        ModelError / ModelSpecError: the runtime would refuse the file.
+    """
+    from depth_ros.inference.backend import create_backend
+
+    create_backend(path, backend="onnxruntime")
 
 
 def _maybe_build_engines(result: ExportResult, tensorrt: str) -> None:
@@ -172,19 +189,27 @@ def _maybe_build_engines(result: ExportResult, tensorrt: str) -> None:
 def load_module(checkpoint: str | Path) -> "object":
     """A :class:`DepthTrainingModule` from a Lightning checkpoint (CPU, eval mode).
 
+    The file is untrusted input: it is read with ``weights_only=True`` (a pickle payload is
+    refused before any of it runs), and ``encoder_weights_path`` in its hyper-parameters is
+    ignored, since the state dict holds every weight (a path there would only make the
+    checkpoint read a file of its choice, or fail on a machine without that file).
+
     Raises:
-        FileNotFoundError: no such file.
-        ModelError: not a checkpoint of this module.
+        ModelError: no such file, not a weights-only checkpoint, or not a checkpoint of this module.
     """
+    from depth_ros.inference.torch_backend import load_untrusted
     from depth_ros_training.module import DepthTrainingModule
 
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    data = load_untrusted(path)
     try:
-        module = DepthTrainingModule.load_from_checkpoint(str(path), map_location="cpu", weights_only=True)
-    except (KeyError, RuntimeError, TypeError, ValueError, EOFError) as exc:
-        raise ModelError(f"{path}: not a depth_ros training checkpoint ({type(exc).__name__}: {exc})") from None
+        hparams = dict(data["hyper_parameters"])
+        hparams["encoder_weights_path"] = None
+        module = DepthTrainingModule(**hparams)
+        module.load_state_dict(data["state_dict"], strict=True)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ModelError(f"{path}: not a depth_ros training checkpoint ({type(exc).__name__}: {detail})") from None
     return module.eval()
 
 

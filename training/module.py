@@ -209,8 +209,23 @@ class DepthTrainingModule(LightningModule):
         if not isinstance(hint_depths, int) or hint_depths < 3:
             raise ValueError(f"hint_depths must be an integer >= 3, got {hint_depths!r}")
         for name in ("photometric_weight", "geometry_weight", "smoothness_weight", "velocity_weight", "pose_supervision_weight", "hint_weight", "ranking_weight", "normal_weight", "normal_ranking_weight"):
-            if locals()[name] < 0:
+            if not locals()[name] >= 0 or not math.isfinite(locals()[name]):  # NaN fails >= too
                 raise ValueError(f"{name} must be >= 0, got {locals()[name]}")
+        # checked here, not deep inside fit (Adam's own check comes only after the bags are indexed)
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite learning rate, got {lr}")
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        if not 0.0 <= ssim_weight <= 1.0:
+            raise ValueError(f"ssim_weight must be in [0, 1], got {ssim_weight}")
+        if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean) or not all(math.isfinite(v) and v > 0 for v in std):
+            raise ValueError(f"mean and std must be 3 finite numbers each, std > 0, got mean {mean}, std {std}")
+        if not isinstance(ranking_pairs, int) or ranking_pairs < 1:
+            raise ValueError(f"ranking_pairs must be an integer >= 1, got {ranking_pairs!r}")
+        if not ranking_tau > 0:
+            raise ValueError(f"ranking_tau must be > 0, got {ranking_tau!r}")
+        if not isinstance(log_images_every_n_steps, int) or log_images_every_n_steps < 1:
+            raise ValueError(f"log_images_every_n_steps must be an integer >= 1, got {log_images_every_n_steps!r}")
         self.save_hyperparameters()
         self.depth_net = DispNet(num_layers=num_layers, num_scales=num_scales, weights_path=encoder_weights_path)
         self.pose_net = PoseNet(num_layers=num_layers, weights_path=encoder_weights_path)
