@@ -45,7 +45,7 @@ from depth_ros.errors import BagError, DepthRosError, InputError
 from depth_ros_training.eval.boundary import si_boundary_f1
 from depth_ros_training.eval.metrics import METRIC_NAMES, RangeErrors, compute_depth_metrics, mean_metrics, scale_ratio_stats
 from depth_ros_training.eval.odometry import evaluate_trajectory
-from depth_ros_training.eval.temporal import temporal_flicker
+from depth_ros_training.eval.temporal import flicker_on, pair_geometry
 
 __all__ = [
     "AGGREGATION",
@@ -320,6 +320,8 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
             raise BagError(f"{bag}: camera_info {info_topic} unusable: {exc}") from None
         camera_frame = str(first_info.header.frame_id)
         topic, kind = select_truth_topic(topics, config.truth_topic, str(bag), exclude=(image_topic,))
+        if topics[topic].count == 0:
+            raise BagError(f"{bag}: truth topic {topic} has no messages")
         tf = reader.static_transforms()
         trajectory, note = None, ""
         pose_topic = _odometry_topic(topics, config.pose_topic, str(bag), required=config.flicker)
@@ -440,14 +442,15 @@ def _flicker(prev: tuple[np.ndarray, np.ndarray, np.ndarray, float], cur: tuple[
     mask[_crop_box(gt_a.shape, config.crop)] = True
     dense = truth.kind == "dense"
     ga, gb = (_capped(gt_a, config), _capped(gt_b, config)) if dense else (None, None)
-    K = truth.camera.K
+    # one set of correspondences (from the truth where dense) for the three depths compared
+    geometry = pair_geometry(ga if dense else pred_a, T_b_a, truth.camera.K, gb, config.static_tol, mask)
     out = {
-        "flicker": temporal_flicker(pred_a, pred_b, T_b_a, K, ga, gb, config.static_tol, mask).rel,
+        "flicker": flicker_on(geometry, pred_a, pred_b).rel,
         # one factor for both frames (frame a's gt/pred): removes the absolute scale of an
         # up-to-scale model but keeps its frame-to-frame scale changes
-        "flicker_scaled": temporal_flicker(scale_a * pred_a, scale_a * pred_b, T_b_a, K, ga, gb, config.static_tol, mask).rel,
+        "flicker_scaled": flicker_on(geometry, scale_a * pred_a, scale_a * pred_b).rel,
+        "flicker_truth": flicker_on(geometry, ga, gb).rel if dense else float("nan"),
     }
-    out["flicker_truth"] = temporal_flicker(ga, gb, T_b_a, K, ga, gb, config.static_tol, mask).rel if dense else float("nan")
     return out
 
 
@@ -700,7 +703,13 @@ def _json_safe(value: Any) -> Any:
 
 def write_outputs(reports: Sequence[ModelReport], out_dir: str | Path, config: EvalConfig) -> dict[str, Path]:
     """Write ``summary.json`` and ``frames.csv`` into ``out_dir`` (created); NaN -> null / empty."""
-    out = Path(out_dir)
+    try:
+        return _write_outputs(reports, Path(out_dir), config)
+    except OSError as exc:
+        raise DepthRosError(f"cannot write the results into {out_dir}: {exc.strerror or exc}") from None
+
+
+def _write_outputs(reports: Sequence[ModelReport], out: Path, config: EvalConfig) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "aggregation": AGGREGATION,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FlickerResult", "sample_depth_bilinear", "temporal_flicker", "warp_points"]
+__all__ = ["FlickerResult", "PairGeometry", "flicker_on", "pair_geometry", "sample_depth_bilinear", "temporal_flicker", "warp_points"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,27 @@ def _check_depth(depth: np.ndarray, name: str, shape: tuple[int, ...] | None = N
     return d
 
 
+def _rays(K: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Ray x/z (1, W) and y/z (H, 1) through the pixel centres."""
+    h, w = shape
+    return ((np.arange(w, dtype=np.float64) - K[0, 2]) / K[0, 0])[None, :], ((np.arange(h, dtype=np.float64) - K[1, 2]) / K[1, 1])[:, None]
+
+
+def _check_geometry(T_b_a: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    T = np.asarray(T_b_a, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    if T.shape != (4, 4) or K.shape != (3, 3):
+        raise ValueError(f"T_b_a must be (4, 4) and K (3, 3), got {T.shape} and {K.shape}")
+    return T, K
+
+
+def _depth_in_b(depth_a: np.ndarray, T: np.ndarray, rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    """z in camera b of frame a's pixels lifted with ``depth_a`` (NaN behind the camera)."""
+    z = depth_a * (T[2, 0] * rx + T[2, 1] * ry + T[2, 2]) + T[2, 3]
+    with np.errstate(invalid="ignore"):
+        return np.where(z > 0, z, np.nan)
+
+
 def warp_points(depth_a_m: np.ndarray, T_b_a: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where frame a's pixels land in frame b.
 
@@ -61,20 +82,13 @@ def warp_points(depth_a_m: np.ndarray, T_b_a: np.ndarray, K: np.ndarray) -> tupl
         behind the camera).
     """
     d = _check_depth(depth_a_m, "depth_a_m")
-    T = np.asarray(T_b_a, dtype=np.float64)
-    K = np.asarray(K, dtype=np.float64)
-    if T.shape != (4, 4) or K.shape != (3, 3):
-        raise ValueError(f"T_b_a must be (4, 4) and K (3, 3), got {T.shape} and {K.shape}")
-    h, w = d.shape
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)  # (H, W, 3)
-    X_b = (d[..., None] * rays) @ T[:3, :3].T + T[:3, 3]
-    z = X_b[..., 2]
+    T, K = _check_geometry(T_b_a, K)
+    rx, ry = _rays(K, d.shape)
+    z = _depth_in_b(d, T, rx, ry)
+    x = d * (T[0, 0] * rx + T[0, 1] * ry + T[0, 2]) + T[0, 3]
+    y = d * (T[1, 0] * rx + T[1, 1] * ry + T[1, 2]) + T[1, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(z > 0, z, np.nan)
-        u_b = K[0, 0] * X_b[..., 0] / z + K[0, 2]
-        v_b = K[1, 1] * X_b[..., 1] / z + K[1, 2]
-    return u_b, v_b, z
+        return K[0, 0] * x / z + K[0, 2], K[1, 1] * y / z + K[1, 2], z
 
 
 def sample_depth_bilinear(depth_m: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -89,20 +103,76 @@ def sample_depth_bilinear(depth_m: np.ndarray, u: np.ndarray, v: np.ndarray) -> 
     """
     d = _check_depth(depth_m, "depth_m")
     h, w = d.shape
+    if h < 2 or w < 2:
+        raise ValueError(f"depth_m must be at least 2 x 2 to interpolate, got shape {d.shape}")
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(np.isfinite(d) & (d > 0), 1.0 / d, np.nan)
-    inside = np.isfinite(u) & np.isfinite(v) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+        inv = np.where(np.isfinite(d) & (d > 0), 1.0 / d, np.nan).ravel()
+    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)  # False for NaN
     uc = np.where(inside, u, 0.0)
     vc = np.where(inside, v, 0.0)
-    x0 = np.minimum(np.floor(uc).astype(np.int64), max(w - 2, 0))
-    y0 = np.minimum(np.floor(vc).astype(np.int64), max(h - 2, 0))
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    # the top-left neighbour, kept one short of the last row / column so that +1 / +w stay
+    # inside (the weight of the far neighbour is then 1 on the last row / column)
+    x0 = np.minimum(uc.astype(np.int64), w - 2)
+    y0 = np.minimum(vc.astype(np.int64), h - 2)
     fx, fy = uc - x0, vc - y0
-    top = inv[y0, x0] * (1 - fx) + inv[y0, x1] * fx
-    bottom = inv[y1, x0] * (1 - fx) + inv[y1, x1] * fx
+    i = y0 * w + x0
+    top = inv.take(i) * (1 - fx) + inv.take(i + 1) * fx
+    bottom = inv.take(i + w) * (1 - fx) + inv.take(i + w + 1) * fx
     inv_s = top * (1 - fy) + bottom * fy
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(inside & (inv_s > 0), 1.0 / inv_s, np.nan)
+
+
+@dataclass(frozen=True)
+class PairGeometry:
+    """Correspondences of a frame pair, shared by every depth evaluated on it: where frame a's
+    pixels land in b (``u_b``, ``v_b``, (H, W)), which are static (``keep``), and the motion."""
+
+    u_b: np.ndarray
+    v_b: np.ndarray
+    keep: np.ndarray
+    T_b_a: np.ndarray
+    K: np.ndarray
+
+
+def pair_geometry(
+    corr_depth_a_m: np.ndarray,
+    T_b_a: np.ndarray,
+    K: np.ndarray,
+    gt_b_m: np.ndarray | None = None,
+    static_tol: float = 0.02,
+    static_mask: np.ndarray | None = None,
+) -> PairGeometry:
+    """The correspondences from frame a's depth ``corr_depth_a_m`` (the truth where there is
+    one); static pixels where ``gt_b_m`` agrees with it within ``static_tol`` (all when None),
+    ANDed with ``static_mask``. Shapes (H, W); see :func:`temporal_flicker`."""
+    corr = _check_depth(corr_depth_a_m, "corr_depth_a_m")
+    if not static_tol > 0:
+        raise ValueError(f"static_tol must be > 0, got {static_tol}")
+    keep = np.ones(corr.shape, dtype=bool) if static_mask is None else np.asarray(static_mask, dtype=bool).copy()
+    if keep.shape != corr.shape:
+        raise ValueError(f"static_mask must be {corr.shape}, got {keep.shape}")
+    u_b, v_b, z_corr = warp_points(corr, T_b_a, K)
+    if gt_b_m is not None:
+        gb = _check_depth(gt_b_m, "gt_b_m", corr.shape)
+        with np.errstate(invalid="ignore"):
+            keep &= np.abs(sample_depth_bilinear(gb, u_b, v_b) - z_corr) < static_tol * z_corr
+    T, K = _check_geometry(T_b_a, K)
+    return PairGeometry(u_b, v_b, keep, T, K)
+
+
+def flicker_on(geometry: PairGeometry, pred_a_m: np.ndarray, pred_b_m: np.ndarray) -> FlickerResult:
+    """Flicker of a depth pair (each (H, W) metres) on precomputed correspondences."""
+    pa = _check_depth(pred_a_m, "pred_a_m", geometry.keep.shape)
+    pb = _check_depth(pred_b_m, "pred_b_m", pa.shape)
+    rx, ry = _rays(geometry.K, pa.shape)
+    z_pred = _depth_in_b(pa, geometry.T_b_a, rx, ry)
+    seen = sample_depth_bilinear(pb, geometry.u_b, geometry.v_b)
+    with np.errstate(invalid="ignore"):
+        rel = np.abs(seen - z_pred) / z_pred
+    ok = geometry.keep & np.isfinite(rel)
+    n = int(ok.sum())
+    return FlickerResult(rel=float(rel[ok].mean()) if n else float("nan"), num_pixels=n, static_fraction=n / pa.size)
 
 
 def temporal_flicker(
@@ -122,7 +192,7 @@ def temporal_flicker(
         T_b_a: (4, 4) camera a -> camera b (truth or odometry).
         K: (3, 3) intrinsics at (W, H), pixels.
         gt_a_m, gt_b_m: (H, W) true depth (optional): correspondences from gt_a, static pixels
-            where the truth agrees with itself within ``static_tol``.
+            where the truth agrees with itself within ``static_tol`` (both needed for that).
         static_tol: relative disagreement of the truth above which a pixel is not static.
         static_mask: (H, W) bool pixels of a to use (ANDed with the above).
 
@@ -130,22 +200,7 @@ def temporal_flicker(
         :class:`FlickerResult`.
     """
     pa = _check_depth(pred_a_m, "pred_a_m")
-    pb = _check_depth(pred_b_m, "pred_b_m", pa.shape)
-    if not static_tol > 0:
-        raise ValueError(f"static_tol must be > 0, got {static_tol}")
-    keep = np.ones(pa.shape, dtype=bool) if static_mask is None else np.asarray(static_mask, dtype=bool)
-    if keep.shape != pa.shape:
-        raise ValueError(f"static_mask must be {pa.shape}, got {keep.shape}")
+    _check_depth(pred_b_m, "pred_b_m", pa.shape)
     corr = pa if gt_a_m is None else _check_depth(gt_a_m, "gt_a_m", pa.shape)
-    u_b, v_b, z_corr = warp_points(corr, T_b_a, K)
-    if gt_a_m is not None and gt_b_m is not None:
-        gb = _check_depth(gt_b_m, "gt_b_m", pa.shape)
-        with np.errstate(invalid="ignore"):
-            keep &= np.abs(sample_depth_bilinear(gb, u_b, v_b) - z_corr) < static_tol * z_corr
-    z_pred = z_corr if corr is pa else warp_points(pa, T_b_a, K)[2]
-    seen = sample_depth_bilinear(pb, u_b, v_b)
-    with np.errstate(invalid="ignore"):
-        rel = np.abs(seen - z_pred) / z_pred
-    ok = keep & np.isfinite(rel)
-    n = int(ok.sum())
-    return FlickerResult(rel=float(rel[ok].mean()) if n else float("nan"), num_pixels=n, static_fraction=n / pa.size)
+    geometry = pair_geometry(corr, T_b_a, K, gt_b_m if gt_a_m is not None else None, static_tol, static_mask)
+    return flicker_on(geometry, pa, pred_b_m)
