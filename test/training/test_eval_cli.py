@@ -174,6 +174,95 @@ def _write_depth_bag(path: Path, stamps_ns: list[int], depth_m: np.ndarray) -> P
     return path
 
 
+def _handmade_bags(d: Path, pred_scale: float) -> tuple[Path, Path]:
+    """A truth bag (rgb8 image, camera_info, 16UC1 depth in mm, mono8 object mask) and a
+    prediction bag (32FC1 m): three 16 x 12 frames of a 1 m box (rows 4..7, cols 5..10) in
+    front of a 3 m wall; the prediction is the truth times ``pred_scale``."""
+    from depth_ros.bag.typestore import output_typestore
+    from depth_ros.bag.writer import BagWriter
+    from depth_ros.msgconv import depth_image_fields, ns_to_stamp
+
+    ts = output_typestore()
+    T = ts.types
+    w, h, frame = 16, 12, "cam_optical"
+    depth = np.full((h, w), 3.0, np.float32)
+    depth[4:8, 5:11] = 1.0
+    mask = np.where(depth < 2, 255, 0).astype(np.uint8)
+    K = np.array([[12.0, 0, 7.5], [0, 12.0, 5.5], [0, 0, 1]])
+
+    def header(stamp: int) -> Any:
+        sec, nsec = ns_to_stamp(stamp)
+        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec), frame_id=frame)
+
+    def image(stamp: int, encoding: str, data: np.ndarray, channels: int = 1) -> Any:
+        return T["sensor_msgs/msg/Image"](header=header(stamp), height=h, width=w, encoding=encoding, is_bigendian=0,
+                                          step=w * channels * data.itemsize, data=np.ascontiguousarray(data).view(np.uint8).ravel())
+
+    stamps = [1_000_000_000 + i * 100_000_000 for i in range(3)]
+    truth, pred = d / "handmade.mcap", d / "handmade_pred.mcap"
+    with BagWriter(truth, typestore=ts) as bag:
+        for topic, msgtype in (("/cam/image_raw", "sensor_msgs/msg/Image"), ("/cam/camera_info", "sensor_msgs/msg/CameraInfo"),
+                               ("/cam/truth_depth_mm", "sensor_msgs/msg/Image"), ("/cam/object_mask", "sensor_msgs/msg/Image")):
+            bag.add_topic(topic, msgtype)
+        for stamp in stamps:
+            bag.write("/cam/image_raw", image(stamp, "rgb8", np.zeros((h, w, 3), np.uint8), 3), stamp)
+            P = np.zeros((3, 4))
+            P[:3, :3] = K
+            info = T["sensor_msgs/msg/CameraInfo"](
+                header=header(stamp), height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5), k=K.ravel(),
+                r=np.eye(3).ravel(), p=P.ravel(), binning_x=0, binning_y=0,
+                roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+            )
+            bag.write("/cam/camera_info", info, stamp)
+            bag.write("/cam/truth_depth_mm", image(stamp, "16UC1", np.round(depth * 1000).astype(np.uint16)), stamp)
+            bag.write("/cam/object_mask", image(stamp, "mono8", mask), stamp)
+    with BagWriter(pred, typestore=ts) as bag:
+        bag.add_topic("/cam/depth/image", "sensor_msgs/msg/Image")
+        for stamp in stamps:
+            bag.write("/cam/depth/image", T["sensor_msgs/msg/Image"](header=header(stamp), **depth_image_fields(pred_scale * depth, "32FC1")), stamp)
+    return truth, pred
+
+
+def test_handmade_16uc1_truth_and_object_mask(tmp_path: Path) -> None:
+    truth, pred = _handmade_bags(tmp_path, pred_scale=2.0)
+    code, summary, frames = _eval(tmp_path, truth, "--pred", pred, "--mask-topic", "/cam/object_mask", "--stamp-tolerance", "0")
+    assert code == 0
+    [m] = summary["models"]
+    assert m["bags"][0]["truth_topic"] == "/cam/truth_depth_mm" and m["bags"][0]["truth_kind"] == "dense"
+    assert m["bags"][0]["frames"]["masks"] == 3
+    # twice too far everywhere: metric AbsRel |2g - g| / g = 1, RMSE = RMS of g; median scaling undoes it
+    g = np.full((12, 16), 3.0)
+    g[4:8, 5:11] = 1.0
+    assert m["metric"]["abs_rel"] == pytest.approx(1.0) and m["metric"]["rmse"] == pytest.approx(np.sqrt(np.mean(g**2)))
+    assert m["metric"]["delta1"] == 0.0 and m["metric"]["delta3"] == 0.0  # ratio 2 > 1.25^3
+    assert m["median"]["abs_rel"] == pytest.approx(0.0, abs=1e-6) and m["scale_ratio"]["mean"] == pytest.approx(0.5)
+    assert m["median"]["num_pixels"] == 3 * 12 * 16
+    # the box's edges face all four ways, the prediction's scale is irrelevant: both boundary scores 1
+    assert m["boundary"]["f1"] == pytest.approx(1.0)
+    assert m["mask_boundary_recall"]["recall"] == pytest.approx(1.0) and m["mask_boundary_recall"]["frames"] == 3
+    assert m["flicker"] is None and "no odometry" in m["bags"][0]["flicker_note"]
+    # by range: all box pixels in 0-2 m, all wall pixels in 2-5 m, each twice too far
+    by_range = m["metric_by_range"]
+    assert by_range["0-2 m"]["fraction"] == pytest.approx(24 / 192) and by_range["2-5 m"]["bias"] == pytest.approx(2.0)
+    assert [float(f["metric_abs_rel"]) for f in frames] == [1.0, 1.0, 1.0]
+
+
+def test_mask_from_image_checks_sizes() -> None:
+    from types import SimpleNamespace
+
+    from depth_ros.errors import InputError
+    from depth_ros_training.eval.evaluate import mask_from_image
+
+    msg = SimpleNamespace(encoding="mono8", is_bigendian=0, height=2, width=3, step=4, data=np.array([0, 30, 255, 9, 26, 0, 0, 9], np.uint8))
+    assert mask_from_image(msg).tolist() == [[False, True, True], [True, False, False]]  # alpha > 0.1: 26 / 255 > 0.1
+    ids = SimpleNamespace(encoding="16UC1", is_bigendian=0, height=1, width=2, step=4, data=np.array([0, 0, 7, 0], np.uint8))
+    assert mask_from_image(ids).tolist() == [[False, True]]
+    with pytest.raises(InputError, match="does not fit"):
+        mask_from_image(SimpleNamespace(encoding="mono8", is_bigendian=0, height=3, width=3, step=4, data=np.zeros(8, np.uint8)))
+    with pytest.raises(InputError, match="not supported"):
+        mask_from_image(SimpleNamespace(encoding="rgb8", is_bigendian=0, height=1, width=1, step=3, data=np.zeros(3, np.uint8)))
+
+
 def test_all_nan_prediction(files: dict[str, Path], tmp_path: Path) -> None:
     stamps = [SYNTH.stamp_ns(i) for i in range(SYNTH.frames)]
     pred = _write_depth_bag(tmp_path / "nan.mcap", stamps, np.full((32, 48), np.nan, np.float32))

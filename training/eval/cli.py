@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output-dir", default="eval_results", metavar="DIR", help="where summary.json and frames.csv go (default: eval_results)")
     parser.add_argument("--truth-topic", metavar="T", help="truth: depth Image (32FC1 m / 16UC1 mm) or PointCloud2 topic (default: the only one)")
     parser.add_argument("--pose-topic", metavar="T", help="nav_msgs/Odometry of the truth bag for the flicker's camera motion (default: the only one)")
+    parser.add_argument("--mask-topic", metavar="T", help="object mask Image of the truth bag (mono8 alpha or instance ids) for the mask boundary recall")
     parser.add_argument("--pred-topic", metavar="T", help="depth topic of a --pred bag (default: the only .../depth/image)")
     parser.add_argument("--image-topic", metavar="T", help="colour image topic (default: the only one)")
     parser.add_argument("--camera-info-topic", metavar="T", help="CameraInfo topic (default: <ns>/camera_info)")
@@ -61,7 +62,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         tolerance_ns = int(round(args.stamp_tolerance * 1e9))
         return EvalConfig(
             min_depth_m=args.min_depth, max_depth_m=args.max_depth, crop=tuple(args.crop) if args.crop else None,
-            stamp_tolerance_ns=tolerance_ns, truth_topic=args.truth_topic, pose_topic=args.pose_topic,
+            stamp_tolerance_ns=tolerance_ns, truth_topic=args.truth_topic, pose_topic=args.pose_topic, mask_topic=args.mask_topic,
             pred_topic=args.pred_topic, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
             lidar_topic=args.lidar_topic, scale=args.scale, backend=args.backend, threads=args.threads,
             range_edges_m=edges, boundary=not args.no_boundary, flicker=not args.no_flicker,

@@ -18,7 +18,7 @@ the optional crop): AbsRel, SqRel, RMSE, RMSE log, delta < 1.25^k, median-scaled
 median(truth) / median(prediction), Depth Pro's boundary F1 (dense truth only,
 :mod:`~depth_ros_training.eval.boundary`), and the flicker against the previous matched frame
 (:mod:`~depth_ros_training.eval.temporal`; needs camera poses: the truth bag's odometry and
-``/tf_static``). Aggregates are the mean over frames of the per-frame values (the KITTI /
+``/tf_static``), and, with ``mask_topic``, Depth Pro's boundary recall against an object mask. Aggregates are the mean over frames of the per-frame values (the KITTI /
 monodepth2 convention: every frame weighs the same); the by-range table pools pixels.
 
 Where the prediction bag carries a nav_msgs/Odometry trajectory (``--pred`` with a recorded
@@ -42,7 +42,7 @@ import numpy as np
 
 from depth_ros.errors import BagError, DepthRosError, InputError
 
-from depth_ros_training.eval.boundary import si_boundary_f1
+from depth_ros_training.eval.boundary import si_boundary_f1, si_boundary_recall
 from depth_ros_training.eval.metrics import METRIC_NAMES, RangeErrors, compute_depth_metrics, mean_metrics, scale_ratio_stats
 from depth_ros_training.eval.odometry import evaluate_trajectory
 from depth_ros_training.eval.temporal import flicker_on, pair_geometry
@@ -53,6 +53,7 @@ __all__ = [
     "ModelReport",
     "evaluate",
     "format_table",
+    "mask_from_image",
     "project_points_to_depth",
     "select_truth_topic",
     "write_outputs",
@@ -65,6 +66,9 @@ POINTCLOUD2_TYPE = "sensor_msgs/msg/PointCloud2"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
+#: Mask encodings: 8-bit ones are alpha (foreground where > 0.1 of full scale, as Depth Pro's
+#: matting masks), wider ones instance / object ids (foreground where not 0).
+MASK_DTYPES = {"mono8": "u1", "8UC1": "u1", "16UC1": "u2", "mono16": "u2", "32SC1": "i4"}
 AGGREGATION = "mean over frames of per-frame metrics (every frame weighs the same); by-range figures pool pixels"
 PLOTS_NOTE = "plots not written: matplotlib is not installed in this environment"
 
@@ -82,6 +86,7 @@ class EvalConfig:
         truth_topic: depth Image or PointCloud2 topic of the truth; None: the only one.
         pose_topic: nav_msgs/Odometry of the truth bag for the flicker's camera motion; None:
             the only one (no flicker without one).
+        mask_topic: object mask Image of the truth bag for Depth Pro's mask boundary recall.
         pred_topic: depth topic of a ``--pred`` bag; None: the only ``.../depth/image``.
         image_topic, camera_info_topic: camera topics (None: as ``depth-ros infer`` chooses).
         lidar_topic: PointCloud2 given to the model run for a LiDAR scale policy.
@@ -98,6 +103,7 @@ class EvalConfig:
     stamp_tolerance_ns: int = 10_000_000
     truth_topic: str | None = None
     pose_topic: str | None = None
+    mask_topic: str | None = None
     pred_topic: str | None = None
     image_topic: str | None = None
     camera_info_topic: str | None = None
@@ -156,6 +162,27 @@ def project_points_to_depth(points_cam: np.ndarray, K: np.ndarray, width: int, h
     return depth
 
 
+def mask_from_image(msg: Any) -> np.ndarray:
+    """An object mask sensor_msgs/Image (see :data:`MASK_DTYPES`) as (H, W) bool foreground.
+
+    Raises:
+        InputError: another encoding, or sizes / step / data length that do not fit.
+    """
+    encoding = str(getattr(msg, "encoding", ""))
+    if encoding not in MASK_DTYPES:
+        raise InputError(f"mask Image: encoding {encoding!r} not supported (supported: {', '.join(MASK_DTYPES)})")
+    dtype = np.dtype(MASK_DTYPES[encoding]).newbyteorder(">" if int(msg.is_bigendian) else "<")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if h <= 0 or w <= 0 or step < w * dtype.itemsize or data.size < step * h:
+        raise InputError(f"mask Image: {w}x{h} with step {step} does not fit {data.size} bytes of {encoding}")
+    rows = data[: step * h].reshape(h, step)[:, : w * dtype.itemsize]
+    values = np.ascontiguousarray(rows).view(dtype).reshape(h, w)
+    if dtype.itemsize == 1:
+        return values.astype(np.float64) / 255.0 > 0.1
+    return values != 0
+
+
 def _crop_box(shape: tuple[int, int], crop: tuple[float, float, float, float] | None) -> tuple[slice, slice]:
     h, w = shape
     if crop is None:
@@ -172,13 +199,17 @@ def _capped(gt: np.ndarray, config: EvalConfig) -> np.ndarray:
     return np.where(ok, gt, np.nan).astype(np.float64)
 
 
-def frame_metrics(pred_m: np.ndarray, gt_m: np.ndarray, config: EvalConfig, dense: bool) -> dict[str, float] | None:
+def frame_metrics(pred_m: np.ndarray, gt_m: np.ndarray, config: EvalConfig, dense: bool, mask: np.ndarray | None = None) -> dict[str, float] | None:
     """Per-frame figures of one (prediction, truth) pair, both (H, W) metres, NaN invalid.
+
+    Args:
+        mask: (H, W) bool object mask of the frame, for the mask boundary recall.
 
     Returns:
         ``{"num_pixels", "median_<metric>", "metric_<metric>", "scale", "boundary_f1",
-        "boundary_precision", "boundary_recall"}`` (boundary NaN for sparse truth or when
-        disabled), or None when no pixel is valid.
+        "boundary_precision", "boundary_recall", "mask_boundary_recall"}`` (boundary NaN for
+        sparse truth or when disabled, mask recall NaN without a mask), or None when no
+        pixel is valid.
     """
     rows, cols = _crop_box(gt_m.shape, config.crop)
     pred, gt = np.asarray(pred_m, np.float64)[rows, cols], _capped(np.asarray(gt_m)[rows, cols], config)
@@ -194,6 +225,8 @@ def frame_metrics(pred_m: np.ndarray, gt_m: np.ndarray, config: EvalConfig, dens
     out["boundary_f1"] = b.f1 if b else float("nan")
     out["boundary_precision"] = b.precision if b else float("nan")
     out["boundary_recall"] = b.recall if b else float("nan")
+    use_mask = mask is not None and config.boundary
+    out["mask_boundary_recall"] = si_boundary_recall(pred, np.asarray(mask)[rows, cols]) if use_mask else float("nan")
     return out
 
 
@@ -304,6 +337,9 @@ class _Truth:
     camera_frame: str
     trajectory: _Trajectory | None
     pose_note: str
+    mask_topic: str | None = None
+    image_topic: str = ""
+    camera_info_topic: str = ""
 
 
 def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
@@ -312,7 +348,9 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
 
     with BagReader(bag) as reader:
         topics = reader.topics
-        image_topic, info_topic = select_camera_topics(topics, config.image_topic, config.camera_info_topic, source=str(bag))
+        # the mask is an Image too: not a camera candidate
+        cameras = {k: v for k, v in topics.items() if k != config.mask_topic}
+        image_topic, info_topic = select_camera_topics(cameras, config.image_topic, config.camera_info_topic, source=str(bag))
         first_info = reader.deserialize(next(reader.messages([info_topic])))
         try:
             camera = msgconv.camera_info_to_model(first_info)
@@ -322,6 +360,10 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
         topic, kind = select_truth_topic(topics, config.truth_topic, str(bag), exclude=(image_topic,))
         if topics[topic].count == 0:
             raise BagError(f"{bag}: truth topic {topic} has no messages")
+        if config.mask_topic is not None:
+            info = topics.get(config.mask_topic)
+            if info is None or info.msgtype != IMAGE_TYPE:
+                raise BagError(f"{bag}: mask topic {config.mask_topic} {'is ' + info.msgtype if info else 'is not in the bag'}; need an Image")
         tf = reader.static_transforms()
         trajectory, note = None, ""
         pose_topic = _odometry_topic(topics, config.pose_topic, str(bag), required=config.flicker)
@@ -339,7 +381,7 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
                 trajectory = traj.in_frame(tf.lookup(traj.body_frame, camera_frame), camera_frame)
             except InputError as exc:
                 note = f"{pose_topic}'s frame {traj.body_frame!r} does not connect to the camera: {exc}"
-    return _Truth(bag, topic, kind, camera, camera_frame, trajectory, note)
+    return _Truth(bag, topic, kind, camera, camera_frame, trajectory, note, config.mask_topic, image_topic, info_topic)
 
 
 def _iter_truth(truth: _Truth) -> Iterator[tuple[int, np.ndarray]]:
@@ -372,6 +414,23 @@ def _iter_truth(truth: _Truth) -> Iterator[tuple[int, np.ndarray]]:
                 _log.debug("truth message skipped: %s", exc)
                 continue
             yield stamp, depth
+
+
+def _read_masks(truth: _Truth) -> dict[int, np.ndarray]:
+    from depth_ros import msgconv
+    from depth_ros.bag.reader import BagReader
+
+    if truth.mask_topic is None:
+        return {}
+    masks = {}
+    with BagReader(truth.path) as reader:
+        for message in reader.messages([truth.mask_topic]):
+            msg = reader.deserialize(message)
+            try:
+                masks[msgconv.stamp_to_ns(msg.header.stamp)] = mask_from_image(msg)
+            except InputError as exc:
+                raise BagError(f"{truth.path}: {truth.mask_topic}: {exc}") from None
+    return masks
 
 
 def _read_predictions(pred_bag: Path, topic: str | None) -> tuple[dict[int, np.ndarray], str]:
@@ -460,6 +519,8 @@ def _evaluate_bag(report: ModelReport, acc: _Accumulator, preds: dict[int, np.nd
     counts = {"truth": 0, "predictions": len(preds), "matched": 0, "no_valid_pixels": 0, "all_nan_predictions": 0}
     prev: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
     first_truth_ns = None
+    masks = _read_masks(truth)
+    counts["masks"] = 0
     for stamp, gt in _iter_truth(truth):
         counts["truth"] += 1
         first_truth_ns = stamp if first_truth_ns is None else first_truth_ns
@@ -480,7 +541,11 @@ def _evaluate_bag(report: ModelReport, acc: _Accumulator, preds: dict[int, np.nd
             counts["all_nan_predictions"] += 1
             prev = None
             continue
-        row = frame_metrics(pred, gt, config, truth.kind == "dense")
+        mask = _nearest(masks, stamp, config.stamp_tolerance_ns)
+        if mask is not None and mask.shape != gt.shape:
+            raise BagError(f"{truth.path}: mask {truth.mask_topic} {mask.shape[1]}x{mask.shape[0]} and truth {gt.shape[1]}x{gt.shape[0]} differ in size")
+        counts["masks"] += mask is not None
+        row = frame_metrics(pred, gt, config, truth.kind == "dense", mask)
         if row is None:
             counts["no_valid_pixels"] += 1
             prev = None
@@ -508,6 +573,13 @@ def _evaluate_bag(report: ModelReport, acc: _Accumulator, preds: dict[int, np.nd
     return counts
 
 
+def _nearest(items: dict[int, np.ndarray], stamp: int, tolerance_ns: int) -> np.ndarray | None:
+    if not items:
+        return None
+    key = min(items, key=lambda k: (abs(k - stamp), k))
+    return items[key] if abs(key - stamp) <= tolerance_ns else None
+
+
 def _mean(values: list[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
@@ -533,6 +605,8 @@ def _summarise(report: ModelReport, acc: _Accumulator, config: EvalConfig) -> di
         {"f1": _mean(f1), "precision": _mean([r["boundary_precision"] for r in rows]), "recall": _mean([r["boundary_recall"] for r in rows]), "frames": len(f1)}
         if f1 else None
     )
+    mask_recall = [r["mask_boundary_recall"] for r in rows if math.isfinite(r["mask_boundary_recall"])]
+    out["mask_boundary_recall"] = {"recall": _mean(mask_recall), "frames": len(mask_recall)} if mask_recall else None
     pairs = [r for r in rows if math.isfinite(r["flicker"])]
     out["flicker"] = (
         {k: _mean([r[k] for r in pairs]) for k in ("flicker", "flicker_scaled", "flicker_truth")} | {"pairs": len(pairs)}
@@ -541,12 +615,13 @@ def _summarise(report: ModelReport, acc: _Accumulator, config: EvalConfig) -> di
     return out
 
 
-def _run_model(model: str, bag: Path, out_path: Path, config: EvalConfig, progress: Callable[[int], None] | None) -> dict[str, Any]:
+def _run_model(model: str, truth: _Truth, out_path: Path, config: EvalConfig, progress: Callable[[int], None] | None) -> dict[str, Any]:
     from depth_ros.bag.infer import InferConfig, infer_bag
 
+    bag = truth.path
     try:
-        infer_config = InferConfig(
-            image_topic=config.image_topic, camera_info_topic=config.camera_info_topic, lidar_topic=config.lidar_topic,
+        infer_config = InferConfig(  # the camera the truth was read for
+            image_topic=truth.image_topic, camera_info_topic=truth.camera_info_topic, lidar_topic=config.lidar_topic,
             cloud=False, copy_inputs=False, overwrite=True, backend=config.backend, threads=config.threads, scale=config.scale,
         )
     except ValueError as exc:
@@ -609,7 +684,7 @@ def evaluate(
                 if pred_path is None:
                     pred_path = Path(tmp) / f"{index}_{len(report.bags)}.mcap"
                     bar = progress(f"{name}: infer {truth.path.name}") if progress else None
-                    bag_info["inference"] = _run_model(source, truth.path, pred_path, config, bar)
+                    bag_info["inference"] = _run_model(source, truth, pred_path, config, bar)
                 predictions, pred_topic = _read_predictions(pred_path, config.pred_topic)
                 bag_info["pred_topic"] = pred_topic
                 bar = progress(f"{name}: evaluate {truth.path.name}") if progress else None
@@ -672,6 +747,7 @@ _TABLE_ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("scale gt/pred mean", _get("scale_ratio", "mean")),
     ("scale gt/pred CV", _get("scale_ratio", "cv")),
     ("boundary F1", _get("boundary", "f1")),
+    ("boundary recall (mask)", _get("mask_boundary_recall", "recall")),
     ("flicker", _get("flicker", "flicker")),
     ("flicker (scaled)", _get("flicker", "flicker_scaled")),
     ("flicker of the truth", _get("flicker", "flicker_truth")),
