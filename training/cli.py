@@ -18,7 +18,8 @@ Checkpoints go to ``<default_root_dir>/lightning_logs/version_N/checkpoints``: o
 validation, and ``last.ckpt`` (the full training state) also every ``checkpoint.every_minutes``
 of training or ``checkpoint.every_n_steps`` steps, independent of validation
 (:class:`~depth_ros_training.checkpoint.ResumeCheckpoint`); resume a stopped or killed run with
-``--ckpt_path <that dir>/last.ckpt``. Checkpoints are read with ``weights_only=True``.
+``--ckpt_path <that dir>/last.ckpt`` or ``--ckpt_path last`` (the newest run's). Checkpoints are
+read with ``weights_only=True``.
 
 Exit codes: 0 done; 1 an expected error, printed as one line
 ``depth-ros-train CMD: error: ...`` naming the file, topic or parameter (``model.lr``,
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import re
 import sys
 import traceback
@@ -41,7 +43,9 @@ from typing import Any, Callable, Sequence
 from depth_ros.errors import DepthRosError, one_line
 from depth_ros.logsetup import configure_logging
 
-__all__ = ["ConfigError", "describe_error", "main"]
+__all__ = ["ConfigError", "describe_error", "main", "resolve_last_checkpoint"]
+
+log = logging.getLogger(__name__)
 
 _VERBOSE_FLAGS = ("-v", "--verbose")
 _VERBOSE_HELP = "debug logging, and the traceback of an error"
@@ -69,7 +73,7 @@ def build_parser(command: str = "fit"):  # -> jsonargparse.ArgumentParser
     parser = ArgumentParser(prog=f"depth-ros-train {command}", description=__doc__.splitlines()[0] + f" (-v/--verbose: {_VERBOSE_HELP})", exit_on_error=True)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the keys below (safe-loaded)")
     parser.add_argument("--seed_everything", type=int | None, default=0, help="global seed (null: none)")
-    parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume from (or 'last')")
+    parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume from, or 'last': the newest last.ckpt under trainer.default_root_dir")
     parser.add_class_arguments(Trainer, "trainer", skip=_TRAINER_SKIP)
     parser.add_class_arguments(DepthTrainingModule, "model")
     parser.add_class_arguments(BagDataModule, "data")
@@ -79,8 +83,8 @@ def build_parser(command: str = "fit"):  # -> jsonargparse.ArgumentParser
     return parser
 
 
-#: Constructor-built config groups: a ValueError from one is a ConfigError naming ``group.key``.
 def _config_groups() -> dict[str, type]:
+    """The config groups built by constructors: a ValueError from one is a ConfigError naming ``group.key``."""
     from depth_ros_training.checkpoint import ResumeCheckpoint
     from depth_ros_training.data.dataset import DataConfig
     from depth_ros_training.datamodule import BagDataModule
@@ -135,6 +139,18 @@ def _build_trainer(trainer_kwargs: dict[str, Any], **extra: Any):  # -> pl.Train
         raise ConfigError(_trainer_key(str(exc))) from exc
 
 
+def resolve_last_checkpoint(root: Path) -> str | None:
+    """``--ckpt_path last``: the newest ``last.ckpt`` of the runs under ``root``
+    (``lightning_logs/version_*/checkpoints``), or None (with a warning: a fresh start) when there
+    is none. Lightning's own ``"last"`` looks only in the new run's empty directory."""
+    runs = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime_ns)
+    if not runs:
+        log.warning("--ckpt_path last: no %s to resume from; starting a new run", root / "lightning_logs/version_*/checkpoints/last.ckpt")
+        return None
+    log.info("--ckpt_path last: resuming from %s", runs[-1])
+    return str(runs[-1])
+
+
 def _fit_or_validate(command: str, argv: list[str]) -> int:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -157,6 +173,7 @@ def _fit_or_validate(command: str, argv: list[str]) -> int:
     resume: ResumeCheckpoint = objects.checkpoint
     trainer_kwargs = dict(cfg.trainer)
     root = Path(trainer_kwargs.get("default_root_dir") or ".")
+    ckpt_path = resolve_last_checkpoint(root) if cfg.ckpt_path == "last" else cfg.ckpt_path
     logger = TensorBoardLogger(str(root), name="lightning_logs")
     checkpoints = checkpoint_callbacks(resume) if command == "fit" else [ModelCheckpoint(save_last=True)]
     callbacks = [*checkpoints, DepthImageLogger(model.hparams.log_images_every_n_steps), LearningRateMonitor(logging_interval="step")]
@@ -168,9 +185,9 @@ def _fit_or_validate(command: str, argv: list[str]) -> int:
         log_dir.mkdir(parents=True, exist_ok=True)
         parser.save(cfg, str(log_dir / "config.yaml"), overwrite=True, skip_validation=True)
     if command == "fit":
-        trainer.fit(model, datamodule=data, ckpt_path=cfg.ckpt_path, weights_only=True)
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     else:
-        trainer.validate(model, datamodule=data, ckpt_path=cfg.ckpt_path, weights_only=True)
+        trainer.validate(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     return 0
 
 

@@ -240,6 +240,20 @@ def test_fit_ends_with_one_last_checkpoint(files: dict[str, Path], tmp_path: Pat
     assert torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 2
 
 
+def test_ckpt_path_last_is_the_newest_runs(tmp_path: Path) -> None:
+    """``--ckpt_path last`` finds the killed run's last.ckpt (Lightning's own "last" looks in
+    the new run's empty directory and starts from scratch)."""
+    from depth_ros_training.cli import resolve_last_checkpoint
+
+    assert resolve_last_checkpoint(tmp_path) is None
+    for i, version in enumerate(("version_1", "version_0")):  # version_0 written last
+        ckpt = tmp_path / "lightning_logs" / version / "checkpoints" / "last.ckpt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"x")
+        os.utime(ckpt, ns=(10**18 + i, 10**18 + i))
+    assert resolve_last_checkpoint(tmp_path) == str(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
+
+
 @pytest.mark.slow
 def test_resume_after_kill_9(files: dict[str, Path], tmp_path: Path, cli_bin: Path) -> None:
     """A run killed with SIGKILL between validations keeps a last.ckpt (time interval, ~1 s
