@@ -106,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
                 line = f"{report.name} on {bag['bag']}: {frames['matched']} of {frames['truth']} truth frames matched ({bag['truth_kind']} truth {bag['truth_topic']})"
                 if frames["unmatched_truth"] or frames["unmatched_predictions"]:
                     line += f"; unmatched: {frames['unmatched_truth']} truth, {frames['unmatched_predictions']} predictions"
+                if frames.get("bad_truth_messages"):
+                    line += f"; {frames['bad_truth_messages']} truth messages unusable"
+                if frames.get("all_nan_predictions"):
+                    line += f"; {frames['all_nan_predictions']} predictions NaN everywhere"
                 if bag.get("flicker_note"):
                     line += f"; no flicker: {bag['flicker_note']}"
                 print(line)

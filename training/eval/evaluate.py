@@ -384,8 +384,9 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
     return _Truth(bag, topic, kind, camera, camera_frame, trajectory, note, config.mask_topic, image_topic, info_topic)
 
 
-def _iter_truth(truth: _Truth) -> Iterator[tuple[int, np.ndarray]]:
-    """(stamp_ns, depth (H, W) metres) of every truth message, in bag order."""
+def _iter_truth(truth: _Truth) -> Iterator[tuple[int, np.ndarray] | None]:
+    """(stamp_ns, depth (H, W) metres) of every truth message, in bag order; None for a
+    message that cannot be used (bad stamp, malformed image or cloud)."""
     from depth_ros import msgconv
     from depth_ros.bag.reader import BagReader
 
@@ -412,6 +413,7 @@ def _iter_truth(truth: _Truth) -> Iterator[tuple[int, np.ndarray]]:
                     depth = project_points_to_depth(xyz, truth.camera.K, truth.camera.width, truth.camera.height)
             except InputError as exc:
                 _log.debug("truth message skipped: %s", exc)
+                yield None
                 continue
             yield stamp, depth
 
@@ -443,7 +445,7 @@ def _read_predictions(pred_bag: Path, topic: str | None) -> tuple[dict[int, np.n
             found = [t.name for t in topics.values() if t.msgtype == IMAGE_TYPE and t.name.endswith("/depth/image")]
             if len(found) != 1:
                 what = "no" if not found else "several"
-                raise BagError(f"{pred_bag}: {what} depth output topic (…/depth/image) written by depth-ros infer; name it with --pred-topic; topics: {_listing(topics)}")
+                raise BagError(f"{pred_bag}: {what} depth output topic (.../depth/image) written by depth-ros infer; name it with --pred-topic; topics: {_listing(topics)}")
             topic = found[0]
         elif topic not in topics:
             raise BagError(f"{pred_bag}: no topic {topic}; topics: {_listing(topics)}")
@@ -521,11 +523,17 @@ def _evaluate_bag(report: ModelReport, acc: _Accumulator, preds: dict[int, np.nd
     first_truth_ns = None
     masks = _read_masks(truth)
     counts["masks"] = 0
-    for stamp, gt in _iter_truth(truth):
+    counts["bad_truth_messages"] = 0
+    for item in _iter_truth(truth):
         counts["truth"] += 1
-        first_truth_ns = stamp if first_truth_ns is None else first_truth_ns
         if progress:
             progress(1)
+        if item is None:
+            counts["bad_truth_messages"] += 1
+            prev = None
+            continue
+        stamp, gt = item
+        first_truth_ns = stamp if first_truth_ns is None else first_truth_ns
         k = int(np.searchsorted(pred_stamps, stamp))
         near = [i for i in (k - 1, k) if 0 <= i < len(pred_stamps)]
         best = min(near, key=lambda i: abs(int(pred_stamps[i]) - stamp)) if near else None
