@@ -71,9 +71,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_ros_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``argv`` split into the command's own arguments and the ROS ones, as rcl reads them:
+    each ``--ros-args`` opens a ROS block that runs to a lone ``--`` or the end.
+
+    Returns:
+        (own arguments, ROS arguments with their ``--ros-args`` markers; [] when none).
+    """
+    own: list[str] = []
+    ros: list[str] = []
+    in_ros = False
+    for token in argv:
+        if token == "--ros-args":
+            in_ros = True
+            ros.append(token)
+        elif in_ros and token == "--":
+            in_ros = False
+        elif in_ros:
+            ros.append(token)
+        else:
+            own.append(token)
+    return own, ros
+
+
+def parse_command_line(argv: Sequence[str]) -> argparse.Namespace:
+    """The parsed command line; ``--ros-args ...`` may stand anywhere, as ROS tools take it,
+    and is kept as ``args.ros_argv`` (program name first; None without one) for ``run`` and
+    ``play`` to hand to rclpy."""
+    own, ros = split_ros_args(argv)
+    args = build_parser().parse_args(own)
+    args.ros_argv = [f"depth-ros-{args.command}", *ros] if ros else None
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(sys.argv[1:] if argv is None else list(argv))
     configure_logging(args.verbose)
     try:
         with sigterm_as_interrupt():

@@ -134,13 +134,30 @@ def play(node: Any, bag: Path, rate: float = 1.0, loop: bool = False, clock: boo
                     from rosgraph_msgs.msg import Clock
 
                     ns = message.log_time_ns
-                    clock_pub.publish(Clock(clock=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)))
-                publishers[message.topic].publish(bytes(message.data))
+                    if not _publish(clock_pub, Clock(clock=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)), node):
+                        break
+                if not _publish(publishers[message.topic], bytes(message.data), node):
+                    break
                 published += 1
             if not loop:
                 break
-        _flush(publishers.values())
+        if rclpy.ok(context=node.context):
+            _flush(publishers.values())
     return published
+
+
+def _publish(publisher: Any, msg: Any, node: Any) -> bool:
+    """Publish; False once the context has been shut down (SIGINT handled by rclpy between the
+    loop's check and this call: the publisher is then invalid). Other failures are raised."""
+    import rclpy
+
+    try:
+        publisher.publish(msg)
+    except Exception:
+        if rclpy.ok(context=node.context):
+            raise
+        return False
+    return True
 
 
 def _flush(publishers: Any, timeout_s: float = 1.0) -> None:

@@ -236,9 +236,9 @@ def build_ros_args(args: argparse.Namespace) -> list[str]:
     extra = list(args.ros_args or [])
     if extra and extra[0] == "--":
         extra = extra[1:]
-    if extra and extra[0] == "--ros-args":
-        extra = extra[1:]
-    ros += extra
+    # `depth-ros run ... --ros-args -p a:=b` (split off by the CLI) and `... -- --ros-args ...`
+    extra += list(getattr(args, "ros_argv", None) or [])[1:]
+    ros += [token for token in extra if token != "--ros-args"]
     return ["depth-ros-run", "--ros-args", *ros] if ros else ["depth-ros-run"]
 
 
