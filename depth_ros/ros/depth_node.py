@@ -354,8 +354,20 @@ def make_depth_node_class() -> type:
                 try:
                     self._process(pair)
                 except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
+                    if not self._context_ok():
+                        # Ctrl-C shut the context down while this frame was being published:
+                        # a clean stop, not a frame error (and rosout is gone too)
+                        return
                     self.frames_skipped += 1
                     self._guard.frame_skipped(pair.stamp_ns, exc)
+
+        def _context_ok(self) -> bool:
+            import rclpy
+
+            try:
+                return bool(rclpy.ok(context=self.context))
+            except Exception:  # noqa: BLE001 - a context being torn down
+                return False
 
         def _process(self, pair: Pair) -> None:
             from depth_ros.core.pointcloud import make_cloud
