@@ -238,12 +238,11 @@ class FrameIntake:
                 self.pairer.reset()
                 self.reset_requested = True
         self._last_image_ns = stamp_ns
-        pair, replaced = self.pairer.add_image(stamp_ns, msg, received_ns)
-        last_info = self.pairer.last_info_stamp_ns
-        if replaced or (pair is None and last_info is None):
-            # An image whose camera_info is simply still in flight is not worth a warning;
-            # one dropped unpaired, or no camera_info at all, is.
-            self._warn_missing_info(stamp_ns, last_info)
+        pair, evicted = self.pairer.add_image(stamp_ns, msg, received_ns)
+        if evicted:
+            # An image whose camera_info is simply still in flight (or comes after the next
+            # image, or after a restart) is not worth a warning; one given up unpaired is.
+            self._warn_missing_info(stamp_ns, self.pairer.last_info_stamp_ns)
         return pair
 
     def on_info(self, msg: Any) -> Pair | None:

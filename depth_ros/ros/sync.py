@@ -34,67 +34,88 @@ class Pair:
 class StampPairer:
     """Pairs images and camera_infos by stamp.
 
+    Images waiting for their camera_info are kept in arrival order, up to ``max_pending``: an
+    image and the camera_info of the *previous* frame are on different topics and may be
+    taken in either order (an executor that finds both ready handles the image subscription
+    first), so one waiting slot lost frames that had a camera_info and warned about it.
+
     Args:
         tolerance_ns: largest |image stamp - info stamp| accepted as a pair.
         max_infos: camera_infos kept while waiting for their image (oldest evicted first).
+        max_pending: images kept while waiting for their camera_info (oldest evicted first,
+            counted in ``unpaired_images``).
     """
 
-    def __init__(self, tolerance_ns: int, max_infos: int = 30) -> None:
+    def __init__(self, tolerance_ns: int, max_infos: int = 30, max_pending: int = 4) -> None:
         if tolerance_ns < 0:
             raise ValueError(f"tolerance_ns must be >= 0, got {tolerance_ns}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.tolerance_ns = int(tolerance_ns)
         self._max_infos = int(max_infos)
+        self._max_pending = int(max_pending)
         self._infos: OrderedDict[int, Any] = OrderedDict()
-        self._pending: tuple[int, Any, int] | None = None  # (stamp_ns, image, received_ns)
+        self._pending: OrderedDict[int, tuple[Any, int]] = OrderedDict()  # stamp -> (image, received_ns)
         self.unpaired_images = 0
         self.last_info_stamp_ns: int | None = None
         self._lock = threading.Lock()
 
-    def _match(self, stamp_ns: int) -> int | None:
+    @staticmethod
+    def _closest(stamps: Any, stamp_ns: int, tolerance_ns: int) -> int | None:
         best, best_dt = None, None
-        for s in self._infos:
+        for s in stamps:
             dt = abs(s - stamp_ns)
-            if dt <= self.tolerance_ns and (best_dt is None or dt < best_dt):
+            if dt <= tolerance_ns and (best_dt is None or dt < best_dt):
                 best, best_dt = s, dt
         return best
 
     def add_info(self, stamp_ns: int, info: Any) -> Pair | None:
-        """Store a camera_info; returns the pair if the waiting image has this stamp."""
+        """Store a camera_info; returns the pair if an image waiting has this stamp (images
+        waiting from before it are then given up: their camera_info will not come)."""
         with self._lock:
             self._infos[stamp_ns] = info
             self._infos.move_to_end(stamp_ns)
             while len(self._infos) > self._max_infos:
                 self._infos.popitem(last=False)
             self.last_info_stamp_ns = stamp_ns
-            if self._pending is not None and abs(self._pending[0] - stamp_ns) <= self.tolerance_ns:
-                image_stamp, image, received_ns = self._pending
-                self._pending = None
-                return Pair(image, info, image_stamp, received_ns)
-            return None
+            key = self._closest(self._pending, stamp_ns, self.tolerance_ns)
+            if key is None:
+                return None
+            image, received_ns = self._pending.pop(key)
+            for older in [s for s in self._pending if s < key]:
+                del self._pending[older]
+                self.unpaired_images += 1
+            return Pair(image, info, key, received_ns)
 
     def add_image(self, stamp_ns: int, image: Any, received_ns: int) -> tuple[Pair | None, bool]:
         """Offer an image.
 
         Returns:
-            (pair or None, replaced): ``replaced`` is True when an older image still waiting
-            for its camera_info was dropped to make room for this one.
+            (pair or None, evicted): ``evicted`` is True when the oldest image still waiting
+            for its camera_info was given up to make room for this one.
         """
         with self._lock:
-            key = self._match(stamp_ns)
-            replaced = False
+            key = self._closest(self._infos, stamp_ns, self.tolerance_ns)
             if key is not None:
-                info = self._infos[key]
-                return Pair(image, info, stamp_ns, received_ns), False
-            if self._pending is not None:
-                replaced = True
+                return Pair(image, self._infos[key], stamp_ns, received_ns), False
+            self._pending[stamp_ns] = (image, received_ns)
+            self._pending.move_to_end(stamp_ns)
+            evicted = False
+            while len(self._pending) > self._max_pending:
+                self._pending.popitem(last=False)
                 self.unpaired_images += 1
-            self._pending = (stamp_ns, image, received_ns)
-            return None, replaced
+                evicted = True
+            return None, evicted
+
+    def pending(self) -> int:
+        """Images waiting for their camera_info."""
+        with self._lock:
+            return len(self._pending)
 
     def reset(self) -> None:
         with self._lock:
             self._infos.clear()
-            self._pending = None
+            self._pending.clear()
             self.last_info_stamp_ns = None
 
 

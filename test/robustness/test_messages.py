@@ -418,3 +418,40 @@ def test_no_message_raises_out_of_any_subscription_callback_of_either_node(tmp_p
             node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+# -- camera_info pairing without false alarms (the pose node warned every 2 s) -----------------
+def test_an_image_whose_camera_info_comes_after_the_next_image_is_paired_without_warning() -> None:
+    intake, guard, logger = depth_intake()
+    stamps = [T0 + k * S // 30 for k in range(30)]
+    got = []
+    assert intake.on_image(msg_ns(stamps[0], name="img0"), received_ns=0) is None
+    for k in range(30):  # image k+1 taken before camera_info k, every frame
+        if k + 1 < 30:
+            assert intake.on_image(msg_ns(stamps[k + 1], name=f"img{k + 1}"), received_ns=k + 1) is None
+        pair = intake.on_info(msg_ns(stamps[k], name=f"info{k}"))
+        assert pair is not None and pair.info.name == f"info{k}"
+        got.append(pair.image.name)
+    assert got == [f"img{k}" for k in range(30)]
+    assert logger.lines == [] and intake.pairer.unpaired_images == 0
+
+
+def test_a_restart_does_not_warn_about_a_camera_info_in_flight() -> None:
+    intake, guard, logger = depth_intake()
+    for loop in range(3):  # a bag played in a loop: the stamps jump back each time
+        for k in range(10):
+            t = T0 + k * S // 3  # 3 s long: the jump back is a restart, not a frame out of order
+            assert intake.on_image(msg_ns(t, name=f"{loop}:{k}"), received_ns=0) is None  # info not yet here
+            assert intake.on_info(msg_ns(t)) is not None
+    warnings = logger.texts("warning")
+    assert all("camera_info" not in w for w in warnings), warnings
+    assert sum("restart" in w for w in warnings) == 1  # the jump back itself, throttled
+
+
+def test_images_that_never_get_a_camera_info_are_warned_about() -> None:
+    intake, guard, logger = depth_intake()
+    for k in range(6):
+        intake.on_image(msg_ns(T0 + k * S // 30), received_ns=0)
+    warnings = logger.texts("warning")
+    assert len(warnings) == 1 and f"no camera_info received on {INFO_TOPIC} yet" in warnings[0]
+    assert intake.pairer.unpaired_images == 2

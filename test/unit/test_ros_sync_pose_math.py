@@ -23,12 +23,37 @@ def test_pairer_matches_either_order_within_tolerance() -> None:
 
 
 def test_pairer_counts_images_that_never_got_info() -> None:
-    p = StampPairer(tolerance_ns=0)
+    p = StampPairer(tolerance_ns=0, max_pending=1)
     assert p.add_image(1, "a", 0) == (None, False)
     assert p.add_image(2, "b", 0) == (None, True)
     assert p.unpaired_images == 1
     assert p.add_info(1, "late") is None  # "a" is gone
     assert p.add_info(2, "i2").image == "b"
+
+
+def test_pairer_pairs_an_image_whose_info_comes_after_the_next_image() -> None:
+    """image 1, image 2, info 1, info 2 (two topics taken in either order): both frames pair,
+    nothing is counted as unpaired."""
+    p = StampPairer(tolerance_ns=0)
+    assert p.add_image(1, "a", 10) == (None, False)
+    assert p.add_image(2, "b", 20) == (None, False)
+    pair = p.add_info(1, "i1")
+    assert pair is not None and (pair.image, pair.info, pair.stamp_ns, pair.received_ns) == ("a", "i1", 1, 10)
+    pair = p.add_info(2, "i2")
+    assert pair is not None and (pair.image, pair.info) == ("b", "i2")
+    assert p.unpaired_images == 0 and p.pending() == 0
+
+
+def test_pairer_gives_up_older_waiting_images_when_a_newer_one_pairs() -> None:
+    p = StampPairer(tolerance_ns=0, max_pending=4)
+    for t in (1, 2, 3):
+        p.add_image(t, f"img{t}", 0)
+    assert p.add_info(3, "i3").image == "img3"
+    assert p.unpaired_images == 2 and p.pending() == 0
+    for t in range(10, 15):
+        pair, evicted = p.add_image(t, f"img{t}", 0)
+        assert pair is None and evicted == (t == 14)  # the fifth waiting image evicts the first
+    assert p.unpaired_images == 3 and p.pending() == 4
 
 
 def test_slot_keeps_newest_counts_drops_and_never_blocks() -> None:
