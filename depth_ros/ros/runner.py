@@ -55,6 +55,12 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+#: A params file holds two nodes' few dozen parameters (config/depth.yaml is ~3 KB).
+MAX_PARAMS_FILE_BYTES = 1 << 20
+#: node -> ros__parameters -> qos_overrides -> topic -> subscription -> policy: 6 levels.
+MAX_PARAMS_NESTING = 12
+
+
 def check_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """Validate a ROS 2 params file against the nodes' configs.
 
@@ -66,15 +72,14 @@ def check_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
             unknown parameter or an invalid value (named, with the file).
         FileNotFoundError: no such file.
     """
-    import yaml
+    from depth_ros.safeio import load_yaml_bounded, read_text_capped
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"{path}: not valid YAML ({exc})") from None
+    # untrusted like any config: size-capped, UTF-8, no aliases, bounded nesting
+    data = load_yaml_bounded(read_text_capped(path, MAX_PARAMS_FILE_BYTES, what="params file", error=ParameterError),
+                             str(path), max_nesting=MAX_PARAMS_NESTING, what="params file", error=ParameterError)
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

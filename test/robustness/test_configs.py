@@ -103,3 +103,28 @@ def test_billion_laughs_bag_metadata_is_a_bag_error_within_memory(tmp_path: Path
     proc = run_limited([sys.executable, "-c", code], as_bytes=SMALL_AS)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "REFUSED:" in proc.stdout and "bag" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        (None, "aliases"),
+        (b"/**/depth_node:\n  ros__parameters:\n    threads: \xff\n", "not UTF-8"),
+        (b"a: " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested more than"),
+    ],
+    ids=["billion_laughs", "not_utf8", "nested"],
+)
+def test_bad_params_files_are_one_line_within_memory(tmp_path: Path, body: bytes | None, needle: str) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_bytes(body if body is not None else _billion_laughs("depth_node").encode())
+    code = textwrap.dedent(f"""
+        from depth_ros.ros.params import ParameterError
+        from depth_ros.ros.runner import check_params_file
+        try:
+            check_params_file({str(params)!r})
+        except ParameterError as exc:
+            print("REFUSED:", exc)
+    """)
+    proc = run_limited([sys.executable, "-c", code], as_bytes=SMALL_AS)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "REFUSED:" in proc.stdout and "params.yaml" in proc.stdout and needle in proc.stdout, proc.stdout
