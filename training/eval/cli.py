@@ -73,8 +73,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``depth-ros-train eval``; returns the exit code (errors are raised as DepthRosError)."""
-    import json
-
     from depth_ros_training.eval.evaluate import PLOTS_NOTE, evaluate, format_table, write_outputs
 
     config = config_from_args(args)
