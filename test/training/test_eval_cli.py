@@ -124,10 +124,11 @@ def test_models_side_by_side_through_the_runtime_path(files: dict[str, Path], tm
     assert "tiny#1" in table and "tiny#2" in table
 
 
-def test_lidar_truth(files: dict[str, Path], tmp_path: Path) -> None:
+def test_lidar_truth(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bag = files["bag"]
-    code, summary, _ = _eval(tmp_path, bag, "--pred", bag, "--pred-topic", "/camera/depth/ground_truth", "--truth-topic", "/lidar/points", "--stamp-tolerance", "0")
+    code, summary, _ = _eval(tmp_path, bag, "--pred", bag, "--pred-topic", "/camera/depth/ground_truth", "--truth-topic", "/lidar/points", "--stamp-tolerance", "0", "--json")
     assert code == 0
+    assert json.loads(capsys.readouterr().out) == summary  # --json prints summary.json
     [m] = summary["models"]
     assert m["bags"][0]["truth_kind"] == "lidar" and m["boundary"] is None
     # the projected LiDAR returns land on the surfaces the dense truth shows: small error, not 0
