@@ -236,9 +236,12 @@ def make_pose_node_class() -> type:
             assert self._prev is not None
             x = preprocess_pair(rgb, self._prev[1], camera, self.spec).tensor
             out = self.backend.infer(x)
-            vec = np.asarray(out[self.spec.output_name], dtype=np.float64).reshape(-1)
-            if vec.shape != (6,) or not np.all(np.isfinite(vec)):
-                raise Refused("bad model output", f"pose output must be 6 finite numbers, got shape {vec.shape} {vec.tolist()[:6]}")
+            raw = np.asarray(out[self.spec.output_name], dtype=np.float64)
+            # the layouts the load-time contract check accepts; a (2, 3) is not a pose
+            if raw.shape not in ((1, 6), (6,)) or not np.all(np.isfinite(raw)):
+                raise Refused("bad model output",
+                              f"pose output must be 6 finite numbers shaped (1, 6) or (6,), got shape {raw.shape}")
+            vec = raw.reshape(6)
             T_odom_cam, T_prev_cur, dt_s = self.tracker.step(pair.stamp_ns, vec)
             self._prev = (pair.stamp_ns, rgb)
             self._publish(pair.image.header, T_odom_cam, T_prev_cur, dt_s)

@@ -355,8 +355,10 @@ def test_no_message_raises_out_of_any_subscription_callback_of_either_node(tmp_p
         spec = ModelSpec(output_kind="pose_6dof", input_height=h, input_width=w, input_channels=6, name="p",
                          metric=True, output_name="pose")
 
+        shape: tuple[int, ...] = (1, 6)
+
         def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-            return {"pose": np.zeros((1, 6), np.float32)}
+            return {"pose": np.zeros(self.shape, np.float32)}
 
     def image(stamp_ns: int, nanosec: int | None = None) -> Image:
         msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=bytes(h * w * 3))
@@ -413,6 +415,18 @@ def test_no_message_raises_out_of_any_subscription_callback_of_either_node(tmp_p
                 assert time.monotonic() < deadline, "the frame with absurd intrinsics was not refused"
                 time.sleep(0.01)
             assert node.frames_published == 1
+            if node is pose:
+                # a model whose output changes shape mid-run: 6 numbers as (2, 3) are not a pose
+                PoseDouble.shape = (2, 3)
+                deadline = time.monotonic() + 20.0
+                for t in (T0 + 3 * S, T0 + 3 * S + S // 10):  # a restart after the gap, then a step
+                    subs["/rb/camera_info"].callback(info(t))
+                    subs["/rb/image"].callback(image(t))
+                    time.sleep(0.3)  # one frame at a time through the one-slot queue
+                while node.frames_skipped < 2:
+                    assert time.monotonic() < deadline, "the (2, 3) pose output was not refused"
+                    time.sleep(0.01)
+                assert node.frames_published == 2  # the restart's identity pose only
     finally:
         for node in nodes:
             node.shutdown()
