@@ -5,6 +5,7 @@ Usage::
     depth-ros-train fit --config config/train.yaml [--ckpt_path last.ckpt] [--trainer.max_steps 2000]
     depth-ros-train validate --config config/train.yaml --ckpt_path CKPT
     depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt]
+    depth-ros-train eval --model M [--model M2 ...] BAG [BAG ...] [-o DIR]   (or --pred PRED.mcap)
 
 Add ``-v`` / ``--verbose`` anywhere for debug logging and the traceback of an error.
 
@@ -218,6 +219,16 @@ def _export_main(argv: list[str]) -> int:
     return 0
 
 
+def _eval_main(argv: list[str]) -> int:
+    from depth_ros_training.eval import cli as eval_cli
+
+    parser = argparse.ArgumentParser(
+        prog="depth-ros-train eval", description="depth models measured on bags with depth or LiDAR truth")
+    eval_cli.add_arguments(parser)
+    parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
+    return eval_cli.run(parser.parse_args(argv))
+
+
 _WORKER_RE = re.compile(r"Caught \w+ in DataLoader worker process \d+\.")
 
 
@@ -263,6 +274,7 @@ _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "fit": lambda argv: _fit_or_validate("fit", argv),
     "validate": lambda argv: _fit_or_validate("validate", argv),
     "export": _export_main,
+    "eval": _eval_main,
 }
 
 
@@ -272,9 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = any(a in _VERBOSE_FLAGS for a in rest)
     configure_logging(verbose)
     if command not in _COMMANDS:
-        print("usage: depth-ros-train {fit,validate,export} ... [-v] (fit --help for the options)", file=sys.stderr)
+        print("usage: depth-ros-train {fit,validate,export,eval} ... [-v] (fit --help for the options)", file=sys.stderr)
         return 2
-    if command != "export":  # export's argparse parser knows the flag; jsonargparse's is kept free of it
+    if command not in ("export", "eval"):  # their argparse parsers know the flag; jsonargparse's is kept free of it
         rest = [a for a in rest if a not in _VERBOSE_FLAGS]
     try:
         return _COMMANDS[command](rest)

@@ -306,3 +306,17 @@ def test_options_are_checked(files: dict[str, Path], tmp_path: Path) -> None:
         run(_args(files["bag"], "-o", tmp_path / "o"))
     with pytest.raises(DepthRosError, match="one prediction bag per truth bag"):
         run(_args(files["bag"], files["bag"], "--pred", files["bag"], "-o", tmp_path / "o"))
+
+
+def test_the_train_command_runs_eval_and_answers_in_one_line(files: dict[str, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from depth_ros_training.cli import main
+
+    code = main(["eval", "--model", str(files["model"]), str(tmp_path / "missing.mcap"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1 and "Traceback" not in err, err
+    assert lines[-1].startswith("depth-ros-train eval: error: ") and "missing.mcap" in lines[-1], err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--help"])
+    assert exit_info.value.code == 0 and "--model" in capsys.readouterr().out
