@@ -1,4 +1,5 @@
-"""Reading small untrusted text files: model spec sidecars, params and scene configs, metadata.
+"""Reading small untrusted text files (model spec sidecars, params and scene configs, metadata)
+and writing files atomically.
 
 Each reader bounds what it reads before parsing: the file size (read at most ``max_bytes + 1``
 bytes, whatever the file claims), the encoding (UTF-8, the offset of a bad byte named), and for
@@ -8,14 +9,16 @@ line, of the caller's exception class, naming the file.
 """
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import yaml
 
 from depth_ros.errors import DepthRosError, InputError
 
-__all__ = ["json_nesting_exceeds", "load_yaml_bounded", "parser_message", "read_text_capped"]
+__all__ = ["json_nesting_exceeds", "load_yaml_bounded", "parser_message", "read_text_capped", "write_atomically"]
 
 
 def parser_message(text: str, limit: int = 200) -> str:
@@ -118,3 +121,31 @@ def load_yaml_bounded(
         raise error(f"{source}: not valid YAML ({_yaml_error(exc)})") from None
     except ValueError as exc:  # an integer of more than 4300 digits
         raise error(f"{source}: not a usable {what} ({parser_message(str(exc))})") from None
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Create or replace ``path`` with what ``write(file)`` writes, atomically: a temporary file
+    in the same directory, flushed to disk, then renamed over ``path``. A crash or a kill leaves
+    the old file (or none), never a half-written one.
+
+    The temporary file is created with mode 0666 less the process umask (0644 under umask 022),
+    as ``open`` would create ``path``; ``tempfile.mkstemp``'s 0600 would make an exported model
+    unreadable by a node running as another user.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

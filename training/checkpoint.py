@@ -96,7 +96,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return data
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        from depth_ros.inference.onnx_export import write_atomically
+        from depth_ros.safeio import write_atomically
 
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")

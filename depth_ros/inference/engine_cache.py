@@ -30,12 +30,12 @@ import logging
 import os
 import re
 import struct
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from depth_ros.inference.spec import json_nesting_exceeds
+from depth_ros.safeio import write_atomically
 
 __all__ = [
     "CacheLookup",
@@ -199,21 +199,10 @@ def decode_engine_file(data: bytes, expected: EngineKey) -> bytes:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory + rename.
-
-    A crash mid-write leaves the old file (or none), never a half-written one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` via a temporary file in the same directory + rename
+    (:func:`depth_ros.safeio.write_atomically`: a crash mid-write leaves the old file or none,
+    and the file gets the umask's mode, not ``mkstemp``'s 0600)."""
+    write_atomically(path, lambda f: f.write(data))
 
 
 @dataclass(frozen=True)

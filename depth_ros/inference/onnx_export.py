@@ -14,15 +14,14 @@ running as another user must be able to read it.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from depth_ros.errors import ModelError
+from depth_ros.safeio import write_atomically
 from depth_ros.inference.backend import spec_input_shape
 from depth_ros.inference.spec import METADATA_KEY, ModelSpec
 
@@ -35,34 +34,6 @@ _log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 20
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit; larger models need external data (unsupported)
-
-
-def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Create or replace ``path`` with what ``write(file)`` writes, atomically: a temporary file
-    in the same directory, flushed to disk, then renamed over ``path``. A crash or a kill leaves
-    the old file (or none), never a half-written one.
-
-    The temporary file is created with mode 0666 less the process umask (0644 under umask 022),
-    as ``open`` would create ``path``; ``tempfile.mkstemp``'s 0600 would make an exported model
-    unreadable by a node running as another user.
-
-    Returns:
-        ``path`` as a Path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def embed_spec(model_proto: "object", spec: ModelSpec) -> None:
