@@ -40,7 +40,7 @@ import numpy as np
 
 from depth_ros import msgconv
 from depth_ros.errors import InputError, ModelError
-from depth_ros.ros.intake import FrameIntake, MessageGuard, refusing_as
+from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, refusing_as
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
 
@@ -189,7 +189,7 @@ def make_depth_node_class() -> type:
         return _DEPTH_NODE_CLASS
     from rclpy.node import Node
 
-    class _DepthNode(Node):
+    class _DepthNode(FrameWorker, Node):
         """The depth node; see the module docstring for topics."""
 
         def __init__(self, node_name: str = "depth_node", *, backend_factory: BackendFactory | None = None,
@@ -346,29 +346,6 @@ def make_depth_node_class() -> type:
                 return msgconv.pointcloud2_to_xyz(msg)
 
         # -- worker ---------------------------------------------------------------------------
-        def _work(self) -> None:
-            while not self._slot.closed:
-                pair = self._slot.get(timeout_s=0.5)
-                if pair is None:
-                    continue
-                try:
-                    self._process(pair)
-                except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
-                    if not self._context_ok():
-                        # Ctrl-C shut the context down while this frame was being published:
-                        # a clean stop, not a frame error (and rosout is gone too)
-                        return
-                    self.frames_skipped += 1
-                    self._guard.frame_skipped(pair.stamp_ns, exc)
-
-        def _context_ok(self) -> bool:
-            import rclpy
-
-            try:
-                return bool(rclpy.ok(context=self.context))
-            except Exception:  # noqa: BLE001 - a context being torn down
-                return False
-
         def _process(self, pair: Pair) -> None:
             from depth_ros.core.pointcloud import make_cloud
             from depth_ros.ros import messages

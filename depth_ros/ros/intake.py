@@ -31,7 +31,7 @@ from depth_ros import msgconv
 from depth_ros.errors import InputError, one_line
 from depth_ros.ros.sync import Pair, StampOrder, StampPairer
 
-__all__ = ["FrameIntake", "MessageGuard", "Refused", "WarnThrottle", "problem_wording", "refusing_as"]
+__all__ = ["FrameIntake", "FrameWorker", "MessageGuard", "Refused", "WarnThrottle", "problem_wording", "refusing_as"]
 
 # Variable parts of an error text: quoted values (encoding, format, frame_id, field names: they
 # come from the message), hex addresses, numbers, nan/inf.
@@ -261,3 +261,42 @@ class FrameIntake:
                 f"(last camera_info: {last_info_ns * 1e-9:.6f} s); unpaired images are dropped"
             )
         self.guard.warn("missing camera_info", text)
+
+
+class FrameWorker:
+    """The worker thread's loop of a node (mixed into the depth and pose node classes).
+
+    It takes pairs from ``self._slot`` and hands each to ``self._process``; a frame that fails
+    is counted in ``self.frames_skipped`` and reported through ``self._guard`` (the node
+    survives any one frame), except when the failure is the node's context being shut down
+    under it (Ctrl-C while a frame was being published): that is a clean stop, not a frame
+    error, and rosout is gone too.
+    """
+
+    _slot: Any
+    _guard: MessageGuard
+    frames_skipped: int
+
+    def _process(self, pair: Pair) -> None:  # pragma: no cover - provided by the node
+        raise NotImplementedError
+
+    def _work(self) -> None:
+        while not self._slot.closed:
+            pair = self._slot.get(timeout_s=0.5)
+            if pair is None:
+                continue
+            try:
+                self._process(pair)
+            except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
+                if not self._context_ok():
+                    return
+                self.frames_skipped += 1
+                self._guard.frame_skipped(pair.stamp_ns, exc)
+
+    def _context_ok(self) -> bool:
+        import rclpy
+
+        try:
+            return bool(rclpy.ok(context=self.context))  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - a context being torn down
+            return False

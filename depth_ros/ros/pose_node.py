@@ -34,7 +34,7 @@ import numpy as np
 
 from depth_ros import msgconv
 from depth_ros.errors import ModelError
-from depth_ros.ros.intake import FrameIntake, MessageGuard, Refused, refusing_as
+from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, refusing_as
 from depth_ros.ros.params import ParameterError, PoseNodeConfig, declare_config, on_set_parameters_callback
 from depth_ros.ros.pose_math import invert, matrix_to_quaternion, pose_vector_to_T, rotation_vector
 from depth_ros.ros.sync import LatestSlot, Pair, StampPairer
@@ -97,7 +97,7 @@ def make_pose_node_class() -> type:
         return _POSE_NODE_CLASS
     from rclpy.node import Node
 
-    class _PoseNode(Node):
+    class _PoseNode(FrameWorker, Node):
         def __init__(self, node_name: str = "pose_node", *, backend_factory: Any = None, **node_kwargs: Any) -> None:
             super().__init__(node_name, **node_kwargs)
             self.config: PoseNodeConfig = declare_config(self, PoseNodeConfig)
@@ -189,29 +189,6 @@ def make_pose_node_class() -> type:
             pair = self._intake.on_info(msg)
             if pair is not None:
                 self._slot.put(pair)
-
-        def _work(self) -> None:
-            while not self._slot.closed:
-                pair = self._slot.get(timeout_s=0.5)
-                if pair is None:
-                    continue
-                try:
-                    self._process(pair)
-                except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
-                    if not self._context_ok():
-                        # Ctrl-C shut the context down while this frame was being published:
-                        # a clean stop, not a frame error (and rosout is gone too)
-                        return
-                    self.frames_skipped += 1
-                    self._guard.frame_skipped(pair.stamp_ns, exc)
-
-        def _context_ok(self) -> bool:
-            import rclpy
-
-            try:
-                return bool(rclpy.ok(context=self.context))
-            except Exception:  # noqa: BLE001 - a context being torn down
-                return False
 
         def _process(self, pair: Pair) -> None:
             from depth_ros.core.preprocess import preprocess_pair

@@ -62,3 +62,21 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
     for needle in needles:
         assert needle.lower() in lines[0].lower(), f"{needle!r} not in {lines[0]!r}"
     assert "\x1b" not in err, repr(err)
+
+
+def tiny_depth_model(path: Path, spec: "object") -> Path:
+    """A one-convolution disparity network exported to ONNX with ``spec`` embedded (seeded)."""
+    import torch
+
+    from depth_ros.inference.onnx_export import export_onnx
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.conv(x))
+
+    torch.manual_seed(0)
+    return export_onnx(Tiny(), spec, path)

@@ -19,7 +19,7 @@ import pytest
 from depth_ros.inference.spec import ModelSpec
 from depth_ros.synthetic import SynthConfig, write_bag as synth_bag
 
-from harness import TORCH_AS, run_limited
+from harness import TORCH_AS, run_limited, tiny_depth_model
 
 SYNTH = SynthConfig(width=64, height=48, frames=4, texture_size_px=64, lidar_beams=0)
 SPEC = ModelSpec(
@@ -91,20 +91,7 @@ _RUNNER = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from depth_ros.inference.onnx_export import export_onnx
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.conv(x))
-
-    torch.manual_seed(0)
-    return export_onnx(Tiny(), SPEC, tmp_path_factory.mktemp("fuzz_model") / "tiny.onnx")
+    return tiny_depth_model(tmp_path_factory.mktemp("fuzz_model") / "tiny.onnx", SPEC)
 
 
 @pytest.mark.parametrize("suffix", [".mcap", ".db3"])

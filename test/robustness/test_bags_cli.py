@@ -20,7 +20,7 @@ from depth_ros.cli import main
 from depth_ros.inference.spec import ModelSpec
 from depth_ros.synthetic import SynthConfig, write_bag as synth_bag
 
-from harness import REPO, TORCH_AS, assert_one_line_error, run_limited
+from harness import REPO, TORCH_AS, assert_one_line_error, run_limited, tiny_depth_model
 
 SYNTH = SynthConfig(width=64, height=48, frames=4, texture_size_px=64, lidar_beams=0)
 SPEC = ModelSpec(
@@ -31,23 +31,11 @@ SPEC = ModelSpec(
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import torch
     from rosbags.highlevel import AnyReader
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from depth_ros.inference.onnx_export import export_onnx
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.conv(x))
-
     d = tmp_path_factory.mktemp("bags")
-    torch.manual_seed(0)
-    model = export_onnx(Tiny(), SPEC, d / "tiny.onnx")
+    model = tiny_depth_model(d / "tiny.onnx", SPEC)
     bag = synth_bag(SYNTH, d / "s.mcap")
     # the same messages as a rosbag2 bag *directory* (metadata.yaml + one storage file)
     bag_dir = d / "dir_bag"
