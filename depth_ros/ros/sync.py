@@ -71,7 +71,7 @@ class StampPairer:
 
     def add_info(self, stamp_ns: int, info: Any) -> Pair | None:
         """Store a camera_info; returns the pair if an image waiting has this stamp (images
-        waiting from before it are then given up: their camera_info will not come)."""
+        waiting from before it are then given up)."""
         with self._lock:
             self._infos[stamp_ns] = info
             self._infos.move_to_end(stamp_ns)
@@ -82,21 +82,28 @@ class StampPairer:
             if key is None:
                 return None
             image, received_ns = self._pending.pop(key)
-            for older in [s for s in self._pending if s < key]:
-                del self._pending[older]
-                self.unpaired_images += 1
+            self._give_up_before(key)
             return Pair(image, info, key, received_ns)
+
+    def _give_up_before(self, stamp_ns: int) -> None:
+        """Images waiting from before a frame that paired: their camera_info will not come
+        (camera_infos arrive in stamp order); counted as unpaired. Lock held."""
+        for older in [s for s in self._pending if s < stamp_ns]:
+            del self._pending[older]
+            self.unpaired_images += 1
 
     def add_image(self, stamp_ns: int, image: Any, received_ns: int) -> tuple[Pair | None, bool]:
         """Offer an image.
 
         Returns:
             (pair or None, evicted): ``evicted`` is True when the oldest image still waiting
-            for its camera_info was given up to make room for this one.
+            for its camera_info was given up to make room for this one. An image that pairs
+            gives up the images waiting from before it.
         """
         with self._lock:
             key = self._closest(self._infos, stamp_ns, self.tolerance_ns)
             if key is not None:
+                self._give_up_before(stamp_ns)
                 return Pair(image, self._infos[key], stamp_ns, received_ns), False
             self._pending[stamp_ns] = (image, received_ns)
             self._pending.move_to_end(stamp_ns)

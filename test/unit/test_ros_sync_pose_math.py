@@ -54,6 +54,9 @@ def test_pairer_gives_up_older_waiting_images_when_a_newer_one_pairs() -> None:
         pair, evicted = p.add_image(t, f"img{t}", 0)
         assert pair is None and evicted == (t == 14)  # the fifth waiting image evicts the first
     assert p.unpaired_images == 3 and p.pending() == 4
+    p.add_info(20, "i20")  # a newer frame pairing directly gives up the four still waiting
+    assert p.add_image(20, "img20", 0)[0].image == "img20"
+    assert p.unpaired_images == 7 and p.pending() == 0
 
 
 def test_slot_keeps_newest_counts_drops_and_never_blocks() -> None:
