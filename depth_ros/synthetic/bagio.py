@@ -16,13 +16,21 @@ topic                          type                              frame_id
 /camera/image_raw/compressed   sensor_msgs/msg/CompressedImage   camera_optical_frame
 /camera/camera_info            sensor_msgs/msg/CameraInfo        camera_optical_frame
 /camera/depth/ground_truth     sensor_msgs/msg/Image 32FC1 (m)   camera_optical_frame
+/camera/object_mask            sensor_msgs/msg/Image 16UC1 (id)  camera_optical_frame
 /odom                          nav_msgs/msg/Odometry             odom -> base_link
 /lidar/points                  sensor_msgs/msg/PointCloud2 xyz   lidar_link
 /tf_static                     tf2_msgs/msg/TFMessage            base_link -> camera_optical_frame, lidar_link
 =============================  ================================  =====================
 
 (``/camera/image_raw/compressed`` only with ``config.jpeg``; ``/lidar/points`` only with
-``config.lidar_beams > 0``.)
+``config.lidar_beams > 0``; ``/camera/object_mask`` only with ``config.object_mask``.)
+
+``/camera/object_mask`` is registered to the camera pixel for pixel (same size, frame and stamp
+as the image): the instance id of the object each pixel sees, 0 for the room (floor, ceiling,
+walls) and ``k + 1`` for box ``k`` (:attr:`~depth_ros.synthetic.render.Frame.instance_id`), the
+mask of Depth Pro's boundary recall (``depth-ros-train eval``). It is off by default because
+it is a second plain Image topic in the camera's namespace: tools that pick "the only colour
+image" of a bag would have to be told the camera topic.
 """
 from __future__ import annotations
 
@@ -64,6 +72,7 @@ TOPICS: dict[str, str] = {
     "/camera/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
     "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
     "/camera/depth/ground_truth": "sensor_msgs/msg/Image",
+    "/camera/object_mask": "sensor_msgs/msg/Image",
     "/odom": "nav_msgs/msg/Odometry",
     "/lidar/points": "sensor_msgs/msg/PointCloud2",
     "/tf_static": "tf2_msgs/msg/TFMessage",
@@ -111,6 +120,8 @@ def _select_topics(config: SynthConfig, topics: Collection[str] | None) -> list[
         disabled_by_config.add("/camera/image_raw/compressed")
     if config.lidar_beams == 0:
         disabled_by_config.add("/lidar/points")
+    if not config.object_mask:
+        disabled_by_config.add("/camera/object_mask")
     enabled = [t for t in TOPICS if t not in disabled_by_config]
     if topics is None:
         return enabled
@@ -119,7 +130,7 @@ def _select_topics(config: SynthConfig, topics: Collection[str] | None) -> list[
         raise InputError(f"unknown synthetic topic(s) {', '.join(unknown)}; known: {', '.join(TOPICS)}")
     disabled = sorted(set(topics) - set(enabled))
     if disabled:
-        raise InputError(f"topic(s) {', '.join(disabled)} disabled by the config (jpeg=false or lidar_beams=0)")
+        raise InputError(f"topic(s) {', '.join(disabled)} disabled by the config (jpeg=false, lidar_beams=0 or object_mask=false)")
     return [t for t in TOPICS if t in topics]
 
 
@@ -201,6 +212,19 @@ class _Messages:
 
     def depth(self, frame: Frame) -> Any:
         return self.Image(header=self.header(frame.stamp_ns, CAMERA_FRAME), **depth_image_fields(frame.depth_m, "32FC1"))
+
+    def object_mask(self, frame: Frame) -> Any:
+        ids = frame.instance_id  # (H, W) uint16
+        h, w = ids.shape
+        return self.Image(
+            header=self.header(frame.stamp_ns, CAMERA_FRAME),
+            height=h,
+            width=w,
+            encoding="16UC1",
+            is_bigendian=0,
+            step=2 * w,
+            data=ids.astype("<u2", copy=False).reshape(-1).view(np.uint8),
+        )
 
     def camera_info(self, frame: Frame) -> Any:
         cam = frame.camera
@@ -293,7 +317,8 @@ def write_bag(
 
     Raises:
         InputError: bad path suffix for the storage; an unknown topic, or one the config
-            disables (compressed without ``jpeg``, LiDAR with 0 beams).
+            disables (compressed without ``jpeg``, LiDAR with 0 beams, the object mask without
+            ``object_mask``).
         depth_ros.errors.BagError: the target exists (without ``overwrite``), its directory is
             missing, or writing fails; nothing is left under the target name.
     """
@@ -324,6 +349,7 @@ def write_bag_summary(
             ("/camera/image_raw/compressed", msgs.compressed),
             ("/camera/camera_info", msgs.camera_info),
             ("/camera/depth/ground_truth", msgs.depth),
+            ("/camera/object_mask", msgs.object_mask),
             ("/odom", msgs.odometry),
             ("/lidar/points", msgs.lidar),
         )

@@ -66,6 +66,9 @@ class SynthConfig:
     shading: bool = _f(True, "Lambertian shading from a fixed light (else flat)")
     jpeg: bool = _f(False, "also write /camera/image_raw/compressed (jpeg)")
     jpeg_quality: int = _f(90, "jpeg quality 1..100")
+    object_mask: bool = _f(
+        False, "also write /camera/object_mask (16UC1 box instance ids, 0 = room) for boundary recall"
+    )
     lidar_beams: int = _f(16, "LiDAR beams (rows); 0 disables the LiDAR")
     lidar_azimuth_samples: int = _f(360, "LiDAR samples per beam over 360 degrees")
     lidar_vertical_fov_deg: float = _f(30.0, "LiDAR vertical field of view in degrees, centred on the horizon")

@@ -21,7 +21,7 @@ from depth_ros.synthetic.config import SynthConfig
 from depth_ros.synthetic.scene import T_BASE_CAM, T_BASE_LIDAR, Scene, build_scene, surface_table
 from depth_ros.synthetic.trajectory import Trajectory, make_trajectory
 
-__all__ = ["Frame", "Renderer", "render_sequence"]
+__all__ = ["Frame", "Renderer", "instance_ids", "render_sequence"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ class Frame:
             (N = beams * azimuth samples, every ray hits; empty (0, 3) without LiDAR).
         lidar_points_lidar: (N, 3) float32 the same points in lidar_link.
         dynamic_mask: (H, W) bool, True on pixels that see a moving box.
-        surface_id: (H, W) int32 id of the surface each pixel sees (0-5 room faces, then 6 per box).
+        surface_id: (H, W) int32 id of the surface each pixel sees (0-5 room faces, then 6 per box);
+            :attr:`instance_id` groups them per box.
         T_world_base: (4, 4) float64 base_link -> world.
         v_base_mps: (3,) float64 linear velocity of base_link in base_link, m/s.
         omega_base_radps: (3,) float64 angular velocity of base_link in base_link, rad/s.
@@ -65,6 +66,21 @@ class Frame:
     T_world_base: np.ndarray
     v_base_mps: np.ndarray
     omega_base_radps: np.ndarray
+
+    @property
+    def instance_id(self) -> np.ndarray:
+        """(H, W) uint16 object instance of each pixel: 0 for the room (floor, ceiling, walls),
+        ``k + 1`` for box ``k`` of the scene (static boxes first, then moving ones)."""
+        return instance_ids(self.surface_id)
+
+
+def instance_ids(surface_id: np.ndarray) -> np.ndarray:
+    """Surface ids (0-5 room faces, then 6 per box) -> (same shape) uint16 instance ids
+    (0 room, k + 1 box k)."""
+    sid = np.asarray(surface_id)
+    if sid.size and int(sid.max()) >= 6 * (np.iinfo(np.uint16).max + 1):
+        raise ValueError(f"surface id {int(sid.max())} is beyond the 65535 boxes a uint16 instance id holds")
+    return np.where(sid >= 6, (sid - 6) // 6 + 1, 0).astype(np.uint16)
 
 
 _MASK_RB = np.uint32(0x00FF00FF)

@@ -277,6 +277,39 @@ def test_default_sequence_suits_self_supervised_training() -> None:
 # -- determinism ---------------------------------------------------------------------------
 
 
+def test_instance_ids_hand_computed() -> None:
+    from depth_ros.synthetic.render import instance_ids
+
+    sid = np.array([[0, 5, 6], [11, 12, 17], [18, 23, 6 * 65535 + 5]], dtype=np.int32)
+    ids = instance_ids(sid)
+    assert ids.dtype == np.uint16
+    assert ids.tolist() == [[0, 0, 1], [1, 2, 2], [3, 3, 65535]]  # room 0, six faces per box
+    with pytest.raises(ValueError, match="65535 boxes"):
+        instance_ids(np.array([6 * 65536]))
+
+
+def test_instance_ids_are_registered_to_the_pixels_of_their_box() -> None:
+    cfg = SynthConfig(**{**SMALL, "scene": "room", "trajectory": "orbit", "moving_objects": 2, "frames": 4})
+    r = Renderer(cfg)
+    seen: set[int] = set()
+    for f in render_sequence(cfg):
+        ids = f.instance_id
+        assert ids.shape == f.depth_m.shape and ids.dtype == np.uint16
+        np.testing.assert_array_equal(ids == 0, f.surface_id < 6)
+        np.testing.assert_array_equal(ids > r.scene.num_static, f.dynamic_mask)  # moving boxes come last
+        points = unproject_world(f)
+        for k in np.unique(ids[ids > 0]):
+            box = r.scene.boxes[int(k) - 1]
+            c, yaw = box.pose(cfg.time_s(f.index))
+            cy, sy = math.cos(yaw), math.sin(yaw)
+            R = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1.0]])
+            q = np.abs((points[(ids == k).reshape(-1)] - c) @ R) - np.asarray(box.half_m)
+            sdf = np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0)
+            assert np.abs(sdf).max() < 1e-3, f"a pixel of instance {k} is not on box {int(k) - 1}"
+            seen.add(int(k))
+    assert len(seen) >= 2, "the test sequence should see several boxes"
+
+
 def test_same_seed_same_arrays_any_order_different_seed_different_texture() -> None:
     cfg = SynthConfig(**{**SMALL, "moving_objects": 1})
     a = list(render_sequence(cfg))

@@ -127,6 +127,30 @@ def test_jpeg_option(tmp_path: Path) -> None:
     assert "/camera/image_raw/compressed" not in _read(write_bag(CFG.replace(frames=1), tmp_path / "n.mcap"))["_types"]
 
 
+def test_object_mask_option(tmp_path: Path) -> None:
+    cfg = CFG.replace(object_mask=True, frames=3)
+    path = write_bag(cfg, tmp_path / "m.mcap")
+    bag = _read(path)
+    assert bag["_types"]["/camera/object_mask"] == "sensor_msgs/msg/Image"
+    frames = list(render_sequence(cfg))
+    assert [s for s, _ in bag["/camera/object_mask"]] == [s for s, _ in bag["/camera/image_raw"]] == [f.stamp_ns for f in frames]
+    for f, (_, msg), (_, img) in zip(frames, bag["/camera/object_mask"], bag["/camera/image_raw"]):
+        assert _stamp(msg) == _stamp(img) == f.stamp_ns
+        assert (msg.header.frame_id, msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == (
+            img.header.frame_id, "16UC1", img.height, img.width, 2 * img.width, 0
+        )
+        ids = np.frombuffer(bytes(msg.data), "<u2").reshape(48, 64)
+        np.testing.assert_array_equal(ids, f.instance_id)
+    assert any(np.asarray(m.data).any() for _, m in bag["/camera/object_mask"]), "no frame sees a box"
+    # deterministic: the same config writes the same bytes; without the option nothing changes
+    assert write_bag(cfg, tmp_path / "m2.mcap").read_bytes() == path.read_bytes()
+    plain = write_bag(CFG.replace(frames=3), tmp_path / "p.mcap")
+    assert "/camera/object_mask" not in _read(plain)["_types"]
+    assert write_bag(CFG.replace(frames=3), tmp_path / "p2.mcap").read_bytes() == plain.read_bytes()
+    with pytest.raises(InputError, match="object_mask=false"):
+        write_bag(CFG, tmp_path / "n.mcap", topics=["/camera/object_mask"])
+
+
 def test_topic_selection(tmp_path: Path) -> None:
     cfg = CFG.replace(jpeg=True, frames=2)
     bag = _read(write_bag(cfg, tmp_path / "t.mcap", topics=["/camera/image_raw/compressed", "/odom"]))
