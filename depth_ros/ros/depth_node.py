@@ -40,7 +40,8 @@ import numpy as np
 
 from depth_ros import msgconv
 from depth_ros.errors import InputError, ModelError
-from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, refusing_as
+from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
+from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, refusing_as
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
 
@@ -85,8 +86,7 @@ class DepthPipeline:
 
     Args:
         backend: an InferenceBackend (``spec`` must be a depth kind).
-        config: the node config (range limits, scale policy).
-    """
+        config: the node config (range limits, scale policy).    """
 
     def __init__(self, backend: Any, config: DepthNodeConfig) -> None:
         spec = backend.spec
@@ -157,6 +157,7 @@ class DepthPipeline:
                 values or an unusable shape; "preprocess": the frame cannot be fed to it.
         """
         from depth_ros.core.preprocess import preprocess
+        from depth_ros.core.scale import ScaleUnavailableError
 
         with refusing_as("preprocess"):
             pre = preprocess(rgb, camera, self.spec)
@@ -164,7 +165,10 @@ class DepthPipeline:
         outputs = self.backend.infer(pre.tensor)
         inference_ms = (time.perf_counter() - t0) * 1e3
         with refusing_as("bad model output"):
-            result = self._postprocessor(outputs, camera, sparse_points_cam)
+            try:
+                result = self._postprocessor(outputs, camera, sparse_points_cam)
+            except ScaleUnavailableError as exc:  # the model is fine; the scale input is not
+                raise Refused("no metric scale", str(exc)) from None
             depth_m = np.asarray(result.depth_m, dtype=np.float32)
             if depth_m.shape != (camera.height, camera.width):
                 raise InputError(f"postprocess returned depth of shape {depth_m.shape}, expected {(camera.height, camera.width)}")
@@ -214,6 +218,9 @@ def make_depth_node_class() -> type:
             self.clouds_built = 0
             self.last_latency_ms = 0.0
             self.last_inference_ms = 0.0
+            self.monitor = FrameMonitor()  # /diagnostics
+            self.diagnostics: Any = None
+            self._last_scale: tuple[str, int] = ("", 0)  # scale source and support of the newest frame
 
         # -- set-up ---------------------------------------------------------------------------
         def configure(self) -> None:
@@ -250,8 +257,34 @@ def make_depth_node_class() -> type:
             self._subscribe(CameraInfo, "camera_info", self._on_info)
             self._subscribe(PointCloud2, "sparse_points", self._on_sparse)
             qos.warn_unused_overrides(self)
+            self.diagnostics = self._start_diagnostics()
             self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
             self._worker.start()
+
+        def _start_diagnostics(self) -> Any:
+            """The /diagnostics timer: rates, counters, latency, backend and scale health."""
+            from depth_ros.ros.diagnostics import DiagnosticsPublisher
+
+            assert self.pipeline is not None
+            pipeline = self.pipeline
+
+            def extra() -> tuple[tuple[str, str], ...]:
+                return (
+                    ("Backend", str(getattr(pipeline.backend, "name", "unknown"))),
+                    ("Model", f"{pipeline.spec.name} ({pipeline.spec.output_kind})"),
+                    ("Scale policy", pipeline.config.scale_policy),
+                    ("Scale source", self._last_scale[0] or "none yet"),
+                    ("Scale support", str(self._last_scale[1])),
+                )
+
+            return DiagnosticsPublisher(
+                self, self.monitor, "depth", self.config.diagnostics_period_s, self._frame_counts,
+                lambda: DiagnosticThresholds.from_config(self.config), extra)
+
+        def _frame_counts(self) -> FrameCounts:
+            return FrameCounts(received=self.frames_received, published=self.frames_published,
+                               dropped=self.frames_dropped, skipped=self.frames_skipped_total,
+                               failed=self.frames_skipped)
 
         def _subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
             """Subscribe with the input QoS; the callback is guarded: no message can end the node."""
@@ -306,6 +339,7 @@ def make_depth_node_class() -> type:
             self._guard.warn(key, text)
 
         def _on_image(self, msg: Any) -> None:
+            self.monitor.image_received()
             pair = self._intake.on_image(msg, time.monotonic_ns())
             if pair is not None:
                 self._slot.put(pair)
@@ -320,6 +354,11 @@ def make_depth_node_class() -> type:
             if self._guard.stamp_ns(msg, self.resolve_topic_name("sparse_points")) is not None:
                 self._sparse = msg
 
+        def _scale_input_problem(self, text: str, key: str) -> None:
+            """A scale input is missing or unusable: throttled warning, and /diagnostics WARN."""
+            self._warn(text, key=key)
+            self.monitor.scale_problem(text)
+
         def _sparse_points_for(self, image_header: Any, config: DepthNodeConfig) -> np.ndarray | None:
             """(N, 3) metric points for sparse_alignment, or None (with a throttled warning why)."""
             if config.scale_policy != "sparse_alignment":
@@ -327,10 +366,11 @@ def make_depth_node_class() -> type:
             msg = self._sparse
             topic = self.resolve_topic_name("sparse_points")
             if msg is None:
-                self._warn(f"scale_policy sparse_alignment: nothing received on {topic}", key="no sparse_points")
+                self._scale_input_problem(f"scale_policy sparse_alignment: nothing received on {topic}",
+                                          key="no sparse_points")
                 return None
             if msg.header.frame_id != image_header.frame_id:
-                self._warn(
+                self._scale_input_problem(
                     f"{topic} is in frame '{msg.header.frame_id}', the image in '{image_header.frame_id}': "
                     "sparse points must be in the camera's optical frame (no TF lookup here)",
                     key="sparse_points frame",
@@ -339,8 +379,9 @@ def make_depth_node_class() -> type:
             # Both stamps were checked by the callbacks.
             age_s = abs(msgconv.stamp_to_ns(image_header.stamp) - msgconv.stamp_to_ns(msg.header.stamp)) * 1e-9
             if age_s > config.sparse_max_age_s:
-                self._warn(f"{topic}: newest cloud is {age_s:.3f} s from the image (sparse_max_age_s {config.sparse_max_age_s})",
-                           key="sparse_points age")
+                self._scale_input_problem(
+                    f"{topic}: newest cloud is {age_s:.3f} s from the image (sparse_max_age_s {config.sparse_max_age_s})",
+                    key="sparse_points age")
                 return None
             with refusing_as("bad sparse_points"):
                 return msgconv.pointcloud2_to_xyz(msg)
@@ -390,6 +431,8 @@ def make_depth_node_class() -> type:
             self.frames_published += 1
             self.last_latency_ms = latency_ms
             self.last_inference_ms = out.inference_ms
+            self._last_scale = (out.scale_source, out.scale_support)
+            self.monitor.frame_published(latency_ms, out.scale_source, out.scale_support)
 
         # -- tear-down ------------------------------------------------------------------------
         def shutdown(self) -> None:

@@ -267,7 +267,8 @@ class FrameWorker:
     """The worker thread's loop of a node (mixed into the depth and pose node classes).
 
     It takes pairs from ``self._slot`` and hands each to ``self._process``; a frame that fails
-    is counted in ``self.frames_skipped`` and reported through ``self._guard`` (the node
+    is counted in ``self.frames_skipped`` and reported through ``self._guard`` and the node's
+    ``monitor`` (:class:`~depth_ros.ros.diagnostics.FrameMonitor`, when it has one; the node
     survives any one frame), except when the failure is the node's context being shut down
     under it (Ctrl-C while a frame was being published): that is a clean stop, not a frame
     error, and rosout is gone too.
@@ -292,6 +293,10 @@ class FrameWorker:
                     return
                 self.frames_skipped += 1
                 self._guard.frame_skipped(pair.stamp_ns, exc)
+                monitor = getattr(self, "monitor", None)
+                if monitor is not None:
+                    reason = exc.reason if isinstance(exc, Refused) else type(exc).__name__
+                    monitor.frame_failed(reason, one_line(str(exc))[:200])
 
     def _context_ok(self) -> bool:
         import rclpy

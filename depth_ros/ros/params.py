@@ -71,6 +71,39 @@ def _p(default: Any, description: str, **kwargs: Any) -> Any:
     return field(default=default, metadata={"param": ParamInfo(description, **kwargs)})
 
 
+# /diagnostics (depth_ros.ros.diagnostics): the same parameters in both nodes.
+def _diagnostics_period() -> Any:
+    return _p(1.0, "period (s) of the /diagnostics status (diagnostic_msgs/DiagnosticArray)", read_only=True,
+              min_value=0.1, max_value=60.0)
+
+
+def _stale_warn() -> Any:
+    return _p(3.0, "/diagnostics WARN when no image arrived for this many seconds", min_value=0.1, max_value=3600.0)
+
+
+def _stale_error() -> Any:
+    return _p(10.0, "/diagnostics ERROR when no image arrived for this many seconds (>= diagnostics_stale_warn_s)",
+              min_value=0.1, max_value=3600.0)
+
+
+def _min_output_ratio() -> Any:
+    return _p(0.5, "/diagnostics WARN when the output rate is below this fraction of the input rate (0 = off)",
+              min_value=0.0, max_value=1.0)
+
+
+def _latency_warn() -> Any:
+    return _p(1000.0, "/diagnostics WARN when the latency p95 (ms, image received -> output published) over a period "
+              "is above this (0 = off)", min_value=0.0, max_value=60000.0)
+
+
+def _check_diagnostics(config: Any) -> None:
+    if config.diagnostics_stale_error_s < config.diagnostics_stale_warn_s:
+        raise ParameterError(
+            f"parameter 'diagnostics_stale_error_s': must not be below diagnostics_stale_warn_s, got "
+            f"{config.diagnostics_stale_error_s} < {config.diagnostics_stale_warn_s}"
+        )
+
+
 def param_info(cls: type, name: str) -> ParamInfo:
     """The :class:`ParamInfo` of field ``name`` of config class ``cls``."""
     for f in dataclasses.fields(cls):
@@ -126,6 +159,11 @@ class DepthNodeConfig:
     sync_tolerance_ms: float = _p(1.0, "largest |image stamp - camera_info stamp| (ms) paired as one frame", min_value=0.0, max_value=1000.0)
     sparse_max_age_s: float = _p(0.2, "scale_policy sparse_alignment: use the newest 'sparse_points' cloud if its stamp is within this many seconds of the image", min_value=0.0, max_value=10.0)
     time_jump_reset_s: float = _p(1.0, "a stamp this much (s) older than the last frame resets the node (bag loop); smaller steps back are skipped", min_value=0.0, max_value=3600.0)
+    diagnostics_period_s: float = _diagnostics_period()
+    diagnostics_stale_warn_s: float = _stale_warn()
+    diagnostics_stale_error_s: float = _stale_error()
+    diagnostics_min_output_ratio: float = _min_output_ratio()
+    diagnostics_latency_warn_ms: float = _latency_warn()
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -134,6 +172,7 @@ class DepthNodeConfig:
                 f"parameter 'min_range_m': must be below max_range_m, got min_range_m={self.min_range_m}, "
                 f"max_range_m={self.max_range_m}"
             )
+        _check_diagnostics(self)
         if self.scale_policy == "ground_plane" and self.camera_height_m <= 0.0:
             raise ParameterError("parameter 'camera_height_m': scale_policy ground_plane needs camera_height_m > 0")
 
@@ -157,9 +196,15 @@ class PoseNodeConfig:
     publish_tf: bool = _p(True, "broadcast odom_frame -> camera_frame on /tf (when tf2_ros is importable)")
     max_gap_s: float = _p(0.5, "consecutive frames further apart than this (s) reset the odometry", min_value=0.0, max_value=3600.0)
     sync_tolerance_ms: float = _p(1.0, "largest |image stamp - camera_info stamp| (ms) paired as one frame", min_value=0.0, max_value=1000.0)
+    diagnostics_period_s: float = _diagnostics_period()
+    diagnostics_stale_warn_s: float = _stale_warn()
+    diagnostics_stale_error_s: float = _stale_error()
+    diagnostics_min_output_ratio: float = _min_output_ratio()
+    diagnostics_latency_warn_ms: float = _latency_warn()
 
     def __post_init__(self) -> None:
         _check_fields(self)
+        _check_diagnostics(self)
         for name in ("odom_frame",):
             if not getattr(self, name):
                 raise ParameterError(f"parameter '{name}': must not be empty")

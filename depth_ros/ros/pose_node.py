@@ -34,6 +34,7 @@ import numpy as np
 
 from depth_ros import msgconv
 from depth_ros.errors import ModelError
+from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
 from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, refusing_as
 from depth_ros.ros.params import ParameterError, PoseNodeConfig, declare_config, on_set_parameters_callback
 from depth_ros.ros.pose_math import invert, matrix_to_quaternion, pose_vector_to_T, rotation_vector
@@ -114,6 +115,8 @@ def make_pose_node_class() -> type:
             self._tf = None
             self.frames_published = 0
             self.frames_skipped = 0
+            self.monitor = FrameMonitor()  # /diagnostics
+            self.diagnostics: Any = None
 
         def configure(self) -> None:
             """Load the pose model; create publishers, subscriptions, the worker."""
@@ -156,8 +159,31 @@ def make_pose_node_class() -> type:
                 self._tf = TransformBroadcaster(self)
             except ImportError:
                 self.get_logger().info("tf2_ros not importable: odometry is published without TF")
+            self.diagnostics = self._start_diagnostics()
             self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
             self._worker.start()
+
+        def _start_diagnostics(self) -> Any:
+            """The /diagnostics timer: rates, counters, latency, backend, odometry resets."""
+            from depth_ros.ros.diagnostics import DiagnosticsPublisher
+
+            def extra() -> tuple[tuple[str, str], ...]:
+                return (
+                    ("Backend", str(getattr(self.backend, "name", "unknown"))),
+                    ("Model", f"{self.spec.name} ({self.spec.output_kind})"),
+                    ("Odometry resets", str(self.tracker.resets)),
+                )
+
+            return DiagnosticsPublisher(
+                self, self.monitor, "pose", self.config.diagnostics_period_s, self._frame_counts,
+                lambda: DiagnosticThresholds.from_config(self.config), extra)
+
+        def _frame_counts(self) -> FrameCounts:
+            return FrameCounts(
+                received=self._intake.frames_received, published=self.frames_published,
+                dropped=self._slot.dropped + self._pairer.unpaired_images,
+                skipped=self.frames_skipped + self._intake.frames_duplicate + sum(self._guard.dropped.values()),
+                failed=self.frames_skipped)
 
         def _subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
             """Subscribe with the input QoS; the callback is guarded: no message can end the node."""
@@ -181,6 +207,7 @@ def make_pose_node_class() -> type:
             self._pairer.tolerance_ns = int(config.sync_tolerance_ms * 1e6)
 
         def _on_image(self, msg: Any) -> None:
+            self.monitor.image_received()
             pair = self._intake.on_image(msg, time.monotonic_ns())
             if pair is not None:
                 self._slot.put(pair)
@@ -209,6 +236,7 @@ def make_pose_node_class() -> type:
                 self.tracker.reset(pair.stamp_ns)
                 self._prev = (pair.stamp_ns, rgb)
                 self._publish(pair.image.header, self.tracker.T_odom_cam, np.eye(4), 0.0)
+                self.monitor.frame_published((time.monotonic_ns() - pair.received_ns) * 1e-6)
                 return
             assert self._prev is not None
             x = preprocess_pair(rgb, self._prev[1], camera, self.spec).tensor
@@ -222,6 +250,7 @@ def make_pose_node_class() -> type:
             T_odom_cam, T_prev_cur, dt_s = self.tracker.step(pair.stamp_ns, vec)
             self._prev = (pair.stamp_ns, rgb)
             self._publish(pair.image.header, T_odom_cam, T_prev_cur, dt_s)
+            self.monitor.frame_published((time.monotonic_ns() - pair.received_ns) * 1e-6)
 
         def _publish(self, header: Any, T_odom_cam: np.ndarray, T_prev_cur: np.ndarray, dt_s: float) -> None:
             from geometry_msgs.msg import PoseStamped, TransformStamped
