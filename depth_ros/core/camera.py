@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["MAX_RAY_ANGLE_DEG", "MIN_FOV_DEG", "CameraModel", "check_physical_intrinsics"]
+__all__ = ["MAX_RAY_ANGLE_DEG", "MIN_FOV_DEG", "CameraModel", "camera_change", "check_physical_intrinsics"]
 
 _MAX_SIDE_PX = 1 << 15  # 32768: larger images are refused as implausible
 
@@ -189,3 +189,20 @@ def check_physical_intrinsics(width: int, height: int, K: np.ndarray) -> None:
                 f"off the optical axis (need f{axis} >= {reach_px / max_slope:.6g} px, a field of view under "
                 f"{2 * MAX_RAY_ANGLE_DEG:g} degrees)"
             )
+
+
+def _summary(camera: CameraModel) -> str:
+    return (f"{camera.width}x{camera.height} fx {camera.fx:.6g} fy {camera.fy:.6g} "
+            f"cx {camera.cx:.6g} cy {camera.cy:.6g} px")
+
+
+def camera_change(old: CameraModel | None, new: CameraModel) -> str | None:
+    """What changed from ``old`` to ``new`` as ``"<old> -> <new>"`` (size, fx, fy, cx, cy,
+    and "distortion" when only D or its model changed), or None when they are equal or
+    ``old`` is None (the first camera is no change)."""
+    if old is None or old == new:
+        return None
+    text = f"{_summary(old)} -> {_summary(new)}"
+    if _summary(old) == _summary(new):
+        text += " (skew, distortion or intrinsics beyond 6 digits changed)"
+    return text

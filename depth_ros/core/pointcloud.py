@@ -17,8 +17,9 @@ unlike :meth:`CameraModel.resized`, which models an area resize).
 """
 from __future__ import annotations
 
-import functools
 import math
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -29,6 +30,7 @@ __all__ = [
     "XYZ_DTYPE",
     "decimated_camera",
     "depth_to_xyz",
+    "forget_camera",
     "make_cloud",
     "pack_rgb",
     "pixel_rays",
@@ -63,16 +65,42 @@ def decimated_camera(camera: CameraModel, decimation: int) -> CameraModel:
     )
 
 
-@functools.lru_cache(maxsize=16)
-def _rays_cached(camera: CameraModel, decimation: int) -> np.ndarray:
-    rays = decimated_camera(camera, decimation).pixel_rays()
-    rays.setflags(write=False)
-    return rays
+# Pixel rays per (camera, decimation), least recently used first. Keyed by the camera's value
+# (size, K, D), so a camera whose intrinsics change mid-stream gets its own rays; the old
+# camera's are released by forget_camera (a 1920x1080 ray grid is 25 MB).
+_RAYS_MAX = 8
+_rays: OrderedDict[tuple[CameraModel, int], np.ndarray] = OrderedDict()
+_rays_lock = threading.Lock()
 
 
 def pixel_rays(camera: CameraModel, decimation: int = 1) -> np.ndarray:
     """Cached (h, w, 3) float32 rays ``K^-1 [u, v, 1]`` (z = 1) of the decimated image (read-only)."""
-    return _rays_cached(camera, _check_decimation(decimation))
+    key = (camera, _check_decimation(decimation))
+    with _rays_lock:
+        rays = _rays.get(key)
+        if rays is not None:
+            _rays.move_to_end(key)
+            return rays
+    rays = decimated_camera(camera, key[1]).pixel_rays()
+    rays.setflags(write=False)
+    with _rays_lock:
+        _rays[key] = rays
+        while len(_rays) > _RAYS_MAX:
+            _rays.popitem(last=False)
+    return rays
+
+
+def forget_camera(camera: CameraModel) -> int:
+    """Release the cached rays of ``camera`` (every decimation), e.g. after a camera change.
+
+    Returns:
+        the number of cached ray grids released.
+    """
+    with _rays_lock:
+        keys = [k for k in _rays if k[0] == camera]
+        for k in keys:
+            del _rays[k]
+    return len(keys)
 
 
 def _check_depth(depth_m: np.ndarray, camera: CameraModel) -> np.ndarray:

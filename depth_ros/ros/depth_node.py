@@ -68,6 +68,8 @@ class FrameOutput:
         scale, shift, scale_source, scale_support: from the scale policy.
         valid_fraction: finite pixels / all pixels.
         inference_ms: backend time.
+        camera_change: ``"<old> -> <new>"`` when this frame's camera differs from the previous
+            frame's (the per-camera state was rebuilt for it), else "".
     """
 
     depth_m: np.ndarray
@@ -79,6 +81,7 @@ class FrameOutput:
     scale_support: int
     valid_fraction: float
     inference_ms: float
+    camera_change: str = ""
 
 
 class DepthPipeline:
@@ -86,7 +89,14 @@ class DepthPipeline:
 
     Args:
         backend: an InferenceBackend (``spec`` must be a depth kind).
-        config: the node config (range limits, scale policy).    """
+        config: the node config (range limits, scale policy).
+
+    Camera changes: every frame's camera (size, K, D) is compared with the previous frame's;
+    a change (a driver reconfigured, another bag looped) rebuilds the per-camera state (the
+    scale smoothing, which was fitted through the old intrinsics, and the old camera's
+    cached pixel rays) and is reported in :attr:`FrameOutput.camera_change`. Everything else
+    is computed from the frame's own camera.
+    """
 
     def __init__(self, backend: Any, config: DepthNodeConfig) -> None:
         spec = backend.spec
@@ -96,6 +106,7 @@ class DepthPipeline:
         self.spec = spec
         self.config = config
         self._postprocessor = self._make_postprocessor(config)
+        self.camera: Any = None  # the previous frame's CameraModel
 
     def _make_postprocessor(self, config: DepthNodeConfig) -> Any:
         """A DepthPostprocessor for ``config``; ModelSpecError when the policy does not fit the model."""
@@ -128,6 +139,25 @@ class DepthPipeline:
         """Forget temporal state (scale smoothing): after a time jump."""
         self._postprocessor = self._make_postprocessor(self.config)
 
+    def follow_camera(self, camera: Any) -> str:
+        """Note this frame's camera; on a change rebuild the per-camera state (see the class
+        docstring). Returns ``"<old> -> <new>"`` on a change, else ""."""
+        from depth_ros.core.camera import camera_change
+        from depth_ros.core.pointcloud import forget_camera
+
+        old, self.camera = self.camera, camera
+        change = camera_change(old, camera)
+        if change is None:
+            return ""
+        self.reset()
+        forget_camera(old)
+        return change
+
+    def camera_text(self) -> str:
+        """The current camera in a few words (for /diagnostics)."""
+        cam = self.camera
+        return "none yet" if cam is None else f"{cam.width}x{cam.height} fx {cam.fx:.6g} fy {cam.fy:.6g} px"
+
     def decode(self, image: Any, info: Any) -> tuple[np.ndarray, Any]:
         """(rgb (H, W, 3) uint8, CameraModel) of a message pair.
 
@@ -159,6 +189,7 @@ class DepthPipeline:
         from depth_ros.core.preprocess import preprocess
         from depth_ros.core.scale import ScaleUnavailableError
 
+        change = self.follow_camera(camera)
         with refusing_as("preprocess"):
             pre = preprocess(rgb, camera, self.spec)
         t0 = time.perf_counter()
@@ -183,6 +214,7 @@ class DepthPipeline:
             scale_support=int(result.scale_support),
             valid_fraction=valid,
             inference_ms=inference_ms,
+            camera_change=change,
         )
 
 
@@ -275,6 +307,7 @@ def make_depth_node_class() -> type:
                     ("Scale policy", pipeline.config.scale_policy),
                     ("Scale source", self._last_scale[0] or "none yet"),
                     ("Scale support", str(self._last_scale[1])),
+                    ("Camera", pipeline.camera_text()),
                 )
 
             return DiagnosticsPublisher(
@@ -398,6 +431,10 @@ def make_depth_node_class() -> type:
             config = self.pipeline.config
             rgb, camera = self.pipeline.decode(pair.image, pair.info)
             header = pair.image.header
+            # Followed here (not only in run) so that a change is logged even when this frame fails.
+            change = self.pipeline.follow_camera(camera)
+            if change:
+                self.get_logger().info(f"camera changed: {change}; per-camera state rebuilt")
             out = self.pipeline.run(rgb, camera, self._sparse_points_for(header, config))
             # Depth first: the cloud (several MB) must not delay the image.
             self.depth_pub.publish(messages.depth_image_msg(out.depth_m, header, config.depth_encoding))

@@ -14,8 +14,9 @@ Topics (relative):
 ======================  ==============================  ===================================
 
 ``odom_frame`` is the camera pose at the first frame after a (re)start. The odometry resets
-(warning) when consecutive frames are more than ``max_gap_s`` apart or the stamps go
-backwards; an image with the previous image's stamp (a duplicate) is skipped and counted.
+(warning) when consecutive frames are more than ``max_gap_s`` apart, the stamps go
+backwards, or the camera changes (camera_info with another size or intrinsics: a driver
+reconfigured, another bag looped; the reason names old -> new); an image with the previous image's stamp (a duplicate) is skipped and counted.
 Every callback is guarded (:mod:`depth_ros.ros.intake`): no message can end the node. Translation is metric when the model is (``ModelSpec.metric``), else up to scale
 (warned once). Parameters: :class:`~depth_ros.ros.params.PoseNodeConfig`.
 
@@ -58,12 +59,25 @@ class PoseTracker:
         self.max_gap_ns = int(max_gap_ns)
         self.T_odom_cam = np.eye(4)
         self.last_stamp_ns: int | None = None
+        self.camera: Any = None  # CameraModel of the frames chained since the last reset
         self.resets = 0
 
-    def needs_reset(self, stamp_ns: int) -> str | None:
-        """Why the next frame cannot be chained to the previous one, or None."""
+    def needs_reset(self, stamp_ns: int, camera: Any = None) -> str | None:
+        """Why the next frame cannot be chained to the previous one, or None.
+
+        Args:
+            stamp_ns: the frame's stamp.
+            camera: the frame's CameraModel, or None not to compare cameras. A frame seen
+                through other intrinsics (or size) than the previous one cannot be paired
+                with it: the network's input pair would mix two cameras.
+        """
+        from depth_ros.core.camera import camera_change
+
         if self.last_stamp_ns is None:
             return "first frame"
+        change = None if camera is None else camera_change(self.camera, camera)
+        if change is not None:
+            return f"camera changed: {change}"
         dt = stamp_ns - self.last_stamp_ns
         if dt <= 0:
             return f"stamp went back by {-dt * 1e-9:.3f} s"
@@ -71,9 +85,11 @@ class PoseTracker:
             return f"gap of {dt * 1e-9:.3f} s > max_gap_s"
         return None
 
-    def reset(self, stamp_ns: int) -> None:
+    def reset(self, stamp_ns: int, camera: Any = None) -> None:
+        """Start a new track at this frame (seen through ``camera``, if given)."""
         self.T_odom_cam = np.eye(4)
         self.last_stamp_ns = stamp_ns
+        self.camera = camera
         self.resets += 1
 
     def step(self, stamp_ns: int, vec6: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -168,10 +184,12 @@ def make_pose_node_class() -> type:
             from depth_ros.ros.diagnostics import DiagnosticsPublisher
 
             def extra() -> tuple[tuple[str, str], ...]:
+                cam = self.tracker.camera
                 return (
                     ("Backend", str(getattr(self.backend, "name", "unknown"))),
                     ("Model", f"{self.spec.name} ({self.spec.output_kind})"),
                     ("Odometry resets", str(self.tracker.resets)),
+                    ("Camera", "none yet" if cam is None else f"{cam.width}x{cam.height} fx {cam.fx:.6g} fy {cam.fy:.6g} px"),
                 )
 
             return DiagnosticsPublisher(
@@ -229,11 +247,11 @@ def make_pose_node_class() -> type:
                     rgb = msgconv.image_to_rgb(pair.image)
             with refusing_as("size mismatch"):
                 msgconv.check_image_matches_camera(rgb, camera)
-            why = self.tracker.needs_reset(pair.stamp_ns)
+            why = self.tracker.needs_reset(pair.stamp_ns, camera)
             if why is not None:
                 if why != "first frame":
                     self.get_logger().warning(f"odometry reset: {why}")
-                self.tracker.reset(pair.stamp_ns)
+                self.tracker.reset(pair.stamp_ns, camera)
                 self._prev = (pair.stamp_ns, rgb)
                 self._publish(pair.image.header, self.tracker.T_odom_cam, np.eye(4), 0.0)
                 self.monitor.frame_published((time.monotonic_ns() - pair.received_ns) * 1e-6)
