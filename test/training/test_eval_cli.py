@@ -248,6 +248,63 @@ def test_handmade_16uc1_truth_and_object_mask(tmp_path: Path) -> None:
     assert [float(f["metric_abs_rel"]) for f in frames] == [1.0, 1.0, 1.0]
 
 
+def _write_depth_frames(path: Path, frames: list[tuple[int, np.ndarray]]) -> Path:
+    """A prediction bag: (stamp_ns, depth (H, W) metres) per message on /camera/depth/image."""
+    from depth_ros.bag.typestore import output_typestore
+    from depth_ros.bag.writer import BagWriter
+    from depth_ros.msgconv import depth_image_fields, ns_to_stamp
+
+    ts = output_typestore()
+    T = ts.types
+    with BagWriter(path, typestore=ts) as bag:
+        bag.add_topic("/camera/depth/image", "sensor_msgs/msg/Image")
+        for stamp, depth in frames:
+            sec, nsec = ns_to_stamp(stamp)
+            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec), frame_id="camera_optical_frame")
+            bag.write("/camera/depth/image", T["sensor_msgs/msg/Image"](header=header, **depth_image_fields(depth, "32FC1")), stamp)
+    return path
+
+
+def _box_blur(depth: np.ndarray, k: int = 5) -> np.ndarray:
+    pad = np.pad(depth.astype(np.float64), k // 2, mode="edge")
+    h, w = depth.shape
+    return (sum(pad[i : i + h, j : j + w] for i in range(k) for j in range(k)) / k**2).astype(np.float32)
+
+
+def test_object_mask_of_a_synthetic_bag_is_picked_up(files: dict[str, Path], tmp_path: Path) -> None:
+    from depth_ros.synthetic import render_sequence
+    from depth_ros_training.eval.boundary import si_boundary_recall
+
+    cfg = SYNTH.replace(object_mask=True)
+    bag = write_bag(cfg, tmp_path / "masked.mcap")
+    rendered = list(render_sequence(cfg))
+    # no --mask-topic, no --image-topic: /camera/object_mask is found and is not taken for the camera
+    code, summary, rows = _eval(tmp_path / "truth", bag, "--pred", bag, "--pred-topic", "/camera/depth/ground_truth")
+    assert code == 0
+    [m] = summary["models"]
+    assert m["bags"][0]["mask_topic"] == "/camera/object_mask" and m["bags"][0]["frames"]["masks"] == 4
+    # the same numbers as the boundary module on the rendered frames (truth against the instance mask)
+    expected = [si_boundary_recall(f.depth_m.astype(np.float64), f.instance_id > 0) for f in rendered]
+    assert [float(r["mask_boundary_recall"]) for r in rows] == pytest.approx(expected, rel=1e-6)
+    truth_recall = m["mask_boundary_recall"]["recall"]
+    assert truth_recall == pytest.approx(np.mean(expected)) and m["mask_boundary_recall"]["frames"] == 4
+    # below 1 even for the truth: a box's contact line with the floor is a mask edge without a depth step
+    assert 0.4 < truth_recall < 1.0
+    # a blurred prediction loses the sharp object edges; a scaled one keeps them
+    blurred = _write_depth_frames(tmp_path / "blurred.mcap", [(f.stamp_ns, _box_blur(f.depth_m)) for f in rendered])
+    scaled = _write_depth_frames(tmp_path / "scaled.mcap", [(f.stamp_ns, 3.0 * f.depth_m) for f in rendered])
+    blur = _eval(tmp_path / "blur", bag, "--pred", blurred)[1]["models"][0]
+    scale = _eval(tmp_path / "scale", bag, "--pred", scaled)[1]["models"][0]
+    assert blur["mask_boundary_recall"]["recall"] < 0.5 * truth_recall and blur["boundary"]["f1"] < 0.5
+    assert scale["mask_boundary_recall"]["recall"] == pytest.approx(truth_recall)
+    # a model run through infer on the masked bag: the camera is still found, the mask used
+    code, summary, _ = _eval(tmp_path / "model", bag, "--model", files["model"], "--backend", "onnxruntime-cpu", "--no-flicker")
+    assert code == 0 and summary["models"][0]["mask_boundary_recall"]["frames"] == 4
+    # without the boundary scores no mask is looked for
+    off = _eval(tmp_path / "off", bag, "--pred", bag, "--pred-topic", "/camera/depth/ground_truth", "--no-boundary")[1]["models"][0]
+    assert off["bags"][0]["mask_topic"] is None and off["mask_boundary_recall"] is None
+
+
 def test_mask_from_image_checks_sizes() -> None:
     from types import SimpleNamespace
 

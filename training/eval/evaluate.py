@@ -52,6 +52,7 @@ __all__ = [
     "EvalConfig",
     "ModelReport",
     "evaluate",
+    "evaluate_predictions",
     "format_table",
     "mask_from_image",
     "project_points_to_depth",
@@ -86,7 +87,10 @@ class EvalConfig:
         truth_topic: depth Image or PointCloud2 topic of the truth; None: the only one.
         pose_topic: nav_msgs/Odometry of the truth bag for the flicker's camera motion; None:
             the only one (no flicker without one).
-        mask_topic: object mask Image of the truth bag for Depth Pro's mask boundary recall.
+        mask_topic: object mask Image of the truth bag for Depth Pro's mask boundary recall;
+            None: the only Image topic named like a mask (a name part containing "mask", e.g.
+            the renderer's ``/camera/object_mask``) whose first message has a mask encoding,
+            else none.
         pred_topic: depth topic of a ``--pred`` bag; None: the only ``.../depth/image``.
         image_topic, camera_info_topic: camera topics (None: as ``depth-ros infer`` chooses).
         lidar_topic: PointCloud2 given to the model run for a LiDAR scale policy.
@@ -348,8 +352,11 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
 
     with BagReader(bag) as reader:
         topics = reader.topics
-        # the mask is an Image too: not a camera candidate
-        cameras = {k: v for k, v in topics.items() if k != config.mask_topic}
+        mask_topic = config.mask_topic
+        if mask_topic is None:
+            mask_topic = _auto_mask_topic(reader, topics, config.image_topic)
+        # the mask is an Image too: not a camera candidate (and read only for the boundary scores)
+        cameras = {k: v for k, v in topics.items() if k != mask_topic}
         image_topic, info_topic = select_camera_topics(cameras, config.image_topic, config.camera_info_topic, source=str(bag))
         first_info = reader.deserialize(next(reader.messages([info_topic])))
         try:
@@ -381,7 +388,27 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
                 trajectory = traj.in_frame(tf.lookup(traj.body_frame, camera_frame), camera_frame)
             except InputError as exc:
                 note = f"{pose_topic}'s frame {traj.body_frame!r} does not connect to the camera: {exc}"
-    return _Truth(bag, topic, kind, camera, camera_frame, trajectory, note, config.mask_topic, image_topic, info_topic)
+    used_mask = mask_topic if config.boundary else None
+    return _Truth(bag, topic, kind, camera, camera_frame, trajectory, note, used_mask, image_topic, info_topic)
+
+
+def _looks_like_mask(name: str) -> bool:
+    return any("mask" in part.lower() for part in name.split("/") if part)
+
+
+def _auto_mask_topic(reader: Any, topics: dict[str, Any], image_topic: str | None) -> str | None:
+    """The only Image topic named like a mask (not the named camera) whose first message is of
+    a :data:`MASK_DTYPES` encoding; None when there is none or several."""
+    found = [t.name for t in topics.values() if t.msgtype == IMAGE_TYPE and t.count > 0 and _looks_like_mask(t.name) and t.name != image_topic]
+    if len(found) != 1:
+        if found:
+            _log.info("several mask-like topics (%s): no mask boundary recall unless one is named with --mask-topic", ", ".join(found))
+        return None
+    first = reader.deserialize(next(reader.messages([found[0]])))
+    if str(getattr(first, "encoding", "")) not in MASK_DTYPES:
+        _log.info("%s has encoding %r, not a mask encoding (%s): not used", found[0], first.encoding, ", ".join(MASK_DTYPES))
+        return None
+    return found[0]
 
 
 def _iter_truth(truth: _Truth) -> Iterator[tuple[int, np.ndarray] | None]:
@@ -688,23 +715,73 @@ def evaluate(
             acc = _Accumulator(config)
             pairs = [(Path(preds[index]), truths[index])] if preds else [(None, t) for t in truths]
             for pred_path, truth in pairs:
-                bag_info: dict[str, Any] = {"bag": str(truth.path), "truth_topic": truth.topic, "truth_kind": truth.kind}
+                inference = None
                 if pred_path is None:
                     pred_path = Path(tmp) / f"{index}_{len(report.bags)}.mcap"
                     bar = progress(f"{name}: infer {truth.path.name}") if progress else None
-                    bag_info["inference"] = _run_model(source, truth, pred_path, config, bar)
-                predictions, pred_topic = _read_predictions(pred_path, config.pred_topic)
-                bag_info["pred_topic"] = pred_topic
-                bar = progress(f"{name}: evaluate {truth.path.name}") if progress else None
-                bag_info["frames"] = _evaluate_bag(report, acc, predictions, truth, config, bar)
-                del predictions
-                if config.flicker and truth.trajectory is None:
-                    bag_info["flicker_note"] = truth.pose_note
-                bag_info["odometry"] = _odometry(pred_path, truth, config) if not models else None
-                report.bags.append(bag_info)
+                    inference = _run_model(source, truth, pred_path, config, bar)
+                _score_bag(report, acc, pred_path, truth, config, progress, inference)
             report.summary = _summarise(report, acc, config)
             reports.append(report)
     return reports
+
+
+def evaluate_predictions(
+    pairs: Sequence[tuple[str | Path, str | Path]],
+    config: EvalConfig,
+    *,
+    name: str = "prediction",
+    progress: Callable[[str], Callable[[int], None] | None] | None = None,
+) -> ModelReport:
+    """Depth already written (``depth-ros infer`` outputs) scored against truth bags, the
+    frames of all pairs pooled into one report (``depth-ros demo``'s held-out scenes).
+
+    Args:
+        pairs: (prediction bag, truth bag) per scene.
+        config: options (as :func:`evaluate`).
+        name: the report's name.
+        progress: as :func:`evaluate`.
+
+    Returns:
+        One :class:`ModelReport`: ``summary`` is the mean over the frames of all pairs, each
+        row of ``frames`` names its truth ``bag`` (per-scene figures are the means of a bag's
+        rows), ``bags`` one entry per pair.
+
+    Raises:
+        DepthRosError: unusable bag or options; a one-line message.
+    """
+    if not pairs:
+        raise DepthRosError("no (prediction, truth) bag pair to evaluate")
+    report = ModelReport(name=name, source=", ".join(str(p) for p, _ in pairs))
+    acc = _Accumulator(config)
+    for pred_path, bag in pairs:
+        _score_bag(report, acc, Path(pred_path), _open_truth(Path(bag), config), config, progress, None)
+    report.summary = _summarise(report, acc, config)
+    return report
+
+
+def _score_bag(
+    report: ModelReport,
+    acc: _Accumulator,
+    pred_path: Path,
+    truth: _Truth,
+    config: EvalConfig,
+    progress: Callable[[str], Callable[[int], None] | None] | None,
+    inference: dict[str, Any] | None,
+) -> None:
+    """Adds one prediction bag's frames against its truth to ``report`` and ``acc``."""
+    bag_info: dict[str, Any] = {"bag": str(truth.path), "truth_topic": truth.topic, "truth_kind": truth.kind, "mask_topic": truth.mask_topic}
+    if inference is not None:
+        bag_info["inference"] = inference
+    predictions, pred_topic = _read_predictions(pred_path, config.pred_topic)
+    bag_info["pred_topic"] = pred_topic
+    bar = progress(f"{report.name}: evaluate {truth.path.name}") if progress else None
+    bag_info["frames"] = _evaluate_bag(report, acc, predictions, truth, config, bar)
+    del predictions
+    if config.flicker and truth.trajectory is None:
+        bag_info["flicker_note"] = truth.pose_note
+    bag_info["odometry"] = _odometry(pred_path, truth, config) if inference is None else None
+    report.bags.append(bag_info)
 
 
 def _odometry(pred_path: Path, truth: _Truth, config: EvalConfig) -> dict[str, Any] | None:
