@@ -7,7 +7,9 @@
 3. export depth.onnx / pose.onnx with their ModelSpec (metric, velocity_supervision);
 4. run bag-to-bag inference on the test bags (``depth-ros infer``'s code path);
 5. print AbsRel / delta1 against the test bags' ground-truth depth (over all their frames and
-   per scene), median-scaled and metric, and the inference FPS.
+   per scene), median-scaled and metric, Depth Pro's boundary F1 and object-mask boundary
+   recall, the flicker, and the inference FPS (the evaluation is ``depth-ros-train eval``'s
+   library, :func:`~depth_ros_training.eval.evaluate.evaluate_predictions`).
 
 Nothing is downloaded; everything is written under ``--workdir``.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from depth_ros.errors import BagError, InputError
 
-__all__ = ["DemoSettings", "add_arguments", "evaluate_depth_bag", "run"]
+__all__ = ["DemoSettings", "add_arguments", "eval_config", "evaluate_depth_bag", "run", "score_scenes"]
 
 log = logging.getLogger(__name__)
 
@@ -171,76 +173,64 @@ def _settings(args: argparse.Namespace) -> DemoSettings:
 
 
 RANGE_EDGES_M = (0.0, 2.0, 5.0, 10.0)  # evaluation ranges: near obstacles, room scale, far; up to max depth
+TEST_IMAGE_TOPIC = "/camera/image_raw"
 
 
-def evaluate_depth_bag(pred_bag: str | Path, gt_bag: str | Path, pred_topic: str = "/camera/depth/image", gt_topic: str = "/camera/depth/ground_truth", max_depth_m: float = 80.0) -> dict[str, Any]:
-    """Mean per-image depth metrics of a depth topic against a ground-truth topic (matched by
-    header stamp), median-scaled and metric.
+def eval_config(max_depth_m: float = 80.0, pred_topic: str | None = None, truth_topic: str | None = None) -> Any:
+    """The demo's :class:`~depth_ros_training.eval.evaluate.EvalConfig`: ``depth-ros-train
+    eval``'s defaults with the demo's depth cap and ranges (boundary F1, the object mask's
+    boundary recall and flicker on)."""
+    from depth_ros_training.eval.evaluate import EvalConfig
+
+    edges = tuple(e for e in RANGE_EDGES_M if e < max_depth_m) + (max_depth_m,)
+    return EvalConfig(max_depth_m=max_depth_m, range_edges_m=edges, pred_topic=pred_topic, truth_topic=truth_topic)
+
+
+def score_scenes(pairs: list[tuple[str | Path, str | Path]], max_depth_m: float = 80.0, pred_topic: str | None = None, truth_topic: str | None = None) -> dict[str, Any]:
+    """Depth bags written by ``depth-ros infer`` against their truth bags, through
+    ``depth-ros-train eval``'s library (:func:`~depth_ros_training.eval.evaluate.evaluate_predictions`):
+    per-image means over the frames of all scenes, and per scene.
+
+    Args:
+        pairs: (prediction bag, truth bag) per scene.
+        max_depth_m: truth farther than this is not evaluated.
+        pred_topic, truth_topic: None: the only ``.../depth/image`` / the only depth truth.
 
     Returns:
-        {"median": {abs_rel, delta1, ...}, "metric": {...}, "median_by_range": {"0-2 m":
-        {fraction, abs_rel, bias}, ...}, "metric_by_range": {...}, "frames": {"matched": n}}
+        {"median": {abs_rel, delta1, ..., num_pixels, scale}, "metric": {...}, "median_by_range":
+        {"0-2 m": {fraction, abs_rel, bias}, ...}, "metric_by_range": {...}, "frames": {"matched":
+        n}, "boundary": {f1, precision, recall, frames} or None, "mask_boundary_recall": {recall,
+        frames} or None, "flicker": {flicker, flicker_scaled, flicker_truth, pairs} or None,
+        "scenes": [{"bag", "output", "frames", "median_abs_rel", "metric_abs_rel"}, ...]}
         (see :class:`~depth_ros_training.eval.metrics.RangeErrors`).
 
     Raises:
-        BagError: a topic is missing or no stamp matches.
+        DepthRosError: a topic is missing, no stamp matches, no valid pixel.
     """
-    pairs, counts = read_depth_pairs(pred_bag, gt_bag, pred_topic, gt_topic)
-    result = score_depth_frames(pairs, max_depth_m, name=str(pred_bag))
-    result["frames"] |= counts
+    import numpy as np
+
+    from depth_ros_training.eval.evaluate import evaluate_predictions
+
+    report = evaluate_predictions(pairs, eval_config(max_depth_m, pred_topic, truth_topic), name="held-out scenes")
+    summary = report.summary
+    result: dict[str, Any] = {mode: {k: float(v) for k, v in summary[mode].items()} for mode in ("median", "metric")}
+    for mode in ("median", "metric"):
+        result[f"{mode}_by_range"] = summary[f"{mode}_by_range"]
+    result["frames"] = {"matched": float(sum(b["frames"]["matched"] for b in report.bags))}
+    for key in ("boundary", "mask_boundary_recall", "flicker"):
+        result[key] = summary[key]
+    result["scenes"] = []
+    for (pred_bag, _), bag in zip(pairs, report.bags):
+        rows = [r for r in report.frames if r["bag"] == bag["bag"]]
+        result["scenes"].append({"bag": bag["bag"], "output": str(pred_bag), "frames": len(rows)} | {
+            f"{mode}_abs_rel": float(np.mean([r[f"{mode}_abs_rel"] for r in rows])) if rows else float("nan") for mode in ("median", "metric")
+        })
     return result
 
 
-def read_depth_pairs(pred_bag: str | Path, gt_bag: str | Path, pred_topic: str = "/camera/depth/image", gt_topic: str = "/camera/depth/ground_truth") -> tuple[list[tuple[Any, Any]], dict[str, float]]:
-    """(predicted, ground-truth) depth images (metres) matched by header stamp, and the counts
-    {"predicted": n, "ground_truth": n}.
-
-    Raises:
-        BagError: a topic is missing or no stamp matches.
-    """
-    from depth_ros.msgconv import image_to_depth_m, stamp_to_ns
-    from depth_ros_training.data.bag_index import open_any_reader
-
-    def read(path: str | Path, topic: str) -> dict[int, Any]:
-        reader = open_any_reader(path)
-        try:
-            conns = [c for c in reader.connections if c.topic == topic]
-            if not conns:
-                raise BagError(f"{path}: no topic {topic}")
-            out = {}
-            for conn, _, raw in reader.messages(connections=conns):
-                msg = reader.deserialize(raw, conn.msgtype)
-                out[stamp_to_ns(msg.header.stamp)] = image_to_depth_m(msg)
-            return out
-        finally:
-            reader.close()
-
-    pred, gt = read(pred_bag, pred_topic), read(gt_bag, gt_topic)
-    stamps = sorted(set(pred) & set(gt))
-    if not stamps:
-        raise BagError(f"no {pred_topic} stamp in {pred_bag} matches a {gt_topic} stamp in {gt_bag}")
-    return [(pred[s], gt[s]) for s in stamps], {"predicted": float(len(pred)), "ground_truth": float(len(gt))}
-
-
-def score_depth_frames(frames: list[tuple[Any, Any]], max_depth_m: float = 80.0, name: str = "prediction") -> dict[str, Any]:
-    """Depth metrics of (predicted, ground-truth) depth image pairs: per-image means, median-scaled
-    and metric, and errors by true-depth range (see :func:`evaluate_depth_bag`)."""
-    from depth_ros_training.eval.metrics import RangeErrors, compute_depth_metrics, mean_metrics
-
-    result: dict[str, Any] = {}
-    edges = tuple(e for e in RANGE_EDGES_M if e < max_depth_m) + (max_depth_m,)
-    for mode, median in (("median", True), ("metric", False)):
-        items = [m for p, g in frames if (m := compute_depth_metrics(p, g, median_scaling=median, max_depth_m=max_depth_m)) is not None]
-        mean = mean_metrics(items)
-        if mean is None:
-            raise BagError(f"{name}: no valid depth pixel to evaluate")
-        result[mode] = {k: float(v) for k, v in mean.as_dict().items()}
-        ranges = RangeErrors(edges, median_scaling=median, max_depth_m=max_depth_m)
-        for p, g in frames:
-            ranges.add(p, g)
-        result[f"{mode}_by_range"] = ranges.result()
-    result["frames"] = {"matched": float(len(frames))}
-    return result
+def evaluate_depth_bag(pred_bag: str | Path, gt_bag: str | Path, pred_topic: str = "/camera/depth/image", gt_topic: str = "/camera/depth/ground_truth", max_depth_m: float = 80.0) -> dict[str, Any]:
+    """:func:`score_scenes` of one depth topic against one ground-truth topic (matched by header stamp)."""
+    return score_scenes([(pred_bag, gt_bag)], max_depth_m, pred_topic, gt_topic)
 
 
 def _synthesize(s: DemoSettings, workdir: Path) -> tuple[list[Path], list[Path]]:
@@ -256,8 +246,10 @@ def _synthesize(s: DemoSettings, workdir: Path) -> tuple[list[Path], list[Path]]
         write_bag(SynthConfig(frames=s.train_frames, seed=s.train_seed + i, **common), workdir / f"train_{i}.mcap", overwrite=True)
         for i in range(s.train_scenes)
     ]
+    # the test scenes carry the object mask for the boundary recall (a second Image topic: the
+    # camera is then named, TEST_IMAGE_TOPIC)
     test = [
-        write_bag(SynthConfig(frames=s.test_frames, seed=s.test_seed + i, **common), workdir / ("test.mcap" if i == 0 else f"test_{i}.mcap"), overwrite=True)
+        write_bag(SynthConfig(frames=s.test_frames, seed=s.test_seed + i, object_mask=True, **common), workdir / ("test.mcap" if i == 0 else f"test_{i}.mcap"), overwrite=True)
         for i in range(s.test_scenes)
     ]
     return train, test
@@ -368,26 +360,22 @@ def run(args: argparse.Namespace) -> int:
     stages["export_s"] = time.perf_counter() - t
 
     # every held-out scene through bag-to-bag inference; metrics over all their frames
-    # (per-image means, so every frame counts once) and per scene
-    stages["infer_s"] = stages["evaluate_s"] = 0.0
-    out_bags, frames, scenes = [], [], []
+    # (per-image means, so every frame counts once) and per scene, by depth-ros-train eval's library
+    stages["infer_s"] = 0.0
+    out_bags = []
     infer_frames, infer_seconds = 0, 0.0
     for i, test_bag in enumerate(test_bags):
         t = time.perf_counter()
         out_bag = workdir / ("test_depth.mcap" if i == 0 else f"test_depth_{i}.mcap")
-        summary = infer_bag(test_bag, out_bag, exported.paths["depth"], InferConfig(overwrite=True, backend="onnxruntime-cpu", cloud=True))
+        summary = infer_bag(test_bag, out_bag, exported.paths["depth"], InferConfig(overwrite=True, backend="onnxruntime-cpu", cloud=True, image_topic=TEST_IMAGE_TOPIC))
         stages["infer_s"] += time.perf_counter() - t
         infer_frames += summary.frames_out
         infer_seconds += summary.frames_out / summary.fps if summary.fps > 0 else 0.0
-        t = time.perf_counter()
-        pairs, _ = read_depth_pairs(out_bag, test_bag)
-        scene = score_depth_frames(pairs, s.max_depth_m, name=str(out_bag))
-        scenes.append({"seed": s.test_seed + i, "bag": str(test_bag), "output": str(out_bag), "frames": len(pairs)} | {f"{mode}_abs_rel": scene[mode]["abs_rel"] for mode in ("median", "metric")})
-        frames += pairs
         out_bags.append(out_bag)
-        stages["evaluate_s"] += time.perf_counter() - t
-    metrics = score_depth_frames(frames, s.max_depth_m, name="held-out scenes")
-    metrics["scenes"] = scenes
+    t = time.perf_counter()
+    metrics = score_scenes(list(zip(out_bags, test_bags)), s.max_depth_m)
+    metrics["scenes"] = [{"seed": s.test_seed + i} | scene for i, scene in enumerate(metrics["scenes"])]
+    stages["evaluate_s"] = time.perf_counter() - t
     stages["total_s"] = time.perf_counter() - t_all
 
     result = {
@@ -425,5 +413,14 @@ def _print_summary(result: dict[str, Any]) -> None:
     if by_range:
         print("  metric AbsRel by true depth (share of pixels; bias > 1: predicted too far):")
         print("    " + ", ".join(f"{name} {r['abs_rel']:.2f} ({100 * r['fraction']:.0f}%, x{r['bias']:.2f})" for name, r in by_range.items()))
+    extra = []
+    if m.get("boundary"):
+        extra.append(f"boundary F1 {m['boundary']['f1']:.3f}")
+    if m.get("mask_boundary_recall"):
+        extra.append(f"object-mask boundary recall {m['mask_boundary_recall']['recall']:.3f}")
+    if m.get("flicker"):
+        extra.append(f"flicker {m['flicker']['flicker']:.3f} (truth's own {m['flicker']['flicker_truth']:.3f})")
+    if extra:
+        print("  " + ", ".join(extra))
     print(f"  inference: {inf['fps']:.1f} FPS ({inf['backend']}, scale source {inf['scale_source']})")
     print("  time: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in st.items()))

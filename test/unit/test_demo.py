@@ -35,6 +35,12 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert sum(r["fraction"] for r in by_range.values()) == pytest.approx(1.0)
     assert all(r["abs_rel"] == 0.0 and r["bias"] == pytest.approx(1.0) for r in by_range.values())
     assert set(m["metric_by_range"]) <= {"0-2 m", "2-5 m", "5-10 m", "10-30 m"}  # up to the demo's max depth
+    # the test bags carry the object mask: boundary F1 and mask recall of every frame, flicker of each pair
+    assert m["boundary"]["frames"] == 8 and m["mask_boundary_recall"]["frames"] == 8 and m["flicker"]["pairs"] == 7
+    assert gt["boundary"]["f1"] == pytest.approx(1.0) and gt["flicker"]["flicker"] == pytest.approx(gt["flicker"]["flicker_truth"])
+    # the truth recalls the occluding edges of the boxes, not their contact lines with the floor
+    # (mask edges without a depth step): about 0.7 on these scenes, not 1
+    assert 0.4 < gt["mask_boundary_recall"]["recall"] < 1.0 and 0.0 <= m["mask_boundary_recall"]["recall"] <= 1.0
 
 
 def test_settings_refuse_training_on_the_test_scene():
@@ -49,15 +55,39 @@ def test_settings_refuse_training_on_the_test_scene():
         DemoSettings(network_dtype="float16")
 
 
-def test_scores_pool_the_frames_of_several_scenes():
-    import numpy as np
+def _depth_bag(path, frames, factor):
+    """A bag of ``factor`` times each frame's exact depth on /camera/depth/image (the frames' stamps)."""
+    from depth_ros.bag.typestore import output_typestore
+    from depth_ros.bag.writer import BagWriter
+    from depth_ros.msgconv import depth_image_fields, ns_to_stamp
 
-    from depth_ros.demo import score_depth_frames
+    ts = output_typestore()
+    T = ts.types
+    with BagWriter(path, typestore=ts) as bag:
+        bag.add_topic("/camera/depth/image", "sensor_msgs/msg/Image")
+        for f in frames:
+            sec, nsec = ns_to_stamp(f.stamp_ns)
+            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec), frame_id="camera_optical_frame")
+            bag.write("/camera/depth/image", T["sensor_msgs/msg/Image"](header=header, **depth_image_fields(factor * f.depth_m, "32FC1")), f.stamp_ns)
+    return path
 
-    gt = np.full((4, 6), 2.0, dtype=np.float32)
-    exact = (gt.copy(), gt)
-    double = (2 * gt, gt)  # metric AbsRel 1, median-scaled 0
-    both = score_depth_frames([exact, double, double, exact], max_depth_m=30.0)
+
+def test_scores_pool_the_frames_of_several_scenes(tmp_path):
+    from depth_ros.demo import score_scenes
+    from depth_ros.synthetic import SynthConfig, render_sequence, write_bag
+
+    scenes = []
+    for seed, factor in ((1, 1.0), (2, 2.0)):
+        cfg = SynthConfig(width=48, height=32, frames=2, texture_size_px=64, lidar_beams=0, seed=seed, object_mask=True)
+        truth = write_bag(cfg, tmp_path / f"truth_{seed}.mcap")
+        scenes.append((_depth_bag(tmp_path / f"pred_{seed}.mcap", list(render_sequence(cfg)), factor), truth))
+    both = score_scenes(scenes, max_depth_m=30.0)
     assert both["frames"]["matched"] == 4
-    assert both["metric"]["abs_rel"] == pytest.approx(0.5)  # per-image mean: (0 + 1 + 1 + 0) / 4
-    assert both["median"]["abs_rel"] == pytest.approx(0.0)
+    # per-image mean over the frames of both scenes: (0 + 0 + 1 + 1) / 4; median scaling undoes the factor
+    assert both["metric"]["abs_rel"] == pytest.approx(0.5)
+    assert both["median"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert [c["metric_abs_rel"] for c in both["scenes"]] == [pytest.approx(0.0, abs=1e-7), pytest.approx(1.0)]
+    assert [c["frames"] for c in both["scenes"]] == [2, 2] and [c["output"] for c in both["scenes"]] == [str(p) for p, _ in scenes]
+    # a scaled prediction has the truth's boundaries; the object mask is picked up from the truth bags
+    assert both["boundary"]["frames"] == 4 and both["mask_boundary_recall"]["frames"] == 4
+    assert both["flicker"]["pairs"] == 2  # one pair per two-frame scene, none across scenes
