@@ -151,3 +151,158 @@ def test_split_batch_norm_normalises_interleaved_sub_batches_separately():
     plain2(x[1::2])
     torch.testing.assert_close(split.running_mean, (mean_running + plain2.running_mean) / 2)
     assert set(split.state_dict()) == set(nn.BatchNorm2d(4).state_dict())
+
+
+# -- frames from bags, a short run, the weights ------------------------------------------------
+def _write_shapes_bag(path, frames: int = 16, size: int = 48, topic: str = "/cam/image", seed: int = 0):
+    """Frames of a few random coloured rectangles: distinct edges per frame, no camera_info."""
+    import numpy as np
+    from rosbags.typesys import Stores, get_typestore
+
+    from depth_ros.bag.writer import BagWriter
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    T = ts.types
+    rng = np.random.default_rng(seed)
+    with BagWriter(path, typestore=ts, overwrite=True) as w:
+        w.add_topic(topic, "sensor_msgs/msg/Image")
+        w.add_topic("/odom_unused", "nav_msgs/msg/Odometry")
+        for i in range(frames):
+            img = np.empty((size, size, 3), np.uint8)
+            img[:] = rng.integers(0, 256, 3)
+            for _ in range(3):
+                x0, y0 = rng.integers(0, size - 16, 2)
+                x1, y1 = (x0, y0) + rng.integers(6, size // 2, 2)
+                img[y0:y1, x0:x1] = rng.integers(0, 256, 3)
+            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
+            hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="cam")
+            msg = T["sensor_msgs/msg/Image"](header=hdr, height=size, width=size, encoding="rgb8", is_bigendian=0, step=3 * size, data=img.reshape(-1))
+            w.write(topic, msg, stamp)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shapes_bag(tmp_path_factory):
+    return _write_shapes_bag(tmp_path_factory.mktemp("pretrain") / "shapes.mcap", frames=24)
+
+
+def test_frames_from_a_bag_without_camera_info_and_errors_naming_the_file(shapes_bag, tmp_path):
+    from depth_ros.errors import BagError, DepthRosError
+    from depth_ros_training.pretrain.data import PretrainDataConfig, PretrainFrames
+
+    frames = PretrainFrames(PretrainDataConfig(bags=(str(shapes_bag), str(shapes_bag)), frame_stride=2, height=32, width=32))
+    assert len(frames) == 24  # 12 per bag, every other frame
+    sample = frames[3]
+    assert sample["query"].shape == sample["key"].shape == (3, 32, 32)
+    assert 0.0 <= float(sample["query"].min()) and float(sample["query"].max()) <= 1.0
+    with pytest.raises(BagError, match=r"shapes\.mcap: no topic /nope; expected an Image/CompressedImage topic"):
+        PretrainFrames(PretrainDataConfig(bags=(str(shapes_bag),), image_topic="/nope"))
+    with pytest.raises(BagError, match=r"shapes\.mcap: /odom_unused is nav_msgs/msg/Odometry; expected sensor_msgs/msg/Image"):
+        PretrainFrames(PretrainDataConfig(bags=(str(shapes_bag),), image_topic="/odom_unused"))
+    empty = _write_shapes_bag(tmp_path / "empty.mcap", frames=0)
+    with pytest.raises(DepthRosError, match=r"empty\.mcap: no colour image topic with messages"):
+        PretrainFrames(PretrainDataConfig(bags=(str(empty),)))
+    with pytest.raises(DepthRosError, match=r"empty\.mcap: no images on /cam/image"):
+        PretrainFrames(PretrainDataConfig(bags=(str(empty),), image_topic="/cam/image"))
+
+
+def _in_batch_info_nce(module, batch) -> float:
+    """InfoNCE of every frame's query against all frames' keys (queue-free, fixed views), with
+    training-mode BatchNorm as in a step, on a copy (running statistics untouched)."""
+    import copy
+
+    moco = copy.deepcopy(module.moco)
+    with torch.no_grad():
+        query, key = module.views(batch)
+        q = moco.query_net(query)
+        k = moco.key_net(moco.key_input(key))
+        logits = q @ k.t() / moco.temperature
+        return float(nn.functional.cross_entropy(logits, torch.arange(len(q))))
+
+
+def test_short_pretraining_run_lowers_the_contrastive_loss(shapes_bag, tmp_path):
+    """ResNet-18, 8 frames (one batch), 32x32, 30 steps, fixed seed. Fixed geometry and no
+    photometric augmentation keep each frame's two views fixed, so the loss is measured on the
+    views trained on: every frame's RGB query against the gradient-field keys of all 8 frames.
+    Plain BatchNorm (bn_splits=1): sub-batches of 4 frames make the keys too noisy for so few
+    steps (split BatchNorm is tested above)."""
+    import lightning.pytorch as pl
+
+    from depth_ros_training.pretrain.data import PretrainDataConfig, PretrainDataModule
+    from depth_ros_training.pretrain.module import PretrainModule
+
+    torch.manual_seed(0)
+    config = PretrainDataConfig(bags=(str(shapes_bag),), frame_stride=3, height=32, width=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=False)
+    data = PretrainDataModule(config, batch_size=8)
+    data.setup("fit")
+    batch = {k: torch.stack([data.train_set[i][k] for i in range(len(data.train_set))]) for k in ("query", "key")}
+    module = PretrainModule(18, "gradient", queue_size=8, momentum=0.99, lr=0.03, bn_splits=1, color_jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
+    before = _in_batch_info_nce(module, batch)
+    trainer = pl.Trainer(max_steps=30, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.fit(module, data)
+    after = _in_batch_info_nce(module, batch)
+    print(f"in-batch InfoNCE {before:.3f} -> {after:.3f} (chance {math.log(8):.3f})")
+    assert before > math.log(8) - 0.3  # a random network cannot tell the 8 frames apart
+    assert after < before - 0.25
+
+
+def _cli_args(bag, root, *extra: str) -> list[str]:
+    return [
+        "--data.data.bags", f"[{bag}]", "--data.data.height", "32", "--data.data.width", "32", "--data.batch_size", "4",
+        "--model.queue_size", "8", "--model.bn_splits", "2", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+        "--trainer.max_steps", "2", "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1", "--checkpoint.every_minutes", "null", "--checkpoint.every_n_steps", "1",
+        *extra,
+    ]
+
+
+def test_cli_writes_encoder_weights_that_load_into_dispnet_strictly(shapes_bag, tmp_path):
+    from depth_ros_training.models import DispNet, PoseNet
+    from depth_ros_training.pretrain.cli import run
+
+    out = tmp_path / "enc.pt"
+    assert run(_cli_args(shapes_bag, tmp_path / "runs", "--output", str(out), "--data.data.frame_stride", "3")) == 0
+    state = torch.load(out, map_location="cpu", weights_only=True)
+    assert type(state) is dict and all(isinstance(v, torch.Tensor) for v in state.values())
+    net = DispNet(num_layers=18)
+    assert list(state) == list(net.encoder.state_dict())  # every encoder tensor, nothing else
+    result = net.encoder.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    loaded = DispNet(num_layers=18, weights_path=out)  # the path `fit` takes (model.encoder_weights_path)
+    for key, value in loaded.encoder.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    PoseNet(num_layers=18, weights_path=out)  # 6-channel conv1 from the 3-channel one
+    # the file is the trained query encoder of the run's last checkpoint
+    ckpt_dir = tmp_path / "runs" / "lightning_logs" / "version_0" / "checkpoints"
+    ckpt = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2
+    prefix = "moco.query_net.encoder."
+    for key, value in state.items():
+        assert torch.equal(ckpt["state_dict"][prefix + key], value), key
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(ckpt_dir.parent))
+    events.Reload()
+    assert {"train/loss", "train/queue_top1", "train/lr"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("train/loss")) == 2
+    assert (ckpt_dir.parent / "config.yaml").is_file()
+    # resuming the finished run trains no further and writes the same weights again
+    again = tmp_path / "again.pt"
+    assert run(_cli_args(shapes_bag, tmp_path / "runs", "--output", str(again), "--data.data.frame_stride", "3", "--ckpt_path", str(ckpt_dir / "last.ckpt"))) == 0
+    for key, value in torch.load(again, map_location="cpu", weights_only=True).items():
+        assert torch.equal(value, state[key]), key
+    with pytest.raises(ValueError, match=r"enc\.pt: weights do not fit ResNet-50"):
+        DispNet(num_layers=50, weights_path=out)
+
+
+def test_cli_errors_are_one_line_naming_the_file(shapes_bag, tmp_path, capsys):
+    from depth_ros_training.pretrain.cli import main
+
+    assert main(_cli_args(shapes_bag, tmp_path, "--data.data.image_topic", "/camera/missing")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{shapes_bag}: no topic /camera/missing; expected an Image/CompressedImage topic" in err
+    assert main(_cli_args(shapes_bag, tmp_path, "--model.bn_splits", "3")) == 1
+    assert "data.batch_size (4) must be a multiple of model.bn_splits (3)" in capsys.readouterr().err
+    assert main(_cli_args(shapes_bag, tmp_path, "--model.temperature", "0")) == 1
+    assert "model.temperature must be > 0" in capsys.readouterr().err

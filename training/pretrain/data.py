@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
 
 from depth_ros.errors import BagError
 
-__all__ = ["FrameRef", "PretrainDataConfig", "PretrainFrames", "list_frames"]
+__all__ = ["FrameRef", "PretrainDataConfig", "PretrainDataModule", "PretrainFrames", "list_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -198,3 +199,50 @@ class PretrainFrames(Dataset):
         frame = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)  # (1, 3, H, W)
         views = self._views(frame).clamp_(0.0, 1.0)  # kornia draws each batch element's crop and flip independently
         return {"query": views[0].contiguous(), "key": views[1].contiguous(), "index": torch.tensor(item, dtype=torch.int64)}
+
+
+class PretrainDataModule(LightningDataModule):
+    """Training frames for :class:`~depth_ros_training.pretrain.module.PretrainModule` (no
+    validation split: the contrastive loss needs no held-out frames).
+
+    Args:
+        data: which frames, at what size (:class:`PretrainDataConfig`).
+        batch_size: frames per batch (per process under DDP); MoCo v2 uses 256 over 8 GPUs.
+        num_workers: DataLoader worker processes (each opens the bags itself).
+
+    Raises (in ``setup``):
+        BagError: see :class:`PretrainFrames`; also fewer frames than one batch.
+    """
+
+    def __init__(self, data: PretrainDataConfig, batch_size: int = 32, num_workers: int = 0) -> None:
+        super().__init__()
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        self.data_config = data
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_set: PretrainFrames | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            frames = PretrainFrames(self.data_config)
+            if len(frames) < self.batch_size:
+                raise BagError(
+                    f"{list(self.data_config.bags)}: {len(frames)} frames (frame_stride {self.data_config.frame_stride}), "
+                    f"expected at least one batch of {self.batch_size}"
+                )
+            self.train_set = frames
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            raise RuntimeError("setup() was not called")
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=True,  # equal batches: the queue and split BatchNorm need them
+        )

@@ -1,0 +1,174 @@
+"""``depth-ros-train pretrain``: gradient-field contrastive pretraining of the depth encoder.
+
+Usage::
+
+    depth-ros-train pretrain --config config/pretrain.yaml [--ckpt_path last.ckpt] [--trainer.max_steps 2000]
+    depth-ros-train fit --config config/train.yaml --model.encoder_weights_path runs/pretrain/encoder_resnet18.pt
+
+The layout is ``fit``'s (LightningCLI-like, built with jsonargparse): ``trainer.*`` (every
+``Trainer`` argument, so ``strategy: ddp`` works as in ``fit``), ``model.*``
+(:class:`~depth_ros_training.pretrain.module.PretrainModule`), ``data.*``
+(:class:`~depth_ros_training.pretrain.data.PretrainDataModule`), ``checkpoint.*``
+(:class:`~depth_ros_training.checkpoint.ResumeCheckpoint`), ``--seed_everything``,
+``--ckpt_path`` (resume; read with ``weights_only=True``) and ``--output``.
+
+Output, under ``<trainer.default_root_dir>/lightning_logs/version_N/``: TensorBoard events
+(``train/loss``, ``train/queue_top1``, ``train/lr``), ``config.yaml``, ``checkpoints/last.ckpt``
+(full state: both networks, the queue, the optimiser; resume with ``--ckpt_path``), and, when
+training ends, the encoder weights: a plain ``state_dict`` of the query encoder written with
+``torch.save`` (``--output``, default ``<that dir>/encoder_resnet<N>.pt``), whose keys are
+exactly those of ``DispNet(num_layers).encoder`` (3-channel ``conv1``), loadable with
+``torch.load(..., weights_only=True)``. Resuming a finished (or killed) run with
+``--ckpt_path`` and the same ``trainer.max_steps`` writes them again without training.
+
+Errors a user can fix (a bag with no images, an image topic that does not exist, a refused
+value) raise :class:`~depth_ros.errors.DepthRosError` naming the file or key; ``depth-ros-train``
+prints them as one line and exits 1.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from depth_ros.errors import DepthRosError
+
+__all__ = ["PretrainConfigError", "build_parser", "main", "run", "write_encoder_weights"]
+
+log = logging.getLogger(__name__)
+
+_TRAINER_SKIP = {"callbacks", "logger", "plugins", "profiler"}
+
+
+class PretrainConfigError(DepthRosError, ValueError):
+    """A configuration value refused when its object was built; the message names the key."""
+
+
+def build_parser():  # -> jsonargparse.ArgumentParser
+    """The ``pretrain`` parser (see the module docstring)."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+    from lightning.pytorch import Trainer
+
+    from depth_ros_training.checkpoint import ResumeCheckpoint
+    from depth_ros_training.pretrain.data import PretrainDataModule
+    from depth_ros_training.pretrain.module import PretrainModule
+
+    parser = ArgumentParser(prog="depth-ros-train pretrain", description=__doc__.splitlines()[0], exit_on_error=True)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the keys below (safe-loaded)")
+    parser.add_argument("--seed_everything", type=int | None, default=0, help="global seed (null: none)")
+    parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume from")
+    parser.add_argument("--output", type=str | None, default=None, help="encoder weights file (default: <log dir>/encoder_resnet<N>.pt)")
+    parser.add_class_arguments(Trainer, "trainer", skip=_TRAINER_SKIP)
+    parser.add_class_arguments(PretrainModule, "model")
+    parser.add_class_arguments(PretrainDataModule, "data")
+    parser.add_class_arguments(ResumeCheckpoint, "checkpoint", skip={"dirpath"})
+    return parser
+
+
+def _instantiator(group: str, cls: type) -> Callable[..., Any]:
+    """Builds ``cls``; its ValueError becomes a PretrainConfigError naming ``group.key``."""
+    parameters = set(inspect.signature(cls).parameters)
+
+    def instantiate(class_type: type, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return class_type(*args, **kwargs)
+        except ValueError as exc:
+            if isinstance(exc, DepthRosError):
+                raise
+            text = str(exc)
+            first = text.split(" ", 1)[0]
+            raise PretrainConfigError(f"{group}.{text}" if first in parameters else f"{group}: {text}") from exc
+
+    return instantiate
+
+
+def write_encoder_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """``torch.save`` a plain state_dict atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def run(argv: Sequence[str]) -> int:
+    """Parse ``argv`` (the arguments after ``pretrain``), train, write the encoder weights.
+
+    Raises:
+        DepthRosError: bad bags or values (one-line messages); OSError: files.
+    """
+    import lightning.pytorch as pl
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from depth_ros_training.callbacks import EpochProgressBar, tidy_lightning_output
+    from depth_ros_training.checkpoint import ResumeCheckpoint, SafeCheckpointIO
+    from depth_ros_training.pretrain.data import PretrainDataConfig, PretrainDataModule
+    from depth_ros_training.pretrain.module import PretrainModule
+
+    parser = build_parser()
+    cfg = parser.parse_args(list(argv))
+    if cfg.seed_everything is not None:
+        pl.seed_everything(cfg.seed_everything, workers=True)
+    groups = {"model": PretrainModule, "data": PretrainDataModule, "data.data": PretrainDataConfig, "checkpoint": ResumeCheckpoint}
+    instantiators = [(_instantiator(group, cls), cls, True) for group, cls in groups.items()]
+    objects = parser.instantiate(cfg, instantiate_groups=True, instantiators=instantiators)
+    model: PretrainModule = objects.model
+    data: PretrainDataModule = objects.data
+    resume: ResumeCheckpoint = objects.checkpoint
+    if model.hparams.bn_splits > 1 and data.batch_size % model.hparams.bn_splits:
+        raise PretrainConfigError(f"data.batch_size ({data.batch_size}) must be a multiple of model.bn_splits ({model.hparams.bn_splits})")
+    trainer_kwargs = dict(cfg.trainer)
+    root = Path(trainer_kwargs.get("default_root_dir") or ".")
+    logger = TensorBoardLogger(str(root), name="lightning_logs")
+    callbacks: list[Any] = [ModelCheckpoint(save_last=True)]
+    if resume.enabled:
+        callbacks.append(resume)
+    if trainer_kwargs.get("enable_progress_bar") is not False:
+        callbacks.append(EpochProgressBar())
+    tidy_lightning_output()
+    try:
+        trainer = pl.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, plugins=[SafeCheckpointIO()])
+    except (ValueError, MisconfigurationException) as exc:
+        if isinstance(exc, DepthRosError):
+            raise
+        raise PretrainConfigError(f"trainer: {exc}") from exc
+    log_dir = Path(logger.log_dir)
+    if trainer.is_global_zero:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        parser.save(cfg, str(log_dir / "config.yaml"), overwrite=True, skip_validation=True)
+    trainer.fit(model, datamodule=data, ckpt_path=cfg.ckpt_path, weights_only=True)
+    if trainer.is_global_zero:
+        out = Path(cfg.output) if cfg.output else log_dir / f"encoder_resnet{model.hparams.num_layers}.pt"
+        write_encoder_weights(model.encoder_state_dict(), out)
+        print(f"encoder weights (ResNet-{model.hparams.num_layers}): {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (``python -m depth_ros_training.pretrain.cli``): expected errors as one
+    line and exit code 1; ``depth-ros-train pretrain`` calls :func:`run` inside its own handler."""
+    from depth_ros.errors import one_line
+
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("depth-ros-train pretrain: interrupted", file=sys.stderr)
+        return 130
+    except (DepthRosError, OSError) as exc:
+        print(f"depth-ros-train pretrain: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
