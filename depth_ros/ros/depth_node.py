@@ -16,6 +16,10 @@ Topics (relative names; remap them, e.g. ``image:=/camera/image_raw``):
 ``depth/points``         sensor_msgs/PointCloud2             out, organized, camera optical
                                                              frame; built only when subscribed
 ``depth/info``           depth_ros/DepthInfo                 out, how each image was made
+``/diagnostics``         diagnostic_msgs/DiagnosticArray     out, every
+                                                             ``diagnostics_period_s``: status
+                                                             ``depth_node: depth``
+                                                             (:mod:`depth_ros.ros.diagnostics`)
 =======================  ==================================  =============================
 
 Every output copies the input image's header. Parameters: :class:`DepthNodeConfig`.
@@ -27,6 +31,8 @@ publishes. A frame that arrives while the worker is busy replaces the waiting on
 skipped; the node keeps running: every callback is guarded (:mod:`depth_ros.ros.intake`), so
 no message can end the node, and an unexpected exception is logged with its traceback.
 An image with the stamp of the previous one (a duplicate) or older is skipped and counted.
+A camera_info of another size or intrinsics mid-stream is followed (see :class:`DepthPipeline`)
+and logged once.
 """
 from __future__ import annotations
 

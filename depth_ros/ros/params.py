@@ -140,7 +140,8 @@ class DepthNodeConfig:
     """Parameters of the depth node (``depth_node``).
 
     Topics (relative, remap them): in ``image`` (sensor_msgs/Image) or ``image/compressed``,
-    ``camera_info``; out ``depth/image``, ``depth/camera_info``, ``depth/points``, ``depth/info``.
+    ``camera_info``; out ``depth/image``, ``depth/camera_info``, ``depth/points``, ``depth/info``,
+    ``/diagnostics`` (levels from the ``diagnostics_*`` thresholds).
     """
 
     model_path: str = _p("", "depth model: .onnx (spec in metadata or a YAML sidecar) or a torch checkpoint", read_only=True)
@@ -184,7 +185,7 @@ class PoseNodeConfig:
     Topics: in ``image`` (or ``image/compressed``), ``camera_info``; out ``odom``
     (nav_msgs/Odometry, pose of the camera optical frame in ``odom_frame``), ``pose``
     (geometry_msgs/PoseStamped, same pose), and TF ``odom_frame -> camera_frame`` when
-    tf2_ros is importable and ``publish_tf`` is set.
+    tf2_ros is importable and ``publish_tf`` is set; ``/diagnostics``.
     """
 
     model_path: str = _p("", "pose model (pose_6dof): .onnx or a torch checkpoint", read_only=True)

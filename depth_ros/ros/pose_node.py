@@ -11,6 +11,8 @@ Topics (relative):
                                                         the camera frame (m/s, rad/s)
 ``pose``                geometry_msgs/PoseStamped       out: the same pose
 ``/tf``                 odom_frame -> camera frame      when tf2_ros imports and publish_tf
+``/diagnostics``        diagnostic_msgs/                out, every ``diagnostics_period_s``:
+                        DiagnosticArray                 status ``pose_node: pose``
 ======================  ==============================  ===================================
 
 ``odom_frame`` is the camera pose at the first frame after a (re)start. The odometry resets
