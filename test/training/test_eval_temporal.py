@@ -34,6 +34,21 @@ def test_bilinear_sampling_is_in_inverse_depth() -> None:
     assert np.isnan(sample_depth_bilinear(d, np.array([0.5]), np.array([0.5]))[0])
 
 
+def test_taps_are_shared_by_every_depth_sampled_at_the_same_positions() -> None:
+    from depth_ros_training.eval.temporal import bilinear_taps, sample_with_taps
+
+    rng = np.random.default_rng(0)
+    u, v = rng.uniform(-1, W, (H, W)), rng.uniform(-1, H, (H, W))
+    taps = bilinear_taps(u, v, (H, W))
+    for scale in (1.0, 2.5):
+        d = scale * _plane_depth(np.array([0.1, -0.2, 1.0]), 3.0)
+        np.testing.assert_array_equal(sample_with_taps(d, taps), sample_depth_bilinear(d, u, v))
+    with pytest.raises(ValueError, match="depth_m"):
+        sample_with_taps(np.ones((H, W + 1)), taps)  # another image size than the taps'
+    with pytest.raises(ValueError, match="2 x 2"):
+        bilinear_taps(u[:1], v[:1], (1, W))
+
+
 def test_warp_of_a_forward_move() -> None:
     d = np.full((H, W), 5.0)
     u, v, z = warp_points(d, _forward(0.5), K)

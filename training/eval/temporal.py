@@ -28,7 +28,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FlickerResult", "PairGeometry", "flicker_on", "pair_geometry", "sample_depth_bilinear", "temporal_flicker", "warp_points"]
+__all__ = [
+    "BilinearTaps",
+    "FlickerResult",
+    "PairGeometry",
+    "bilinear_taps",
+    "flicker_on",
+    "pair_geometry",
+    "sample_depth_bilinear",
+    "sample_with_taps",
+    "temporal_flicker",
+    "warp_points",
+]
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,48 @@ def warp_points(depth_a_m: np.ndarray, T_b_a: np.ndarray, K: np.ndarray) -> tupl
         return K[0, 0] * x / z + K[0, 2], K[1, 1] * y / z + K[1, 2], z
 
 
+@dataclass(frozen=True)
+class BilinearTaps:
+    """Where bilinear samples at (u, v) read an (H, W) image: the flat index of the top-left
+    neighbour, the fractions towards the right / lower neighbour, and which samples lie inside.
+    Computed once per pair of frames and shared by every depth sampled there."""
+
+    index: np.ndarray
+    fx: np.ndarray
+    fy: np.ndarray
+    inside: np.ndarray
+    shape: tuple[int, int]
+
+
+def bilinear_taps(u: np.ndarray, v: np.ndarray, shape: tuple[int, int]) -> BilinearTaps:
+    """:class:`BilinearTaps` of sample positions ``u``, ``v`` (any shape, pixel-centre
+    convention) in an image of ``shape`` (H, W), H and W >= 2."""
+    h, w = shape
+    if h < 2 or w < 2:
+        raise ValueError(f"depth_m must be at least 2 x 2 to interpolate, got shape {shape}")
+    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)  # False for NaN
+    uc = np.where(inside, u, 0.0)
+    vc = np.where(inside, v, 0.0)
+    # the top-left neighbour, kept one short of the last row / column so that +1 / +w stay
+    # inside (the weight of the far neighbour is then 1 on the last row / column)
+    x0 = np.minimum(uc.astype(np.int64), w - 2)
+    y0 = np.minimum(vc.astype(np.int64), h - 2)
+    return BilinearTaps(y0 * w + x0, uc - x0, vc - y0, inside, (h, w))
+
+
+def sample_with_taps(depth_m: np.ndarray, taps: BilinearTaps) -> np.ndarray:
+    """:func:`sample_depth_bilinear` at precomputed taps (``depth_m`` of ``taps.shape``)."""
+    d = _check_depth(depth_m, "depth_m", taps.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(np.isfinite(d) & (d > 0), 1.0 / d, np.nan).ravel()
+    i, fx, fy, w = taps.index, taps.fx, taps.fy, taps.shape[1]
+    top = inv.take(i) * (1 - fx) + inv.take(i + 1) * fx
+    bottom = inv.take(i + w) * (1 - fx) + inv.take(i + w + 1) * fx
+    inv_s = top * (1 - fy) + bottom * fy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(taps.inside & (inv_s > 0), 1.0 / inv_s, np.nan)
+
+
 def sample_depth_bilinear(depth_m: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Depth at sub-pixel positions, interpolated bilinearly in inverse depth.
 
@@ -102,25 +155,7 @@ def sample_depth_bilinear(depth_m: np.ndarray, u: np.ndarray, v: np.ndarray) -> 
         Depth at (u, v), NaN outside ``[0, W-1] x [0, H-1]`` or next to an invalid pixel.
     """
     d = _check_depth(depth_m, "depth_m")
-    h, w = d.shape
-    if h < 2 or w < 2:
-        raise ValueError(f"depth_m must be at least 2 x 2 to interpolate, got shape {d.shape}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(np.isfinite(d) & (d > 0), 1.0 / d, np.nan).ravel()
-    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)  # False for NaN
-    uc = np.where(inside, u, 0.0)
-    vc = np.where(inside, v, 0.0)
-    # the top-left neighbour, kept one short of the last row / column so that +1 / +w stay
-    # inside (the weight of the far neighbour is then 1 on the last row / column)
-    x0 = np.minimum(uc.astype(np.int64), w - 2)
-    y0 = np.minimum(vc.astype(np.int64), h - 2)
-    fx, fy = uc - x0, vc - y0
-    i = y0 * w + x0
-    top = inv.take(i) * (1 - fx) + inv.take(i + 1) * fx
-    bottom = inv.take(i + w) * (1 - fx) + inv.take(i + w + 1) * fx
-    inv_s = top * (1 - fy) + bottom * fy
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(inside & (inv_s > 0), 1.0 / inv_s, np.nan)
+    return sample_with_taps(d, bilinear_taps(u, v, d.shape))
 
 
 @dataclass(frozen=True)
@@ -133,6 +168,7 @@ class PairGeometry:
     keep: np.ndarray
     T_b_a: np.ndarray
     K: np.ndarray
+    taps: BilinearTaps
 
 
 def pair_geometry(
@@ -153,12 +189,13 @@ def pair_geometry(
     if keep.shape != corr.shape:
         raise ValueError(f"static_mask must be {corr.shape}, got {keep.shape}")
     u_b, v_b, z_corr = warp_points(corr, T_b_a, K)
+    taps = bilinear_taps(u_b, v_b, corr.shape)
     if gt_b_m is not None:
         gb = _check_depth(gt_b_m, "gt_b_m", corr.shape)
         with np.errstate(invalid="ignore"):
-            keep &= np.abs(sample_depth_bilinear(gb, u_b, v_b) - z_corr) < static_tol * z_corr
+            keep &= np.abs(sample_with_taps(gb, taps) - z_corr) < static_tol * z_corr
     T, K = _check_geometry(T_b_a, K)
-    return PairGeometry(u_b, v_b, keep, T, K)
+    return PairGeometry(u_b, v_b, keep, T, K, taps)
 
 
 def flicker_on(geometry: PairGeometry, pred_a_m: np.ndarray, pred_b_m: np.ndarray) -> FlickerResult:
@@ -167,7 +204,7 @@ def flicker_on(geometry: PairGeometry, pred_a_m: np.ndarray, pred_b_m: np.ndarra
     pb = _check_depth(pred_b_m, "pred_b_m", pa.shape)
     rx, ry = _rays(geometry.K, pa.shape)
     z_pred = _depth_in_b(pa, geometry.T_b_a, rx, ry)
-    seen = sample_depth_bilinear(pb, geometry.u_b, geometry.v_b)
+    seen = sample_with_taps(pb, geometry.taps)
     with np.errstate(invalid="ignore"):
         rel = np.abs(seen - z_pred) / z_pred
     ok = geometry.keep & np.isfinite(rel)
