@@ -221,7 +221,7 @@ def _in_batch_info_nce(module, batch) -> float:
 
 
 def test_short_pretraining_run_lowers_the_contrastive_loss(shapes_bag, tmp_path):
-    """ResNet-18, 8 frames (one batch), 32x32, 30 steps, fixed seed. Fixed geometry and no
+    """ResNet-18, 8 frames (one batch), 32x32, 15 steps, fixed seed. Fixed geometry and no
     photometric augmentation keep each frame's two views fixed, so the loss is measured on the
     views trained on: every frame's RGB query against the gradient-field keys of all 8 frames.
     Plain BatchNorm (bn_splits=1): sub-batches of 4 frames make the keys too noisy for so few
@@ -238,7 +238,7 @@ def test_short_pretraining_run_lowers_the_contrastive_loss(shapes_bag, tmp_path)
     batch = {k: torch.stack([data.train_set[i][k] for i in range(len(data.train_set))]) for k in ("query", "key")}
     module = PretrainModule(18, "gradient", queue_size=8, momentum=0.99, lr=0.03, bn_splits=1, color_jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
     before = _in_batch_info_nce(module, batch)
-    trainer = pl.Trainer(max_steps=30, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer = pl.Trainer(max_steps=15, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
     trainer.fit(module, data)
     after = _in_batch_info_nce(module, batch)
     print(f"in-batch InfoNCE {before:.3f} -> {after:.3f} (chance {math.log(8):.3f})")
@@ -306,3 +306,33 @@ def test_cli_errors_are_one_line_naming_the_file(shapes_bag, tmp_path, capsys):
     assert "data.batch_size (4) must be a multiple of model.bn_splits (3)" in capsys.readouterr().err
     assert main(_cli_args(shapes_bag, tmp_path, "--model.temperature", "0")) == 1
     assert "model.temperature must be > 0" in capsys.readouterr().err
+
+
+def test_views_gradient_field_keys_and_rgb_baseline_keys():
+    from depth_ros_training.pretrain.module import PretrainModule
+
+    torch.manual_seed(0)
+    batch = {"query": torch.rand(4, 3, 32, 32), "key": _step(0.6, 32, 32).expand(4, -1, -1, -1).contiguous()}
+    module = PretrainModule(queue_size=8, color_jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
+    query, key = module.views(batch)
+    torch.testing.assert_close(query, (batch["query"] - 0.45) / 0.225)
+    torch.testing.assert_close(key, gradient_field(batch["key"]))  # G of the key crop, untouched
+    baseline = PretrainModule(key="rgb", queue_size=8, color_jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
+    _, rgb_key = baseline.views(batch)
+    torch.testing.assert_close(rgb_key, (batch["key"] - 0.45) / 0.225)
+    jittered, _ = PretrainModule(queue_size=8, color_jitter_p=1.0).views(batch)
+    assert not torch.allclose(jittered, query)
+
+
+def test_config_file_parses_and_builds():
+    from pathlib import Path
+
+    from depth_ros_training.pretrain.cli import build_objects, build_parser
+
+    config = Path(__file__).resolve().parents[2] / "config" / "pretrain.yaml"
+    parser = build_parser()
+    cfg = parser.parse_args(["--config", str(config)])
+    assert cfg.model.key == "gradient" and cfg.model.momentum == 0.999 and cfg.model.temperature == 0.2
+    model, data, resume = build_objects(cfg)
+    assert model.moco.queue.size == cfg.model.queue_size and model.moco.encoder.num_layers == 18
+    assert data.data_config.bags == ("data/train.mcap",) and resume.enabled

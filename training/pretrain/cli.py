@@ -32,13 +32,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from depth_ros.errors import DepthRosError
 
-__all__ = ["PretrainConfigError", "build_parser", "main", "run", "write_encoder_weights"]
+__all__ = ["PretrainConfigError", "build_objects", "build_parser", "main", "run", "write_encoder_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +70,39 @@ def build_parser():  # -> jsonargparse.ArgumentParser
     return parser
 
 
-def _instantiator(group: str, cls: type) -> Callable[..., Any]:
-    """Builds ``cls``; its ValueError becomes a PretrainConfigError naming ``group.key``."""
-    parameters = set(inspect.signature(cls).parameters)
+def _build(group: str, cls: type, kwargs: dict[str, Any]) -> Any:
+    """``cls(**kwargs)``; its ValueError becomes a PretrainConfigError naming ``group.key``."""
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        if isinstance(exc, DepthRosError):
+            raise
+        text = str(exc)
+        first = text.split(" ", 1)[0]
+        known = first in inspect.signature(cls).parameters
+        raise PretrainConfigError(f"{group}.{text}" if known else f"{group}: {text}") from exc
 
-    def instantiate(class_type: type, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return class_type(*args, **kwargs)
-        except ValueError as exc:
-            if isinstance(exc, DepthRosError):
-                raise
-            text = str(exc)
-            first = text.split(" ", 1)[0]
-            raise PretrainConfigError(f"{group}.{text}" if first in parameters else f"{group}: {text}") from exc
 
-    return instantiate
+def build_objects(cfg: Any) -> tuple[Any, Any, Any]:
+    """(PretrainModule, PretrainDataModule, ResumeCheckpoint) of a parsed configuration, built
+    one by one (``parser.instantiate`` would also build a Trainer of its own).
+
+    Raises:
+        PretrainConfigError: a refused value, named ``group.key``.
+    """
+    from depth_ros_training.checkpoint import ResumeCheckpoint
+    from depth_ros_training.pretrain.data import PretrainDataConfig, PretrainDataModule
+    from depth_ros_training.pretrain.module import PretrainModule
+
+    model = _build("model", PretrainModule, cfg.model.as_dict())
+    data_kwargs = cfg.data.as_dict()
+    data_kwargs["data"] = _build("data.data", PretrainDataConfig, data_kwargs["data"])
+    data = _build("data", PretrainDataModule, data_kwargs)
+    resume = _build("checkpoint", ResumeCheckpoint, cfg.checkpoint.as_dict())
+    splits = model.hparams.bn_splits
+    if splits > 1 and data.batch_size % splits:
+        raise PretrainConfigError(f"data.batch_size ({data.batch_size}) must be a multiple of model.bn_splits ({splits})")
+    return model, data, resume
 
 
 def write_encoder_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
@@ -112,22 +130,13 @@ def run(argv: Sequence[str]) -> int:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from depth_ros_training.callbacks import EpochProgressBar, tidy_lightning_output
-    from depth_ros_training.checkpoint import ResumeCheckpoint, SafeCheckpointIO
-    from depth_ros_training.pretrain.data import PretrainDataConfig, PretrainDataModule
-    from depth_ros_training.pretrain.module import PretrainModule
+    from depth_ros_training.checkpoint import SafeCheckpointIO
 
     parser = build_parser()
     cfg = parser.parse_args(list(argv))
     if cfg.seed_everything is not None:
         pl.seed_everything(cfg.seed_everything, workers=True)
-    groups = {"model": PretrainModule, "data": PretrainDataModule, "data.data": PretrainDataConfig, "checkpoint": ResumeCheckpoint}
-    instantiators = [(_instantiator(group, cls), cls, True) for group, cls in groups.items()]
-    objects = parser.instantiate(cfg, instantiate_groups=True, instantiators=instantiators)
-    model: PretrainModule = objects.model
-    data: PretrainDataModule = objects.data
-    resume: ResumeCheckpoint = objects.checkpoint
-    if model.hparams.bn_splits > 1 and data.batch_size % model.hparams.bn_splits:
-        raise PretrainConfigError(f"data.batch_size ({data.batch_size}) must be a multiple of model.bn_splits ({model.hparams.bn_splits})")
+    model, data, resume = build_objects(cfg)
     trainer_kwargs = dict(cfg.trainer)
     root = Path(trainer_kwargs.get("default_root_dir") or ".")
     logger = TensorBoardLogger(str(root), name="lightning_logs")
