@@ -34,7 +34,8 @@ repeats, two runs (second run in brackets):
   boundary F1 x0.83 (x0.93), mask recall x1.42 (x2.06), flicker x1.87 (x2.58).
 
 The end-to-end ``boundary`` setting includes reading the mask topic and both boundary
-scores; the plain setting's time is mostly bag reading and decoding.
+scores. In memory the plain metrics are a fraction of the plain setting's time per frame: the
+rest is reading and decoding both bags, stamp matching and the by-range tables.
 """
 from __future__ import annotations
 
