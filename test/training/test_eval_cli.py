@@ -271,7 +271,7 @@ def _box_blur(depth: np.ndarray, k: int = 5) -> np.ndarray:
     return (sum(pad[i : i + h, j : j + w] for i in range(k) for j in range(k)) / k**2).astype(np.float32)
 
 
-def test_object_mask_of_a_synthetic_bag_is_picked_up(files: dict[str, Path], tmp_path: Path) -> None:
+def test_object_mask_of_a_synthetic_bag_is_picked_up(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from depth_ros.synthetic import render_sequence
     from depth_ros_training.eval.boundary import si_boundary_recall
 
@@ -281,6 +281,7 @@ def test_object_mask_of_a_synthetic_bag_is_picked_up(files: dict[str, Path], tmp
     # no --mask-topic, no --image-topic: /camera/object_mask is found and is not taken for the camera
     code, summary, rows = _eval(tmp_path / "truth", bag, "--pred", bag, "--pred-topic", "/camera/depth/ground_truth")
     assert code == 0
+    assert "object mask /camera/object_mask (4 frames)" in capsys.readouterr().out
     [m] = summary["models"]
     assert m["bags"][0]["mask_topic"] == "/camera/object_mask" and m["bags"][0]["frames"]["masks"] == 4
     # the same numbers as the boundary module on the rendered frames (truth against the instance mask)

@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             for bag in report.bags:
                 frames = bag["frames"]
                 line = f"{report.name} on {bag['bag']}: {frames['matched']} of {frames['truth']} truth frames matched ({bag['truth_kind']} truth {bag['truth_topic']})"
+                if bag.get("mask_topic"):
+                    line += f"; object mask {bag['mask_topic']} ({frames.get('masks', 0)} frames)"
                 if frames["unmatched_truth"] or frames["unmatched_predictions"]:
                     line += f"; unmatched: {frames['unmatched_truth']} truth, {frames['unmatched_predictions']} predictions"
                 if frames.get("bad_truth_messages"):
