@@ -199,6 +199,14 @@ def test_frames_from_a_bag_without_camera_info_and_errors_naming_the_file(shapes
         PretrainFrames(PretrainDataConfig(bags=(str(shapes_bag),), image_topic="/nope"))
     with pytest.raises(BagError, match=r"shapes\.mcap: /odom_unused is nav_msgs/msg/Odometry; expected sensor_msgs/msg/Image"):
         PretrainFrames(PretrainDataConfig(bags=(str(shapes_bag),), image_topic="/odom_unused"))
+    from depth_ros.synthetic import SynthConfig
+
+    from bagfactory import write_test_bag
+
+    jpeg = write_test_bag(tmp_path / "jpeg.mcap", SynthConfig(width=64, height=48, frames=3, lidar_beams=0), compressed=True)
+    compressed = PretrainFrames(PretrainDataConfig(bags=(str(jpeg),), height=32, width=32))  # the only colour topic
+    assert len(compressed) == 3 and compressed.frames[0].topic == "/camera/image_raw/compressed"
+    assert compressed.load_rgb(2).shape == (48, 64, 3)
     empty = _write_shapes_bag(tmp_path / "empty.mcap", frames=0)
     with pytest.raises(DepthRosError, match=r"empty\.mcap: no colour image topic with messages"):
         PretrainFrames(PretrainDataConfig(bags=(str(empty),)))

@@ -36,6 +36,8 @@ Choices where the variants differ (stated, not hidden):
   CIFAR-10 demo) and the key batch is permuted before the key encoder, so a query and its key
   never share BN statistics. ``bn_splits = 1`` is plain BatchNorm (the leak MoCo warns about is
   then present). The layers stay ``BatchNorm2d`` subclasses with the same state_dict keys.
+  Sub-batches should be of MoCo's per-GPU size (32): with 4 frames per sub-batch the statistics,
+  hence the keys, change so much with the random grouping that a few dozen steps learn little.
 * **Baseline** ``key = "rgb"``: plain MoCo v2, the key is another RGB augmentation of the frame
   through the same (3-channel) key encoder.
 """
