@@ -118,6 +118,19 @@ def test_info_nce_equals_a_hand_computed_value():
     torch.testing.assert_close(info_nce_loss(q, k, queue, 0.5), torch.tensor((row0 + row1) / 2))
 
 
+def test_info_nce_logits_match_the_moco_reference_formula():
+    """moco/builder.py: l_pos = einsum("nc,nc->n", q, k)[:, None], l_neg = einsum("nc,ck->nk", q,
+    queue_DxK), logits = cat / T, labels 0; our queue is stored K x D."""
+    torch.manual_seed(0)
+    q = nn.functional.normalize(torch.randn(5, 16), dim=1)
+    k = nn.functional.normalize(torch.randn(5, 16), dim=1)
+    queue = nn.functional.normalize(torch.randn(16, 12), dim=0)  # MoCo's layout: (D, K)
+    ref = torch.cat([torch.einsum("nc,nc->n", q, k).unsqueeze(-1), torch.einsum("nc,ck->nk", q, queue)], dim=1) / 0.2
+    logits, labels = info_nce_logits(q, k, queue.t(), 0.2)
+    torch.testing.assert_close(logits, ref, rtol=1e-6, atol=1e-6)
+    assert labels.dtype == torch.long and not labels.any()
+
+
 def test_moco_step_uses_the_queue_before_enqueueing_its_keys():
     torch.manual_seed(0)
     moco = MoCo(18, queue_size=6, temperature=0.2)
