@@ -21,6 +21,7 @@ v2; the cosine is evaluated per optimiser step over ``trainer.max_steps`` (MoCo:
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Literal
 
@@ -32,6 +33,8 @@ from depth_ros_training.pretrain.gradient_field import GradientFieldConfig, grad
 from depth_ros_training.pretrain.moco import MoCo, MoCoOutput
 
 __all__ = ["PretrainModule"]
+
+log = logging.getLogger(__name__)
 
 
 class PretrainModule(pl.LightningModule):
@@ -137,6 +140,14 @@ class PretrainModule(pl.LightningModule):
         self.log("train/queue_top1", out.accuracy, prog_bar=True, batch_size=b)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=b)
         return out.loss
+
+    def on_train_start(self) -> None:
+        frames = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        if frames is not None and self.moco.queue.size >= len(frames):
+            log.warning(
+                "model.queue_size %d >= %d training frames: the queue holds keys of the query's own frame "
+                "(false negatives); use a smaller queue or more frames", self.moco.queue.size, len(frames),
+            )
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
