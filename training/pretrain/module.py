@@ -44,8 +44,8 @@ class PretrainModule(pl.LightningModule):
         num_layers: ResNet depth, 18 or 50; the depth training must use the same.
         key: "gradient" (the method) or "rgb" (plain MoCo v2 baseline).
         dim: projection dimension (MoCo: 128).
-        queue_size: negative keys K (MoCo: 65536); at most a few times the number of frames, or
-            the queue holds many copies of each frame.
+        queue_size: negative keys K (MoCo: 65536); below the number of training frames, or
+            the queue holds keys of the query's own frame (a warning says so).
         momentum: key-network EMA coefficient m (MoCo: 0.999).
         temperature: InfoNCE temperature T (MoCo v2: 0.2).
         bn_splits: BatchNorm sub-batches on one process (see :mod:`.moco`); the batch size
