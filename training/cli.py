@@ -6,6 +6,7 @@ Usage::
     depth-ros-train validate --config config/train.yaml --ckpt_path CKPT
     depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt]
     depth-ros-train eval --model M [--model M2 ...] BAG [BAG ...] [-o DIR]   (or --pred PRED.mcap)
+    depth-ros-train pretrain --config config/pretrain.yaml [--data.data.bags '[a.mcap]']
 
 Add ``-v`` / ``--verbose`` anywhere for debug logging and the traceback of an error.
 
@@ -229,6 +230,12 @@ def _eval_main(argv: list[str]) -> int:
     return eval_cli.run(parser.parse_args(argv))
 
 
+def _pretrain_main(argv: list[str]) -> int:
+    from depth_ros_training.pretrain.cli import run
+
+    return run(argv)
+
+
 _WORKER_RE = re.compile(r"Caught \w+ in DataLoader worker process \d+\.")
 
 
@@ -275,6 +282,7 @@ _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "validate": lambda argv: _fit_or_validate("validate", argv),
     "export": _export_main,
     "eval": _eval_main,
+    "pretrain": _pretrain_main,
 }
 
 
@@ -284,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = any(a in _VERBOSE_FLAGS for a in rest)
     configure_logging(verbose)
     if command not in _COMMANDS:
-        print("usage: depth-ros-train {fit,validate,export,eval} ... [-v] (fit --help for the options)", file=sys.stderr)
+        print("usage: depth-ros-train {fit,validate,export,eval,pretrain} ... [-v] (fit --help for the options)", file=sys.stderr)
         return 2
     if command not in ("export", "eval"):  # their argparse parsers know the flag; jsonargparse's is kept free of it
         rest = [a for a in rest if a not in _VERBOSE_FLAGS]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -106,16 +105,10 @@ def build_objects(cfg: Any) -> tuple[Any, Any, Any]:
 
 
 def write_encoder_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
-    """``torch.save`` a plain state_dict atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """``torch.save`` a plain state_dict atomically (:func:`depth_ros.safeio.write_atomically`)."""
+    from depth_ros.safeio import write_atomically
+
+    return write_atomically(path, lambda f: torch.save(state, f))
 
 
 def run(argv: Sequence[str]) -> int:
@@ -165,18 +158,11 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m depth_ros_training.pretrain.cli``): expected errors as one
-    line and exit code 1; ``depth-ros-train pretrain`` calls :func:`run` inside its own handler."""
-    from depth_ros.errors import one_line
+    """Stand-alone entry (``python -m depth_ros_training.pretrain.cli``): the same as
+    ``depth-ros-train pretrain`` (its one-line errors, ``-v`` and exit codes)."""
+    from depth_ros_training.cli import main as train_main
 
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except KeyboardInterrupt:
-        print("depth-ros-train pretrain: interrupted", file=sys.stderr)
-        return 130
-    except (DepthRosError, OSError) as exc:
-        print(f"depth-ros-train pretrain: error: {one_line(exc)}", file=sys.stderr)
-        return 1
+    return train_main(["pretrain", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
