@@ -81,24 +81,33 @@ def test_short_training_learns_metric_depth(tmp_path):
     odometry warps, PoseNet on one source per sample, mirrored and colour-jittered samples,
     geometry consistency on); evaluated on the held-out time segments.
 
-    Sixty steps, as this test once ran, proved chaotic: the same seed gave trained AbsRel 0.38
-    on one CPU and 0.47 on another. Measured here with 100 steps (seeds 0, 1, 2; this test runs
-    seed 0): AbsRel untrained 0.581 median-scaled / 0.498 metric; trained 0.254 / 0.317,
-    0.301 / 0.318, 0.388 / 0.454. Without median scaling the error stays within 0.07 of the
-    median-scaled one: the scale comes from odometry.
+    Training this short from random weights is chaotic: the same seed gave trained AbsRel 0.38
+    on one CPU and 0.47 on another. At a one-cycle peak rate of 1e-3, as this test once ran, on
+    a CPU with AMX two seeds of three (0 and 1) drove the disparity sigmoid into saturation near
+    the peak (steps 30-40: every pixel at min or max depth, no gradient left; trained
+    median-scaled AbsRel 0.581, the untrained network's constant-depth figure), seed 2 reached
+    0.243 / 0.272. At 5e-4 the same CPU gave 0.273 / 0.293, 0.340 / 0.361, 0.303 / 0.351 (seeds
+    0, 1, 2; untrained 0.581 / 0.498). Three seeds are trained and the middle run (by
+    median-scaled AbsRel) must have learned, so one chaotic seed on one CPU decides nothing.
+    Without median scaling the error stays within 0.1 of the median-scaled one: the scale comes
+    from odometry.
     """
     synth = SynthConfig(width=192, height=64, lidar_beams=0, speed_mps=1.0, rate_hz=10.0, frames=80, seed=21)
     bag = write_test_bag(tmp_path / "train.mcap", synth)
     data = DataConfig(bags=(str(bag),), height=64, width=192, stride=2, val_fraction=0.25, segment_s=2.0, hflip=True, color_jitter=0.2)
     val_set = BagSequenceDataset(data, "val")
-    kw = dict(image_height=64, image_width=192, lr=1e-3, lr_schedule="onecycle", velocity_weight=1.0, pose_supervision_weight=1.0,
+    kw = dict(image_height=64, image_width=192, lr=5e-4, lr_schedule="onecycle", velocity_weight=1.0, pose_supervision_weight=1.0,
               warp_pose_source="odometry", pose_pairs="one", pose_from_inverse=True, source_depth_grad=False, init_depth_m=3.0,
               min_depth_m=0.5, max_depth_m=30.0)
-    pl.seed_everything(0)
-    model = DepthTrainingModule(**kw)
-    before = _evaluate(model, val_set)
-    _trainer(tmp_path, 100, clip=1.0).fit(model, BagDataModule(data, batch_size=4))
-    after = _evaluate(model, val_set)
-    print(f"AbsRel on held-out segments: untrained {before}, trained {after}")
-    assert after["median"] < 0.75 * before["median"]
-    assert after["metric"] < 0.5 and abs(after["metric"] - after["median"]) < 0.1
+    runs = []
+    for seed in (0, 1, 2):
+        pl.seed_everything(seed)
+        model = DepthTrainingModule(**kw)
+        before = _evaluate(model, val_set)
+        _trainer(tmp_path / f"seed{seed}", 100, clip=1.0).fit(model, BagDataModule(data, batch_size=4))
+        after = _evaluate(model, val_set)
+        print(f"seed {seed}: AbsRel on held-out segments: untrained {before}, trained {after}")
+        runs.append((after["median"], seed, before, after))
+    _, seed, before, after = sorted(runs)[1]
+    assert after["median"] < 0.75 * before["median"], runs
+    assert after["metric"] < 0.5 and abs(after["metric"] - after["median"]) < 0.1, runs
