@@ -10,9 +10,21 @@ from torch.utils.data import DataLoader
 
 from depth_ros_training.data.dataset import BagSequenceDataset, DataConfig
 
-__all__ = ["BagDataModule"]
+__all__ = ["BagDataModule", "check_loader_sizes"]
 
 log = logging.getLogger(__name__)
+
+
+def check_loader_sizes(batch_size: object, num_workers: object) -> None:
+    """``batch_size`` an integer >= 1 and ``num_workers`` one >= 0 (not bools, not floats).
+
+    Raises:
+        ValueError: naming the key (the CLI prefixes ``data.``).
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
+        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
 
 
 class BagDataModule(LightningDataModule):
@@ -40,10 +52,7 @@ class BagDataModule(LightningDataModule):
         teacher_backend: str = "onnxruntime-cpu",
     ) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
-            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        check_loader_sizes(batch_size, num_workers)
         self.data_config = data
         self.batch_size = batch_size
         self.num_workers = num_workers

@@ -353,15 +353,6 @@ def make_depth_node_class() -> type:
             return self._intake.frames_out_of_order
 
         @property
-        def frames_duplicate(self) -> int:
-            return self._intake.frames_duplicate
-
-        @property
-        def messages_dropped(self) -> dict[str, int]:
-            """Reason -> messages the callbacks dropped (bad stamp, malformed, unexpected error)."""
-            return dict(self._guard.dropped)
-
-        @property
         def frames_skipped_total(self) -> int:
             """Everything received and not processed for a reason other than load (DepthInfo.frames_skipped)."""
             return (self.frames_skipped + self.frames_out_of_order + self.frames_duplicate

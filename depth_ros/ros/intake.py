@@ -264,7 +264,8 @@ class FrameIntake:
 
 
 class FrameWorker:
-    """The worker thread's loop of a node (mixed into the depth and pose node classes).
+    """The worker thread's loop of a node and its intake counters (mixed into the depth and
+    pose node classes).
 
     It takes pairs from ``self._slot`` and hands each to ``self._process``; a frame that fails
     is counted in ``self.frames_skipped`` and reported through ``self._guard`` and the node's
@@ -276,7 +277,17 @@ class FrameWorker:
 
     _slot: Any
     _guard: MessageGuard
+    _intake: FrameIntake
     frames_skipped: int
+
+    @property
+    def frames_duplicate(self) -> int:
+        return self._intake.frames_duplicate
+
+    @property
+    def messages_dropped(self) -> dict[str, int]:
+        """Reason -> messages the callbacks dropped (bad stamp, malformed, unexpected error)."""
+        return dict(self._guard.dropped)
 
     def _process(self, pair: Pair) -> None:  # pragma: no cover - provided by the node
         raise NotImplementedError

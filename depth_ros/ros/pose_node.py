@@ -212,15 +212,6 @@ def make_pose_node_class() -> type:
             guarded = self._guard.guard(self.resolve_topic_name(topic), callback)
             return qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
 
-        @property
-        def frames_duplicate(self) -> int:
-            return self._intake.frames_duplicate
-
-        @property
-        def messages_dropped(self) -> dict[str, int]:
-            """Reason -> messages the callbacks dropped (bad stamp, malformed, unexpected error)."""
-            return dict(self._guard.dropped)
-
         def _set_config(self, config: PoseNodeConfig) -> None:
             self.config = config
             self.tracker.max_gap_ns = int(config.max_gap_s * 1e9)

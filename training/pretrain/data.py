@@ -216,10 +216,9 @@ class PretrainDataModule(LightningDataModule):
 
     def __init__(self, data: PretrainDataConfig, batch_size: int = 32, num_workers: int = 0) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
-            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        from depth_ros_training.datamodule import check_loader_sizes
+
+        check_loader_sizes(batch_size, num_workers)
         self.data_config = data
         self.batch_size = batch_size
         self.num_workers = num_workers
