@@ -278,6 +278,7 @@ class FrameWorker:
     _slot: Any
     _guard: MessageGuard
     _intake: FrameIntake
+    _process: Callable[[Pair], None]  # the node's per-frame work
     frames_skipped: int
 
     @property
@@ -288,9 +289,6 @@ class FrameWorker:
     def messages_dropped(self) -> dict[str, int]:
         """Reason -> messages the callbacks dropped (bad stamp, malformed, unexpected error)."""
         return dict(self._guard.dropped)
-
-    def _process(self, pair: Pair) -> None:  # pragma: no cover - provided by the node
-        raise NotImplementedError
 
     def _work(self) -> None:
         while not self._slot.closed:
