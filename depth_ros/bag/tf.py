@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from depth_ros.core.rotation import quaternion_to_matrix as _quaternion_to_matrix
 from depth_ros.errors import InputError
 
 __all__ = ["StaticTransforms", "quaternion_to_matrix"]
@@ -18,19 +19,13 @@ _MAX_DEPTH = 64  # a tf tree deeper than this is a loop or garbage
 
 
 def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """(3, 3) float64 rotation of a unit quaternion (normalised here; zero norm refused)."""
-    q = np.array([w, x, y, z], dtype=np.float64)
-    n = float(np.linalg.norm(q))
-    if not np.isfinite(n) or n < 1e-9:
-        raise InputError(f"transform rotation is not a valid quaternion: (x, y, z, w) = {(x, y, z, w)}")
-    w, x, y, z = q / n
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    """(3, 3) float64 rotation of one transform's quaternion (x, y, z, w); normalised, zero norm
+    refused. The math is :func:`depth_ros.core.rotation.quaternion_to_matrix`; this wrapper
+    takes a message's four fields and turns a bad one into an :class:`InputError`."""
+    try:
+        return _quaternion_to_matrix(np.array([x, y, z, w], dtype=np.float64))
+    except (ValueError, TypeError) as err:
+        raise InputError(f"transform rotation is not a valid quaternion: (x, y, z, w) = {(x, y, z, w)}") from err
 
 
 def _frame(name: str) -> str:

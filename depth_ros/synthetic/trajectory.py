@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from depth_ros.core.rotation import rpy_to_matrix as rotation_from_rpy
 from depth_ros.synthetic.config import SynthConfig
 
 __all__ = ["BaseState", "Signal", "Trajectory", "make_trajectory", "rotation_from_rpy"]
@@ -68,20 +69,6 @@ class BaseState:
     v_world_mps: np.ndarray
     v_base_mps: np.ndarray
     omega_base_radps: np.ndarray
-
-
-def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """(3, 3) ``Rz(yaw) @ Ry(pitch) @ Rx(roll)`` (radians)."""
-    cr, sr = math.cos(roll), math.sin(roll)
-    cp, sp = math.cos(pitch), math.sin(pitch)
-    cy, sy = math.cos(yaw), math.sin(yaw)
-    return np.array(
-        [
-            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-            [-sp, cp * sr, cp * cr],
-        ]
-    )
 
 
 @dataclass(frozen=True)

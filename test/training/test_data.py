@@ -14,7 +14,8 @@ from depth_ros.errors import BagError
 from depth_ros.synthetic import SynthConfig, render_sequence
 from depth_ros_training.data import bag_index as bag_index_mod
 from depth_ros_training.data import BagSequenceDataset, DataConfig, load_or_build_index
-from depth_ros_training.data.geometry import interpolate_poses, quat_to_matrix
+from depth_ros.core.rotation import quaternion_to_matrix
+from depth_ros_training.data.geometry import interpolate_poses
 
 from bagfactory import write_test_bag
 
@@ -196,7 +197,7 @@ def test_pose_interpolation_by_hand():
     T, valid = interpolate_poses(stamps, xyz, quat, np.array([5, 10, 11]), max_gap_ns=100)
     assert valid.tolist() == [True, True, False]
     np.testing.assert_allclose(T[0, :3, 3], [1.0, 0.0, 0.0])
-    np.testing.assert_allclose(T[0, :3, :3], quat_to_matrix(np.array([0, 0, np.sin(np.pi / 8), np.cos(np.pi / 8)])), atol=1e-12)
+    np.testing.assert_allclose(T[0, :3, :3], quaternion_to_matrix(np.array([0, 0, np.sin(np.pi / 8), np.cos(np.pi / 8)])), atol=1e-12)
     np.testing.assert_allclose(T[1, :3, :3], [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
     _, valid_gap = interpolate_poses(stamps, xyz, quat, np.array([5]), max_gap_ns=5)
     assert not valid_gap[0]
