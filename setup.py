@@ -27,7 +27,7 @@ setup(
     install_requires=["numpy", "PyYAML", "rosbags", "mcap", "mcap-ros2-support", "onnxruntime", "tqdm"],
     extras_require={
         "torch": ["torch", "onnx", "onnxscript", "kornia"],
-        "train": ["torch", "onnx", "onnxscript", "kornia", "lightning", "jsonargparse", "tensorboard"],
+        "train": ["torch", "onnx", "onnxscript", "kornia", "lightning", "jsonargparse", "tensorboard", "matplotlib"],
         "test": ["pytest"],
     },
     entry_points={
