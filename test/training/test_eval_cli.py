@@ -91,7 +91,11 @@ def test_truth_against_itself_with_odometry(files: dict[str, Path], tmp_path: Pa
     assert odom["matched"] == 4 and odom["se3"]["ate"]["rmse_m"] == pytest.approx(0.0, abs=1e-9)
     assert m["bags"][0]["frames"]["unmatched_truth"] == 0
     out = capsys.readouterr().out
-    assert "AbsRel (median-scaled)" in out and "s " in out and "plots not written" in out
+    assert "AbsRel (median-scaled)" in out and "s " in out and "contact_sheet_" in out
+    # the plots: the truth against itself has boundaries, so all four kinds are written
+    name = m["name"]
+    assert summary["plots"] == sorted(["boundary_pr.png", f"contact_sheet_{name}.png", "error_histogram.png", "error_vs_distance.png"])
+    assert all((tmp_path / "out" / p).read_bytes()[:4] == b"\x89PNG" for p in summary["plots"])
 
 
 def test_models_side_by_side_through_the_runtime_path(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

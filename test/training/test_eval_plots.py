@@ -82,3 +82,14 @@ def test_plots_differ_when_the_numbers_differ(tmp_path):
     write_plots({"m": _summary(2.0)}, {"m": _rows(8, 0.3, True)}, {}, b)
     for name in ("error_vs_distance.png", "error_histogram.png", "boundary_pr.png"):
         assert (a / name).read_bytes() != (b / name).read_bytes(), name
+
+
+def test_contact_sheet_takes_the_worst_and_the_median_frame():
+    from depth_ros_training.eval.evaluate import _sheet_candidates
+
+    rows = [{"median_abs_rel": v, "stamp_ns": 10 * i, "pred_stamp_ns": 10 * i + 1, "scale": 1.0 + i} for i, v in enumerate([0.1, 0.5, 0.2, 0.3])]
+    preds = {10 * i + 1: np.full((2, 2), float(i)) for i in range(4)}
+    picks = _sheet_candidates(rows, preds, truth=None)
+    assert [(c.stamp_ns, c.abs_rel, c.scale) for c in picks] == [(10, 0.5, 2.0), (20, 0.2, 3.0)]
+    assert picks[0].pred_m[0, 0] == 1.0  # the prediction of that frame, not another
+    assert len(_sheet_candidates(rows[:1], preds, truth=None)) == 1  # worst = median: one row

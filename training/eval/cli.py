@@ -6,8 +6,8 @@ Examples::
     depth-ros-train eval --pred run1_depth.mcap run1.mcap --truth-topic /lidar/points
 
 The models run through ``depth-ros infer``'s pipeline (the nodes' preprocess, backend,
-postprocess and scale policy). Prints the models side by side, writes ``summary.json`` and
-``frames.csv`` under ``--output-dir``. User errors are one line on stderr and exit code 1.
+postprocess and scale policy). Prints the models side by side, writes ``summary.json``,
+``frames.csv`` and PNG plots (:mod:`.plots`) under ``--output-dir``. User errors are one line on stderr and exit code 1.
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--range-edges", default="0,2,5,10,20,40,80", metavar="M,M,...", help="depth ranges of the by-range table, metres")
     parser.add_argument("--no-boundary", action="store_true", help="skip the boundary F1")
     parser.add_argument("--no-flicker", action="store_true", help="skip the temporal consistency")
+    parser.add_argument("--no-plots", action="store_true", help="do not write the PNG plots (error vs distance, error histogram, boundary precision-recall, contact sheets)")
     parser.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -73,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``depth-ros-train eval``; returns the exit code (errors are raised as DepthRosError)."""
-    from depth_ros_training.eval.evaluate import PLOTS_NOTE, evaluate, format_table, write_outputs
+    from depth_ros_training.eval.evaluate import evaluate, format_table, write_outputs
 
     config = config_from_args(args)
     bars: list[Any] = []
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
-    paths = write_outputs(reports, args.output_dir, config)
+    paths = write_outputs(reports, args.output_dir, config, plots=not args.no_plots)
     if args.json:
         print(paths["summary"].read_text(), end="")
     else:
@@ -113,5 +114,6 @@ def run(args: argparse.Namespace) -> int:
                 if bag.get("flicker_note"):
                     line += f"; no flicker: {bag['flicker_note']}"
                 print(line)
-        print(f"wrote {paths['summary']} and {paths['frames']}; {PLOTS_NOTE}")
+        plots = [p.name for k, p in paths.items() if k not in ("summary", "frames")]
+        print(f"wrote {paths['summary']}, {paths['frames'].name}" + (f" and the plots {', '.join(plots)}" if plots else " (no plots)"))
     return 0 if all(math.isfinite(r.summary["median"]["abs_rel"]) for r in reports) else 1

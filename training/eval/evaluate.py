@@ -71,7 +71,6 @@ DEPTH_ENCODINGS = ("32FC1", "16UC1")
 #: matting masks), wider ones instance / object ids (foreground where not 0).
 MASK_DTYPES = {"mono8": "u1", "8UC1": "u1", "16UC1": "u2", "mono16": "u2", "32SC1": "i4"}
 AGGREGATION = "mean over frames of per-frame metrics (every frame weighs the same); by-range figures pool pixels"
-PLOTS_NOTE = "plots not written: matplotlib is not installed in this environment"
 
 
 @dataclass(frozen=True)
@@ -508,6 +507,67 @@ class ModelReport:
     frames: list[dict[str, Any]] = field(default_factory=list)
     bags: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    sheet: list["_SheetCandidate"] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class _SheetCandidate:
+    """A frame that may go on the contact sheet: a bag's worst or median (per-frame median-scaled
+    AbsRel). Its prediction is kept (two per bag); truth and image are read again from the bag."""
+
+    truth: _Truth
+    stamp_ns: int
+    pred_m: np.ndarray
+    abs_rel: float
+    scale: float
+
+
+def _sheet_candidates(rows: list[dict[str, Any]], predictions: dict[int, np.ndarray], truth: _Truth) -> list[_SheetCandidate]:
+    """The worst and the median row of one bag's rows (one candidate when they coincide)."""
+    if not rows:
+        return []
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["median_abs_rel"], i))
+    picks = dict.fromkeys([order[-1], order[(len(order) - 1) // 2]])
+    return [
+        _SheetCandidate(truth, int(rows[i]["stamp_ns"]), predictions[int(rows[i]["pred_stamp_ns"])], float(rows[i]["median_abs_rel"]), float(rows[i]["scale"]))
+        for i in picks
+    ]
+
+
+def _sheet_frames(report: ModelReport) -> list[Any]:
+    """Contact-sheet rows of a report: its worst frame and the frame nearest its median
+    per-frame AbsRel (among each bag's worst and median), truth and image read from the bag."""
+    from depth_ros import msgconv
+    from depth_ros.bag.reader import BagReader
+
+    from depth_ros_training.eval.plots import SheetFrame
+
+    if not report.sheet or not report.frames:
+        return []
+    median = float(np.median([r["median_abs_rel"] for r in report.frames]))
+    worst = max(report.sheet, key=lambda c: c.abs_rel)
+    middle = min(report.sheet, key=lambda c: (abs(c.abs_rel - median), c.abs_rel))
+    rows = []
+    for what, cand in (("worst", worst), ("median", middle)) if middle is not worst else (("worst", worst),):
+        gt = next((d for item in _iter_truth(cand.truth) if item is not None for s, d in (item,) if s == cand.stamp_ns), None)
+        if gt is None or gt.shape != cand.pred_m.shape:
+            continue
+        rgb = None
+        with BagReader(cand.truth.path) as reader:
+            topic = reader.topics.get(cand.truth.image_topic)
+            for message in reader.messages([cand.truth.image_topic]) if topic is not None else ():
+                msg = reader.deserialize(message)
+                try:
+                    if msgconv.stamp_to_ns(msg.header.stamp) != cand.stamp_ns:
+                        continue
+                    image = msgconv.compressed_to_rgb(msg) if topic.msgtype.endswith("CompressedImage") else msgconv.image_to_rgb(msg)
+                except InputError:
+                    continue
+                rgb = image if image.shape[:2] == gt.shape else None
+                break
+        label = f"{what}: {cand.truth.path.name}\n@ {cand.stamp_ns / 1e9:.3f} s\nAbsRel {cand.abs_rel:.3f} (median-scaled)"
+        rows.append(SheetFrame(label, rgb, gt, cand.pred_m, scale=cand.scale))
+    return rows
 
 
 class _Accumulator:
@@ -776,7 +836,9 @@ def _score_bag(
     predictions, pred_topic = _read_predictions(pred_path, config.pred_topic)
     bag_info["pred_topic"] = pred_topic
     bar = progress(f"{report.name}: evaluate {truth.path.name}") if progress else None
+    first_row = len(report.frames)
     bag_info["frames"] = _evaluate_bag(report, acc, predictions, truth, config, bar)
+    report.sheet.extend(_sheet_candidates(report.frames[first_row:], predictions, truth))
     del predictions
     if config.flicker and truth.trajectory is None:
         bag_info["flicker_note"] = truth.pose_note
@@ -862,23 +924,31 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_outputs(reports: Sequence[ModelReport], out_dir: str | Path, config: EvalConfig) -> dict[str, Path]:
-    """Write ``summary.json`` and ``frames.csv`` into ``out_dir`` (created); NaN -> null / empty."""
+def write_outputs(reports: Sequence[ModelReport], out_dir: str | Path, config: EvalConfig, *, plots: bool = True) -> dict[str, Path]:
+    """Write ``summary.json``, ``frames.csv`` and (``plots``) the PNG plots of
+    :mod:`.plots` into ``out_dir`` (created); NaN -> null / empty."""
     try:
-        return _write_outputs(reports, Path(out_dir), config)
+        return _write_outputs(reports, Path(out_dir), config, plots)
     except OSError as exc:
         raise DepthRosError(f"cannot write the results into {out_dir}: {exc.strerror or exc}") from None
 
 
-def _write_outputs(reports: Sequence[ModelReport], out: Path, config: EvalConfig) -> dict[str, Path]:
+def _write_outputs(reports: Sequence[ModelReport], out: Path, config: EvalConfig, plots: bool) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
+    paths = {"summary": out / "summary.json", "frames": out / "frames.csv"}
+    if plots:
+        from depth_ros_training.eval.plots import write_plots
+
+        paths.update(write_plots(
+            {r.name: r.summary for r in reports}, {r.name: r.frames for r in reports},
+            {r.name: _sheet_frames(r) for r in reports}, out,
+        ))
     summary = {
         "aggregation": AGGREGATION,
         "settings": _json_safe(asdict(config)),
         "models": [{"name": r.name, "source": r.source, "bags": r.bags, **r.summary} for r in reports],
-        "plots": PLOTS_NOTE,
+        "plots": sorted(p.name for k, p in paths.items() if k not in ("summary", "frames")),
     }
-    paths = {"summary": out / "summary.json", "frames": out / "frames.csv"}
     paths["summary"].write_text(json.dumps(_json_safe(summary), indent=2, sort_keys=True) + "\n")
     rows = [row for r in reports for row in r.frames]
     columns = list(rows[0]) if rows else ["model", "bag", "stamp_ns"]
