@@ -1,6 +1,7 @@
 """``depth-ros play``: republish a bag's topics live with their recorded relative timing.
 
-    depth-ros play BAG [--rate R] [--loop] [--clock] [--topics T ...] [--wait-for-subscribers S] [--delay S]
+    depth-ros play BAG [--rate R] [--loop] [--clock] [--topics T ...] [--optional-topics T ...]
+                       [--wait-for-subscribers S] [--delay S]
 
 Works where ``ros2 bag play`` does not exist (pip installs): the bag is read with rosbags
 (MCAP or sqlite3) and each record's CDR bytes are published as they are (no decode/encode),
@@ -9,7 +10,10 @@ on a publisher of the topic's rclpy type. Timing follows the records' log times,
 each message, for nodes with ``use_sim_time``. ``--loop`` replays until Ctrl-C (the nodes see
 stamps jump back and reset). Topics whose message type has no Python package here (e.g.
 tf2_msgs from the pip wheels) are skipped with a warning. ``/tf_static`` is published
-transient-local, as tf2 expects.
+transient-local, as tf2 expects. ``--optional-topics`` are played when the bag has them and
+skipped with a log line when it has not (a launch file names a LiDAR topic that only some bags
+carry); empty names are ignored, so a launch argument left empty plays nothing extra. The wait
+for subscribers does not wait for optional topics.
 
 Also installed as the ``play`` executable of the ROS package (launch/replay.launch.py).
 """
@@ -53,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="replay until interrupted")
     parser.add_argument("--clock", action="store_true", help="publish the bag time on /clock")
     parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="only these topics (default: all)")
+    parser.add_argument("--optional-topics", nargs="*", default=(), metavar="TOPIC",
+                        help="also these topics when the bag has them (skipped with a log line otherwise; empty names ignored)")
     parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
                         help="before playing, wait up to S seconds until every topic has a subscriber")
     parser.add_argument("--delay", type=float, default=0.0, metavar="S",
@@ -68,8 +74,15 @@ def _qos_for(topic: str) -> Any:
 
 
 def play(node: Any, bag: Path, rate: float = 1.0, loop: bool = False, clock: bool = False,
-         topics: Sequence[str] | None = None, wait_for_subscribers_s: float = 0.0, delay_s: float = 0.0) -> int:
+         topics: Sequence[str] | None = None, wait_for_subscribers_s: float = 0.0, delay_s: float = 0.0,
+         optional_topics: Sequence[str] = ()) -> int:
     """Republish ``bag`` through ``node``; returns the number of messages published.
+
+    Args:
+        topics: the topics to play, each must be in the bag (empty names ignored); None or
+            empty: every topic of the bag.
+        optional_topics: played too when in the bag, else skipped with a log line (empty
+            names ignored); not waited for by ``wait_for_subscribers_s``.
 
     Raises:
         BagError: unreadable bag, unknown topic, or no topic that can be published here.
@@ -83,17 +96,23 @@ def play(node: Any, bag: Path, rate: float = 1.0, loop: bool = False, clock: boo
     published = 0
     with BagReader(bag) as reader:
         available = reader.topics
-        chosen = list(topics) if topics else sorted(available)
+        named = [t for t in (topics or ()) if t]
+        chosen = named or sorted(available)
         missing = [t for t in chosen if t not in available]
         if missing:
             raise BagError(f"{bag}: no topic {missing[0]} (topics: {', '.join(sorted(available))})")
+        optional = [t for t in dict.fromkeys(optional_topics) if t and t not in chosen]
+        for topic in optional:
+            if topic not in available:
+                _log.info("optional topic %s is not in %s: not played", topic, bag)
+        optional = [t for t in optional if t in available]
         publishers: dict[str, Any] = {}
-        for topic in chosen:
+        for topic in chosen + optional:
             msgtype = available[topic].msgtype
             try:
                 cls = message_class(msgtype)
             except (ImportError, ValueError) as exc:
-                if topics:
+                if topic in named:
                     raise BagError(f"cannot publish {topic}: {msgtype} has no Python messages here ({exc})") from None
                 _log.warning("skipping %s: %s messages are not installed (%s)", topic, msgtype, exc)
                 continue
@@ -107,9 +126,10 @@ def play(node: Any, bag: Path, rate: float = 1.0, loop: bool = False, clock: boo
             clock_pub = node.create_publisher(Clock, "/clock", 10)
         if wait_for_subscribers_s > 0:
             deadline = time.monotonic() + wait_for_subscribers_s
-            while any(p.get_subscription_count() == 0 for p in publishers.values()):
+            required = {t: p for t, p in publishers.items() if t not in optional}
+            while any(p.get_subscription_count() == 0 for p in required.values()):
                 if time.monotonic() > deadline:
-                    lonely = [t for t, p in publishers.items() if p.get_subscription_count() == 0]
+                    lonely = [t for t, p in required.items() if p.get_subscription_count() == 0]
                     raise BagError(f"no subscriber on {lonely} after {wait_for_subscribers_s} s")
                 time.sleep(0.05)
         if delay_s > 0:
@@ -182,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
     node = rclpy.create_node("depth_ros_play")
     try:
         count = play(node, args.bag, rate=args.rate, loop=args.loop, clock=args.clock, topics=args.topics,
-                     wait_for_subscribers_s=args.wait_for_subscribers, delay_s=args.delay)
+                     wait_for_subscribers_s=args.wait_for_subscribers, delay_s=args.delay,
+                     optional_topics=args.optional_topics)
         print(f"depth-ros play: published {count} messages from {args.bag}", file=sys.stderr)
         return 0
     except KeyboardInterrupt:

@@ -66,12 +66,15 @@ def test_play_into_depth_node(bag: tuple[Path, list[int]], depth_node: NodeProce
     assert [r.qos_profile.reliability for r in readers] == [ReliabilityPolicy.RELIABLE], readers
     player = NodeProcess(
         [sys.executable, "-m", "depth_ros.cli", "play", str(path), "--rate", "2.0", "--clock",
-         "--topics", "/camera/image_raw", "/camera/camera_info", "--wait-for-subscribers", "30", "--delay", "1.0"],
+         "--topics", "/camera/image_raw", "/camera/camera_info", "--wait-for-subscribers", "30", "--delay", "1.0",
+         # a LiDAR topic this bag lacks and an empty launch argument: neither played nor waited for
+         "--optional-topics", "/lidar/points", ""],
         ros_env, tmp_path / "play.log")
     try:
         graph.wait_until(lambda: "depth-ros play: published" in player.log() or player.proc.poll() is not None,
                          60.0, "the player to finish")
         assert f"published {2 * FRAMES} messages" in player.log(), player.log()
+        assert "optional topic /lidar/points is not in" in player.log(), player.log()
         graph.wait_until(lambda: len(meta) >= 1 and meta[-1].header.stamp.sec * S + meta[-1].header.stamp.nanosec == stamps[-1],
                          20.0, "the last frame's depth")
         graph.spin_for(0.3)
