@@ -1,0 +1,344 @@
+"""Depth Pro losses (Bochkovskii et al., arXiv 2410.02073, section 3.2) on canonical inverse depth.
+
+Convention (as apple/ml-depth-pro converts in ``DepthPro.infer``: ``inverse_depth =
+canonical_inverse_depth * (W / f_px)``): the network predicts the *canonical inverse depth*
+
+    ``C = f_px / (W_px * depth_m)``,  so  ``depth_m = f_px / (W_px * C)``,
+
+with ``f_px`` the horizontal focal length and ``W_px`` the image width, both in pixels of the same
+image (only their ratio enters, so any resize of the whole image leaves C unchanged; a *crop*
+changes ``W_px`` but not ``f_px``, so C must be computed with the cropped width). ``C`` is
+unitless per metre: ``C = 1 / (depth_m * 2 tan(fov / 2))``. This is the ModelSpec
+``canonical_inverse_depth`` kind (:mod:`depth_ros.core.postprocess` uses the same formula).
+
+Terms, as the paper states them (no training code is published; what we chose where the paper is
+silent is said at each function):
+
+* :func:`trimmed_mae`: ``L_MAE = 1/N sum_i |C_i - C*_i|`` per image, with the pixels whose error is
+  in the top 20 % of the image discarded for real-world (non-synthetic) sources;
+* :func:`normalized_mae`: for labels without a metric scale the paper normalises prediction and
+  target "via the mean absolute deviation from the median" before the MAE: we use MiDaS's
+  :func:`~depth_ros_training.losses.midas.normalize_median_mad`;
+* :func:`multiscale_derivative_loss`: ``L_{*,p,M} = 1/M sum_j 1/N_j sum_i |d_* C^j_i - d_* C*^j_i|^p``
+  over ``M`` scales, scale ``j + 1`` obtained by blurring scale ``j`` and downsampling it by 2,
+  ``d_*`` a Scharr (first derivative) or Laplace (second derivative) filter;
+  :func:`derivative_losses` gives the paper's shorthands ``MAGE = L_{S,1,6}``, ``MALE = L_{L,1,6}``,
+  ``MSGE = L_{S,2,6}``;
+* :func:`fov_loss`: the focal-length head is trained with an L2 loss on the horizontal field of
+  view (in degrees here, the unit the ml-depth-pro FOV head outputs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from depth_ros_training.losses.midas import check_map_pair, normalize_median_mad
+
+__all__ = [
+    "DerivativeLosses",
+    "canonical_inverse_depth",
+    "depth_from_canonical",
+    "derivative_losses",
+    "fov_loss",
+    "multiscale_derivative_loss",
+    "normalized_mae",
+    "pyramid_level",
+    "trimmed_mae",
+]
+
+#: 3x3 Scharr filter for d/dx, normalised so that a ramp of slope 1 px^-1 gives 1 (weights
+#: [3, 10, 3] / 16 across, [-1, 0, 1] / 2 along); d/dy is its transpose.
+SCHARR_X = torch.tensor([[-3.0, 0.0, 3.0], [-10.0, 0.0, 10.0], [-3.0, 0.0, 3.0]]) / 32.0
+#: 3x3 five-point Laplace filter (OpenCV's ``Laplacian`` with ksize=1).
+LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+#: 5-tap binomial blur applied before each factor-2 downsampling (separable, sums to 1).
+BLUR_1D = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+_OPERATORS = ("scharr", "laplace")
+
+
+@dataclass(frozen=True)
+class DerivativeLosses:
+    """The paper's multi-scale derivative losses (scalar tensors, differentiable).
+
+    Attributes:
+        mage: mean absolute gradient error ``L_{S,1,M}`` (Scharr, L1).
+        male: mean absolute Laplace error ``L_{L,1,M}`` (Laplace, L1).
+        msge: mean squared gradient error ``L_{S,2,M}`` (Scharr, L2).
+    """
+
+    mage: Tensor
+    male: Tensor
+    msge: Tensor
+
+
+def _per_image(x: float | Tensor, like: Tensor, name: str) -> Tensor:
+    """A scalar or (B,) tensor as a (B, 1, 1, 1) tensor of ``like``'s dtype and device."""
+    t = torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    if t.ndim == 0:
+        return t.expand(like.shape[0]).view(-1, 1, 1, 1)
+    if t.shape != (like.shape[0],):
+        raise ValueError(f"{name}: expected a scalar or shape ({like.shape[0]},), got {tuple(t.shape)}")
+    return t.view(-1, 1, 1, 1)
+
+
+def canonical_inverse_depth(depth_m: Tensor, f_px: float | Tensor, width_px: float | Tensor) -> Tensor:
+    """Metric depth -> canonical inverse depth ``C = f_px / (W_px * depth_m)``.
+
+    Args:
+        depth_m: (B, 1, H, W) z-depth in metres; <= 0 or non-finite = invalid.
+        f_px: horizontal focal length in pixels, scalar or (B,).
+        width_px: image width in pixels (of the image ``f_px`` refers to), scalar or (B,).
+
+    Returns:
+        (B, 1, H, W) canonical inverse depth; 0 where the depth is invalid.
+    """
+    if depth_m.ndim != 4 or depth_m.shape[1] != 1:
+        raise ValueError(f"canonical_inverse_depth: expected depth_m (B, 1, H, W), got {tuple(depth_m.shape)}")
+    ratio = _per_image(f_px, depth_m, "f_px") / _per_image(width_px, depth_m, "width_px")
+    valid = torch.isfinite(depth_m) & (depth_m > 0)
+    safe = torch.where(valid, depth_m, torch.ones_like(depth_m))
+    return torch.where(valid, ratio / safe, torch.zeros_like(depth_m))
+
+
+def depth_from_canonical(canonical: Tensor, f_px: float | Tensor, width_px: float | Tensor) -> Tensor:
+    """Canonical inverse depth -> metric depth ``depth_m = f_px / (W_px * C)``.
+
+    Args:
+        canonical: (B, 1, H, W) canonical inverse depth; <= 0 = invalid.
+        f_px, width_px: as :func:`canonical_inverse_depth`.
+
+    Returns:
+        (B, 1, H, W) depth in metres; NaN where ``C <= 0`` (REP 118's invalid).
+    """
+    if canonical.ndim != 4 or canonical.shape[1] != 1:
+        raise ValueError(f"depth_from_canonical: expected canonical (B, 1, H, W), got {tuple(canonical.shape)}")
+    ratio = _per_image(f_px, canonical, "f_px") / _per_image(width_px, canonical, "width_px")
+    valid = canonical > 0
+    safe = torch.where(valid, canonical, torch.ones_like(canonical))
+    return torch.where(valid, ratio / safe, torch.full_like(canonical, float("nan")))
+
+
+def _masked_image_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean over images (that have a valid pixel) of each image's mean over its valid pixels."""
+    b = values.shape[0]
+    v = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).reshape(b, -1).sum(1)
+    n = mask.reshape(b, -1).sum(1)
+    has = n > 0
+    if not bool(has.any()):
+        return values.sum() * 0.0
+    return (v[has] / n[has].to(values.dtype)).mean()
+
+
+def trimmed_mae(
+    prediction: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    discard_fraction: float | Tensor = 0.2,
+) -> Tensor:
+    """MAE on canonical inverse depth with each image's largest errors discarded (Depth Pro ``L_MAE``).
+
+    Per image: the absolute errors of the valid pixels, the ``floor(discard_fraction * N)`` largest
+    dropped (N = valid pixels of that image), mean of the rest; then the mean over images that have
+    valid pixels (an image-based reduction: the paper's ``1/N`` is per image).
+
+    Args:
+        prediction: (B, 1, H, W) predicted canonical inverse depth.
+        target: (B, 1, H, W) target canonical inverse depth (NaN allowed where invalid).
+        valid: (B, 1, H, W) mask or None.
+        discard_fraction: in [0, 1), scalar or (B,): 0.2 for real-world sources, 0 for synthetic
+            ones (the paper trims real data only), so one batch may mix both.
+
+    Returns:
+        scalar tensor.
+    """
+    mask = check_map_pair(prediction, target, valid, "trimmed_mae")
+    frac = _per_image(discard_fraction, prediction, "discard_fraction").view(-1)
+    if bool(((frac < 0) | (frac >= 1)).any()):
+        raise ValueError(f"discard_fraction must be in [0, 1), got {frac.tolist()}")
+    b = prediction.shape[0]
+    err = torch.where(mask, (prediction - target).abs(), torch.zeros((), dtype=prediction.dtype, device=prediction.device))
+    flat = err.reshape(b, -1)
+    flat_mask = mask.reshape(b, -1)
+    n = flat_mask.sum(1)
+    keep = n - torch.floor(n.to(torch.float64) * frac.to(torch.float64)).to(torch.long)
+    # invalid pixels sort after every valid error (their error is 0, so rank them by a flag first)
+    key = torch.where(flat_mask, flat.detach(), torch.full_like(flat, float("inf")))
+    order = torch.argsort(key, dim=1)
+    ordered = flat.gather(1, order)
+    kept = torch.arange(flat.shape[1], device=flat.device).view(1, -1) < keep.view(-1, 1)
+    return _masked_image_mean(ordered.view(b, 1, 1, -1), kept.view(b, 1, 1, -1))
+
+
+def normalized_mae(prediction: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """MAE after median / mean-absolute-deviation normalisation of both maps (relative labels).
+
+    Each map is normalised per image by
+    :func:`~depth_ros_training.losses.midas.normalize_median_mad` on the valid pixels; the MAE is
+    averaged per image, then over images. No trimming (the paper trims metric real-world MAE only).
+
+    Args:
+        prediction, target, valid: as :func:`trimmed_mae`.
+
+    Returns:
+        scalar tensor; 0 for any ``prediction = a * target + b`` with ``a > 0``.
+    """
+    mask = check_map_pair(prediction, target, valid, "normalized_mae")
+    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
+    pred_n, _, _ = normalize_median_mad(prediction, mask)
+    tgt_n, _, _ = normalize_median_mad(torch.where(mask, target, zero), mask)
+    return _masked_image_mean((pred_n - tgt_n).abs(), mask)
+
+
+def _box_count(mask: Tensor, size: int, stride: int = 1) -> Tensor:
+    """Number of True pixels in each ``size x size`` window (zero padding, so 'outside' counts 0)."""
+    ones = torch.ones(1, 1, size, size, dtype=torch.float32, device=mask.device)
+    return F.conv2d(mask.to(torch.float32), ones, padding=size // 2, stride=stride)
+
+
+def pyramid_level(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """One blur-and-downsample step of the Depth Pro derivative pyramid.
+
+    The 5x5 binomial blur (:data:`BLUR_1D` outer product) is a normalised convolution over the valid
+    pixels (``blur(x * m) / blur(m)``, zero padding), then every second row and column is kept
+    (rows/columns 0, 2, 4, ...). A coarse pixel is valid only if no invalid pixel *inside the image*
+    lies under its blur window, so holes never leak into the coarser levels; the image border is
+    not a hole (the kernel is renormalised there).
+
+    Args:
+        x: (B, 1, H, W) map (0 at invalid pixels).
+        valid: (B, 1, H, W) bool.
+
+    Returns:
+        (x (B, 1, ceil(H/2), ceil(W/2)), valid of the same shape).
+    """
+    k = (BLUR_1D[:, None] * BLUR_1D[None, :]).to(dtype=x.dtype, device=x.device).view(1, 1, 5, 5)
+    m = valid.to(x.dtype)
+    num = F.conv2d(x * m, k, padding=2, stride=2)
+    den = F.conv2d(m, k, padding=2, stride=2)
+    inside = torch.ones_like(valid, dtype=torch.bool)
+    holes = _box_count(inside, 5, 2) - _box_count(valid, 5, 2)
+    coarse_valid = holes < 0.5
+    out = torch.where(coarse_valid, num / torch.where(coarse_valid, den, torch.ones_like(den)), torch.zeros_like(num))
+    return out, coarse_valid
+
+
+def _derivative_error(diff: Tensor, valid: Tensor, operator: str, p: int) -> tuple[Tensor, Tensor]:
+    """Per-pixel ``|d_* diff|^p`` (summed over x and y for Scharr) on the 'valid' conv grid and its mask."""
+    if operator == "scharr":
+        k = torch.stack([SCHARR_X, SCHARR_X.T]).to(dtype=diff.dtype, device=diff.device).view(2, 1, 3, 3)
+    else:
+        k = LAPLACE.to(dtype=diff.dtype, device=diff.device).view(1, 1, 3, 3)
+    d = F.conv2d(diff, k)  # (B, 1 or 2, H - 2, W - 2), no padding: no border derivatives
+    e = d.abs().pow(p).sum(dim=1, keepdim=True)
+    footprint = (k.abs().sum(0, keepdim=True) > 0).to(torch.float32)
+    bad = F.conv2d((~valid).to(torch.float32), footprint)
+    return e, bad < 0.5
+
+
+def multiscale_derivative_loss(
+    prediction: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    operator: str = "scharr",
+    p: int = 1,
+    num_scales: int = 6,
+) -> Tensor:
+    """Depth Pro's multi-scale derivative loss ``L_{*,p,M}`` on canonical inverse depth.
+
+    At each of ``num_scales`` levels (level 0 = input, level j + 1 = :func:`pyramid_level` of level
+    j, applied to prediction and target alike) the derivative filter is applied without padding to
+    both maps, ``|d_* C - d_* C*|^p`` is taken per pixel (for Scharr the x and y components are
+    summed, as MiDaS's gradient term sums them; the paper does not say), and averaged over the
+    pixels whose filter window is entirely valid (``1/N_j``). The level means are averaged over
+    levels and images that have such pixels (``1/M``, then the batch mean).
+
+    Because the pyramid and the filters are linear for a fixed mask, this equals the loss computed
+    on the difference map ``C - C*``; that is how it is computed.
+
+    Sparse labels (LiDAR) have almost no fully valid 3x3 window: these losses are meant for dense
+    (synthetic / exact) labels, as in the paper's second stage.
+
+    Args:
+        prediction: (B, 1, H, W) predicted canonical inverse depth.
+        target: (B, 1, H, W) target (NaN allowed where invalid).
+        valid: (B, 1, H, W) mask or None.
+        operator: "scharr" (first derivative) or "laplace" (second derivative).
+        p: error norm exponent, 1 or 2.
+        num_scales: M >= 1 (6 in the paper).
+
+    Returns:
+        scalar tensor; 0 for identical maps, and for Scharr also when they differ by a constant.
+    """
+    if operator not in _OPERATORS:
+        raise ValueError(f"operator must be one of {_OPERATORS}, got {operator!r}")
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    if not isinstance(num_scales, int) or num_scales < 1:
+        raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}")
+    mask = check_map_pair(prediction, target, valid, "multiscale_derivative_loss")
+    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
+    diff = torch.where(mask, prediction - torch.where(mask, target, zero), zero)
+    sums, counts = [], []
+    for j in range(num_scales):
+        if j > 0:
+            diff, mask = pyramid_level(diff, mask)
+        if min(diff.shape[-2:]) < 3:
+            break
+        e, ok = _derivative_error(diff, mask, operator, p)
+        b = e.shape[0]
+        sums.append(torch.where(ok, e, zero).reshape(b, -1).sum(1))
+        counts.append(ok.reshape(b, -1).sum(1))
+    s = torch.stack(sums, 1)  # (B, levels)
+    n = torch.stack(counts, 1)
+    has = n > 0
+    if not bool(has.any()):
+        return prediction.sum() * 0.0
+    per_level = torch.where(has, s / n.clamp(min=1).to(s.dtype), zero)
+    levels = has.sum(1)
+    per_image = per_level.sum(1)[levels > 0] / levels[levels > 0].to(s.dtype)
+    return per_image.mean()
+
+
+def derivative_losses(
+    prediction: Tensor, target: Tensor, valid: Tensor | None = None, num_scales: int = 6
+) -> DerivativeLosses:
+    """MAGE, MALE and MSGE (the paper's ``L_{S,1,6}``, ``L_{L,1,6}``, ``L_{S,2,6}``).
+
+    Args:
+        prediction, target, valid: as :func:`multiscale_derivative_loss`.
+        num_scales: M (6 in the paper).
+
+    Returns:
+        :class:`DerivativeLosses`.
+    """
+    return DerivativeLosses(
+        mage=multiscale_derivative_loss(prediction, target, valid, "scharr", 1, num_scales),
+        male=multiscale_derivative_loss(prediction, target, valid, "laplace", 1, num_scales),
+        msge=multiscale_derivative_loss(prediction, target, valid, "scharr", 2, num_scales),
+    )
+
+
+def fov_loss(fov_pred_deg: Tensor, fov_true_deg: Tensor) -> Tensor:
+    """L2 loss of the focal-length head: ``mean((fov_pred - fov_true)^2)`` in degrees^2.
+
+    Depth Pro trains its FOV head with an L2 loss on the field of view; the unit is not stated in the
+    paper, degrees is what the ml-depth-pro FOV head outputs (``fov_deg``), so the loss is in
+    degrees^2 (1 deg of error = 1).
+
+    Args:
+        fov_pred_deg: (B,) predicted horizontal field of view, degrees.
+        fov_true_deg: (B,) true horizontal field of view, degrees (``2 atan(W / (2 f_px))``).
+
+    Returns:
+        scalar tensor.
+    """
+    if fov_pred_deg.ndim != 1 or fov_pred_deg.shape != fov_true_deg.shape:
+        raise ValueError(
+            f"fov_loss: expected (B,) predicted and true fields of view, got {tuple(fov_pred_deg.shape)} "
+            f"and {tuple(fov_true_deg.shape)}"
+        )
+    return ((fov_pred_deg - fov_true_deg) ** 2).mean()
