@@ -39,13 +39,13 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from depth_ros import msgconv
-from depth_ros.errors import InputError, ModelError
+from depth_ros.pipeline import FramePipeline, FrameRefused, FrameResult
 from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
 from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, refusing_as
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
@@ -56,132 +56,68 @@ __all__ = ["DepthPipeline", "FrameOutput", "create_depth_node", "main", "make_de
 
 BackendFactory = Callable[[DepthNodeConfig], Any]
 
+#: FrameRefused reasons of the frame pipeline -> the node's refusal phrases (throttle keys).
+_REFUSALS = {
+    "bad_camera_info": "bad camera_info",
+    "unsupported_encoding": "bad image",
+    "bad_image": "bad image",
+    "size_mismatch": "size mismatch",
+    "preprocess": "preprocess",
+    "non_finite_output": "bad model output",
+    "scale_failed": "no metric scale",
+}
+
 
 def default_backend_factory(config: DepthNodeConfig) -> Any:
-    """Load ``config.model_path`` with ``config.backend`` (create_backend)."""
+    """Load ``config.model_path`` with ``config.backend`` (create_backend, which runs the
+    output contract dry run)."""
     from depth_ros.inference.backend import create_backend
 
     options = {"threads": config.threads} if config.threads > 0 else {}
     return create_backend(config.model_path, config.backend, **options)
 
 
-@dataclass(frozen=True)
-class FrameOutput:
-    """What one frame produced (arrays; the node turns them into messages).
-
-    Attributes:
-        depth_m: (H, W) float32 metres at the camera resolution, NaN invalid.
-        scale, shift, scale_source, scale_support: from the scale policy.
-        valid_fraction: finite pixels / all pixels.
-        inference_ms: backend time.
-        camera_change: ``"<old> -> <new>"`` when this frame's camera differs from the previous
-            frame's (the per-camera state was rebuilt for it), else "".
-    """
-
-    depth_m: np.ndarray
-    rgb: np.ndarray
-    camera: Any
-    scale: float
-    shift: float
-    scale_source: str
-    scale_support: int
-    valid_fraction: float
-    inference_ms: float
-    camera_change: str = ""
+#: One frame's arrays and DepthInfo values (the frame pipeline's result).
+FrameOutput = FrameResult
 
 
-class DepthPipeline:
-    """Image message + CameraInfo message -> depth (no ROS; one core call per step).
+class DepthPipeline(FramePipeline):
+    """The frame pipeline (:class:`~depth_ros.pipeline.FramePipeline`) driven by the node's
+    parameters: refusals are :class:`~depth_ros.ros.intake.Refused` with the node's phrases.
 
     Args:
         backend: an InferenceBackend (``spec`` must be a depth kind).
-        config: the node config (range limits, scale policy).
-
-    Camera changes: every frame's camera (size, K, D) is compared with the previous frame's;
-    a change (a driver reconfigured, another bag looped) rebuilds the per-camera state (the
-    scale smoothing, which was fitted through the old intrinsics, and the old camera's
-    cached pixel rays) and is reported in :attr:`FrameOutput.camera_change`. Everything else
-    is computed from the frame's own camera.
+        config: the node config (its :meth:`~DepthNodeConfig.frame_config`).
+        contract_checked: the backend came from create_backend (contract dry run done).
     """
 
-    def __init__(self, backend: Any, config: DepthNodeConfig) -> None:
-        spec = backend.spec
-        if not spec.is_depth:
-            raise ModelError(f"{spec.name}: output_kind {spec.output_kind!r} is not a depth model")
-        self.backend = backend
-        self.spec = spec
-        self.config = config
-        self._postprocessor = self._make_postprocessor(config)
-        self.camera: Any = None  # the previous frame's CameraModel
+    def __init__(self, backend: Any, config: DepthNodeConfig, contract_checked: bool = True) -> None:
+        super().__init__(backend, config.frame_config(), contract_checked=contract_checked)
+        self.node_config = config  # self.config: its FrameConfig
 
-    def _make_postprocessor(self, config: DepthNodeConfig) -> Any:
-        """A DepthPostprocessor for ``config``; ModelSpecError when the policy does not fit the model."""
-        from depth_ros.core.postprocess import DepthPostprocessor, PostprocessConfig
-        from depth_ros.core.scale import ScaleConfig, validate_scale_policy
-
-        scale = ScaleConfig(
-            policy=config.scale_policy,
-            fixed_scale=config.scale_fixed,
-            camera_height_m=config.camera_height_m if config.camera_height_m > 0 else None,
-        )
-        validate_scale_policy(scale, self.spec)
-        return DepthPostprocessor(
-            self.spec, PostprocessConfig(min_range_m=config.min_range_m, max_range_m=config.max_range_m, scale=scale)
-        )
-
-    def update_config(self, config: DepthNodeConfig) -> None:
+    def update_config(self, config: DepthNodeConfig) -> None:  # type: ignore[override]
         """Apply a runtime config change (range, scale policy): the postprocessor is rebuilt.
 
         Raises:
             ParameterError: the new scale policy does not fit the model (config unchanged).
         """
         try:
-            self._postprocessor = self._make_postprocessor(config)
+            super().update_config(config.frame_config())
         except ValueError as exc:  # ModelSpecError is a ValueError
             raise ParameterError(f"parameter 'scale_policy': {exc}") from None
-        self.config = config
+        self.node_config = config
 
-    def reset(self) -> None:
-        """Forget temporal state (scale smoothing): after a time jump."""
-        self._postprocessor = self._make_postprocessor(self.config)
-
-    def follow_camera(self, camera: Any) -> str:
-        """Note this frame's camera; on a change rebuild the per-camera state (see the class
-        docstring). Returns ``"<old> -> <new>"`` on a change, else ""."""
-        from depth_ros.core.camera import camera_change
-        from depth_ros.core.pointcloud import forget_camera
-
-        old, self.camera = self.camera, camera
-        change = camera_change(old, camera)
-        if change is None:
-            return ""
-        self.reset()
-        forget_camera(old)
-        return change
-
-    def camera_text(self) -> str:
-        """The current camera in a few words (for /diagnostics)."""
-        cam = self.camera
-        return "none yet" if cam is None else f"{cam.width}x{cam.height} fx {cam.fx:.6g} fy {cam.fy:.6g} px"
-
-    def decode(self, image: Any, info: Any) -> tuple[np.ndarray, Any]:
+    def decode(self, image: Any, info: Any) -> tuple[np.ndarray, Any]:  # type: ignore[override]
         """(rgb (H, W, 3) uint8, CameraModel) of a message pair.
 
         Raises:
             Refused: (an InputError) "bad camera_info", "bad image" or "size mismatch".
         """
-        with refusing_as("bad camera_info"):
-            camera = msgconv.camera_info_to_model(info)
-        with refusing_as("bad image"):
-            if self.config.image_transport == "compressed":
-                rgb = msgconv.compressed_to_rgb(image)
-            else:
-                rgb = msgconv.image_to_rgb(image)
-        with refusing_as("size mismatch"):
-            msgconv.check_image_matches_camera(rgb, camera)
-        return rgb, camera
+        compressed = self.node_config.image_transport == "compressed"
+        with _refused():
+            return FramePipeline.decode(image, info, compressed)
 
-    def run(self, rgb: np.ndarray, camera: Any, sparse_points_cam: np.ndarray | None = None) -> FrameOutput:
+    def run(self, rgb: np.ndarray, camera: Any, sparse_points_cam: np.ndarray | None = None) -> FrameResult:
         """Preprocess, infer, postprocess one frame.
 
         Args:
@@ -190,38 +126,23 @@ class DepthPipeline:
 
         Raises:
             Refused: (an InputError) "bad model output": the network returned non-finite
-                values or an unusable shape; "preprocess": the frame cannot be fed to it.
+                values or an unusable shape; "preprocess": the frame cannot be fed to it;
+                "no metric scale": the scale policy had nothing to work with.
         """
-        from depth_ros.core.preprocess import preprocess
-        from depth_ros.core.scale import ScaleUnavailableError
+        with _refused():
+            tensor = self.preprocess(rgb, camera)
+        outputs, inference_ms = self.infer(tensor)
+        with refusing_as("bad model output"), _refused():  # a shape the contract forbids: this frame only
+            return self.postprocess(outputs, rgb, camera, sparse_points_cam, inference_ms)
 
-        change = self.follow_camera(camera)
-        with refusing_as("preprocess"):
-            pre = preprocess(rgb, camera, self.spec)
-        t0 = time.perf_counter()
-        outputs = self.backend.infer(pre.tensor)
-        inference_ms = (time.perf_counter() - t0) * 1e3
-        with refusing_as("bad model output"):
-            try:
-                result = self._postprocessor(outputs, camera, sparse_points_cam)
-            except ScaleUnavailableError as exc:  # the model is fine; the scale input is not
-                raise Refused("no metric scale", str(exc)) from None
-            depth_m = np.asarray(result.depth_m, dtype=np.float32)
-            if depth_m.shape != (camera.height, camera.width):
-                raise InputError(f"postprocess returned depth of shape {depth_m.shape}, expected {(camera.height, camera.width)}")
-        valid = float(np.count_nonzero(np.isfinite(depth_m))) / depth_m.size
-        return FrameOutput(
-            depth_m=depth_m,
-            rgb=rgb,
-            camera=camera,
-            scale=float(result.scale),
-            shift=float(result.shift),
-            scale_source=str(result.scale_source),
-            scale_support=int(result.scale_support),
-            valid_fraction=valid,
-            inference_ms=inference_ms,
-            camera_change=change,
-        )
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """Re-raise the frame pipeline's FrameRefused as the node's Refused phrase."""
+    try:
+        yield
+    except FrameRefused as exc:
+        raise Refused(_REFUSALS.get(exc.reason, exc.reason), str(exc)) from None
 
 
 def make_depth_node_class() -> type:
@@ -418,48 +339,32 @@ def make_depth_node_class() -> type:
 
         # -- worker ---------------------------------------------------------------------------
         def _process(self, pair: Pair) -> None:
-            from depth_ros.core.pointcloud import make_cloud
             from depth_ros.ros import messages
 
             assert self.pipeline is not None
             if self._intake.reset_requested:
                 self._intake.reset_requested = False
                 self.pipeline.reset()
-            config = self.pipeline.config
-            rgb, camera = self.pipeline.decode(pair.image, pair.info)
+            pipeline = self.pipeline
+            config = pipeline.config  # the FrameConfig, swapped whole on a parameter change
+            rgb, camera = pipeline.decode(pair.image, pair.info)
             header = pair.image.header
             # Followed here (not only in run) so that a change is logged even when this frame fails.
-            change = self.pipeline.follow_camera(camera)
+            change = pipeline.follow_camera(camera)
             if change:
                 self.get_logger().info(f"camera changed: {change}; per-camera state rebuilt")
-            out = self.pipeline.run(rgb, camera, self._sparse_points_for(header, config))
+            out = pipeline.run(rgb, camera, self._sparse_points_for(header, pipeline.node_config))
+            build = messages.rclpy_builder()
             # Depth first: the cloud (several MB) must not delay the image.
-            self.depth_pub.publish(messages.depth_image_msg(out.depth_m, header, config.depth_encoding))
+            self.depth_pub.publish(build.depth_image(out.depth_m, header, config.depth_encoding))
             latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6  # DepthInfo: received -> depth published
-            self.info_pub.publish(messages.camera_info_msg(pair.info, header))
+            self.info_pub.publish(build.copy_camera_info(pair.info, header))
             if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:
-                cloud = make_cloud(
-                    out.depth_m, camera, rgb=out.rgb if config.cloud_rgb else None,
-                    decimation=config.cloud_decimation, min_range_m=config.min_range_m, max_range_m=config.max_range_m,
-                )
-                self.cloud_pub.publish(messages.pointcloud_msg(cloud, header))
+                self.cloud_pub.publish(build.pointcloud(pipeline.cloud(out), header))
                 self.clouds_built += 1
-            self.meta_pub.publish(messages.depth_info_msg(
-                header,
-                model=self.pipeline.spec.name,
-                output_kind=self.pipeline.spec.output_kind,
-                backend=getattr(self.pipeline.backend, "name", "unknown"),
-                scale_source=out.scale_source,
-                scale=out.scale,
-                shift=out.shift,
-                scale_support=out.scale_support,
-                min_range_m=config.min_range_m,
-                max_range_m=config.max_range_m,
-                valid_fraction=out.valid_fraction,
-                inference_ms=out.inference_ms,
-                latency_ms=latency_ms,
-                frames_dropped=self.frames_dropped,
-                frames_received=self.frames_received,
+            self.meta_pub.publish(build.depth_info(
+                header, **pipeline.depth_info_fields(out), latency_ms=latency_ms,
+                frames_dropped=self.frames_dropped, frames_received=self.frames_received,
                 frames_skipped=self.frames_skipped_total,
             ))
             self.frames_published += 1

@@ -18,12 +18,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
+from depth_ros.config_fields import ParamInfo, check_described_fields, described, param_info
 from depth_ros.errors import DepthRosError
+from depth_ros.inference.backend import BACKEND_CHOICES
+from depth_ros.pipeline import DEPTH_ENCODINGS, SCALE_POLICIES, SYNC_TOLERANCE_MS, FrameConfig
 from depth_ros.ros.qos import OVERRIDE_PREFIX
 
 __all__ = [
     "BACKENDS",
     "DepthNodeConfig",
+    "FRAME_PARAMETERS",
     "ParamInfo",
     "ParameterError",
     "PoseNodeConfig",
@@ -36,11 +40,8 @@ __all__ = [
 ]
 
 #: Accepted values of the ``backend`` parameter (depth_ros.inference.backend.create_backend).
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "torch")
-#: Accepted values of ``scale_policy`` (see DepthInfo.msg, scale_source).
-SCALE_POLICIES = ("model", "none", "fixed", "canonical_focal", "sparse_alignment", "ground_plane")
+BACKENDS = BACKEND_CHOICES
 IMAGE_TRANSPORTS = ("raw", "compressed")
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
 #: Parameters every rclpy node has; never reported as unknown.
 _BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
 
@@ -49,26 +50,17 @@ class ParameterError(DepthRosError, ValueError):
     """A parameter value (or params file entry) is invalid; the message names the parameter."""
 
 
-@dataclass(frozen=True)
-class ParamInfo:
-    """How one config field is exposed as a ROS parameter.
-
-    Args:
-        description: shown by ``ros2 param describe``; says the unit.
-        read_only: set at start-up only.
-        min_value, max_value: inclusive range for numbers (FloatingPointRange/IntegerRange).
-        choices: the accepted strings, for string parameters.
-    """
-
-    description: str
-    read_only: bool = False
-    min_value: float | None = None
-    max_value: float | None = None
-    choices: tuple[str, ...] | None = None
-
-
 def _p(default: Any, description: str, **kwargs: Any) -> Any:
-    return field(default=default, metadata={"param": ParamInfo(description, **kwargs)})
+    return described(default, description, **kwargs)
+
+
+def _frame(name: str) -> Any:
+    """The field ``name`` of :class:`~depth_ros.pipeline.FrameConfig` as a node parameter:
+    the same default, description, range and choices (written once, there)."""
+    for f in dataclasses.fields(FrameConfig):
+        if f.name == name:
+            return field(default=f.default, metadata=dict(f.metadata))
+    raise KeyError(name)
 
 
 # /diagnostics (depth_ros.ros.diagnostics): the same parameters in both nodes.
@@ -104,35 +96,9 @@ def _check_diagnostics(config: Any) -> None:
         )
 
 
-def param_info(cls: type, name: str) -> ParamInfo:
-    """The :class:`ParamInfo` of field ``name`` of config class ``cls``."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.metadata["param"]
-    raise KeyError(name)
-
-
 def _check_fields(config: Any) -> None:
     """Type, range and choice checks of every field from its metadata (ParameterError)."""
-    for f in dataclasses.fields(config):
-        info: ParamInfo = f.metadata["param"]
-        value = getattr(config, f.name)
-        kind = type(f.default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)  # YAML `20` for a float parameter
-            object.__setattr__(config, f.name, value)
-        if type(value) is not kind:
-            raise ParameterError(
-                f"parameter '{f.name}': expected {kind.__name__}, got {type(value).__name__} {value!r}"
-            )
-        if kind is float and not math.isfinite(value):
-            raise ParameterError(f"parameter '{f.name}': expected a finite number, got {value}")
-        if info.min_value is not None and value < info.min_value:
-            raise ParameterError(f"parameter '{f.name}': {value} is below the minimum {info.min_value}")
-        if info.max_value is not None and value > info.max_value:
-            raise ParameterError(f"parameter '{f.name}': {value} is above the maximum {info.max_value}")
-        if info.choices is not None and value not in info.choices:
-            raise ParameterError(f"parameter '{f.name}': expected one of {list(info.choices)}, got {value!r}")
+    check_described_fields(config, ParameterError)
 
 
 @dataclass(frozen=True)
@@ -148,16 +114,31 @@ class DepthNodeConfig:
     backend: str = _p("auto", "inference backend; auto = TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU", read_only=True, choices=BACKENDS)
     threads: int = _p(0, "CPU threads for the backend; 0 = backend default", read_only=True, min_value=0, max_value=64)
     image_transport: str = _p("raw", "subscribe to 'image' (raw) or 'image/compressed' (jpeg/png)", read_only=True, choices=IMAGE_TRANSPORTS)
-    depth_encoding: str = _p("32FC1", "depth/image encoding: 32FC1 metres (NaN invalid) or 16UC1 millimetres (0 invalid)", choices=DEPTH_ENCODINGS)
-    min_range_m: float = _p(0.1, "depth nearer than this (m) is published as invalid", min_value=0.0, max_value=1000.0)
-    max_range_m: float = _p(20.0, "depth farther than this (m) is published as invalid", min_value=0.0, max_value=1000.0)
-    publish_cloud: bool = _p(True, "publish depth/points (built only while someone subscribes)")
-    cloud_decimation: int = _p(1, "point cloud stride in pixels (1 = every pixel)", min_value=1, max_value=16)
-    cloud_rgb: bool = _p(False, "xyzrgb cloud (point_step 32) instead of xyz (point_step 16)")
-    scale_policy: str = _p("model", "where metric scale comes from: model (already metric), none, fixed, canonical_focal, sparse_alignment, ground_plane", choices=SCALE_POLICIES)
-    scale_fixed: float = _p(1.0, "depth multiplier for scale_policy fixed", min_value=1e-6, max_value=1e6)
-    camera_height_m: float = _p(0.0, "camera height over a flat floor (m), for scale_policy ground_plane; 0 = unset", min_value=0.0, max_value=100.0)
-    sync_tolerance_ms: float = _p(1.0, "largest |image stamp - camera_info stamp| (ms) paired as one frame", min_value=0.0, max_value=1000.0)
+    # the frame pipeline's settings: default, description and range from FrameConfig
+    min_range_m: float = _frame("min_range_m")
+    max_range_m: float = _frame("max_range_m")
+    depth_encoding: str = _frame("depth_encoding")
+    publish_cloud: bool = _frame("publish_cloud")
+    cloud_decimation: int = _frame("cloud_decimation")
+    cloud_rgb: bool = _frame("cloud_rgb")
+    scale_policy: str = _frame("scale_policy")
+    scale_fixed: float = _frame("scale_fixed")
+    camera_height_m: float = _frame("camera_height_m")
+    scale_sparse_mode: str = _frame("scale_sparse_mode")
+    scale_min_support: int = _frame("scale_min_support")
+    scale_inlier_threshold: float = _frame("scale_inlier_threshold")
+    scale_smoothing: float = _frame("scale_smoothing")
+    scale_max_jump_ratio: float = _frame("scale_max_jump_ratio")
+    scale_max_rejected_jumps: int = _frame("scale_max_rejected_jumps")
+    scale_max_hold_frames: int = _frame("scale_max_hold_frames")
+    scale_gravity_cam: tuple = _frame("scale_gravity_cam")
+    scale_max_tilt_deg: float = _frame("scale_max_tilt_deg")
+    scale_ground_region: float = _frame("scale_ground_region")
+    scale_ground_samples: int = _frame("scale_ground_samples")
+    scale_min_ground_fraction: float = _frame("scale_min_ground_fraction")
+    scale_ransac_iterations: int = _frame("scale_ransac_iterations")
+    scale_seed: int = _frame("scale_seed")
+    sync_tolerance_ms: float = _p(SYNC_TOLERANCE_MS, "largest |image stamp - camera_info stamp| (ms) paired as one frame", min_value=0.0, max_value=1000.0)
     sparse_max_age_s: float = _p(0.2, "scale_policy sparse_alignment: use the newest 'sparse_points' cloud if its stamp is within this many seconds of the image", min_value=0.0, max_value=10.0)
     time_jump_reset_s: float = _p(1.0, "a stamp this much (s) older than the last frame resets the node (bag loop); smaller steps back are skipped", min_value=0.0, max_value=3600.0)
     diagnostics_period_s: float = _diagnostics_period()
@@ -168,14 +149,26 @@ class DepthNodeConfig:
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        if not self.min_range_m < self.max_range_m:
-            raise ParameterError(
-                f"parameter 'min_range_m': must be below max_range_m, got min_range_m={self.min_range_m}, "
-                f"max_range_m={self.max_range_m}"
-            )
+        self.frame_config()  # range order, ground_plane height, every scale field
         _check_diagnostics(self)
-        if self.scale_policy == "ground_plane" and self.camera_height_m <= 0.0:
-            raise ParameterError("parameter 'camera_height_m': scale_policy ground_plane needs camera_height_m > 0")
+
+    def frame_config(self) -> FrameConfig:
+        """The frame pipeline's config of these parameters.
+
+        Raises:
+            ParameterError: naming the parameter.
+        """
+        try:
+            return FrameConfig(**{name: getattr(self, name) for name in FRAME_PARAMETERS})
+        except ValueError as exc:
+            text = str(exc)
+            name = next((n for n in FRAME_PARAMETERS if text.startswith(n)), None)
+            if name is not None:
+                text = text[len(name):].lstrip(": ")
+            else:
+                name = next((n for n in FRAME_PARAMETERS if f"'{n}'" in text), "scale_policy")
+                text = text.replace(f"frame setting '{name}': ", "")
+            raise ParameterError(f"parameter '{name}': {text}") from None
 
 
 @dataclass(frozen=True)
@@ -210,6 +203,9 @@ class PoseNodeConfig:
             if not getattr(self, name):
                 raise ParameterError(f"parameter '{name}': must not be empty")
 
+
+#: The DepthNodeConfig parameters that are FrameConfig fields (the same names).
+FRAME_PARAMETERS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(FrameConfig))
 
 ConfigT = TypeVar("ConfigT", DepthNodeConfig, PoseNodeConfig)
 
@@ -266,6 +262,7 @@ def _descriptor(f: dataclasses.Field) -> Any:
         int: ParameterType.PARAMETER_INTEGER,
         float: ParameterType.PARAMETER_DOUBLE,
         str: ParameterType.PARAMETER_STRING,
+        tuple: ParameterType.PARAMETER_DOUBLE_ARRAY,
     }[kind]
     description = info.description
     if info.choices is not None:

@@ -1,0 +1,100 @@
+"""Described config fields: one definition of a setting's default, unit, range and choices.
+
+A component's frozen config dataclass declares each user-settable field with :func:`described`;
+the ROS parameters (:mod:`depth_ros.ros.params`), the YAML files and the CLI flags are built
+from that metadata (:func:`param_info`), so a default or a range is written once.
+
+Pure Python (no ROS): imported by the frame pipeline, the node parameters and the CLIs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ParamInfo", "check_described_fields", "described", "param_info"]
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """How one config field is exposed (as a ROS parameter, a YAML key, a CLI flag).
+
+    Args:
+        description: shown by ``ros2 param describe`` and ``--help``; says the unit.
+        read_only: set at start-up only (ROS parameters).
+        min_value, max_value: inclusive range for numbers (FloatingPointRange/IntegerRange).
+        choices: the accepted strings, for string fields.
+    """
+
+    description: str
+    read_only: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def described(default: Any, description: str, **kwargs: Any) -> Any:
+    """A dataclass field with ``default`` and its :class:`ParamInfo` (key ``"param"``)."""
+    return field(default=default, metadata={"param": ParamInfo(description, **kwargs)})
+
+
+def param_info(cls: type, name: str) -> ParamInfo:
+    """The :class:`ParamInfo` of field ``name`` of config class ``cls``.
+
+    Raises:
+        KeyError: ``cls`` has no described field ``name``.
+    """
+    for f in dataclasses.fields(cls):
+        if f.name == name and "param" in f.metadata:
+            return f.metadata["param"]
+    raise KeyError(name)
+
+
+def _as_float_tuple(value: Any, length: int) -> tuple[float, ...] | None:
+    """``value`` (a list, tuple or array.array of numbers) as a tuple of floats, or None."""
+    try:
+        items = list(value)
+    except TypeError:
+        return None
+    if len(items) != length or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
+        return None
+    return tuple(float(v) for v in items)
+
+
+def check_described_fields(config: Any, error: type[Exception] = ValueError, label: str = "parameter") -> None:
+    """Type, range and choice checks of every described field of a (frozen) ``config``.
+
+    An int given for a float field is converted (YAML ``20`` for ``20.0``); a sequence of
+    numbers for a tuple-of-floats field (a ROS double array) becomes a tuple of floats.
+
+    Raises:
+        error: ``"<label> '<name>': <what was expected>, got <value>"``.
+    """
+    for f in dataclasses.fields(config):
+        if "param" not in f.metadata:
+            continue
+        info: ParamInfo = f.metadata["param"]
+        value = getattr(config, f.name)
+        kind = type(f.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+            object.__setattr__(config, f.name, value)
+        if kind is tuple:
+            converted = _as_float_tuple(value, len(f.default))
+            if converted is None:
+                raise error(f"{label} '{f.name}': expected {len(f.default)} numbers, got {value!r}")
+            if not all(math.isfinite(v) for v in converted):
+                raise error(f"{label} '{f.name}': expected finite numbers, got {value!r}")
+            object.__setattr__(config, f.name, converted)
+            continue
+        if type(value) is not kind:
+            raise error(f"{label} '{f.name}': expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise error(f"{label} '{f.name}': expected a finite number, got {value}")
+        if info.min_value is not None and value < info.min_value:
+            raise error(f"{label} '{f.name}': {value} is below the minimum {info.min_value}")
+        if info.max_value is not None and value > info.max_value:
+            raise error(f"{label} '{f.name}': {value} is above the maximum {info.max_value}")
+        if info.choices is not None and value not in info.choices:
+            raise error(f"{label} '{f.name}': expected one of {list(info.choices)}, got {value!r}")
