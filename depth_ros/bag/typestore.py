@@ -7,6 +7,7 @@ bag written here embeds the same definition a colcon build generates code from, 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,9 @@ from depth_ros.errors import BagError
 if TYPE_CHECKING:
     from rosbags.typesys.store import Typestore
 
-__all__ = ["DEPTH_INFO_TYPE", "PACKAGE_MSGS", "find_msg_file", "output_typestore"]
+_log = logging.getLogger(__name__)
+
+__all__ = ["DEPTH_INFO_TYPE", "PACKAGE_MSGS", "find_msg_file", "output_typestore", "reading_typestore"]
 
 DEPTH_INFO_TYPE = "depth_ros/msg/DepthInfo"
 #: depth_ros message type -> file name under ``msg/``.
@@ -72,3 +75,21 @@ def output_typestore() -> "Typestore":
             raise BagError(f"{path}: cannot parse message definition ({exc})") from None
     typestore.register(types)
     return typestore
+
+
+@functools.lru_cache(maxsize=1)
+def reading_typestore() -> "Typestore":
+    """Definitions for reading bags that embed none (sqlite3 bags of ROS 2 Humble and older).
+
+    :func:`output_typestore` (ROS 2 standard types plus the package's messages), or the
+    standard types alone when the package's ``.msg`` files are not installed: a bag of camera
+    topics is still readable then, and one with DepthInfo fails when that topic is decoded.
+    Bags that embed their definitions (MCAP, newer sqlite3) are decoded with their own.
+    """
+    try:
+        return output_typestore()
+    except BagError as exc:
+        from rosbags.typesys import Stores, get_typestore
+
+        _log.warning("reading bags without the package's message types: %s", exc)
+        return get_typestore(Stores.ROS2_KILTED)

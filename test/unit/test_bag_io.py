@@ -6,9 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bag_support import T0_NS, camera_records, image_msg, write_bag
+from test_bag_support import T0_NS, camera_records, image_msg, tf_static_msg, write_bag
 
-from depth_ros.bag.reader import BagReader, TopicInfo, camera_namespace, select_camera_topics, select_lidar_topic
+from depth_ros.bag.reader import (
+    BagReader,
+    TopicInfo,
+    camera_namespace,
+    looks_like_mask,
+    select_camera_topics,
+    select_image_topic,
+    select_lidar_topic,
+)
 from depth_ros.bag.typestore import DEPTH_INFO_TYPE, find_msg_file, output_typestore
 from depth_ros.bag.writer import BagWriter
 from depth_ros.core.camera import CameraModel
@@ -241,6 +249,65 @@ def test_empty_camera_info_topic_is_refused() -> None:
     topics["/cam/camera_info"] = TopicInfo("/cam/camera_info", "sensor_msgs/msg/CameraInfo", 0)
     with pytest.raises(BagError, match="has no messages"):
         select_camera_topics(topics)
+
+
+def test_auto_choice_skips_mask_topics_like_depth_topics() -> None:
+    # The renderer's topics with its object mask (16UC1) and a mono8 segmentation mask: without
+    # the mask rule there would be three candidates and no automatic choice.
+    topics = _topics(
+        camera__image_raw="Image", camera__image_raw__compressed="CompressedImage", camera__camera_info="CameraInfo",
+        camera__depth__ground_truth="Image", camera__object_mask="Image", seg__Mask_mono8="Image",
+    )
+    assert select_camera_topics(topics) == ("/camera/image_raw", "/camera/camera_info")
+    assert looks_like_mask("/camera/object_mask") and looks_like_mask("/seg/Mask_mono8")
+    assert not looks_like_mask("/camera/image_raw") and not looks_like_mask("/camera/depth/image")
+    # a mask is still usable when named
+    assert select_image_topic(topics, "/camera/object_mask") == "/camera/object_mask"
+    only_mask = _topics(camera__object_mask="Image", camera__camera_info="CameraInfo")
+    with pytest.raises(BagError, match=r"no colour image topic .*/camera/object_mask"):
+        select_camera_topics(only_mask)
+
+
+def test_messages_name_the_option_the_caller_uses() -> None:
+    two = _topics(left__image_raw="Image", right__image_raw__compressed="CompressedImage")
+    with pytest.raises(BagError, match=r"several image topics .*/left/image_raw.*/right/image_raw/compressed.*; name one with image_topic$"):
+        select_image_topic(two, source="b.mcap", option="image_topic")
+    infos = _topics(cam__image_raw="Image", a__info="CameraInfo", b__info="CameraInfo")
+    with pytest.raises(BagError, match="name one with camera_info_topic$"):
+        select_camera_topics(infos, camera_info_option="camera_info_topic")
+
+
+def test_auto_choice_strips_every_transport_for_the_camera_info() -> None:
+    topics = _topics(front__image_raw__zstd="CompressedImage", front__camera_info="CameraInfo", other__camera_info="CameraInfo")
+    assert select_camera_topics(topics) == ("/front/image_raw/zstd", "/front/camera_info")
+
+
+def test_messages_in_a_log_time_window(tmp_path: Path) -> None:
+    path = write_bag(tmp_path / "w.mcap", camera_records(4, CAMERA))
+    with BagReader(path) as reader:
+        got = [(m.topic, m.log_time_ns) for m in reader.messages(["/cam/image_raw"], start_ns=T0_NS + 2 * 10**8, stop_ns=T0_NS + 2 * 10**8 + 1)]
+        assert got == [("/cam/image_raw", T0_NS + 2 * 10**8)]
+        tail = [m.log_time_ns for m in reader.messages(["/cam/image_raw", "/cam/camera_info"], start_ns=T0_NS + 3 * 10**8)]
+        assert tail == [T0_NS + 3 * 10**8] * 2
+
+
+def test_static_transforms_merge_namespaced_tf_static(tmp_path: Path) -> None:
+    identity = np.array([0.0, 0.0, 0.0, 1.0])
+    records = camera_records(1, CAMERA) + [
+        ("/tf_static", "tf2_msgs/msg/TFMessage", tf_static_msg(T0_NS, [("base_link", "mast", np.array([0.0, 0.0, 1.0]), identity)]), T0_NS),
+        # a namespaced robot's static transforms, with tf1-style leading slashes
+        ("/robot/tf_static", "tf2_msgs/msg/TFMessage", tf_static_msg(T0_NS, [("/mast", "/camera_optical_frame", np.array([0.5, 0.0, 0.0]), identity)]), T0_NS),
+        ("/robot/not_tf_static", "tf2_msgs/msg/TFMessage", tf_static_msg(T0_NS, [("base_link", "decoy", np.zeros(3), identity)]), T0_NS),
+    ]
+    path = write_bag(tmp_path / "tf.mcap", records)
+    with BagReader(path) as reader:
+        tree = reader.static_transforms()
+        np.testing.assert_allclose(tree.lookup("base_link", "camera_optical_frame")[:3, 3], [0.5, 0.0, 1.0])
+        assert "decoy" not in tree.frames
+        only = reader.static_transforms("/tf_static")
+        assert only.frames == ["base_link", "mast"]
+        with pytest.raises(BagError, match="no topic /nope"):
+            reader.static_transforms("/nope")
 
 
 def test_temp_names_do_not_collide_with_user_files(tmp_path: Path) -> None:
