@@ -162,6 +162,40 @@ def test_error_no_camera_info(bags):
         BagSequenceDataset(_config(bags["no_info"]), "all")
 
 
+def test_index_of_a_renderer_bag_with_an_object_mask_picks_the_camera(tmp_path):
+    # The renderer's bag: raw + jpeg camera, depth truth, the 16UC1 object mask, /odom, /tf_static.
+    from depth_ros.synthetic.bagio import write_bag
+
+    cfg = SynthConfig(width=64, height=32, frames=4, lidar_beams=0, seed=2, jpeg=True, object_mask=True)
+    bag = write_bag(cfg, tmp_path / "masked.mcap")
+    index = load_or_build_index(bag, cache_dir=tmp_path / "cache")
+    assert (index.image_topic, index.image_kind) == ("/camera/image_raw", "raw")
+    assert index.gt_depth_topic == "/camera/depth/ground_truth" and (index.gt_depth_log_ns >= 0).all()
+    # the base -> camera extrinsic comes from depth_ros.bag's /tf_static lookup
+    frames = list(render_sequence(cfg))
+    assert index.has_odometry and index.pose_valid.all()
+    np.testing.assert_allclose(index.T_odom_cam, np.stack([f.T_world_cam for f in frames]), atol=1e-6)
+
+
+def test_error_two_cameras_names_the_option(tmp_path):
+    # Two different cameras are not chosen between silently (a raw one used to win over a
+    # compressed one of another camera); the message names the training option.
+    from depth_ros.bag.writer import BagWriter
+    from rosbags.typesys import Stores, get_typestore
+
+    T = get_typestore(Stores.ROS2_KILTED).types
+    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    hdr = Header(stamp=Time(sec=1, nanosec=0), frame_id="cam")
+    path = tmp_path / "two.mcap"
+    with BagWriter(path, typestore=get_typestore(Stores.ROS2_KILTED)) as w:
+        w.add_topic("/front/image_raw", "sensor_msgs/msg/Image")
+        w.add_topic("/rear/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
+        w.write("/front/image_raw", T["sensor_msgs/msg/Image"](header=hdr, height=1, width=1, encoding="rgb8", is_bigendian=0, step=3, data=np.zeros(3, np.uint8)), 10**9)
+        w.write("/rear/image_raw/compressed", T["sensor_msgs/msg/CompressedImage"](header=hdr, format="jpeg", data=np.zeros(4, np.uint8)), 10**9)
+    with pytest.raises(BagError, match=r"two.mcap: several image topics .*/front/image_raw.*/rear/image_raw/compressed.*name one with image_topic"):
+        load_or_build_index(path, cache_dir=tmp_path / "cache")
+
+
 def test_error_too_few_frames(bags):
     with pytest.raises(BagError, match="2 images .* need at least 3"):
         BagSequenceDataset(_config(bags["short"]), "all")

@@ -5,6 +5,12 @@ cached on disk keyed by the bag's path, size and mtime plus the topic options, s
 is read end to end only the first time; samples then fetch single messages by log time
 (MCAP chunk index / sqlite timestamp query) through :class:`BagMessageReader`.
 
+Bags are read through :class:`depth_ros.bag.reader.BagReader`, with the package's one topic
+choice (:func:`~depth_ros.bag.reader.select_camera_topics`: depth and mask topics skipped, a raw
+image preferred over its own transports) and its static transforms
+(:meth:`~depth_ros.bag.reader.BagReader.static_transforms`), so training indexes the camera
+``depth-ros infer`` and ``depth-ros-train eval`` would pick in the same bag.
+
 Frames: camera poses are ``T_odom_cam`` (camera optical frame -> odometry frame), from
 ``/odom`` (pose of the odometry child frame, usually base_link) interpolated to each image
 stamp and composed with the base -> camera extrinsic found in ``/tf_static``.
@@ -15,27 +21,32 @@ import hashlib
 import json
 import logging
 import os
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from depth_ros.bag.reader import (
+    COMPRESSED_IMAGE_TYPE,
+    IMAGE_TYPE,
+    BagReader,
+    select_camera_topics,
+)
 from depth_ros.core.camera import CameraModel
-from depth_ros.errors import BagError
+from depth_ros.errors import BagError, InputError
 
-from depth_ros_training.data.geometry import interpolate_poses, transform_from_xyz_quat
+from depth_ros_training.data.geometry import interpolate_poses
 
 __all__ = ["BagIndex", "BagMessageReader", "IndexOptions", "load_or_build_index", "open_any_reader"]
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
-IMAGE_TYPES = {"sensor_msgs/msg/Image": "raw", "sensor_msgs/msg/CompressedImage": "compressed"}
+#: 2: topics chosen and /tf_static read by depth_ros.bag's rules (an index built by the old
+#: rules may name another camera topic, so it is rebuilt).
+INDEX_VERSION = 2
+IMAGE_TYPES = {IMAGE_TYPE: "raw", COMPRESSED_IMAGE_TYPE: "compressed"}
 ODOM_TYPE = "nav_msgs/msg/Odometry"
-TF_TYPE = "tf2_msgs/msg/TFMessage"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 
 @dataclass(frozen=True)
@@ -44,8 +55,10 @@ class IndexOptions:
 
     Args:
         image_topic: Image or CompressedImage topic; None picks the bag's only camera stream
-            (a raw Image is preferred over its ``/compressed`` twin).
-        camera_info_topic: None derives it: ``<ns>/camera_info`` next to ``<ns>/image_raw[/compressed]``.
+            by :func:`depth_ros.bag.reader.select_image_topic` (depth and mask topics and
+            ``gt_depth_topic`` skipped, a raw Image preferred over its own transports).
+        camera_info_topic: None: ``<ns>/camera_info`` next to ``<ns>/image_raw[/<transport>]``,
+            else the bag's only CameraInfo topic.
         odom_topic: nav_msgs/Odometry topic; missing in the bag is fine (no poses).
         gt_depth_topic: ground-truth depth Image (32FC1 m / 16UC1 mm), used only for
             validation metrics; missing is fine.
@@ -159,24 +172,14 @@ class BagIndex:
 
 
 def open_any_reader(bag_path: str | Path) -> Any:
-    """An opened rosbags ``AnyReader`` for a .mcap / .db3 file or a rosbag2 directory.
+    """An opened rosbags ``AnyReader`` of a bag, opened by :class:`BagReader` (its checks,
+    typestore and one-line errors). Kept for callers that use the rosbags API directly; new code
+    reads through :class:`BagReader`.
 
     Raises:
-        FileNotFoundError: the path does not exist.
-        BagError: rosbags cannot read it.
+        BagError: the bag is missing or unreadable.
     """
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
-    path = Path(bag_path)
-    if not path.exists():
-        raise FileNotFoundError(f"bag not found: {path}")
-    reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED))
-    try:
-        reader.open()
-    except Exception as exc:  # rosbags raises several unrelated types for corrupt bags
-        raise BagError(f"{path}: cannot read bag ({type(exc).__name__}: {exc})") from None
-    return reader
+    return BagReader(bag_path).open().rosbags_reader
 
 
 def _bag_fingerprint(path: Path) -> tuple[int, int]:
@@ -234,134 +237,42 @@ def _header_stamp_ns(raw: bytes) -> int:
     return sec * 1_000_000_000 + nsec
 
 
-def _pick_image_topic(topics: dict[str, str], options: IndexOptions, bag: Path) -> str:
-    if options.image_topic is not None:
-        if options.image_topic not in topics:
-            raise BagError(f"{bag}: no topic {options.image_topic!r}; topics: {sorted(topics)}")
-        if topics[options.image_topic] not in IMAGE_TYPES:
-            raise BagError(
-                f"{bag}: {options.image_topic!r} is {topics[options.image_topic]}, expected one of {sorted(IMAGE_TYPES)}"
-            )
-        return options.image_topic
-    candidates = [
-        t for t, typ in topics.items() if typ in IMAGE_TYPES and t != options.gt_depth_topic and "depth" not in t
-    ]
-    raw = [t for t in candidates if topics[t] == "sensor_msgs/msg/Image"]
-    pool = raw or candidates
-    if len(pool) != 1:
-        raise BagError(
-            f"{bag}: cannot choose the camera topic among {sorted(pool) or 'no image topics'}; set image_topic"
-        )
-    return pool[0]
-
-
-def _camera_info_topic(image_topic: str, options: IndexOptions) -> str:
-    if options.camera_info_topic is not None:
-        return options.camera_info_topic
-    parts = image_topic.rstrip("/").split("/")
-    if parts[-1] == "compressed":
-        parts = parts[:-1]
-    return "/".join(parts[:-1] + ["camera_info"])
-
-
-def _resolve_static_chain(edges: dict[tuple[str, str], np.ndarray], target: str, source: str) -> np.ndarray | None:
-    """``T_target_source`` through a tree of static transforms (BFS over both directions)."""
-    graph: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for (parent, child), T_parent_child in edges.items():
-        graph.setdefault(parent, []).append((child, T_parent_child))
-        graph.setdefault(child, []).append((parent, np.linalg.inv(T_parent_child)))
-    # T_target_node for each reached node
-    reached = {target: np.eye(4)}
-    queue = deque([target])
-    while queue:
-        node = queue.popleft()
-        for nxt, T_node_nxt in graph.get(node, []):
-            if nxt not in reached:
-                reached[nxt] = reached[node] @ T_node_nxt
-                queue.append(nxt)
-    return reached.get(source)
-
-
 def build_index(bag_path: Path, options: IndexOptions) -> BagIndex:
     """Scan a bag (one pass over the camera, odometry, tf_static and depth topics).
 
     Raises:
-        BagError: no camera topic, no CameraInfo, unusable intrinsics.
+        BagError: unreadable bag, no camera topic, no CameraInfo, unusable intrinsics.
     """
-    from depth_ros.msgconv import camera_info_to_model
-
-    reader = open_any_reader(bag_path)
-    try:
-        topics = {c.topic: c.msgtype for c in reader.connections}
-        image_topic = _pick_image_topic(topics, options, bag_path)
-        info_topic = _camera_info_topic(image_topic, options)
-        if topics.get(info_topic) != CAMERA_INFO_TYPE:
-            raise BagError(
-                f"{bag_path}: no sensor_msgs/CameraInfo on {info_topic!r} for {image_topic!r}; "
-                "training needs the intrinsics (record camera_info or set camera_info_topic)"
-            )
-        conns = {t: [c for c in reader.connections if c.topic == t] for t in topics}
+    with BagReader(bag_path) as reader:
+        topics = reader.topics
+        # the ground truth is an Image too: never a camera candidate, whatever its name
+        cameras = {name: info for name, info in topics.items() if name != options.gt_depth_topic}
+        image_topic, info_topic = select_camera_topics(
+            cameras, options.image_topic, options.camera_info_topic, source=str(bag_path),
+            image_option="image_topic", camera_info_option="camera_info_topic",
+        )
         notes: list[str] = []
-
-        # camera intrinsics: first CameraInfo; a later change of K is reported, not silently used
-        camera = None
-        camera_frame = ""
-        for conn, _, raw in reader.messages(connections=conns[info_topic]):
-            msg = reader.deserialize(raw, conn.msgtype)
-            model = camera_info_to_model(msg)
-            if camera is None:
-                camera, camera_frame = model, str(msg.header.frame_id)
-            elif model != camera:
-                raise BagError(f"{bag_path}: camera_info on {info_topic} changes during the bag; split the bag")
-        if camera is None:
-            raise BagError(f"{bag_path}: {info_topic} has no messages; training needs the intrinsics")
-
-        log_ns, stamp_ns = [], []
-        for _, t, raw in reader.messages(connections=conns[image_topic]):
-            log_ns.append(t)
-            stamp_ns.append(_header_stamp_ns(raw))
-        image_log_ns = np.asarray(log_ns, dtype=np.int64)
-        image_stamp_ns = np.asarray(stamp_ns, dtype=np.int64)
-        order = np.argsort(image_stamp_ns, kind="stable")
-        image_log_ns, image_stamp_ns = image_log_ns[order], image_stamp_ns[order]
-        keep = np.concatenate([[True], np.diff(image_stamp_ns) > 0]) if len(order) else np.zeros(0, bool)
-        if not np.all(keep):
-            notes.append(f"dropped {int((~keep).sum())} images with duplicate stamps")
-            image_log_ns, image_stamp_ns = image_log_ns[keep], image_stamp_ns[keep]
+        camera, camera_frame = _read_camera(reader, info_topic, bag_path)
+        image_log_ns, image_stamp_ns = _image_stamps(reader, image_topic, notes)
 
         n = len(image_stamp_ns)
         T_odom_cam = np.tile(np.eye(4), (n, 1, 1))
         pose_valid = np.zeros(n, dtype=bool)
         has_odometry = False
-        if topics.get(options.odom_topic) == ODOM_TYPE:
-            T_odom_cam, pose_valid, has_odometry = _camera_poses(
-                reader, conns, topics, options, camera_frame, image_stamp_ns, notes, bag_path
-            )
+        odom = topics.get(options.odom_topic)
+        if odom is not None and odom.msgtype == ODOM_TYPE:
+            T_odom_cam, pose_valid, has_odometry = _camera_poses(reader, options, camera_frame, image_stamp_ns, notes)
 
         gt_log_ns = np.full(n, -1, dtype=np.int64)
-        gt_topic = options.gt_depth_topic if topics.get(options.gt_depth_topic) == "sensor_msgs/msg/Image" else None
+        gt = topics.get(options.gt_depth_topic)
+        gt_topic = options.gt_depth_topic if gt is not None and gt.msgtype == IMAGE_TYPE else None
         if gt_topic is not None and n:
-            gt_stamps, gt_logs = [], []
-            for _, t, raw in reader.messages(connections=conns[gt_topic]):
-                gt_stamps.append(_header_stamp_ns(raw))
-                gt_logs.append(t)
-            if gt_stamps:
-                gs = np.asarray(gt_stamps, dtype=np.int64)
-                gl = np.asarray(gt_logs, dtype=np.int64)
-                o = np.argsort(gs)
-                gs, gl = gs[o], gl[o]
-                j = np.searchsorted(gs, image_stamp_ns).clip(0, len(gs) - 1)
-                j_prev = (j - 1).clip(0)
-                best = np.where(np.abs(gs[j_prev] - image_stamp_ns) < np.abs(gs[j] - image_stamp_ns), j_prev, j)
-                ok = np.abs(gs[best] - image_stamp_ns) <= int(options.stamp_tolerance_s * 1e9)
-                gt_log_ns = np.where(ok, gl[best], -1)
-    finally:
-        reader.close()
+            gt_log_ns = _match_ground_truth(reader, gt_topic, image_stamp_ns, options.stamp_tolerance_s)
 
     return BagIndex(
         bag_path=str(Path(bag_path).resolve()),
         image_topic=image_topic,
-        image_kind=IMAGE_TYPES[topics[image_topic]],
+        image_kind=IMAGE_TYPES[topics[image_topic].msgtype],
         camera=camera,
         camera_frame=camera_frame,
         image_log_ns=image_log_ns,
@@ -375,12 +286,71 @@ def build_index(bag_path: Path, options: IndexOptions) -> BagIndex:
     )
 
 
-def _camera_poses(reader, conns, topics, options, camera_frame, image_stamp_ns, notes, bag_path):
-    """(T_odom_cam (N,4,4), valid (N,), has_odometry) from /odom and /tf_static."""
+def _read_camera(reader: BagReader, info_topic: str, bag_path: Path) -> tuple[CameraModel, str]:
+    """(camera, frame_id) of the first CameraInfo; a later change of the intrinsics is refused."""
+    from depth_ros.msgconv import camera_info_to_model
+
+    camera = None
+    camera_frame = ""
+    for message in reader.messages([info_topic]):
+        msg = reader.deserialize(message)
+        try:
+            model = camera_info_to_model(msg)
+        except InputError as exc:
+            raise BagError(f"{bag_path}: camera_info {info_topic} unusable: {exc}") from None
+        if camera is None:
+            camera, camera_frame = model, str(msg.header.frame_id)
+        elif model != camera:
+            raise BagError(f"{bag_path}: camera_info on {info_topic} changes during the bag; split the bag")
+    if camera is None:
+        raise BagError(f"{bag_path}: {info_topic} has no messages; training needs the intrinsics")
+    return camera, camera_frame
+
+
+def _image_stamps(reader: BagReader, image_topic: str, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(log_ns, stamp_ns), (N,) int64 each, sorted by header stamp; duplicate stamps dropped."""
+    log_ns, stamp_ns = [], []
+    for message in reader.messages([image_topic]):
+        log_ns.append(message.log_time_ns)
+        stamp_ns.append(_header_stamp_ns(message.data))
+    image_log_ns = np.asarray(log_ns, dtype=np.int64)
+    image_stamp_ns = np.asarray(stamp_ns, dtype=np.int64)
+    order = np.argsort(image_stamp_ns, kind="stable")
+    image_log_ns, image_stamp_ns = image_log_ns[order], image_stamp_ns[order]
+    keep = np.concatenate([[True], np.diff(image_stamp_ns) > 0]) if len(order) else np.zeros(0, bool)
+    if not np.all(keep):
+        notes.append(f"dropped {int((~keep).sum())} images with duplicate stamps")
+        image_log_ns, image_stamp_ns = image_log_ns[keep], image_stamp_ns[keep]
+    return image_log_ns, image_stamp_ns
+
+
+def _match_ground_truth(reader: BagReader, gt_topic: str, image_stamp_ns: np.ndarray, tolerance_s: float) -> np.ndarray:
+    """(N,) int64 log time of the ground-truth depth nearest each image stamp, -1 beyond ``tolerance_s``."""
+    gt_stamps, gt_logs = [], []
+    for message in reader.messages([gt_topic]):
+        gt_stamps.append(_header_stamp_ns(message.data))
+        gt_logs.append(message.log_time_ns)
+    if not gt_stamps:
+        return np.full(len(image_stamp_ns), -1, dtype=np.int64)
+    gs = np.asarray(gt_stamps, dtype=np.int64)
+    gl = np.asarray(gt_logs, dtype=np.int64)
+    o = np.argsort(gs)
+    gs, gl = gs[o], gl[o]
+    j = np.searchsorted(gs, image_stamp_ns).clip(0, len(gs) - 1)
+    j_prev = (j - 1).clip(0)
+    best = np.where(np.abs(gs[j_prev] - image_stamp_ns) < np.abs(gs[j] - image_stamp_ns), j_prev, j)
+    ok = np.abs(gs[best] - image_stamp_ns) <= int(tolerance_s * 1e9)
+    return np.where(ok, gl[best], -1)
+
+
+def _camera_poses(
+    reader: BagReader, options: IndexOptions, camera_frame: str, image_stamp_ns: np.ndarray, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(T_odom_cam (N, 4, 4), valid (N,), has_odometry) from the odometry and /tf_static."""
     stamps, xyz, quat = [], [], []
-    child_frame = None
-    for conn, _, raw in reader.messages(connections=conns[options.odom_topic]):
-        msg = reader.deserialize(raw, conn.msgtype)
+    child_frame = ""
+    for message in reader.messages([options.odom_topic]):
+        msg = reader.deserialize(message)
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         stamps.append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
         xyz.append((p.x, p.y, p.z))
@@ -390,23 +360,10 @@ def _camera_poses(reader, conns, topics, options, camera_frame, image_stamp_ns, 
     if not stamps:
         notes.append(f"{options.odom_topic} has no messages")
         return np.tile(np.eye(4), (n, 1, 1)), np.zeros(n, bool), False
-    edges: dict[tuple[str, str], np.ndarray] = {}
-    for topic, typ in topics.items():
-        if typ != TF_TYPE or not topic.endswith("tf_static"):
-            continue
-        for conn, _, raw in reader.messages(connections=conns[topic]):
-            msg = reader.deserialize(raw, conn.msgtype)
-            for tf in msg.transforms:
-                tr, rot = tf.transform.translation, tf.transform.rotation
-                edges[(str(tf.header.frame_id), str(tf.child_frame_id))] = transform_from_xyz_quat(
-                    np.array([tr.x, tr.y, tr.z]), np.array([rot.x, rot.y, rot.z, rot.w])
-                )
-    if child_frame == camera_frame:
-        T_base_cam = np.eye(4)
-    else:
-        T_base_cam = _resolve_static_chain(edges, child_frame, camera_frame)
-    if T_base_cam is None:
-        notes.append(f"no /tf_static chain from {child_frame!r} to the camera frame {camera_frame!r}")
+    try:
+        T_base_cam = reader.static_transforms().lookup(child_frame, camera_frame)
+    except InputError as exc:  # frames not connected, or a loop in /tf_static
+        notes.append(f"no /tf_static chain from {child_frame!r} to the camera frame {camera_frame!r} ({exc})")
         return np.tile(np.eye(4), (n, 1, 1)), np.zeros(n, bool), False
     s = np.asarray(stamps, dtype=np.int64)
     o = np.argsort(s, kind="stable")
@@ -427,31 +384,27 @@ class BagMessageReader:
 
     def __init__(self, bag_path: str | Path) -> None:
         self.bag_path = str(bag_path)
-        self._reader: Any = None
+        self._reader: BagReader | None = None
         self._pid = -1
-        self._conns: dict[str, list[Any]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"bag_path": self.bag_path, "_reader": None, "_pid": -1, "_conns": {}}
+        return {"bag_path": self.bag_path, "_reader": None, "_pid": -1}
 
-    def _open(self) -> Any:
+    def _open(self) -> BagReader:
         if self._reader is None or self._pid != os.getpid():
-            self._reader = open_any_reader(self.bag_path)
+            self._reader = BagReader(self.bag_path).open()  # a forked parent's reader is left alone
             self._pid = os.getpid()
-            self._conns = {}
-            for c in self._reader.connections:
-                self._conns.setdefault(c.topic, []).append(c)
         return self._reader
 
     def read(self, topic: str, log_ns: int) -> Any:
         """The deserialised message on ``topic`` logged at ``log_ns``.
 
         Raises:
-            BagError: no such message (the bag changed after it was indexed?).
+            BagError: no such topic or message (the bag changed after it was indexed?).
         """
         reader = self._open()
-        for conn, _, raw in reader.messages(connections=self._conns.get(topic, []), start=int(log_ns), stop=int(log_ns) + 1):
-            return reader.deserialize(raw, conn.msgtype)
+        for message in reader.messages([topic], start_ns=int(log_ns), stop_ns=int(log_ns) + 1):
+            return reader.deserialize(message)
         raise BagError(f"{self.bag_path}: no message on {topic} at log time {log_ns} ns (bag changed since indexing?)")
 
     def close(self) -> None:
