@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from depth_ros.bag.reader import CAMERA_INFO_TYPE, IMAGE_TYPE, POINTCLOUD2_TYPE, looks_like_depth, looks_like_mask
 from depth_ros.errors import BagError, DepthRosError, InputError
 
 from depth_ros_training.eval.boundary import si_boundary_f1, si_boundary_recall
@@ -62,9 +63,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-POINTCLOUD2_TYPE = "sensor_msgs/msg/PointCloud2"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 #: Mask encodings: 8-bit ones are alpha (foreground where > 0.1 of full scale, as Depth Pro's
@@ -238,10 +236,6 @@ def _listing(topics: dict[str, Any]) -> str:
     return ", ".join(str(t) for t in sorted(topics.values(), key=lambda t: t.name)) or "none"
 
 
-def _looks_like_depth(name: str) -> bool:
-    return any(w in part.lower() for part in name.split("/") if part for w in ("depth", "disparity"))
-
-
 def select_truth_topic(topics: dict[str, Any], truth_topic: str | None, source: str, exclude: Sequence[str] = ()) -> tuple[str, str]:
     """The truth topic and its kind ("dense" or "lidar").
 
@@ -258,7 +252,7 @@ def select_truth_topic(topics: dict[str, Any], truth_topic: str | None, source: 
             found = f"is {info.msgtype}" if info else "is not in the bag"
             raise BagError(f"{source}: truth topic {truth_topic} {found} (need a depth Image or a PointCloud2); topics: {_listing(topics)}")
         return truth_topic, "dense" if info.msgtype == IMAGE_TYPE else "lidar"
-    dense = [t for t in topics.values() if t.msgtype == IMAGE_TYPE and t.count > 0 and _looks_like_depth(t.name) and t.name not in exclude]
+    dense = [t for t in topics.values() if t.msgtype == IMAGE_TYPE and t.count > 0 and looks_like_depth(t.name) and t.name not in exclude]
     if len(dense) == 1:
         return dense[0].name, "dense"
     if len(dense) > 1:
@@ -391,14 +385,10 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
     return _Truth(bag, topic, kind, camera, camera_frame, trajectory, note, used_mask, image_topic, info_topic)
 
 
-def _looks_like_mask(name: str) -> bool:
-    return any("mask" in part.lower() for part in name.split("/") if part)
-
-
 def _auto_mask_topic(reader: Any, topics: dict[str, Any], image_topic: str | None) -> str | None:
     """The only Image topic named like a mask (not the named camera) whose first message is of
     a :data:`MASK_DTYPES` encoding; None when there is none or several."""
-    found = [t.name for t in topics.values() if t.msgtype == IMAGE_TYPE and t.count > 0 and _looks_like_mask(t.name) and t.name != image_topic]
+    found = [t.name for t in topics.values() if t.msgtype == IMAGE_TYPE and t.count > 0 and looks_like_mask(t.name) and t.name != image_topic]
     if len(found) != 1:
         if found:
             _log.info("several mask-like topics (%s): no mask boundary recall unless one is named with --mask-topic", ", ".join(found))
