@@ -16,6 +16,7 @@ from depth_ros_training.losses.depth_pro import (
     multiscale_derivative_loss,
     normalized_mae,
     pyramid_level,
+    ssi_gradient_loss,
     trimmed_mae,
 )
 
@@ -181,6 +182,15 @@ def test_derivative_loss_ignores_pixels_next_to_holes():
     out = multiscale_derivative_loss(pred, target, valid, operator="scharr", num_scales=1)
     # remaining windows centred on columns 1, 2 (left) and 6, 7, 8 (right): none straddles the step
     assert out.item() == 0.0
+
+
+def test_ssi_gradient_loss_is_affine_invariant_and_sees_edges(gen):
+    target = _step(16, 20, 10) + 0.1 * torch.rand(1, 1, 16, 20, generator=gen, dtype=torch.float64)
+    assert ssi_gradient_loss(4.0 * target + 3.0, target).item() == pytest.approx(0.0, abs=1e-12)
+    blurred = 0.5 * (target + target.roll(1, dims=-1))
+    base = ssi_gradient_loss(blurred, target)
+    assert base.item() > 1e-3
+    torch.testing.assert_close(ssi_gradient_loss(0.3 * blurred - 1.0, target), base)
 
 
 def test_gradcheck_float64(gen):

@@ -24,6 +24,8 @@ silent is said at each function):
   ``d_*`` a Scharr (first derivative) or Laplace (second derivative) filter;
   :func:`derivative_losses` gives the paper's shorthands ``MAGE = L_{S,1,6}``, ``MALE = L_{L,1,6}``,
   ``MSGE = L_{S,2,6}``;
+* :func:`ssi_gradient_loss`: the paper's first stage adds a scale-and-shift-invariant gradient loss on
+  synthetic data without giving its formula; ours is MAGE on median/MAD-normalised maps;
 * :func:`fov_loss`: the focal-length head is trained with an L2 loss on the horizontal field of
   view (in degrees here, the unit the ml-depth-pro FOV head outputs).
 """
@@ -46,6 +48,7 @@ __all__ = [
     "multiscale_derivative_loss",
     "normalized_mae",
     "pyramid_level",
+    "ssi_gradient_loss",
     "trimmed_mae",
 ]
 
@@ -320,6 +323,27 @@ def derivative_losses(
         male=multiscale_derivative_loss(prediction, target, valid, "laplace", 1, num_scales),
         msge=multiscale_derivative_loss(prediction, target, valid, "scharr", 2, num_scales),
     )
+
+
+def ssi_gradient_loss(prediction: Tensor, target: Tensor, valid: Tensor | None = None, num_scales: int = 6) -> Tensor:
+    """Scale-and-shift-invariant gradient loss (Depth Pro stage 1, synthetic sources).
+
+    The paper names this term without a formula; our reading: both maps normalised per image by
+    :func:`~depth_ros_training.losses.midas.normalize_median_mad` on the valid pixels, then MAGE
+    (:func:`multiscale_derivative_loss`, Scharr, L1, ``num_scales`` levels).
+
+    Args:
+        prediction, target, valid: as :func:`multiscale_derivative_loss`.
+        num_scales: M (6, as the paper's other derivative losses).
+
+    Returns:
+        scalar tensor; 0 for any ``prediction = a * target + b`` with ``a > 0``.
+    """
+    mask = check_map_pair(prediction, target, valid, "ssi_gradient_loss")
+    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
+    pred_n, _, _ = normalize_median_mad(prediction, mask)
+    tgt_n, _, _ = normalize_median_mad(torch.where(mask, target, zero), mask)
+    return multiscale_derivative_loss(pred_n, tgt_n, mask, "scharr", 1, num_scales)
 
 
 def fov_loss(fov_pred_deg: Tensor, fov_true_deg: Tensor) -> Tensor:

@@ -195,10 +195,10 @@ def normalize_median_mad(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tens
 
 
 def _batch_based(total: Tensor, count: Tensor, like: Tensor) -> Tensor:
-    """``total / count``; a differentiable 0 when nothing is valid."""
-    if count.item() == 0:
-        return like.sum() * 0.0
-    return total / count
+    """``total / count``; 0 when nothing is valid (``total`` is then a sum over nothing).
+
+    No host sync: the count stays a tensor."""
+    return total / count.clamp(min=1).to(like.dtype)
 
 
 def gradient_matching_loss(prediction: Tensor, target: Tensor, valid: Tensor | None = None, num_scales: int = 4) -> Tensor:
