@@ -22,7 +22,7 @@ import numpy as np
 
 from depth_ros.errors import ModelError
 from depth_ros.safeio import write_atomically
-from depth_ros.inference.backend import spec_input_shape
+from depth_ros.inference.contract import spec_input_shape
 from depth_ros.inference.spec import METADATA_KEY, ModelSpec
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from depth_ros.errors import BackendError, ModelError
-from depth_ros.inference.backend import TensorInfo, check_input_array, check_model_io
+from depth_ros.inference.contract import TensorInfo, check_input_array, check_model_io
 from depth_ros.inference.spec import ModelSpec
 
 __all__ = ["OPTIONS", "OnnxRuntimeBackend", "default_threads"]

@@ -35,7 +35,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from depth_ros.errors import BackendError, ModelError
-from depth_ros.inference.backend import (
+from depth_ros.inference.contract import (
     InferenceBackend,
     TensorInfo,
     check_input_array,
@@ -296,11 +296,11 @@ def create_tensorrt_backend(
 
 
 def _onnxruntime_fallback(path: Path, spec: ModelSpec, options: dict[str, Any]) -> InferenceBackend:
-    from depth_ros.inference.backend import select_backend
     from depth_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from depth_ros.inference.probes import probe_onnxruntime_cuda
 
-    kind = select_backend(path, "onnxruntime").kind
-    return OnnxRuntimeBackend(path, spec, device="cuda" if kind == "onnxruntime-cuda" else "cpu", **options)
+    device = "cuda" if probe_onnxruntime_cuda().available else "cpu"  # as select_backend's "onnxruntime"
+    return OnnxRuntimeBackend(path, spec, device=device, **options)
 
 
 # -- TensorRT calls (unverified here: no TensorRT, no GPU) -------------------------------------

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from depth_ros.errors import BackendError, ModelError
-from depth_ros.inference.backend import check_input_array
+from depth_ros.inference.contract import check_input_array
 from depth_ros.inference.spec import ModelSpec, sidecar_candidates
 
 if TYPE_CHECKING:

@@ -317,7 +317,10 @@ def test_cli_writes_encoder_weights_that_load_into_dispnet_strictly(shapes_bag, 
 
 
 def test_cli_errors_are_one_line_naming_the_file(shapes_bag, tmp_path, capsys):
-    from depth_ros_training.pretrain.cli import main
+    from depth_ros_training.cli import main as train_main
+
+    def main(argv):
+        return train_main(["pretrain", *argv])
 
     assert main(_cli_args(shapes_bag, tmp_path, "--data.data.image_topic", "/camera/missing")) == 1
     err = capsys.readouterr().err.strip()

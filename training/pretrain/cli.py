@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,7 +36,7 @@ import torch
 
 from depth_ros.errors import DepthRosError
 
-__all__ = ["PretrainConfigError", "build_objects", "build_parser", "main", "run", "write_encoder_weights"]
+__all__ = ["PretrainConfigError", "build_objects", "build_parser", "run", "write_encoder_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +124,7 @@ def run(argv: Sequence[str]) -> int:
     from depth_ros_training.callbacks import EpochProgressBar, tidy_lightning_output
     from depth_ros_training.checkpoint import SafeCheckpointIO
 
+    tidy_lightning_output()  # before the first Lightning message (the seed): one handler, one line
     parser = build_parser()
     cfg = parser.parse_args(list(argv))
     if cfg.seed_everything is not None:
@@ -138,7 +138,6 @@ def run(argv: Sequence[str]) -> int:
         callbacks.append(resume)
     if trainer_kwargs.get("enable_progress_bar") is not False:
         callbacks.append(EpochProgressBar())
-    tidy_lightning_output()
     try:
         trainer = pl.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, plugins=[SafeCheckpointIO()])
     except (ValueError, MisconfigurationException) as exc:
@@ -155,15 +154,3 @@ def run(argv: Sequence[str]) -> int:
         write_encoder_weights(model.encoder_state_dict(), out)
         print(f"encoder weights (ResNet-{model.hparams.num_layers}): {out}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m depth_ros_training.pretrain.cli``): the same as
-    ``depth-ros-train pretrain`` (its one-line errors, ``-v`` and exit codes)."""
-    from depth_ros_training.cli import main as train_main
-
-    return train_main(["pretrain", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
