@@ -24,6 +24,7 @@ __all__ = [
     "matrix_to_axis_angle",
     "matrix_to_quaternion",
     "quaternion_to_matrix",
+    "rotation_angle",
     "rpy_to_matrix",
     "skew",
     "slerp",
@@ -198,6 +199,22 @@ def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
         2.0 * np.arctan2(n, w) / np.where(small, 1.0, n),
     )
     return v * factor[..., None]
+
+
+def rotation_angle(R: np.ndarray) -> np.ndarray:
+    """Angles of rotation matrices, ``|matrix_to_axis_angle(R)|``.
+
+    ``2 atan2(|v|, w)`` of the quaternion rather than ``arccos((trace - 1) / 2)``: the arccos
+    form loses half the digits near 0 (an angle of 1e-8 rad comes out as 0 or 1.5e-8) and near pi.
+
+    Args:
+        R: (..., 3, 3) rotation matrices.
+
+    Returns:
+        (...) float64 angles in [0, pi] radians.
+    """
+    q = matrix_to_quaternion(R)
+    return 2.0 * np.arctan2(np.linalg.norm(q[..., :3], axis=-1), q[..., 3])
 
 
 def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:

@@ -11,6 +11,7 @@ from depth_ros.core.rotation import (
     matrix_to_axis_angle,
     matrix_to_quaternion,
     quaternion_to_matrix,
+    rotation_angle,
     rpy_to_matrix,
     skew,
     slerp,
@@ -137,3 +138,11 @@ def test_slerp_halfway_and_shortest_arc() -> None:
     # -rz90 is the same rotation: slerp takes the short way and gives the same halfway rotation.
     np.testing.assert_allclose(quaternion_to_matrix(slerp(identity, -rz90, np.array(0.5))), quaternion_to_matrix(half), atol=1e-15)
     np.testing.assert_allclose(slerp(identity, identity, np.array(0.3)), identity)
+
+
+@pytest.mark.parametrize("theta", [0.0, 1e-9, 1e-5, 0.7, math.pi - 1e-9, math.pi])
+def test_rotation_angle_keeps_its_digits(theta: float) -> None:
+    R = axis_angle_to_matrix(theta * np.array([0.6, 0.0, -0.8]))
+    # arccos((trace - 1) / 2) gives 0 for 1e-9 rad: the angle here keeps 1e-9 to 1e-15 relative
+    assert float(rotation_angle(R)) == pytest.approx(theta, rel=1e-6, abs=1e-15)
+    assert rotation_angle(np.stack([R, np.eye(3)])).shape == (2,)

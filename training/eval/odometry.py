@@ -15,7 +15,9 @@ aligns them, the RPE only uses relative motion).
   ``step`` frames) and every segment length L, the last frame is the first whose distance along
   the *reference* path exceeds the first's by more than L; the error transform is
   ``inv(est_i^-1 est_j) @ (ref_i^-1 ref_j)``; translation error ``|t| / L`` (reported in %)
-  and rotation error ``angle / L`` (deg/m), averaged over all segments. As in the devkit the
+  and rotation error ``angle / L`` (deg/m), averaged over all segments (the angle by
+  :func:`depth_ros.core.rotation.rotation_angle`, where the devkit takes the arccos of the
+  trace: the same but near 0, where the arccos loses half its digits). As in the devkit the
   division is by the nominal L (not the travelled distance, which exceeds L by up to one
   frame's motion). The devkit's lengths (100 .. 800 m) and step (10 frames) suit cars; here they
   are arguments (:func:`default_segment_lengths` picks lengths for a short robot run).
@@ -25,6 +27,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from depth_ros.core.rotation import rotation_angle
 
 __all__ = [
     "AteResult",
@@ -175,11 +179,6 @@ def default_segment_lengths(path_length_m: float) -> tuple[float, ...]:
     return tuple(float(path_length_m * f) for f in (0.1, 0.2, 0.3, 0.4, 0.5))
 
 
-def _rotation_angle(R: np.ndarray) -> np.ndarray:
-    cos = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
-    return np.arccos(np.clip(cos, -1.0, 1.0))
-
-
 def relative_pose_error(
     T_ref: np.ndarray, T_est: np.ndarray, segment_lengths_m: tuple[float, ...], step: int = 1, scale: float = 1.0
 ) -> RpeResult:
@@ -217,7 +216,7 @@ def relative_pose_error(
     est_rel = np.linalg.inv(T_est[i]) @ T_est[j]
     err = np.linalg.inv(est_rel) @ ref_rel
     t_err = np.linalg.norm(err[:, :3, 3], axis=1) / L
-    r_err = _rotation_angle(err[:, :3, :3]) / L
+    r_err = rotation_angle(err[:, :3, :3]) / L
     return RpeResult(
         translation_pct=float(100.0 * t_err.mean()),
         rotation_deg_per_m=float(np.degrees(r_err.mean())),
