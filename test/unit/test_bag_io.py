@@ -310,6 +310,25 @@ def test_static_transforms_merge_namespaced_tf_static(tmp_path: Path) -> None:
             reader.static_transforms("/nope")
 
 
+def test_bag_without_embedded_definitions_is_read_with_the_standard_types(tmp_path: Path) -> None:
+    # A sqlite3 bag as ROS 2 Humble records it: no message definitions stored.
+    import sqlite3
+
+    from rosbags.highlevel import AnyReader
+
+    path = write_bag(tmp_path / "humble.db3", camera_records(2, CAMERA))
+    con = sqlite3.connect(path)
+    con.execute("DELETE FROM message_definitions")
+    con.execute("UPDATE topics SET type_description_hash = ''")
+    con.commit()
+    con.close()
+    with pytest.raises(Exception, match="no type definitions"):
+        AnyReader([path]).open()  # what every reader without a default typestore met
+    with BagReader(path) as reader:
+        widths = [reader.deserialize(m).width for m in reader.messages(["/cam/image_raw"])]
+    assert widths == [8, 8]
+
+
 def test_temp_names_do_not_collide_with_user_files(tmp_path: Path) -> None:
     (tmp_path / "bag").mkdir()  # a user directory named like rosbags' inner name
     path = write_bag(tmp_path / "o.mcap", camera_records(1, CAMERA))
