@@ -24,7 +24,7 @@ setup(
     package_data={"depth_ros": ["py.typed"]},
     # where a colcon install puts them too (rosidl), so bag tools find the .msg text anywhere
     data_files=[("share/depth_ros/msg", ["msg/DepthInfo.msg"])],
-    install_requires=["numpy", "PyYAML", "rosbags", "mcap", "mcap-ros2-support", "onnxruntime", "tqdm"],
+    install_requires=["numpy", "PyYAML", "rosbags", "mcap", "mcap-ros2-support", "onnxruntime", "tqdm", "opencv-python-headless"],
     extras_require={
         "torch": ["torch", "onnx", "onnxscript", "kornia"],
         "train": ["torch", "onnx", "onnxscript", "kornia", "lightning", "jsonargparse", "tensorboard", "matplotlib"],
