@@ -155,6 +155,17 @@ def test_multiscale_loss_matches_the_papers_formula(gen, operator, p):
     torch.testing.assert_close(ours, _ref_loss(c, c_hat, operator, p, 6), rtol=1e-10, atol=1e-12)
 
 
+def test_derivative_losses_share_one_pyramid_with_the_same_values(gen):
+    c = torch.rand(2, 1, 40, 52, generator=gen, dtype=torch.float64)
+    c_hat = torch.rand(2, 1, 40, 52, generator=gen, dtype=torch.float64)
+    valid = torch.rand(2, 1, 40, 52, generator=gen) > 0.02
+    out = derivative_losses(c_hat, c, valid)
+    torch.testing.assert_close(out.mage, multiscale_derivative_loss(c_hat, c, valid, "scharr", 1))
+    torch.testing.assert_close(out.male, multiscale_derivative_loss(c_hat, c, valid, "laplace", 1))
+    torch.testing.assert_close(out.msge, multiscale_derivative_loss(c_hat, c, valid, "scharr", 2))
+    assert out.mage.item() > 0 and out.male.item() > 0 and out.msge.item() > 0
+
+
 def test_pyramid_level_halves_and_keeps_holes_out(gen):
     x = torch.rand(1, 1, 9, 12, generator=gen, dtype=torch.float64)
     valid = torch.ones_like(x, dtype=torch.bool)

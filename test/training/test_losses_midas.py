@@ -97,6 +97,16 @@ def test_alignment_recovers_affine_and_ignores_nan_holes(gen):
     torch.testing.assert_close(fit.shift, torch.full((B,), -0.7, dtype=torch.float64))
 
 
+def test_alignment_in_float32_with_a_large_offset(gen):
+    # inverse depth around 1000 varying by 1: the normal equations' determinant cancels in float32,
+    # centred sums do not
+    p = 1000.0 + torch.rand(2, 1, 64, 80, generator=gen, dtype=torch.float64)
+    d = 2.0 * p - 1999.0 + 0.01 * torch.rand(2, 1, 64, 80, generator=gen, dtype=torch.float64)
+    exact = align_scale_shift(p, d)
+    single = align_scale_shift(p.float(), d.float())
+    torch.testing.assert_close(single.scale.double(), exact.scale, rtol=2e-3, atol=0)
+
+
 def test_alignment_of_a_constant_prediction_is_the_target_mean():
     prediction = torch.full((1, 1, 4, 4), 2.0)
     target = torch.arange(16.0).view(1, 1, 4, 4)

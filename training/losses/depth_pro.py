@@ -126,14 +126,13 @@ def depth_from_canonical(canonical: Tensor, f_px: float | Tensor, width_px: floa
 
 
 def _masked_image_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean over images (that have a valid pixel) of each image's mean over its valid pixels."""
+    """Mean over images (that have a valid pixel) of each image's mean over its valid pixels; 0 if none."""
     b = values.shape[0]
     v = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).reshape(b, -1).sum(1)
     n = mask.reshape(b, -1).sum(1)
     has = n > 0
-    if not bool(has.any()):
-        return values.sum() * 0.0
-    return (v[has] / n[has].to(values.dtype)).mean()
+    per_image = v / n.clamp(min=1).to(values.dtype)
+    return (per_image * has).sum() / has.sum().clamp(min=1).to(values.dtype)
 
 
 def trimmed_mae(
@@ -202,14 +201,21 @@ def _box_count(mask: Tensor, size: int, stride: int = 1) -> Tensor:
     return F.conv2d(mask.to(torch.float32), ones, padding=size // 2, stride=stride)
 
 
+def _blur_down(x: Tensor) -> Tensor:
+    """Separable 5-tap binomial blur (zero padding) sampled at rows/columns 0, 2, 4, ..."""
+    k = BLUR_1D.to(dtype=x.dtype, device=x.device)
+    x = F.conv2d(x, k.view(1, 1, 5, 1), padding=(2, 0), stride=(2, 1))
+    return F.conv2d(x, k.view(1, 1, 1, 5), padding=(0, 2), stride=(1, 2))
+
+
 def pyramid_level(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     """One blur-and-downsample step of the Depth Pro derivative pyramid.
 
-    The 5x5 binomial blur (:data:`BLUR_1D` outer product) is a normalised convolution over the valid
-    pixels (``blur(x * m) / blur(m)``, zero padding), then every second row and column is kept
-    (rows/columns 0, 2, 4, ...). A coarse pixel is valid only if no invalid pixel *inside the image*
-    lies under its blur window, so holes never leak into the coarser levels; the image border is
-    not a hole (the kernel is renormalised there).
+    The 5x5 binomial blur (:data:`BLUR_1D` outer product, applied separably) is a normalised
+    convolution over the valid pixels (``blur(x * m) / blur(m)``, zero padding), then every second
+    row and column is kept (rows/columns 0, 2, 4, ...). A coarse pixel is valid only if no invalid
+    pixel *inside the image* lies under its blur window, so holes never leak into the coarser levels;
+    the image border is not a hole (the kernel is renormalised there).
 
     Args:
         x: (B, 1, H, W) map (0 at invalid pixels).
@@ -218,28 +224,65 @@ def pyramid_level(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         (x (B, 1, ceil(H/2), ceil(W/2)), valid of the same shape).
     """
-    k = (BLUR_1D[:, None] * BLUR_1D[None, :]).to(dtype=x.dtype, device=x.device).view(1, 1, 5, 5)
     m = valid.to(x.dtype)
-    num = F.conv2d(x * m, k, padding=2, stride=2)
-    den = F.conv2d(m, k, padding=2, stride=2)
-    inside = torch.ones_like(valid, dtype=torch.bool)
-    holes = _box_count(inside, 5, 2) - _box_count(valid, 5, 2)
+    num = _blur_down(x * m)
+    den = _blur_down(m)
+    holes = _box_count(~valid, 5, 2)
     coarse_valid = holes < 0.5
     out = torch.where(coarse_valid, num / torch.where(coarse_valid, den, torch.ones_like(den)), torch.zeros_like(num))
     return out, coarse_valid
 
 
-def _derivative_error(diff: Tensor, valid: Tensor, operator: str, p: int) -> tuple[Tensor, Tensor]:
-    """Per-pixel ``|d_* diff|^p`` (summed over x and y for Scharr) on the 'valid' conv grid and its mask."""
+def _derivatives(diff: Tensor, valid: Tensor, operator: str) -> tuple[Tensor, Tensor]:
+    """``d_* diff`` on the 'valid' convolution grid, (B, 2 or 1, H - 2, W - 2), and its (B, 1, ...) mask."""
     if operator == "scharr":
         k = torch.stack([SCHARR_X, SCHARR_X.T]).to(dtype=diff.dtype, device=diff.device).view(2, 1, 3, 3)
     else:
         k = LAPLACE.to(dtype=diff.dtype, device=diff.device).view(1, 1, 3, 3)
-    d = F.conv2d(diff, k)  # (B, 1 or 2, H - 2, W - 2), no padding: no border derivatives
-    e = d.abs().pow(p).sum(dim=1, keepdim=True)
+    d = F.conv2d(diff, k)  # no padding: no border derivatives
     footprint = (k.abs().sum(0, keepdim=True) > 0).to(torch.float32)
     bad = F.conv2d((~valid).to(torch.float32), footprint)
-    return e, bad < 0.5
+    return d, bad < 0.5
+
+
+def _difference_pyramid(prediction: Tensor, target: Tensor, valid: Tensor | None, num_scales: int, name: str) -> list[tuple[Tensor, Tensor]]:
+    """[(C - C*, valid)] at levels 0 .. num_scales - 1 (levels smaller than 3 px are left out)."""
+    if not isinstance(num_scales, int) or num_scales < 1:
+        raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}")
+    mask = check_map_pair(prediction, target, valid, name)
+    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
+    diff = torch.where(mask, prediction - torch.where(mask, target, zero), zero)
+    levels = []
+    for j in range(num_scales):
+        if j > 0:
+            diff, mask = pyramid_level(diff, mask)
+        if min(diff.shape[-2:]) < 3:
+            break
+        levels.append((diff, mask))
+    return levels
+
+
+def _reduce_levels(per_level: list[tuple[Tensor, Tensor]], like: Tensor) -> Tensor:
+    """Per-pixel errors (B, 1, h, w) with masks at each level -> ``1/M sum_j 1/N_j sum_i``, batch mean."""
+    zero = torch.zeros((), dtype=like.dtype, device=like.device)
+    b = like.shape[0]
+    s = torch.stack([torch.where(ok, e, zero).reshape(b, -1).sum(1) for e, ok in per_level], 1)  # (B, levels)
+    n = torch.stack([ok.reshape(b, -1).sum(1) for _, ok in per_level], 1)
+    has = n > 0
+    level_mean = torch.where(has, s / n.clamp(min=1).to(s.dtype), zero)
+    levels = has.sum(1)
+    image_has = levels > 0
+    per_image = level_mean.sum(1) / levels.clamp(min=1).to(s.dtype)
+    # images without a single valid derivative are left out of the batch mean (0 if none has one)
+    return (per_image * image_has).sum() / image_has.sum().clamp(min=1).to(s.dtype)
+
+
+def _level_errors(levels: list[tuple[Tensor, Tensor]], operator: str, p: int) -> list[tuple[Tensor, Tensor]]:
+    out = []
+    for diff, mask in levels:
+        d, ok = _derivatives(diff, mask, operator)
+        out.append((d.abs().pow(p).sum(dim=1, keepdim=True), ok))
+    return out
 
 
 def multiscale_derivative_loss(
@@ -253,11 +296,12 @@ def multiscale_derivative_loss(
     """Depth Pro's multi-scale derivative loss ``L_{*,p,M}`` on canonical inverse depth.
 
     At each of ``num_scales`` levels (level 0 = input, level j + 1 = :func:`pyramid_level` of level
-    j, applied to prediction and target alike) the derivative filter is applied without padding to
-    both maps, ``|d_* C - d_* C*|^p`` is taken per pixel (for Scharr the x and y components are
-    summed, as MiDaS's gradient term sums them; the paper does not say), and averaged over the
-    pixels whose filter window is entirely valid (``1/N_j``). The level means are averaged over
-    levels and images that have such pixels (``1/M``, then the batch mean).
+    j, applied to prediction and target alike; levels under 3 px on a side are left out) the
+    derivative filter is applied without padding to both maps, ``|d_* C - d_* C*|^p`` is taken per
+    pixel (for Scharr the x and y components are summed, as MiDaS's gradient term sums them; the
+    paper does not say), and averaged over the pixels whose filter window is entirely valid
+    (``1/N_j``). The level means are averaged over the levels that have such pixels (``1/M``), then
+    over the images that have any.
 
     Because the pyramid and the filters are linear for a fixed mask, this equals the loss computed
     on the difference map ``C - C*``; that is how it is computed.
@@ -280,36 +324,19 @@ def multiscale_derivative_loss(
         raise ValueError(f"operator must be one of {_OPERATORS}, got {operator!r}")
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
-    if not isinstance(num_scales, int) or num_scales < 1:
-        raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}")
-    mask = check_map_pair(prediction, target, valid, "multiscale_derivative_loss")
-    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
-    diff = torch.where(mask, prediction - torch.where(mask, target, zero), zero)
-    sums, counts = [], []
-    for j in range(num_scales):
-        if j > 0:
-            diff, mask = pyramid_level(diff, mask)
-        if min(diff.shape[-2:]) < 3:
-            break
-        e, ok = _derivative_error(diff, mask, operator, p)
-        b = e.shape[0]
-        sums.append(torch.where(ok, e, zero).reshape(b, -1).sum(1))
-        counts.append(ok.reshape(b, -1).sum(1))
-    s = torch.stack(sums, 1)  # (B, levels)
-    n = torch.stack(counts, 1)
-    has = n > 0
-    if not bool(has.any()):
+    levels = _difference_pyramid(prediction, target, valid, num_scales, "multiscale_derivative_loss")
+    if not levels:
         return prediction.sum() * 0.0
-    per_level = torch.where(has, s / n.clamp(min=1).to(s.dtype), zero)
-    levels = has.sum(1)
-    per_image = per_level.sum(1)[levels > 0] / levels[levels > 0].to(s.dtype)
-    return per_image.mean()
+    return _reduce_levels(_level_errors(levels, operator, p), prediction)
 
 
 def derivative_losses(
     prediction: Tensor, target: Tensor, valid: Tensor | None = None, num_scales: int = 6
 ) -> DerivativeLosses:
     """MAGE, MALE and MSGE (the paper's ``L_{S,1,6}``, ``L_{L,1,6}``, ``L_{S,2,6}``).
+
+    One pyramid and one Scharr pass shared by the three (the same values as three calls of
+    :func:`multiscale_derivative_loss`).
 
     Args:
         prediction, target, valid: as :func:`multiscale_derivative_loss`.
@@ -318,11 +345,15 @@ def derivative_losses(
     Returns:
         :class:`DerivativeLosses`.
     """
-    return DerivativeLosses(
-        mage=multiscale_derivative_loss(prediction, target, valid, "scharr", 1, num_scales),
-        male=multiscale_derivative_loss(prediction, target, valid, "laplace", 1, num_scales),
-        msge=multiscale_derivative_loss(prediction, target, valid, "scharr", 2, num_scales),
-    )
+    levels = _difference_pyramid(prediction, target, valid, num_scales, "derivative_losses")
+    if not levels:
+        zero = prediction.sum() * 0.0
+        return DerivativeLosses(mage=zero, male=zero, msge=zero)
+    scharr = [(_derivatives(diff, mask, "scharr")) for diff, mask in levels]
+    mage = _reduce_levels([(d.abs().sum(dim=1, keepdim=True), ok) for d, ok in scharr], prediction)
+    msge = _reduce_levels([(d.pow(2).sum(dim=1, keepdim=True), ok) for d, ok in scharr], prediction)
+    male = _reduce_levels(_level_errors(levels, "laplace", 1), prediction)
+    return DerivativeLosses(mage=mage, male=male, msge=msge)
 
 
 def ssi_gradient_loss(prediction: Tensor, target: Tensor, valid: Tensor | None = None, num_scales: int = 6) -> Tensor:

@@ -152,10 +152,11 @@ def align_scale_shift(prediction: Tensor, target: Tensor, valid: Tensor | None =
     dc = (d - d_mean.view(-1, 1, 1, 1)) * w
     var = (pc * pc).sum(dim=(1, 2, 3))
     cov = (pc * dc).sum(dim=(1, 2, 3))
-    # singular when the valid prediction is (numerically) constant: relative to its mean square
+    # singular when the valid prediction is constant up to rounding: the centred values of a
+    # constant are ~eps * |p|, so its variance is ~(eps |p|)^2 relative to the mean square
     mean_sq = (p * p).sum(dim=(1, 2, 3)) / n_safe
     eps = torch.finfo(prediction.dtype).eps
-    solvable = var > 16 * eps * (mean_sq * n_safe).clamp(min=torch.finfo(prediction.dtype).tiny)
+    solvable = var > (64 * eps) ** 2 * (mean_sq * n_safe).clamp(min=torch.finfo(prediction.dtype).tiny)
     scale = torch.where(solvable, cov / torch.where(solvable, var, torch.ones_like(var)), torch.zeros_like(var))
     shift = d_mean - scale * p_mean
     return ScaleShift(scale=scale, shift=shift)
