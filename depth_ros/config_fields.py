@@ -62,14 +62,15 @@ def _as_float_tuple(value: Any, length: int) -> tuple[float, ...] | None:
     return tuple(float(v) for v in items)
 
 
-def check_described_fields(config: Any, error: type[Exception] = ValueError, label: str = "parameter") -> None:
+def check_described_fields(config: Any, error: type[Exception] = ValueError, label: str | None = None) -> None:
     """Type, range and choice checks of every described field of a (frozen) ``config``.
 
     An int given for a float field is converted (YAML ``20`` for ``20.0``); a sequence of
     numbers for a tuple-of-floats field (a ROS double array) becomes a tuple of floats.
 
     Raises:
-        error: ``"<label> '<name>': <what was expected>, got <value>"``.
+        error: ``"<name> must be ..., got <value>"``, or with ``label`` (e.g. "parameter")
+            ``"<label> '<name>': ..., got <value>"``.
     """
     for f in dataclasses.fields(config):
         if "param" not in f.metadata:
@@ -77,24 +78,32 @@ def check_described_fields(config: Any, error: type[Exception] = ValueError, lab
         info: ParamInfo = f.metadata["param"]
         value = getattr(config, f.name)
         kind = type(f.default)
+
+        def fail(expected: str, got: str, expected_short: str | None = None) -> Exception:
+            if label is None:
+                return error(f"{f.name} must be {expected}, got {got}")
+            return error(f"{label} '{f.name}': expected {expected_short or expected}, got {got}")
+
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
             object.__setattr__(config, f.name, value)
         if kind is tuple:
             converted = _as_float_tuple(value, len(f.default))
-            if converted is None:
-                raise error(f"{label} '{f.name}': expected {len(f.default)} numbers, got {value!r}")
-            if not all(math.isfinite(v) for v in converted):
-                raise error(f"{label} '{f.name}': expected finite numbers, got {value!r}")
+            if converted is None or not all(math.isfinite(v) for v in converted):
+                raise fail(f"{len(f.default)} finite numbers", repr(value))
             object.__setattr__(config, f.name, converted)
             continue
         if type(value) is not kind:
-            raise error(f"{label} '{f.name}': expected {kind.__name__}, got {type(value).__name__} {value!r}")
+            raise fail(f"{'an' if kind is int else 'a'} {kind.__name__}", f"{type(value).__name__} {value!r}", kind.__name__)
         if kind is float and not math.isfinite(value):
-            raise error(f"{label} '{f.name}': expected a finite number, got {value}")
+            raise fail("a finite number", str(value))
         if info.min_value is not None and value < info.min_value:
+            if label is None:
+                raise error(f"{f.name} must be >= {info.min_value}, got {value!r}")
             raise error(f"{label} '{f.name}': {value} is below the minimum {info.min_value}")
         if info.max_value is not None and value > info.max_value:
+            if label is None:
+                raise error(f"{f.name} must be <= {info.max_value}, got {value!r}")
             raise error(f"{label} '{f.name}': {value} is above the maximum {info.max_value}")
         if info.choices is not None and value not in info.choices:
-            raise error(f"{label} '{f.name}': expected one of {list(info.choices)}, got {value!r}")
+            raise fail(f"one of {list(info.choices)}", repr(value))

@@ -127,7 +127,7 @@ class FrameConfig:
     scale_seed: int = described(_SCALE_DEFAULTS.seed, "RANSAC random seed (estimates are deterministic)", min_value=0, max_value=2**31 - 1)
 
     def __post_init__(self) -> None:
-        check_described_fields(self, ValueError, label="frame setting")
+        check_described_fields(self, ValueError)
         if not self.min_range_m < self.max_range_m:
             raise ValueError(
                 f"min_range_m must be below max_range_m, got min_range_m={self.min_range_m}, max_range_m={self.max_range_m}"

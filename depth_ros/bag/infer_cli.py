@@ -4,6 +4,11 @@ Example::
 
     depth-ros infer in.mcap -o out.mcap --model model.onnx --scale lidar --lidar-topic /lidar/points
 
+The frame flags (range, scale policy and its fields, cloud, encoding) are generated from
+:class:`depth_ros.pipeline.FrameConfig`: the depth node's parameters of the same names (``-``
+for ``_``), with the same defaults (range 0.1-20 m, scale policy auto, cloud on, 32FC1); images
+pair with their camera_info within 1 ms, as in the node.
+
 Progress goes to stderr (tqdm), the summary to stdout. User errors (a bag or model that cannot
 be used, an option value out of range) are one line on stderr and exit code 1; malformed
 command lines (a missing flag, a non-number) are argparse's usage error, exit code 2; Ctrl-C
@@ -13,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
@@ -21,8 +25,63 @@ from depth_ros.errors import DepthRosError
 
 __all__ = ["add_arguments", "run"]
 
+#: Older spellings of the frame flags, kept as aliases of the generated ones.
+FRAME_FLAG_ALIASES: dict[str, tuple[str, ...]] = {
+    "min_range_m": ("--min-range",),
+    "max_range_m": ("--max-range",),
+    "publish_cloud": ("--no-cloud",),
+    "cloud_rgb": ("--rgb-cloud",),
+    "cloud_decimation": ("--decimation",),
+    "scale_policy": ("--scale",),
+}
+
+
+def frame_flag(name: str, default: Any) -> str:
+    """The ``depth-ros infer`` flag of FrameConfig field ``name``: ``--`` + the name with ``-``
+    for ``_`` (``--no-...`` for a setting that is on by default)."""
+    dashed = name.replace("_", "-")
+    return f"--no-{dashed}" if default is True else f"--{dashed}"
+
+
+def _add_frame_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~depth_ros.pipeline.FrameConfig` field (the depth node's parameters
+    of the same names), its help and default from the field's description."""
+    import dataclasses
+
+    from depth_ros.config_fields import param_info
+    from depth_ros.pipeline import FrameConfig
+
+    group = parser.add_argument_group(
+        "frame pipeline (the depth node's parameters of the same names, with the same defaults)")
+    for f in dataclasses.fields(FrameConfig):
+        info = param_info(FrameConfig, f.name)
+        flags = (frame_flag(f.name, f.default),) + FRAME_FLAG_ALIASES.get(f.name, ())
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+        if f.name == "scale_policy":
+            kwargs.update(metavar="POLICY", help=(
+                "metric scale: auto | model | none | fixed:S | canonical_focal | sparse_alignment | lidar | "
+                "lidar_shift | ground:H (S = depth multiplier, H = camera height in m; lidar = sparse_alignment "
+                "with sparse mode scale, lidar_shift = scale_shift, both need --lidar-topic); auto: the model's own "
+                "scale if metric, else LiDAR alignment with --lidar-topic, else none (default: auto)"))
+        elif isinstance(f.default, bool):
+            kwargs.update(action="store_const", const=not f.default, help=f"{info.description} (default: {'on' if f.default else 'off'})")
+        elif isinstance(f.default, tuple):
+            kwargs.update(type=float, nargs=len(f.default), metavar="X",
+                          help=f"{info.description} (default: {' '.join(f'{v:g}' for v in f.default)})")
+        else:
+            kwargs.update(type=type(f.default), help=f"{info.description} (default: {f.default})")
+            if info.choices is not None:
+                kwargs["choices"] = info.choices
+            else:
+                kwargs["metavar"] = "N" if isinstance(f.default, int) else "X"
+        group.add_argument(*flags, **kwargs)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``infer`` flags (one per :class:`~depth_ros.bag.infer.InferConfig` field that users set)."""
+    """The ``infer`` flags (one per :class:`~depth_ros.bag.infer.InferConfig` field that users set,
+    and one per :class:`~depth_ros.pipeline.FrameConfig` field)."""
+    from depth_ros.pipeline import SYNC_TOLERANCE_MS
+
     parser.add_argument("in_bag", metavar="IN_BAG", help="input rosbag2: .mcap or .db3 file, or a bag directory")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.mcap", help="output MCAP file (written atomically)")
     parser.add_argument("--model", required=True, metavar="M.onnx", help="model file (.onnx with its spec, or a checkpoint)")
@@ -32,33 +91,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the network (default: the backend's)")
     parser.add_argument("--image-topic", metavar="T", help="colour Image/CompressedImage topic (default: the only one)")
     parser.add_argument("--camera-info-topic", metavar="T", help="CameraInfo topic (default: <ns>/camera_info)")
-    parser.add_argument("--lidar-topic", metavar="T", help="PointCloud2 topic for --scale lidar / lidar_shift")
-    parser.add_argument(
-        "--scale", default="auto", metavar="POLICY",
-        help="metric scale: auto | none | fixed:S | canonical_focal | lidar | lidar_shift | ground:H "
-        "(H = camera height in m); auto: the model's own if metric, else none",
-    )
-    parser.add_argument("--no-cloud", action="store_true", help="do not write the point cloud")
-    parser.add_argument("--rgb-cloud", action="store_true", help="xyzrgb cloud coloured from the image")
-    parser.add_argument("--decimation", type=int, default=1, metavar="N", help="cloud stride (default 1)")
-    parser.add_argument("--min-range", type=float, default=0.0, metavar="M", help="nearest depth kept, metres")
-    parser.add_argument("--max-range", type=float, default=math.inf, metavar="M", help="farthest depth kept, metres")
+    parser.add_argument("--lidar-topic", metavar="T", help="PointCloud2 topic for --scale lidar / lidar_shift / sparse_alignment")
     parser.add_argument("--depth-16uc1", action="store_true", help="also write 16UC1 millimetre depth (<ns>/depth/image_raw)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N images")
     parser.add_argument(
-        "--stamp-tolerance", type=float, default=0.0, metavar="S",
-        help="largest image/camera_info stamp difference accepted, seconds (default 0: exact)",
+        "--stamp-tolerance", type=float, default=SYNC_TOLERANCE_MS * 1e-3, metavar="S",
+        help="largest image/camera_info stamp difference accepted, seconds (default "
+        f"{SYNC_TOLERANCE_MS * 1e-3:g}: the depth node's sync_tolerance_ms; 0: exact)",
     )
     parser.add_argument("--compression", choices=("none", "zstd"), default="none", help="output compression")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_frame_arguments(parser)
 
+
+def frame_config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~depth_ros.pipeline.FrameConfig` of the parsed flags: its defaults, the scale
+    policy's alias (``--scale lidar``, ``fixed:S``, ``ground:H``), then every flag given.
+
+    Raises:
+        ValueError: a value the config refuses (naming the field).
+    """
+    import dataclasses
+
+    from depth_ros.pipeline import FrameConfig, parse_scale
+
+    changes: dict[str, Any] = {}
+    if args.scale_policy is not None:
+        changes.update(parse_scale(args.scale_policy).fields())
+    for f in dataclasses.fields(FrameConfig):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name != "scale_policy":
+            changes[f.name] = tuple(value) if isinstance(f.default, tuple) else value
+    return dataclasses.replace(FrameConfig(), **changes) if changes else FrameConfig()
 
 
 def config_from_args(args: argparse.Namespace) -> "Any":
     """An :class:`InferConfig` from the parsed flags (ValueError -> one-line DepthRosError)."""
-    from depth_ros.bag.infer import InferConfig, parse_scale
+    from depth_ros.bag.infer import InferConfig
 
     try:
         return InferConfig(
@@ -66,12 +137,7 @@ def config_from_args(args: argparse.Namespace) -> "Any":
             camera_info_topic=args.camera_info_topic,
             lidar_topic=args.lidar_topic,
             stamp_tolerance_ns=int(round(args.stamp_tolerance * 1e9)),
-            cloud=not args.no_cloud,
-            rgb_cloud=args.rgb_cloud,
-            decimation=args.decimation,
-            min_range_m=args.min_range,
-            max_range_m=args.max_range,
-            scale=parse_scale(args.scale),
+            frame=frame_config_from_args(args),
             depth_16uc1=args.depth_16uc1,
             max_frames=args.max_frames,
             overwrite=args.overwrite,

@@ -14,14 +14,13 @@ No rclpy import at module level: the dataclasses are used by tests and the CLI w
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
 from depth_ros.config_fields import ParamInfo, check_described_fields, described, param_info
 from depth_ros.errors import DepthRosError
 from depth_ros.inference.backend import BACKEND_CHOICES
-from depth_ros.pipeline import DEPTH_ENCODINGS, SCALE_POLICIES, SYNC_TOLERANCE_MS, FrameConfig
+from depth_ros.pipeline import DEPTH_ENCODINGS, SCALE_POLICIES, SYNC_TOLERANCE_MS, FrameConfig  # noqa: F401  (DEPTH_ENCODINGS, SCALE_POLICIES re-exported)
 from depth_ros.ros.qos import OVERRIDE_PREFIX
 
 __all__ = [
@@ -98,7 +97,7 @@ def _check_diagnostics(config: Any) -> None:
 
 def _check_fields(config: Any) -> None:
     """Type, range and choice checks of every field from its metadata (ParameterError)."""
-    check_described_fields(config, ParameterError)
+    check_described_fields(config, ParameterError, label="parameter")
 
 
 @dataclass(frozen=True)
@@ -166,8 +165,7 @@ class DepthNodeConfig:
             if name is not None:
                 text = text[len(name):].lstrip(": ")
             else:
-                name = next((n for n in FRAME_PARAMETERS if f"'{n}'" in text), "scale_policy")
-                text = text.replace(f"frame setting '{name}': ", "")
+                name = "scale_policy"
             raise ParameterError(f"parameter '{name}': {text}") from None
 
 

@@ -239,7 +239,8 @@ def test_each_bad_frame_is_skipped_with_its_reason_and_logged_once(
     bag = _bad_input_bag(tmp_path / "bad.mcap")
     backend = ConstantBackend(CameraModel.from_intrinsics(8, 6, 6.0, 6.0, 3.5, 2.5))
     with caplog.at_level(logging.WARNING, logger="depth_ros.bag.infer"):
-        summary = infer_bag(bag, tmp_path / "o.mcap", backend, InferConfig(overlap=overlap))
+        # the frames are 1 ms apart: pair exactly (the default 1 ms would pair a neighbour's camera_info)
+        summary = infer_bag(bag, tmp_path / "o.mcap", backend, InferConfig(overlap=overlap, stamp_tolerance_ns=0))
     assert summary.frames_in == 10 and summary.frames_out == 3
     assert summary.skipped == {
         "unsupported_encoding": 2, "bad_image": 1, "size_mismatch": 1, "bad_camera_info": 1,
