@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from depth_ros.core.camera import CameraModel
 from depth_ros.errors import InputError
 from depth_ros.safeio import load_yaml_bounded, read_text_capped
@@ -21,11 +23,12 @@ from depth_ros.safeio import load_yaml_bounded, read_text_capped
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_NESTING = 8
 
-__all__ = ["SCENES", "STORAGES", "TRAJECTORIES", "SynthConfig", "coerce_value", "load_config"]
+__all__ = ["DISTORTION_MODELS", "SCENES", "STORAGES", "TRAJECTORIES", "SynthConfig", "coerce_value", "load_config"]
 
 SCENES = ("corridor", "room")
 TRAJECTORIES = ("forward", "orbit", "random_smooth")
 STORAGES = ("auto", "mcap", "sqlite3")
+DISTORTION_MODELS = ("none", "plumb_bob", "equidistant")
 
 _MAX_SIDE_PX = 8192
 _MAX_FRAMES = 1_000_000
@@ -50,6 +53,12 @@ class SynthConfig:
     fy_px: float | None = _f(None, "focal length y in pixels (default fx_px)")
     cx_px: float | None = _f(None, "principal point x in pixels (default (width - 1) / 2)")
     cy_px: float | None = _f(None, "principal point y in pixels (default (height - 1) / 2)")
+    distortion_model: str = _f(
+        "none", "lens distortion of the rendered images: none, plumb_bob (radtan) or equidistant (fisheye)"
+    )
+    distortion_coeffs: str = _f(
+        "", "distortion coefficients, comma-separated: k1,k2,p1,p2[,k3] (plumb_bob) or k1,k2,k3,k4 (equidistant)"
+    )
     frames: int = _f(100, "number of camera frames")
     rate_hz: float = _f(10.0, "camera frame rate in Hz")
     start_stamp_ns: int = _f(1_700_000_000_000_000_000, "stamp of the first frame, ns since the epoch")
@@ -87,6 +96,7 @@ class SynthConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and -0.5 <= value <= side - 0.5):
                 raise ValueError(f"SynthConfig.{name} must lie inside the image [-0.5, {side - 0.5}], got {value!r}")
+        self._check_distortion()
         self._check_range("frames", 1, _MAX_FRAMES)
         if not (math.isfinite(self.rate_hz) and 0.1 <= self.rate_hz <= 1000.0):
             raise ValueError(f"SynthConfig.rate_hz must be in [0.1, 1000], got {self.rate_hz!r}")
@@ -114,6 +124,40 @@ class SynthConfig:
                 f"SynthConfig.lidar_vertical_fov_deg must be in [0, 170] degrees, got {self.lidar_vertical_fov_deg!r}"
             )
 
+    def _check_distortion(self) -> None:
+        self._check_choice("distortion_model", DISTORTION_MODELS)
+        if (self.distortion_model == "none") != (self.distortion_coeffs.strip() == ""):
+            raise ValueError(
+                "SynthConfig.distortion_model and distortion_coeffs go together: "
+                f"got {self.distortion_model!r} with {self.distortion_coeffs!r}"
+            )
+        if self.distortion_model == "none":
+            return
+        from depth_ros.core.distortion import check_distortion
+
+        try:
+            check_distortion(self.camera)
+        except InputError as exc:
+            raise ValueError(f"SynthConfig.distortion_coeffs: {exc}") from None
+
+    @property
+    def distortion(self) -> tuple[float, ...]:
+        """The distortion coefficients (empty for ``distortion_model: none``).
+
+        Raises:
+            ValueError: a coefficient that is not a finite number.
+        """
+        text = self.distortion_coeffs.strip()
+        if not text:
+            return ()
+        try:
+            values = tuple(float(x) for x in text.split(","))
+        except ValueError:
+            raise ValueError(f"SynthConfig.distortion_coeffs must be comma-separated numbers, got {text!r}") from None
+        if not all(math.isfinite(v) for v in values) or len(values) > 14:
+            raise ValueError(f"SynthConfig.distortion_coeffs must be at most 14 finite numbers, got {text!r}")
+        return values
+
     def _check_range(self, name: str, lo: int, hi: int) -> None:
         value = getattr(self, name)
         if not lo <= value <= hi:
@@ -127,12 +171,16 @@ class SynthConfig:
     # -- derived quantities ------------------------------------------------------------------
     @property
     def camera(self) -> CameraModel:
-        """The pinhole camera at (width, height) with the defaults above filled in."""
+        """The camera at (width, height) with the defaults above filled in: a pinhole, or the
+        distorted camera of ``distortion_model`` / ``distortion_coeffs``."""
         fx = self.fx_px if self.fx_px is not None else 0.58 * self.width
         fy = self.fy_px if self.fy_px is not None else fx
         cx = self.cx_px if self.cx_px is not None else (self.width - 1) / 2.0
         cy = self.cy_px if self.cy_px is not None else (self.height - 1) / 2.0
-        return CameraModel.from_intrinsics(self.width, self.height, fx, fy, cx, cy)
+        pinhole = CameraModel.from_intrinsics(self.width, self.height, fx, fy, cx, cy)
+        if self.distortion_model == "none":
+            return pinhole
+        return CameraModel(self.width, self.height, pinhole.K, np.array(self.distortion), self.distortion_model)
 
     @property
     def period_ns(self) -> int:

@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from depth_ros.core.camera import CameraModel
+from depth_ros.core.distortion import is_distorted, undistort_pixels
 from depth_ros.synthetic import scene as sc
 from depth_ros.synthetic.config import SynthConfig
 from depth_ros.synthetic.scene import T_BASE_CAM, T_BASE_LIDAR, Scene, build_scene, surface_table
@@ -189,10 +190,20 @@ class Renderer:
         self.scene: Scene = build_scene(config, self.trajectory, np.random.default_rng(scene_seq))
         self.camera: CameraModel = config.camera
         cam = self.camera
-        # Camera rays K^-1 [u, v, 1] split by axis: x varies along columns, y along rows.
-        self._rx = ((np.arange(cam.width) - cam.cx) / cam.fx).astype(np.float32)
-        self._ry = ((np.arange(cam.height) - cam.cy) / cam.fy).astype(np.float32)
-        self._ray_norm = np.sqrt(self._rx[None, :] ** 2 + self._ry[:, None] ** 2 + 1.0).astype(np.float32)
+        self._distorted = is_distorted(cam)
+        if self._distorted:
+            # Each pixel of a distorted image sees the ray of its undistorted position: rays are
+            # (H, W) arrays, exact per pixel (OpenCV's inverse of the camera's model).
+            v, u = np.mgrid[0 : cam.height, 0 : cam.width]
+            xy = undistort_pixels(np.stack([u.ravel(), v.ravel()], axis=1).astype(np.float64), cam)
+            self._rx = ((xy[:, 0] - cam.cx) / cam.fx).reshape(cam.height, cam.width).astype(np.float32)
+            self._ry = ((xy[:, 1] - cam.cy) / cam.fy).reshape(cam.height, cam.width).astype(np.float32)
+            self._ray_norm = np.sqrt(self._rx**2 + self._ry**2 + 1.0).astype(np.float32)
+        else:
+            # Camera rays K^-1 [u, v, 1] split by axis: x varies along columns, y along rows.
+            self._rx = ((np.arange(cam.width) - cam.cx) / cam.fx).astype(np.float32)
+            self._ry = ((np.arange(cam.height) - cam.cy) / cam.fy).astype(np.float32)
+            self._ray_norm = np.sqrt(self._rx[None, :] ** 2 + self._ry[:, None] ** 2 + 1.0).astype(np.float32)
         self._f_px = math.sqrt(cam.fx * cam.fy)
         self._lidar_dirs = _lidar_directions(config)  # (N, 3) float64 in lidar_link
         atlas = self.scene.atlas
@@ -251,7 +262,8 @@ class Renderer:
         if np.all(z <= 1e-6):
             return None
         cam = self.camera
-        if np.any(z <= 1e-3):
+        if np.any(z <= 1e-3) or self._distorted:
+            # (a distorted image bends the box's edges outside its corners' bounding box)
             return (slice(None), slice(None))
         u = cam.fx * pc[:, 0] / z + cam.cx
         v = cam.fy * pc[:, 1] / z + cam.cy
@@ -349,11 +361,14 @@ class Renderer:
         depth = np.empty((H, W), dtype=np.float32)
         sid = np.empty((H, W), dtype=np.int32)
         rgba = np.empty((H, W), dtype=np.uint32)
-        rx = self._rx[None, :]
+        rx = None if self._distorted else self._rx[None, :]
         band = max(1, _SHADE_BLOCK // W)
         for r0 in range(0, H, band):
             r1 = min(H, r0 + band)
-            ry = self._ry[r0:r1, None]
+            if self._distorted:
+                rx, ry = self._rx[r0:r1], self._ry[r0:r1]
+            else:
+                ry = self._ry[r0:r1, None]
             dx = _nonzero(Rf[0, 0] * rx + (Rf[0, 1] * ry + Rf[0, 2]))
             dy = _nonzero(Rf[1, 0] * rx + (Rf[1, 1] * ry + Rf[1, 2]))
             dz = _nonzero(Rf[2, 0] * rx + (Rf[2, 1] * ry + Rf[2, 2]))

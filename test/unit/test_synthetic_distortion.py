@@ -1,0 +1,65 @@
+"""The renderer's distorted cameras (SynthConfig.distortion_model): every pixel is rendered along
+the exact ray of its undistorted position, so rectifying a distorted render gives back the
+pinhole render of the same scene (depth_ros/core/distortion.py is tested against it)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from depth_ros.core.distortion import Rectifier, undistort_pixels
+from depth_ros.synthetic.config import SynthConfig
+from depth_ros.synthetic.render import Renderer
+
+BASE = dict(width=160, height=120, frames=3, texture_size_px=64, lidar_beams=0, seed=4)
+MODELS = {"plumb_bob": "-0.3,0.08,0.001,-0.0005,0", "equidistant": "0.05,-0.01,0.003,-0.001"}
+INNER = (slice(15, 105), slice(20, 140))  # where the rectified image has a source pixel
+
+
+@pytest.fixture(scope="module")
+def pinhole():
+    return Renderer(SynthConfig(**BASE)).render(1)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_rectified_render_is_the_pinhole_render(model, pinhole):
+    renderer = Renderer(SynthConfig(**BASE, distortion_model=model, distortion_coeffs=MODELS[model]))
+    cam = renderer.camera
+    assert cam.distortion_model == model and cam.D.tolist() == [float(x) for x in MODELS[model].split(",")]
+    frame = renderer.render(1)
+    rect = Rectifier(cam)
+    gt = pinhole.depth_m[INNER]
+    rel = np.abs(rect.rectify_depth(frame.depth_m)[INNER] - gt) / gt
+    raw = np.abs(frame.depth_m[INNER] - gt) / gt
+    # measured: median 0.5 % rectified (nearest-pixel sampling on sloped walls) vs 4.5-5 % raw
+    assert np.nanmedian(rel) < 0.01 and np.nanmedian(raw) > 5 * np.nanmedian(rel)
+    assert np.mean(rel < 0.02) > 0.9 and np.mean(raw < 0.02) < 0.5
+    img_err = np.abs(rect.rectify_image(frame.rgb)[INNER].astype(float) - pinhole.rgb[INNER]).mean()
+    raw_err = np.abs(frame.rgb[INNER].astype(float) - pinhole.rgb[INNER]).mean()
+    assert img_err < 0.3 * raw_err, (img_err, raw_err)  # measured 2.7 vs 14 grey levels
+
+
+def test_the_centre_ray_is_untouched_and_corners_move(pinhole):
+    """Barrel distortion keeps the principal point and pulls the corners' content inwards."""
+    renderer = Renderer(SynthConfig(**BASE, distortion_model="plumb_bob", distortion_coeffs=MODELS["plumb_bob"]))
+    cam = renderer.camera
+    centre, corner = undistort_pixels(np.array([[cam.cx, cam.cy], [0.0, 0.0]]), cam)
+    assert centre == pytest.approx([cam.cx, cam.cy], abs=1e-9)
+    assert corner[0] < -1.0 and corner[1] < -1.0  # the corner pixel sees a ray outside the pinhole view
+    frame = renderer.render(1)
+    r, c = int(round(cam.cy)), int(round(cam.cx))
+    assert frame.depth_m[r, c] == pytest.approx(pinhole.depth_m[r, c], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"distortion_model": "plumb_bob"}, "go together"),
+        ({"distortion_coeffs": "0.1,0,0,0"}, "go together"),
+        ({"distortion_model": "fov", "distortion_coeffs": "0.1"}, "distortion_model must be one of"),
+        ({"distortion_model": "equidistant", "distortion_coeffs": "0.1,0,0"}, "takes 4 coefficients, got 3"),
+        ({"distortion_model": "plumb_bob", "distortion_coeffs": "0.1,x,0,0"}, "comma-separated numbers"),
+    ],
+)
+def test_bad_distortion_settings_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        SynthConfig(**BASE, **changes)
