@@ -44,6 +44,7 @@ Where this differs from the authors' posted code, and why:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -184,11 +185,12 @@ def normalize_median_mad(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tens
     flat = x.reshape(b, -1)
     flat_mask = valid.reshape(b, -1)
     n = flat_mask.sum(dim=1)
-    # invalid values sort last; the lower median sits at index (n - 1) // 2
-    big = torch.full((), torch.finfo(x.dtype).max, dtype=x.dtype, device=x.device)
-    ordered, _ = torch.sort(torch.where(flat_mask, flat, big), dim=1)
-    idx = ((n - 1).clamp(min=0) // 2).view(-1, 1)
-    median = torch.where(n > 0, ordered.gather(1, idx).squeeze(1), torch.zeros_like(n, dtype=x.dtype))
+    # nanmedian skips the invalid pixels (set to NaN) and returns the lower middle value, as median;
+    # a selection, ~5x faster than sorting on CPU. A NaN prediction at a valid pixel still makes the
+    # loss NaN through the centred values below.
+    nan = torch.full((), float("nan"), dtype=x.dtype, device=x.device)
+    median = torch.nanmedian(torch.where(flat_mask, flat, nan), dim=1).values
+    median = torch.where(n > 0, median, torch.zeros_like(median))
     centred = torch.where(flat_mask, flat - median.view(-1, 1), torch.zeros((), dtype=x.dtype, device=x.device))
     mad = centred.abs().sum(dim=1) / n.clamp(min=1).to(x.dtype)
     mad = torch.where(n > 0, mad.clamp(min=1e-6), torch.ones_like(mad))
@@ -272,22 +274,28 @@ def ssi_mse_loss(
 
 
 def _trimmed_abs_sum(residual: Tensor, mask: Tensor, trim: float, per_image: bool) -> Tensor:
-    """Sum of the smallest ``floor((1 - trim) * M)`` absolute residuals (per image or per batch)."""
-    b = residual.shape[0]
-    if per_image:
-        flat = residual.reshape(b, -1).abs()
-        flat_mask = mask.reshape(b, -1)
-        n = flat_mask.sum(dim=1)
-    else:
-        flat = residual.reshape(1, -1).abs()
-        flat_mask = mask.reshape(1, -1)
-        n = flat_mask.sum(dim=1)
+    """Sum of the smallest ``floor((1 - trim) * M)`` absolute residuals (per image or per batch).
+
+    Computed as the sum of all valid ``|r|`` minus the ``M - keep`` largest (``topk`` of the
+    dropped fifth is cheaper than sorting everything); the dropped pixels' gradients cancel exactly.
+    """
+    rows = residual.shape[0] if per_image else 1
+    flat = residual.reshape(rows, -1).abs()
+    flat_mask = mask.reshape(rows, -1)
+    n = flat_mask.sum(dim=1)
     keep = torch.floor(n.to(torch.float64) * (1.0 - trim)).to(torch.long)  # int(M * (1 - trim)) as MiDaS
-    big = torch.full((), torch.finfo(residual.dtype).max, dtype=residual.dtype, device=residual.device)
-    ordered, _ = torch.sort(torch.where(flat_mask, flat, big), dim=1)
-    rank = torch.arange(ordered.shape[1], device=residual.device).view(1, -1)
-    kept = rank < keep.view(-1, 1)
-    return _zero_where_invalid(ordered, kept).sum()
+    drop = n - keep
+    kept_values = _zero_where_invalid(flat, flat_mask)
+    total = kept_values.sum()
+    # a bound on every row's drop count known without reading it back from the device:
+    # drop = n - floor(n (1 - trim)) <= ceil(n trim) + 1 <= ceil(row_len * trim) + 1
+    k = min(flat.shape[1], math.ceil(flat.shape[1] * trim) + 1)
+    if trim == 0.0:
+        return total
+    # invalid pixels rank below every valid |r| (>= 0)
+    largest, _ = torch.topk(torch.where(flat_mask, flat, torch.full_like(flat, -1.0)), k, dim=1)
+    rank = torch.arange(k, device=residual.device).view(1, -1)
+    return total - _zero_where_invalid(largest, rank < drop.view(-1, 1)).sum()
 
 
 def ssi_trimmed_mae_loss(
