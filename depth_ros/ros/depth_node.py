@@ -39,15 +39,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from depth_ros import msgconv
-from depth_ros.pipeline import FramePipeline, FrameRefused, FrameResult
+from depth_ros.pipeline import FramePipeline, FrameResult
 from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
-from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, refusing_as
+from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, decode_pair, frame_refusals, refusing_as
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
 
@@ -55,18 +54,6 @@ __all__ = ["DepthPipeline", "FrameOutput", "create_depth_node", "main", "make_de
 
 
 BackendFactory = Callable[[DepthNodeConfig], Any]
-
-#: FrameRefused reasons of the frame pipeline -> the node's refusal phrases (throttle keys).
-_REFUSALS = {
-    "bad_camera_info": "bad camera_info",
-    "unsupported_encoding": "bad image",
-    "bad_image": "bad image",
-    "size_mismatch": "size mismatch",
-    "preprocess": "preprocess",
-    "non_finite_output": "bad model output",
-    "scale_failed": "no metric scale",
-}
-
 
 def default_backend_factory(config: DepthNodeConfig) -> Any:
     """Load ``config.model_path`` with ``config.backend`` (create_backend, which runs the
@@ -113,9 +100,7 @@ class DepthPipeline(FramePipeline):
         Raises:
             Refused: (an InputError) "bad camera_info", "bad image" or "size mismatch".
         """
-        compressed = self.node_config.image_transport == "compressed"
-        with _refused():
-            return FramePipeline.decode(image, info, compressed)
+        return decode_pair(image, info, self.node_config.image_transport == "compressed")
 
     def run(self, rgb: np.ndarray, camera: Any, sparse_points_cam: np.ndarray | None = None) -> FrameResult:
         """Preprocess, infer, postprocess one frame.
@@ -129,20 +114,11 @@ class DepthPipeline(FramePipeline):
                 values or an unusable shape; "preprocess": the frame cannot be fed to it;
                 "no metric scale": the scale policy had nothing to work with.
         """
-        with _refused():
+        with frame_refusals():
             tensor = self.preprocess(rgb, camera)
         outputs, inference_ms = self.infer(tensor)
-        with refusing_as("bad model output"), _refused():  # a shape the contract forbids: this frame only
+        with refusing_as("bad model output"), frame_refusals():  # a shape the contract forbids: this frame only
             return self.postprocess(outputs, rgb, camera, sparse_points_cam, inference_ms)
-
-
-@contextmanager
-def _refused() -> Iterator[None]:
-    """Re-raise the frame pipeline's FrameRefused as the node's Refused phrase."""
-    try:
-        yield
-    except FrameRefused as exc:
-        raise Refused(_REFUSALS.get(exc.reason, exc.reason), str(exc)) from None
 
 
 def make_depth_node_class() -> type:

@@ -31,7 +31,10 @@ from depth_ros import msgconv
 from depth_ros.errors import InputError, one_line
 from depth_ros.ros.sync import Pair, StampOrder, StampPairer
 
-__all__ = ["FrameIntake", "FrameWorker", "MessageGuard", "Refused", "WarnThrottle", "problem_wording", "refusing_as"]
+__all__ = [
+    "FrameIntake", "FrameWorker", "MessageGuard", "Refused", "WarnThrottle", "decode_pair", "frame_refusals",
+    "problem_wording", "refusing_as",
+]
 
 # Variable parts of an error text: quoted values (encoding, format, frame_id, field names: they
 # come from the message), hex addresses, numbers, nan/inf.
@@ -90,6 +93,43 @@ def refusing_as(reason: str) -> Iterator[None]:
         raise
     except (InputError, ValueError) as exc:
         raise Refused(reason, str(exc)) from None
+
+
+#: The frame pipeline's refusal reasons (depth_ros.pipeline.REFUSAL_REASONS) -> the nodes'
+#: refusal phrases (drop counters and warning throttle keys).
+NODE_REFUSALS = {
+    "bad_camera_info": "bad camera_info",
+    "unsupported_encoding": "bad image",
+    "bad_image": "bad image",
+    "size_mismatch": "size mismatch",
+    "preprocess": "preprocess",
+    "non_finite_output": "bad model output",
+    "scale_failed": "no metric scale",
+}
+
+
+@contextmanager
+def frame_refusals() -> Iterator[None]:
+    """Re-raise the frame pipeline's FrameRefused as :class:`Refused` with the node's phrase."""
+    from depth_ros.pipeline import FrameRefused
+
+    try:
+        yield
+    except FrameRefused as exc:
+        raise Refused(NODE_REFUSALS.get(exc.reason, exc.reason), str(exc)) from None
+
+
+def decode_pair(image: Any, info: Any, compressed: bool) -> tuple[Any, Any]:
+    """(rgb (H, W, 3) uint8, CameraModel) of a node's image / camera_info pair: the frame
+    pipeline's decode (:meth:`depth_ros.pipeline.FramePipeline.decode`), shared by both nodes.
+
+    Raises:
+        Refused: "bad camera_info", "bad image" or "size mismatch".
+    """
+    from depth_ros.pipeline import FramePipeline
+
+    with frame_refusals():
+        return FramePipeline.decode(image, info, compressed)
 
 
 class MessageGuard:

@@ -20,11 +20,12 @@ from typing import Any, Callable, Mapping, TypeVar
 from depth_ros.config_fields import ParamInfo, check_described_fields, described, param_info
 from depth_ros.errors import DepthRosError
 from depth_ros.inference.backend import BACKEND_CHOICES
-from depth_ros.pipeline import DEPTH_ENCODINGS, SCALE_POLICIES, SYNC_TOLERANCE_MS, FrameConfig  # noqa: F401  (DEPTH_ENCODINGS, SCALE_POLICIES re-exported)
+from depth_ros.pipeline import DEPTH_ENCODINGS, SCALE_POLICIES, SYNC_TOLERANCE_MS, FrameConfig
 from depth_ros.ros.qos import OVERRIDE_PREFIX
 
 __all__ = [
     "BACKENDS",
+    "DEPTH_ENCODINGS",
     "DepthNodeConfig",
     "FRAME_PARAMETERS",
     "ParamInfo",

@@ -35,10 +35,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from depth_ros import msgconv
 from depth_ros.errors import ModelError
 from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
-from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, refusing_as
+from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, decode_pair
 from depth_ros.ros.params import ParameterError, PoseNodeConfig, declare_config, on_set_parameters_callback
 from depth_ros.ros.pose_math import invert, matrix_to_quaternion, pose_vector_to_T, rotation_vector
 from depth_ros.ros.sync import LatestSlot, Pair, StampPairer
@@ -231,15 +230,7 @@ def make_pose_node_class() -> type:
         def _process(self, pair: Pair) -> None:
             from depth_ros.core.preprocess import preprocess_pair
 
-            with refusing_as("bad camera_info"):
-                camera = msgconv.camera_info_to_model(pair.info)
-            with refusing_as("bad image"):
-                if self.config.image_transport == "compressed":
-                    rgb = msgconv.compressed_to_rgb(pair.image)
-                else:
-                    rgb = msgconv.image_to_rgb(pair.image)
-            with refusing_as("size mismatch"):
-                msgconv.check_image_matches_camera(rgb, camera)
+            rgb, camera = decode_pair(pair.image, pair.info, self.config.image_transport == "compressed")
             why = self.tracker.needs_reset(pair.stamp_ns, camera)
             if why is not None:
                 if why != "first frame":
