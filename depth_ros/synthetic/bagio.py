@@ -43,7 +43,7 @@ from typing import Any, Callable, Collection
 import numpy as np
 
 from depth_ros.errors import InputError
-from depth_ros.msgconv import depth_image_fields, ns_to_stamp, pointcloud2_fields
+from depth_ros.msgbuild import MessageBuilder
 from depth_ros.synthetic.config import SynthConfig
 from depth_ros.synthetic.render import Frame, Renderer
 from depth_ros.synthetic.scene import T_BASE_CAM, T_BASE_LIDAR
@@ -162,15 +162,9 @@ class _Messages:
     def __init__(self, typestore: Any, config: SynthConfig) -> None:
         self.ts = typestore
         self.config = config
+        self.build = MessageBuilder.for_typestore(typestore)  # the outputs' builder (node, depth-ros infer)
         t = typestore.types
-        self.Header = t["std_msgs/msg/Header"]
-        self.Time = t["builtin_interfaces/msg/Time"]
-        self.Image = t["sensor_msgs/msg/Image"]
         self.CompressedImage = t["sensor_msgs/msg/CompressedImage"]
-        self.CameraInfo = t["sensor_msgs/msg/CameraInfo"]
-        self.RegionOfInterest = t["sensor_msgs/msg/RegionOfInterest"]
-        self.PointCloud2 = t["sensor_msgs/msg/PointCloud2"]
-        self.PointField = t["sensor_msgs/msg/PointField"]
         self.Odometry = t["nav_msgs/msg/Odometry"]
         self.PoseWithCovariance = t["geometry_msgs/msg/PoseWithCovariance"]
         self.TwistWithCovariance = t["geometry_msgs/msg/TwistWithCovariance"]
@@ -184,20 +178,12 @@ class _Messages:
         self.TFMessage = t["tf2_msgs/msg/TFMessage"]
 
     def header(self, stamp_ns: int, frame_id: str) -> Any:
-        sec, nanosec = ns_to_stamp(stamp_ns)
-        return self.Header(stamp=self.Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+        return self.build.header_at(stamp_ns, frame_id)
 
     def image_rgb(self, frame: Frame) -> Any:
         h, w = frame.rgb.shape[:2]
-        return self.Image(
-            header=self.header(frame.stamp_ns, CAMERA_FRAME),
-            height=h,
-            width=w,
-            encoding="rgb8",
-            is_bigendian=0,
-            step=3 * w,
-            data=np.ascontiguousarray(frame.rgb).reshape(-1),
-        )
+        return self.build.image(self.header(frame.stamp_ns, CAMERA_FRAME), height=h, width=w, encoding="rgb8",
+                                step=3 * w, data=frame.rgb)
 
     def compressed(self, frame: Frame) -> Any:
         from PIL import Image as PILImage
@@ -211,38 +197,22 @@ class _Messages:
         )
 
     def depth(self, frame: Frame) -> Any:
-        return self.Image(header=self.header(frame.stamp_ns, CAMERA_FRAME), **depth_image_fields(frame.depth_m, "32FC1"))
+        return self.build.depth_image(frame.depth_m, self.header(frame.stamp_ns, CAMERA_FRAME), "32FC1")
 
     def object_mask(self, frame: Frame) -> Any:
         ids = frame.instance_id  # (H, W) uint16
         h, w = ids.shape
-        return self.Image(
-            header=self.header(frame.stamp_ns, CAMERA_FRAME),
-            height=h,
-            width=w,
-            encoding="16UC1",
-            is_bigendian=0,
-            step=2 * w,
-            data=ids.astype("<u2", copy=False).reshape(-1).view(np.uint8),
-        )
+        return self.build.image(self.header(frame.stamp_ns, CAMERA_FRAME), height=h, width=w, encoding="16UC1",
+                                step=2 * w, data=ids.astype("<u2", copy=False).reshape(-1).view(np.uint8))
 
     def camera_info(self, frame: Frame) -> Any:
         cam = frame.camera
         K = cam.K
         P = np.zeros((3, 4))
         P[:3, :3] = K
-        return self.CameraInfo(
-            header=self.header(frame.stamp_ns, CAMERA_FRAME),
-            height=cam.height,
-            width=cam.width,
-            distortion_model="plumb_bob",
-            d=np.zeros(5),
-            k=K.reshape(-1).astype(np.float64),
-            r=np.eye(3).reshape(-1),
-            p=P.reshape(-1),
-            binning_x=0,
-            binning_y=0,
-            roi=self.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        return self.build.camera_info(
+            self.header(frame.stamp_ns, CAMERA_FRAME), height=cam.height, width=cam.width,
+            distortion_model="plumb_bob", d=np.zeros(5), k=K, r=np.eye(3), p=P,
         )
 
     def odometry(self, frame: Frame) -> Any:
@@ -272,10 +242,8 @@ class _Messages:
         pts = frame.lidar_points_lidar
         cloud = np.zeros(len(pts), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
         cloud["x"], cloud["y"], cloud["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
-        f = pointcloud2_fields(cloud)
-        fields = [self.PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in f.pop("fields")]
-        f["is_dense"] = True  # every LiDAR ray hits inside the closed room
-        return self.PointCloud2(header=self.header(frame.stamp_ns, LIDAR_FRAME), fields=fields, **f)
+        # is_dense: every LiDAR ray hits inside the closed room
+        return self.build.pointcloud(cloud, self.header(frame.stamp_ns, LIDAR_FRAME), is_dense=True)
 
     def tf_static(self, stamp_ns: int) -> Any:
         out = []
