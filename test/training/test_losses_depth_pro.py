@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from depth_ros_training.losses.depth_pro import (
     BLUR_1D,
+    canonical_from_inverse_depth,
     canonical_inverse_depth,
     depth_from_canonical,
     derivative_losses,
@@ -45,6 +46,15 @@ def test_canonical_round_trip_across_two_focal_lengths(gen):
     # hand value: f = 300 px, W = 640 px, 2 m -> 300 / 1280
     one = canonical_inverse_depth(torch.full((1, 1, 1, 1), 2.0), 300.0, 640.0)
     assert one.item() == pytest.approx(300.0 / 1280.0)
+
+
+def test_canonical_from_a_metric_label_target(gen):
+    depth = 0.5 + 10 * torch.rand(2, 1, 4, 6, generator=gen, dtype=torch.float64)
+    f = torch.tensor([400.0, 700.0], dtype=torch.float64)
+    w = torch.tensor([640.0, 800.0], dtype=torch.float64)
+    torch.testing.assert_close(canonical_from_inverse_depth(1.0 / depth, f, w), canonical_inverse_depth(depth, f, w))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        canonical_from_inverse_depth(1.0 / depth, torch.ones(3), 640.0)
 
 
 def test_canonical_is_unchanged_by_resizing_the_image(gen):

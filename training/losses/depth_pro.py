@@ -41,6 +41,7 @@ from depth_ros_training.losses.midas import check_map_pair, normalize_median_mad
 
 __all__ = [
     "DerivativeLosses",
+    "canonical_from_inverse_depth",
     "canonical_inverse_depth",
     "depth_from_canonical",
     "derivative_losses",
@@ -105,6 +106,22 @@ def canonical_inverse_depth(depth_m: Tensor, f_px: float | Tensor, width_px: flo
     valid = torch.isfinite(depth_m) & (depth_m > 0)
     safe = torch.where(valid, depth_m, torch.ones_like(depth_m))
     return torch.where(valid, ratio / safe, torch.zeros_like(depth_m))
+
+
+def canonical_from_inverse_depth(inv_depth: Tensor, f_px: float | Tensor, width_px: float | Tensor) -> Tensor:
+    """Metric inverse depth (1/m, e.g. a ``metric_depth`` label's target) -> ``C = inv_depth * f_px / W_px``.
+
+    Args:
+        inv_depth: (B, 1, H, W) inverse depth in 1/m; invalid pixels keep whatever they hold
+            (0 or NaN) scaled, so the label's mask stays the mask.
+        f_px, width_px: as :func:`canonical_inverse_depth`.
+
+    Returns:
+        (B, 1, H, W) canonical inverse depth.
+    """
+    if inv_depth.ndim != 4 or inv_depth.shape[1] != 1:
+        raise ValueError(f"canonical_from_inverse_depth: expected inv_depth (B, 1, H, W), got {tuple(inv_depth.shape)}")
+    return inv_depth * (_per_image(f_px, inv_depth, "f_px") / _per_image(width_px, inv_depth, "width_px"))
 
 
 def depth_from_canonical(canonical: Tensor, f_px: float | Tensor, width_px: float | Tensor) -> Tensor:
