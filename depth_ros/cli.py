@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("depth_ros.bag.infer_cli", "bag-to-bag inference: depth, camera_info, clouds into an MCAP"),
     "run": ("depth_ros.ros.runner", "run the depth (and pose) nodes in one process"),
     "play": ("depth_ros.ros.play", "republish a bag's topics with their recorded timing"),
+    "import": ("depth_ros.importers.cli", "dataset folder (TUM RGB-D, EuRoC, KITTI raw, 7-Scenes, images + intrinsics) -> rosbag2"),
 }
 
 

@@ -1,0 +1,339 @@
+"""Write a :class:`~depth_ros.importers.common.Dataset` as a rosbag2 file with the package's topics.
+
+=============================  =================================  =====================
+topic                          type                               frame_id
+=============================  =================================  =====================
+/camera/image_raw              sensor_msgs/msg/Image rgb8, mono8  camera_optical_frame
+/camera/image_raw/compressed   sensor_msgs/msg/CompressedImage    camera_optical_frame
+/camera/camera_info            sensor_msgs/msg/CameraInfo (D)     camera_optical_frame
+/camera/depth/ground_truth     sensor_msgs/msg/Image 32FC1 (m)    camera_optical_frame
+/odom                          nav_msgs/msg/Odometry              odom -> base_link
+/tf_static                     tf2_msgs/msg/TFMessage             base_link -> camera_optical_frame
+=============================  =================================  =====================
+
+The names are the synthetic renderer's (:mod:`depth_ros.synthetic.bagio`), so `depth-ros infer`,
+`depth-ros-train eval` and the training index choose the topics by themselves. The image is either
+raw or compressed (the source's JPEG/PNG bytes, with ``--compressed``), never both. Ground-truth
+depth carries the stamp of the image it was associated with (the training index matches depth to
+image within 1 ms). ``/odom`` holds every ground-truth pose between the first and last frame
+(plus one on each side) at its own stamp; readers interpolate. Its twist is the finite difference
+of the poses, in the child frame.
+
+Messages are built by :class:`depth_ros.msgbuild.MessageBuilder` (headers, Image, CameraInfo,
+depth) and written by :class:`depth_ros.bag.writer.BagWriter`: into a temporary file renamed over
+the target only when complete.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from depth_ros.core.rotation import matrix_to_axis_angle, matrix_to_quaternion
+from depth_ros.errors import InputError
+from depth_ros.importers.common import MAX_SIDE_PX, CameraCalib, Dataset, FrameFiles, ImportOptions, PoseTrack
+from depth_ros.synthetic.bagio import BASE_FRAME, CAMERA_FRAME, ODOM_FRAME, TOPICS
+
+__all__ = ["ImportSummary", "body_twist", "image_size", "read_depth_png", "read_image", "write_dataset"]
+
+_log = logging.getLogger(__name__)
+
+IMAGE_TOPIC = "/camera/image_raw"
+COMPRESSED_TOPIC = "/camera/image_raw/compressed"
+INFO_TOPIC = "/camera/camera_info"
+DEPTH_TOPIC = "/camera/depth/ground_truth"
+ODOM_TOPIC = "/odom"
+TF_STATIC_TOPIC = "/tf_static"
+# Ground-truth poses (motion capture, laser tracker, GNSS/INS): a stated ~1 cm / 10 mrad
+# uncertainty rather than 0, which some consumers read as "unknown".
+_POSE_VAR = (1e-4,) * 3 + (1e-4,) * 3
+_TWIST_VAR = (1e-2,) * 6
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What was written: the file, frame / depth / pose counts, bytes, per-topic counts, notes."""
+
+    path: Path
+    frames: int
+    depth_frames: int
+    poses: int
+    size_bytes: int
+    message_counts: dict[str, int]
+    notes: tuple[str, ...]
+
+
+# -- reading images ---------------------------------------------------------------------------
+def _open_bounded(path: Path, max_bytes: int, what: str) -> Any:
+    from PIL import Image as PILImage
+
+    if not path.is_file():
+        raise InputError(f"{path}: {what} does not exist" if not path.exists() else f"{path}: {what} is not a regular file")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{path}: {what} is {size} bytes, more than the limit of {max_bytes}")
+    data = path.read_bytes()[: max_bytes + 1]
+    try:
+        image = PILImage.open(io.BytesIO(data), formats=("PNG", "JPEG"))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: {what} is not a readable PNG or JPEG ({type(exc).__name__})") from None
+    w, h = image.size
+    if not (0 < w <= MAX_SIDE_PX and 0 < h <= MAX_SIDE_PX):
+        raise InputError(f"{path}: {what} is {w}x{h}; at most {MAX_SIDE_PX} px a side is accepted")
+    return image, data
+
+
+def image_size(path: Path, max_bytes: int) -> tuple[int, int]:
+    """(width, height) of a PNG/JPEG from its header (bounded like :func:`read_image`)."""
+    image, _ = _open_bounded(path, max_bytes, "image")
+    return image.size
+
+
+def read_image(path: Path, max_bytes: int) -> tuple[np.ndarray, str, bytes, str]:
+    """A colour or grey PNG/JPEG image.
+
+    Returns:
+        (pixels, encoding, file bytes, format): pixels (H, W, 3) uint8 RGB for ``"rgb8"`` or
+        (H, W) uint8 for ``"mono8"``; format ``"jpeg"`` or ``"png"``.
+
+    Raises:
+        InputError: missing, over ``max_bytes``, over 4096 px a side, undecodable, or not an
+            8-bit colour / grey image (e.g. a 16-bit depth PNG given as the image).
+    """
+    image, data = _open_bounded(path, max_bytes, "image")
+    fmt = str(image.format).lower()
+    try:
+        if image.mode == "L":
+            return np.asarray(image), "mono8", data, fmt
+        if image.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
+            return np.ascontiguousarray(np.asarray(image.convert("RGB"))), "rgb8", data, fmt
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: image does not decode ({exc})") from None
+    raise InputError(f"{path}: image has pixel mode {image.mode!r}; expected 8-bit colour (RGB) or grey (L)")
+
+
+def read_depth_png(path: Path, units_per_m: float, invalid: tuple[int, ...], max_bytes: int) -> np.ndarray:
+    """A 16-bit depth PNG as metres: ``depth_m = value / units_per_m``; 0 and ``invalid`` -> NaN.
+
+    Returns:
+        (H, W) float32 metres, NaN where invalid.
+
+    Raises:
+        InputError: missing, too large, or not a 16-bit single-channel PNG.
+    """
+    image, _ = _open_bounded(path, max_bytes, "depth image")
+    if image.mode not in ("I;16", "I", "I;16B"):
+        raise InputError(f"{path}: depth image has pixel mode {image.mode!r}; expected a 16-bit grey PNG")
+    try:
+        raw = np.asarray(image).astype(np.int64)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: depth image does not decode ({exc})") from None
+    depth = (raw / float(units_per_m)).astype(np.float32)
+    bad = raw <= 0
+    for value in invalid:
+        bad |= raw == value
+    depth[bad] = np.nan
+    return depth
+
+
+# -- poses ---------------------------------------------------------------------------------
+def body_twist(track: PoseTrack) -> tuple[np.ndarray, np.ndarray]:
+    """Linear and angular velocity of the body, in the body frame, by finite differences.
+
+    Central differences inside the track, one-sided at its ends; zeros for a single pose.
+
+    Returns:
+        (v_mps (M, 3), omega_radps (M, 3)) float64.
+    """
+    T, s = track.T_world_body, track.stamps_ns
+    m = len(s)
+    v, w = np.zeros((m, 3)), np.zeros((m, 3))
+    if m < 2:
+        return v, w
+    prev = np.clip(np.arange(m) - 1, 0, m - 1)
+    nxt = np.clip(np.arange(m) + 1, 0, m - 1)
+    dt = (s[nxt] - s[prev]).astype(np.float64) * 1e-9  # > 0: stamps increase
+    R = T[:, :3, :3]
+    dp_world = T[nxt, :3, 3] - T[prev, :3, 3]
+    v = np.einsum("mji,mj->mi", R, dp_world) / dt[:, None]  # R^T dp
+    dR = np.einsum("mji,mjk->mik", R[prev], R[nxt])  # R_prev^T R_next
+    w = matrix_to_axis_angle(dR) / dt[:, None]
+    return v, w
+
+
+class _Messages:
+    """The messages of one import (MessageBuilder for images and camera_info; Odometry and TF here)."""
+
+    def __init__(self, typestore: Any, camera: CameraCalib) -> None:
+        from depth_ros.msgbuild import MessageBuilder
+
+        self.build = MessageBuilder.for_typestore(typestore)
+        self.t = typestore.types
+        self.camera = camera
+
+    def header(self, stamp_ns: int, frame_id: str = CAMERA_FRAME) -> Any:
+        return self.build.header_at(stamp_ns, frame_id)
+
+    def image(self, stamp_ns: int, pixels: np.ndarray, encoding: str) -> Any:
+        h, w = pixels.shape[:2]
+        channels = 1 if pixels.ndim == 2 else 3
+        return self.build.image(self.header(stamp_ns), height=h, width=w, encoding=encoding, step=channels * w,
+                                data=np.ascontiguousarray(pixels).reshape(-1))
+
+    def compressed(self, stamp_ns: int, data: bytes, fmt: str, encoding: str) -> Any:
+        order = "mono8" if encoding == "mono8" else "bgr8"
+        return self.t["sensor_msgs/msg/CompressedImage"](
+            header=self.header(stamp_ns), format=f"{encoding}; {fmt} compressed {order}",
+            data=np.frombuffer(data, dtype=np.uint8))
+
+    def camera_info(self, stamp_ns: int) -> Any:
+        cam = self.camera
+        return self.build.camera_info(
+            self.header(stamp_ns), height=cam.height, width=cam.width, distortion_model=cam.distortion_model,
+            d=list(cam.D), k=np.asarray(cam.K).reshape(-1), r=np.eye(3).reshape(-1), p=cam.projection.reshape(-1))
+
+    def depth(self, stamp_ns: int, depth_m: np.ndarray) -> Any:
+        return self.build.depth_image(depth_m, self.header(stamp_ns))
+
+    def _quaternion(self, R: np.ndarray) -> Any:
+        x, y, z, w = (float(c) for c in matrix_to_quaternion(R))
+        return self.t["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
+
+    def _vector(self, xyz: np.ndarray) -> Any:
+        return self.t["geometry_msgs/msg/Vector3"](x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+    def odometry(self, stamp_ns: int, T_world_body: np.ndarray, v: np.ndarray, w: np.ndarray) -> Any:
+        t = self.t
+        p = T_world_body[:3, 3]
+        pose = t["geometry_msgs/msg/Pose"](
+            position=t["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2])),
+            orientation=self._quaternion(T_world_body[:3, :3]))
+        return t["nav_msgs/msg/Odometry"](
+            header=self.header(stamp_ns, ODOM_FRAME), child_frame_id=BASE_FRAME,
+            pose=t["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.diag(_POSE_VAR).reshape(-1)),
+            twist=t["geometry_msgs/msg/TwistWithCovariance"](
+                twist=t["geometry_msgs/msg/Twist"](linear=self._vector(v), angular=self._vector(w)),
+                covariance=np.diag(_TWIST_VAR).reshape(-1)))
+
+    def tf_static(self, stamp_ns: int, edges: list[tuple[str, str, np.ndarray]]) -> Any:
+        """TFMessage of ``(parent, child, T_parent_child)`` edges."""
+        t = self.t
+        transforms = [
+            t["geometry_msgs/msg/TransformStamped"](
+                header=self.header(stamp_ns, parent), child_frame_id=child,
+                transform=t["geometry_msgs/msg/Transform"](translation=self._vector(T[:3, 3]),
+                                                           rotation=self._quaternion(T[:3, :3])))
+            for parent, child, T in edges
+        ]
+        return t["tf2_msgs/msg/TFMessage"](transforms=transforms)
+
+
+def _select(frames: tuple[FrameFiles, ...], options: ImportOptions) -> list[FrameFiles]:
+    chosen = list(frames[:: options.stride])
+    return chosen[: options.max_frames] if options.max_frames is not None else chosen
+
+
+def _check_size(path: Path, shape: tuple[int, ...], camera: CameraCalib, what: str) -> None:
+    if shape[:2] != (camera.height, camera.width):
+        raise InputError(
+            f"{path}: {what} is {shape[1]}x{shape[0]}, the camera is {camera.width}x{camera.height}"
+        )
+
+
+def _timeline(frames: list[FrameFiles], poses: PoseTrack | None) -> Iterator[tuple[int, str, int]]:
+    """(stamp, "frame" | "pose", index) in stamp order, poses first on a tie."""
+    events = [(f.stamp_ns, 1, "frame", i) for i, f in enumerate(frames)]
+    if poses is not None:
+        events += [(int(s), 0, "pose", i) for i, s in enumerate(poses.stamps_ns)]
+    for stamp, _, kind, i in sorted(events):
+        yield stamp, kind, i
+
+
+def write_dataset(
+    dataset: Dataset,
+    out: str | Path,
+    options: ImportOptions = ImportOptions(),
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    extra_static: tuple[tuple[str, str, np.ndarray], ...] = (),
+) -> ImportSummary:
+    """Write ``dataset`` to the bag ``out`` (``.mcap`` or ``.db3``), atomically.
+
+    Args:
+        dataset: what an importer read.
+        out: target file.
+        options: frame selection, image transport, overwrite, file size limit.
+        progress: ``progress(done, total)`` after each frame.
+        extra_static: more ``(parent, child, T_parent_child)`` edges for ``/tf_static`` (e.g. a
+            LiDAR frame).
+
+    Returns:
+        The :class:`ImportSummary`.
+
+    Raises:
+        InputError: an image or depth file that cannot be read, is too large, or does not
+            match the camera size (file named). Nothing is left under ``out``.
+        depth_ros.errors.BagError: the output exists (without ``overwrite``), its folder is
+            missing, or writing fails.
+    """
+    from depth_ros.bag.typestore import output_typestore
+    from depth_ros.bag.writer import BagWriter, check_output_path
+
+    target = check_output_path(out, overwrite=options.overwrite)
+    frames = _select(dataset.frames, options)
+    poses = dataset.poses.window(frames[0].stamp_ns, frames[-1].stamp_ns) if dataset.poses is not None else None
+    if poses is not None and not len(poses):
+        poses = None
+    cam = dataset.camera
+    image_topic = COMPRESSED_TOPIC if options.compressed else IMAGE_TOPIC
+    pixels, _, _, _ = read_image(frames[0].image, options.max_file_bytes)  # fail before any file is made
+    _check_size(frames[0].image, pixels.shape, cam, "image")
+    typestore = output_typestore()
+    msgs = _Messages(typestore, cam)
+    twist = body_twist(poses) if poses is not None else (np.zeros((0, 3)), np.zeros((0, 3)))
+    pose_T = poses.T_world_body if poses is not None else np.zeros((0, 4, 4))
+    topics = [image_topic, INFO_TOPIC]
+    if dataset.depth_loader is not None:
+        topics.append(DEPTH_TOPIC)
+    if poses is not None:
+        topics.append(ODOM_TOPIC)
+    topics.append(TF_STATIC_TOPIC)
+    edges = [(BASE_FRAME, CAMERA_FRAME, np.asarray(dataset.T_body_cam, dtype=np.float64)), *extra_static]
+    t0 = min(frames[0].stamp_ns, int(poses.stamps_ns[0]) if poses is not None else frames[0].stamp_ns)
+    depth_frames = 0
+    with BagWriter(target, typestore=typestore, overwrite=options.overwrite) as bag:
+        for topic in topics:
+            bag.add_topic(topic, TOPICS[topic])
+        bag.write(TF_STATIC_TOPIC, msgs.tf_static(t0, edges), t0)
+        done = 0
+        for stamp, kind, i in _timeline(frames, poses):
+            if kind == "pose":
+                bag.write(ODOM_TOPIC, msgs.odometry(stamp, pose_T[i], twist[0][i], twist[1][i]), stamp)
+                continue
+            frame = frames[i]
+            pixels, encoding, data, fmt = read_image(frame.image, options.max_file_bytes)
+            _check_size(frame.image, pixels.shape, cam, "image")
+            if options.compressed:
+                bag.write(image_topic, msgs.compressed(stamp, data, fmt, encoding), stamp)
+            else:
+                bag.write(image_topic, msgs.image(stamp, pixels, encoding), stamp)
+            bag.write(INFO_TOPIC, msgs.camera_info(stamp), stamp)
+            if dataset.depth_loader is not None and frame.depth is not None:
+                depth_m = dataset.depth_loader(frame.depth, cam, options.max_file_bytes)
+                _check_size(frame.depth, depth_m.shape, cam, "depth")
+                bag.write(DEPTH_TOPIC, msgs.depth(stamp, depth_m), stamp)
+                depth_frames += 1
+            done += 1
+            if progress is not None:
+                progress(done, len(frames))
+        counts = dict(bag.message_counts)
+    notes = list(dataset.notes)
+    if dataset.depth_note:
+        notes.insert(0, f"depth: {dataset.depth_note}")
+    return ImportSummary(target, len(frames), depth_frames, len(poses) if poses is not None else 0,
+                         target.stat().st_size, counts, tuple(notes))
+

@@ -1,0 +1,102 @@
+"""Helpers for the importer tests: tiny dataset files written by the tests, and reading a bag back.
+
+No tests here (imported by test_import_*.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+W, H = 32, 24
+
+
+def rgb_pattern(seed: int, w: int = W, h: int = H) -> np.ndarray:
+    """(h, w, 3) uint8 image that differs per seed."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    """Write an 8-bit RGB / grey or a 16-bit grey PNG (uint16 arrays)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.dtype == np.uint16:
+        Image.fromarray(array.astype(np.uint16)).save(path)  # mode I;16
+    else:
+        Image.fromarray(array).save(path)
+    return path
+
+
+def read_bag(path: Path) -> dict[str, list[Any]]:
+    """topic -> messages (decoded with the bag's own definitions), in log-time order."""
+    from rosbags.highlevel import AnyReader
+
+    out: dict[str, list[Any]] = {}
+    with AnyReader([path]) as reader:
+        for conn, _, data in reader.messages():
+            out.setdefault(conn.topic, []).append(reader.deserialize(data, conn.msgtype))
+    return out
+
+
+def stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def odom_matrix(msg: Any) -> np.ndarray:
+    """T_odom_child (4, 4) of an Odometry message."""
+    from depth_ros.core.rotation import quaternion_to_matrix
+
+    p, q = msg.pose.pose.position, msg.pose.pose.orientation
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w]))
+    T[:3, 3] = (p.x, p.y, p.z)
+    return T
+
+
+def camera_pose_from_bag(path: Path, k: int = 0) -> np.ndarray:
+    """T_odom_cam of the k-th /odom message composed with /tf_static's child -> camera chain."""
+    from depth_ros.bag.reader import BagReader
+
+    msgs = read_bag(path)
+    odom = msgs["/odom"][k]
+    info = msgs["/camera/camera_info"][0]
+    with BagReader(path) as reader:
+        T_child_cam = reader.static_transforms().lookup(str(odom.child_frame_id), str(info.header.frame_id))
+    return odom_matrix(odom) @ T_child_cam
+
+
+def depth_m(msg: Any) -> np.ndarray:
+    from depth_ros.msgconv import image_to_depth_m
+
+    return image_to_depth_m(msg)
+
+
+def write_tum(root: Path, n: int = 3, *, t0: float = 1305031102.0, dt: float = 0.1) -> dict[str, Any]:
+    """A TUM RGB-D folder ``rgbd_dataset_freiburg1_test`` of ``n`` frames; returns what was written.
+
+    Depth pixel (5, 7) of frame k is ``(1000 + k) / 5000`` m; elsewhere 2 m, pixel (0, 0) invalid (0).
+    Depth stamps are 5 ms after the colour stamps; ground truth at 4x the frame rate: a camera
+    moving along +x by 1 m/s (optical frame = world frame at t0), rotated about its z by 0.1 rad.
+    """
+    d = root / "rgbd_dataset_freiburg1_test"
+    rgb_lines, depth_lines, gt_lines = ["# color images", "# timestamp filename"], ["# depth"], ["# ground truth"]
+    for k in range(n):
+        t = t0 + k * dt
+        write_png(d / "rgb" / f"{t:.6f}.png", rgb_pattern(k))
+        depth = np.full((H, W), 10000, dtype=np.uint16)
+        depth[5, 7] = 1000 + k
+        depth[0, 0] = 0
+        write_png(d / "depth" / f"{t + 0.005:.6f}.png", depth)
+        rgb_lines.append(f"{t:.6f} rgb/{t:.6f}.png")
+        depth_lines.append(f"{t + 0.005:.6f} depth/{t + 0.005:.6f}.png")
+    s, c = np.sin(0.05), np.cos(0.05)  # quaternion of 0.1 rad about z
+    for j in range(4 * n + 4):
+        t = t0 - 0.05 + j * dt / 4
+        gt_lines.append(f"{t:.4f} {t - t0:.6f} 0.0 0.0 0.0 0.0 {s:.9f} {c:.9f}")
+    (d / "rgb.txt").write_text("\n".join(rgb_lines) + "\n")
+    (d / "depth.txt").write_text("\n".join(depth_lines) + "\n")
+    (d / "groundtruth.txt").write_text("\n".join(gt_lines) + "\n")
+    return {"dir": d, "t0": t0, "dt": dt}
