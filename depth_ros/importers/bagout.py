@@ -25,7 +25,6 @@ the target only when complete.
 """
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +34,11 @@ import numpy as np
 
 from depth_ros.core.rotation import matrix_to_axis_angle, matrix_to_quaternion
 from depth_ros.errors import InputError
-from depth_ros.importers.common import MAX_SIDE_PX, CameraCalib, Dataset, FrameFiles, ImportOptions, PoseTrack
+from depth_ros.importers.common import CameraCalib, Dataset, FrameFiles, ImportOptions, PoseTrack
+from depth_ros.importers.images import read_image
 from depth_ros.synthetic.bagio import BASE_FRAME, CAMERA_FRAME, ODOM_FRAME, TOPICS
 
-__all__ = ["ImportSummary", "body_twist", "image_size", "read_depth_png", "read_image", "write_dataset"]
+__all__ = ["ImportSummary", "body_twist", "write_dataset"]
 
 _log = logging.getLogger(__name__)
 
@@ -65,79 +65,6 @@ class ImportSummary:
     size_bytes: int
     message_counts: dict[str, int]
     notes: tuple[str, ...]
-
-
-# -- reading images ---------------------------------------------------------------------------
-def _open_bounded(path: Path, max_bytes: int, what: str) -> Any:
-    from PIL import Image as PILImage
-
-    if not path.is_file():
-        raise InputError(f"{path}: {what} does not exist" if not path.exists() else f"{path}: {what} is not a regular file")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"{path}: {what} is {size} bytes, more than the limit of {max_bytes}")
-    data = path.read_bytes()[: max_bytes + 1]
-    try:
-        image = PILImage.open(io.BytesIO(data), formats=("PNG", "JPEG"))
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: {what} is not a readable PNG or JPEG ({type(exc).__name__})") from None
-    w, h = image.size
-    if not (0 < w <= MAX_SIDE_PX and 0 < h <= MAX_SIDE_PX):
-        raise InputError(f"{path}: {what} is {w}x{h}; at most {MAX_SIDE_PX} px a side is accepted")
-    return image, data
-
-
-def image_size(path: Path, max_bytes: int) -> tuple[int, int]:
-    """(width, height) of a PNG/JPEG from its header (bounded like :func:`read_image`)."""
-    image, _ = _open_bounded(path, max_bytes, "image")
-    return image.size
-
-
-def read_image(path: Path, max_bytes: int) -> tuple[np.ndarray, str, bytes, str]:
-    """A colour or grey PNG/JPEG image.
-
-    Returns:
-        (pixels, encoding, file bytes, format): pixels (H, W, 3) uint8 RGB for ``"rgb8"`` or
-        (H, W) uint8 for ``"mono8"``; format ``"jpeg"`` or ``"png"``.
-
-    Raises:
-        InputError: missing, over ``max_bytes``, over 4096 px a side, undecodable, or not an
-            8-bit colour / grey image (e.g. a 16-bit depth PNG given as the image).
-    """
-    image, data = _open_bounded(path, max_bytes, "image")
-    fmt = str(image.format).lower()
-    try:
-        if image.mode == "L":
-            return np.asarray(image), "mono8", data, fmt
-        if image.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
-            return np.ascontiguousarray(np.asarray(image.convert("RGB"))), "rgb8", data, fmt
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: image does not decode ({exc})") from None
-    raise InputError(f"{path}: image has pixel mode {image.mode!r}; expected 8-bit colour (RGB) or grey (L)")
-
-
-def read_depth_png(path: Path, units_per_m: float, invalid: tuple[int, ...], max_bytes: int) -> np.ndarray:
-    """A 16-bit depth PNG as metres: ``depth_m = value / units_per_m``; 0 and ``invalid`` -> NaN.
-
-    Returns:
-        (H, W) float32 metres, NaN where invalid.
-
-    Raises:
-        InputError: missing, too large, or not a 16-bit single-channel PNG.
-    """
-    image, _ = _open_bounded(path, max_bytes, "depth image")
-    if image.mode not in ("I;16", "I", "I;16B"):
-        raise InputError(f"{path}: depth image has pixel mode {image.mode!r}; expected a 16-bit grey PNG")
-    try:
-        raw = np.asarray(image).astype(np.int64)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: depth image does not decode ({exc})") from None
-    depth = (raw / float(units_per_m)).astype(np.float32)
-    bad = raw <= 0
-    for value in invalid:
-        bad |= raw == value
-    depth[bad] = np.nan
-    return depth
 
 
 # -- poses ---------------------------------------------------------------------------------

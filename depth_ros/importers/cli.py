@@ -101,7 +101,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ps["folder"].add_argument("--depth-dir", type=Path, default=None, help="folder of 16-bit depth PNGs")
     ps["folder"].add_argument("--depth-scale", type=float, default=1000.0, help="depth PNG units per metre [1000]")
     ps["folder"].add_argument("--rate-hz", type=float, default=10.0, help="frame rate when the file names are not stamps [10]")
-    ps["folder"].add_argument("--tolerance", type=float, default=0.02, metavar="S", help="largest image / pose stamp difference kept, seconds [0.02]")
 
 
 def _loader(args: argparse.Namespace) -> Callable[[], Any]:
@@ -125,7 +124,7 @@ def _loader(args: argparse.Namespace) -> Callable[[], Any]:
     from depth_ros.importers.folder import load_folder
 
     return lambda: load_folder(args.src, intrinsics=args.intrinsics, poses=args.poses, depth_dir=args.depth_dir,
-                               depth_units_per_m=args.depth_scale, rate_hz=args.rate_hz, tolerance_s=args.tolerance)
+                               depth_units_per_m=args.depth_scale, rate_hz=args.rate_hz)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ __all__ = [
     "ImportOptions",
     "PoseTrack",
     "associate",
+    "body_from_optical_track",
     "parse_number",
     "parse_stamp_s",
     "pose_matrix",
@@ -154,6 +155,15 @@ class PoseTrack:
     def __len__(self) -> int:
         return len(self.stamps_ns)
 
+    @classmethod
+    def from_unsorted(cls, stamps_ns: Sequence[int], poses: Sequence[np.ndarray]) -> "PoseTrack":
+        """A track of poses in any order; of several poses with one stamp the first listed is kept."""
+        s = np.asarray(stamps_ns, dtype=np.int64)
+        order = np.argsort(s, kind="stable")
+        s, T = s[order], np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)[order]
+        keep = np.concatenate([[True], np.diff(s) > 0]) if len(s) else np.zeros(0, bool)
+        return cls(s[keep], T[keep])
+
     def window(self, start_ns: int, stop_ns: int) -> "PoseTrack":
         """The poses with ``start_ns <= stamp <= stop_ns`` plus one on each side (to interpolate at the ends)."""
         lo = max(int(np.searchsorted(self.stamps_ns, start_ns, side="left")) - 1, 0)
@@ -263,6 +273,17 @@ def pose_matrix(t_xyz: Sequence[float], q_xyzw: Sequence[float]) -> np.ndarray:
     T[:3, :3] = quaternion_to_matrix(np.asarray(q_xyzw, dtype=np.float64))
     T[:3, 3] = t_xyz
     return T
+
+
+def body_from_optical_track(track: PoseTrack) -> tuple[PoseTrack, np.ndarray]:
+    """Poses of the camera optical frame as poses of a REP 103 body frame at the same origin.
+
+    Returns:
+        (track of ``T_world_body``, ``T_body_cam`` (4, 4)) with ``T_world_cam = T_world_body T_body_cam``.
+    """
+    T_body_cam = np.eye(4)
+    T_body_cam[:3, :3] = R_BODY_OPTICAL
+    return PoseTrack(track.stamps_ns, track.T_world_body @ np.linalg.inv(T_body_cam)), T_body_cam
 
 
 def associate(a_ns: np.ndarray, b_ns: np.ndarray, tolerance_ns: int) -> list[tuple[int, int]]:

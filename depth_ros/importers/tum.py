@@ -22,13 +22,12 @@ import numpy as np
 
 from depth_ros.errors import InputError
 from depth_ros.importers.common import (
-    MAX_IMAGE_BYTES,
-    R_BODY_OPTICAL,
     CameraCalib,
     Dataset,
     FrameFiles,
     PoseTrack,
     associate,
+    body_from_optical_track,
     parse_number,
     parse_stamp_s,
     pose_matrix,
@@ -100,36 +99,7 @@ def read_pose_file(path: Path) -> PoseTrack:
             raise InputError(f"{path}:{n}: quaternion (qx, qy, qz, qw) is zero")
         stamps.append(stamp)
         poses.append(pose_matrix(v[:3], v[3:]))
-    s = np.asarray(stamps, dtype=np.int64)
-    order = np.argsort(s, kind="stable")
-    s, T = s[order], np.asarray(poses).reshape(-1, 4, 4)[order]
-    keep = np.concatenate([[True], np.diff(s) > 0]) if len(s) else np.zeros(0, bool)
-    return PoseTrack(s[keep], T[keep])
-
-
-def body_from_optical_track(track: PoseTrack) -> tuple[PoseTrack, np.ndarray]:
-    """Poses of the camera optical frame as poses of a REP 103 body frame at the same origin.
-
-    Returns:
-        (track of ``T_world_body``, ``T_body_cam`` (4, 4)) with ``T_world_cam = T_world_body T_body_cam``.
-    """
-    T_body_cam = np.eye(4)
-    T_body_cam[:3, :3] = R_BODY_OPTICAL
-    return PoseTrack(track.stamps_ns, track.T_world_body @ np.linalg.inv(T_body_cam)), T_body_cam
-
-
-def _calibration(tc: TumCamera, size: tuple[int, int], first: Path, notes: list[str]) -> CameraCalib:
-    """The site's 640x480 calibration, scaled (CameraModel.resized) for images resized at 4:3."""
-    from depth_ros.core.camera import CameraModel
-
-    K = np.array([[tc.fx, 0, tc.cx], [0, tc.fy, tc.cy], [0, 0, 1]])
-    width, height = size
-    if (width, height) != (_WIDTH, _HEIGHT):
-        if width * _HEIGHT != height * _WIDTH:
-            raise InputError(f"{first}: image is {width}x{height}; TUM images are 640x480 (or resized at 4:3)")
-        K = CameraModel(_WIDTH, _HEIGHT, K).resized(width, height).K
-        notes.append(f"images are {width}x{height}: the 640x480 calibration scaled by {width / _WIDTH:g}")
-    return CameraCalib(width, height, K, tc.d, "plumb_bob")
+    return PoseTrack.from_unsorted(stamps, poses)
 
 
 def load_tum(src: str | Path, *, camera: str | None = None, tolerance_s: float = 0.02,
@@ -145,7 +115,7 @@ def load_tum(src: str | Path, *, camera: str | None = None, tolerance_s: float =
     Raises:
         InputError: a missing or malformed file, an unknown camera, no frames.
     """
-    from depth_ros.importers.bagout import image_size, read_depth_png
+    from depth_ros.importers.images import calibration_for_images, read_depth_png
 
     src = Path(src)
     if not (src / "rgb.txt").is_file():
@@ -158,7 +128,8 @@ def load_tum(src: str | Path, *, camera: str | None = None, tolerance_s: float =
     if not rgb_files:
         raise InputError(f"{src / 'rgb.txt'}: lists no images")
     notes = [f"camera {name}: fx {tc.fx} fy {tc.fy} cx {tc.cx} cy {tc.cy} at 640x480, plumb_bob D {list(tc.d)}"]
-    calib = _calibration(tc, image_size(rgb_files[0], MAX_IMAGE_BYTES), rgb_files[0], notes)
+    K = np.array([[tc.fx, 0, tc.cx], [0, tc.fy, tc.cy], [0, 0, 1]])
+    calib = calibration_for_images(K, tc.d, "plumb_bob", (_WIDTH, _HEIGHT), rgb_files[0], notes)
     depth_files: dict[int, Path] = {}
     if (src / "depth.txt").is_file():
         depth_ns, dfiles = _file_list(src / "depth.txt")

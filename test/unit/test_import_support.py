@@ -100,3 +100,57 @@ def write_tum(root: Path, n: int = 3, *, t0: float = 1305031102.0, dt: float = 0
     (d / "depth.txt").write_text("\n".join(depth_lines) + "\n")
     (d / "groundtruth.txt").write_text("\n".join(gt_lines) + "\n")
     return {"dir": d, "t0": t0, "dt": dt}
+
+
+#: A body -> camera extrinsic with a rotation and a translation (EuRoC's T_BS is of this kind).
+T_BS = np.array([
+    [0.0, -1.0, 0.0, 0.05],
+    [1.0, 0.0, 0.0, -0.02],
+    [0.0, 0.0, 1.0, 0.01],
+    [0.0, 0.0, 0.0, 1.0],
+])
+
+
+def write_euroc(root: Path, n: int = 3, *, model: str = "radial-tangential") -> dict[str, Any]:
+    """An ASL folder ``root/mav0`` with ``n`` mono8 frames 50 ms apart and ground truth at 200 Hz:
+    the body at (t, 2, 3) m (t in s from the first frame), yawed by 0.2 rad, quaternion written w first."""
+    cam = root / "mav0" / "cam0"
+    t0 = 1403636579763555584
+    lines = ["#timestamp [ns],filename"]
+    for k in range(n):
+        t = t0 + k * 50_000_000
+        write_png(cam / "data" / f"{t}.png", rgb_pattern(k)[..., 0])
+        lines.append(f"{t},{t}.png")
+    (cam / "data.csv").write_text("\n".join(lines) + "\n")
+    coeffs = "[-0.28, 0.07, 0.0002, 0.00002]" if model == "radial-tangential" else "[0.01, -0.002, 0.0003, -0.0001]"
+    (cam / "sensor.yaml").write_text(
+        "# General sensor definitions.\nsensor_type: camera\ncomment: VI-Sensor cam0 (MT9M034)\n"
+        "T_BS:\n  cols: 4\n  rows: 4\n  data: [" + ", ".join(f"{v:g}" for v in T_BS.reshape(-1)) + "]\n"
+        f"rate_hz: 20\nresolution: [{W}, {H}]\ncamera_model: pinhole\nintrinsics: [20.5, 20.25, 15.5, 11.75]\n"
+        f"distortion_model: {model}\ndistortion_coefficients: {coeffs}\n"
+    )
+    gt = root / "mav0" / "state_groundtruth_estimate0"
+    gt.mkdir(parents=True)
+    s, c = np.sin(0.1), np.cos(0.1)
+    rows = ["#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], q_RS_y [], q_RS_z [], v_RS_R_x [m s^-1]"]
+    for j in range(-2, 40):
+        t = t0 + j * 5_000_000
+        rows.append(f"{t},{(t - t0) * 1e-9:.9f},2.0,3.0,{c:.12f},0.0,0.0,{s:.12f},1.0")
+    (gt / "data.csv").write_text("\n".join(rows) + "\n")
+    return {"dir": root, "t0": t0}
+
+
+def write_7scenes(root: Path, n: int = 3) -> dict[str, Any]:
+    """A 7-Scenes scene ``root/chess/seq-01`` of ``n`` frames: depth pixel (4, 6) = 1234 mm, pixel
+    (0, 0) = 65535 (invalid); camera k at (0, 0, 0.5 k) m, axes of the world."""
+    seq = root / "chess" / "seq-01"
+    for k in range(n):
+        write_png(seq / f"frame-{k:06d}.color.png", rgb_pattern(10 + k))
+        depth = np.full((H, W), 2000, dtype=np.uint16)
+        depth[4, 6] = 1234
+        depth[0, 0] = 65535
+        write_png(seq / f"frame-{k:06d}.depth.png", depth)
+        T = np.eye(4)
+        T[2, 3] = 0.5 * k
+        (seq / f"frame-{k:06d}.pose.txt").write_text("\n".join(" ".join(f"{v:.7e}" for v in row) for row in T) + "\n")
+    return {"scene": root / "chess", "seq": seq}
