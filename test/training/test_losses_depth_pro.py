@@ -239,3 +239,25 @@ def test_fov_loss_hand_computed_and_shape_errors():
     with pytest.raises(ValueError, match=r"discard_fraction"):
         trimmed_mae(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), discard_fraction=1.0)
     assert math.isfinite(fov_loss(torch.tensor([1.0]), torch.tensor([1.0])).item())
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda p, t: trimmed_mae(p, t),
+        lambda p, t: normalized_mae(p, t),
+        lambda p, t: ssi_gradient_loss(p, t),
+        lambda p, t: derivative_losses(p, t).mage,
+        lambda p, t: derivative_losses(p, t).male,
+        lambda p, t: derivative_losses(p, t).msge,
+    ],
+)
+def test_an_image_without_labels_changes_nothing(gen, loss):
+    """A batch image whose label is all NaN adds no value and no gradient (and no NaN)."""
+    t = torch.rand(2, 1, 16, 20, generator=gen, dtype=torch.float64)
+    t[0] = float("nan")
+    p = torch.rand(2, 1, 16, 20, generator=gen, dtype=torch.float64, requires_grad=True)
+    value = loss(p, t)
+    value.backward()
+    torch.testing.assert_close(value, loss(p[1:], t[1:]))
+    assert torch.equal(p.grad[0], torch.zeros_like(p.grad[0])) and torch.isfinite(p.grad).all()

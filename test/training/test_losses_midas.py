@@ -258,3 +258,15 @@ def test_gradcheck_float64(gen):
     assert torch.autograd.gradcheck(lambda x: ssi_mse_loss(x, t, v).total, (p,))
     assert torch.autograd.gradcheck(lambda x: gradient_matching_loss(x, t, v, num_scales=2), (p,))
     assert torch.autograd.gradcheck(lambda x: ssi_trimmed_mae_loss(x, t, v).total, (p,))
+
+
+@pytest.mark.parametrize("loss", [lambda p, t: ssi_mse_loss(p, t).total, lambda p, t: ssi_trimmed_mae_loss(p, t).total])
+def test_an_image_without_labels_changes_nothing(gen, loss):
+    """A batch image whose label is all NaN adds no value and no gradient (batch-based reduction)."""
+    t = torch.rand(2, 1, 16, 20, generator=gen, dtype=torch.float64)
+    t[0] = float("nan")
+    p = torch.rand(2, 1, 16, 20, generator=gen, dtype=torch.float64, requires_grad=True)
+    value = loss(p, t)
+    value.backward()
+    torch.testing.assert_close(value, loss(p[1:], t[1:]))
+    assert torch.equal(p.grad[0], torch.zeros_like(p.grad[0])) and torch.isfinite(p.grad).all()
