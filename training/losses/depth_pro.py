@@ -179,12 +179,14 @@ def trimmed_mae(
     if bool(((frac < 0) | (frac >= 1)).any()):
         raise ValueError(f"discard_fraction must be in [0, 1), got {frac.tolist()}")
     b = prediction.shape[0]
-    err = torch.where(mask, (prediction - target).abs(), torch.zeros((), dtype=prediction.dtype, device=prediction.device))
+    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
+    # the target is cleaned before the subtraction: a NaN there would reach the gradient through abs
+    err = torch.where(mask, (prediction - torch.where(mask, target, zero)).abs(), zero)
     flat = err.reshape(b, -1)
     flat_mask = mask.reshape(b, -1)
     n = flat_mask.sum(1)
     keep = n - torch.floor(n.to(torch.float64) * frac.to(torch.float64)).to(torch.long)
-    # invalid pixels sort after every valid error (their error is 0, so rank them by a flag first)
+    # ascending errors with the invalid pixels (error 0 in ``flat``) ranked last
     key = torch.where(flat_mask, flat.detach(), torch.full_like(flat, float("inf")))
     order = torch.argsort(key, dim=1)
     ordered = flat.gather(1, order)
@@ -262,7 +264,9 @@ def _derivatives(diff: Tensor, valid: Tensor, operator: str) -> tuple[Tensor, Te
     return d, bad < 0.5
 
 
-def _difference_pyramid(prediction: Tensor, target: Tensor, valid: Tensor | None, num_scales: int, name: str) -> list[tuple[Tensor, Tensor]]:
+def _difference_pyramid(
+    prediction: Tensor, target: Tensor, valid: Tensor | None, num_scales: int, name: str
+) -> list[tuple[Tensor, Tensor]]:
     """[(C - C*, valid)] at levels 0 .. num_scales - 1 (levels smaller than 3 px are left out)."""
     if not isinstance(num_scales, int) or num_scales < 1:
         raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}")
