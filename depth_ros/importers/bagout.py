@@ -186,7 +186,6 @@ def write_dataset(
     options: ImportOptions = ImportOptions(),
     *,
     progress: Callable[[int, int], None] | None = None,
-    extra_static: tuple[tuple[str, str, np.ndarray], ...] = (),
 ) -> ImportSummary:
     """Write ``dataset`` to the bag ``out`` (``.mcap`` or ``.db3``), atomically.
 
@@ -195,8 +194,6 @@ def write_dataset(
         out: target file.
         options: frame selection, image transport, overwrite, file size limit.
         progress: ``progress(done, total)`` after each frame.
-        extra_static: more ``(parent, child, T_parent_child)`` edges for ``/tf_static`` (e.g. a
-            LiDAR frame).
 
     Returns:
         The :class:`ImportSummary`.
@@ -229,7 +226,7 @@ def write_dataset(
     if poses is not None:
         topics.append(ODOM_TOPIC)
     topics.append(TF_STATIC_TOPIC)
-    edges = [(BASE_FRAME, CAMERA_FRAME, np.asarray(dataset.T_body_cam, dtype=np.float64)), *extra_static]
+    edges = [(BASE_FRAME, CAMERA_FRAME, np.asarray(dataset.T_body_cam, dtype=np.float64))]
     t0 = min(frames[0].stamp_ns, int(poses.stamps_ns[0]) if poses is not None else frames[0].stamp_ns)
     depth_frames = 0
     with BagWriter(target, typestore=typestore, overwrite=options.overwrite) as bag:

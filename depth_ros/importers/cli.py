@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise DepthRosError(f"bad option: {exc}") from None
     t0 = time.perf_counter()
-    loaded = _loader(args)()
-    dataset, extra_static = loaded if isinstance(loaded, tuple) else (loaded, ())
+    dataset = _loader(args)()
     bar: Any = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -152,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
     try:
-        summary = write_dataset(dataset, args.output, options, progress=progress, extra_static=extra_static)
+        summary = write_dataset(dataset, args.output, options, progress=progress)
     finally:
         if bar is not None:
             bar.close()

@@ -154,3 +154,47 @@ def write_7scenes(root: Path, n: int = 3) -> dict[str, Any]:
         T[2, 3] = 0.5 * k
         (seq / f"frame-{k:06d}.pose.txt").write_text("\n".join(" ".join(f"{v:.7e}" for v in row) for row in T) + "\n")
     return {"scene": root / "chess", "seq": seq}
+
+
+KITTI_P2 = np.array([[20.0, 0.0, 16.0, 20.0 * 0.06], [0.0, 20.0, 12.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+KITTI_R_VELO = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # Velodyne x forward -> camera z
+KITTI_T_VELO = np.array([0.0, -0.08, -0.27])
+KITTI_T_IMU = np.array([-0.8, 0.3, -0.9])
+
+
+def _numbers(values: Any) -> str:
+    return " ".join(f"{v:.12e}" for v in np.asarray(values, dtype=np.float64).reshape(-1))
+
+
+def write_kitti(root: Path, n: int = 2, *, oxts: bool = True) -> dict[str, Any]:
+    """A KITTI raw date folder ``root/2011_09_26`` with drive ``..._drive_0001_sync`` of ``n`` frames.
+
+    Each scan: a point at Velodyne (5, 0.5, 0.2) -> camera 2 (-0.44, -0.28, 4.73) -> pixel (u 14, v 11);
+    a farther one landing on the same pixel, one behind the sensor. OXTS: the second pose 10 m
+    east (at latitude 49) and yawed by 0.1 rad.
+    """
+    date = root / "2011_09_26"
+    drive = date / "2011_09_26_drive_0001_sync"
+    date.mkdir(parents=True)
+    (date / "calib_cam_to_cam.txt").write_text(
+        "calib_time: 09-Jan-2012 13:57:47\ncorner_dist: 9.950000e-02\n"
+        f"S_rect_02: {W} {H}\nR_rect_00: {_numbers(np.eye(3))}\nP_rect_02: {_numbers(KITTI_P2)}\n"
+    )
+    (date / "calib_velo_to_cam.txt").write_text(f"calib_time: 15-Mar-2012 11:37:16\nR: {_numbers(KITTI_R_VELO)}\nT: {_numbers(KITTI_T_VELO)}\n")
+    (date / "calib_imu_to_velo.txt").write_text(f"calib_time: 25-May-2012 16:47:16\nR: {_numbers(np.eye(3))}\nT: {_numbers(KITTI_T_IMU)}\n")
+    ns = [25_964_389_445 + k * 103_000_000 for k in range(n)]  # nanoseconds into minute 13:02
+    stamps = [f"2011-09-26 13:02:{t // 10**9:02d}.{t % 10**9:09d}" for t in ns]
+    points = np.array([[5.0, 0.5, 0.2, 0.3], [10.0, 0.94, 0.48, 0.1], [-5.0, 0.0, 0.0, 0.2]], dtype="<f4")
+    for k in range(n):
+        write_png(drive / "image_02" / "data" / f"{k:010d}.png", rgb_pattern(20 + k))
+        (drive / "velodyne_points" / "data").mkdir(parents=True, exist_ok=True)
+        points.tofile(drive / "velodyne_points" / "data" / f"{k:010d}.bin")
+    (drive / "image_02" / "timestamps.txt").write_text("\n".join(stamps) + "\n")
+    if oxts:
+        (drive / "oxts" / "data").mkdir(parents=True)
+        dlon = np.degrees(10.0 / (6378137.0 * np.cos(np.radians(49.0))))
+        for k in range(n):
+            record = [49.0, 8.4 + k * dlon, 110.0, 0.0, 0.0, 0.1 * k] + [0.0] * 24
+            (drive / "oxts" / "data" / f"{k:010d}.txt").write_text(" ".join(f"{v:.12f}" for v in record) + "\n")
+        (drive / "oxts" / "timestamps.txt").write_text("\n".join(stamps) + "\n")
+    return {"drive": drive, "date": date, "stamps": stamps}
