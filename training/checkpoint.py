@@ -22,12 +22,14 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-__all__ = ["DEFAULT_EVERY_MINUTES", "ResumeCheckpoint", "SafeCheckpointIO", "checkpoint_callbacks"]
+__all__ = ["AFTER_VALIDATION", "DEFAULT_EVERY_MINUTES", "ResumeCheckpoint", "SafeCheckpointIO", "checkpoint_callbacks"]
 
 #: Default wall-clock interval of resume checkpoints. A kill loses at most this much training
 #: plus one step; a save (~320 MB for the ResNet-18 pair with Adam) takes a second or two, ~1 %
 #: of the interval.
 DEFAULT_EVERY_MINUTES = 2.0
+#: What the after-validation checkpoint holds (:class:`ResumeCheckpoint` ``after_validation``).
+AFTER_VALIDATION = ("full", "weights", "off")
 
 
 class ResumeCheckpoint(ModelCheckpoint):
@@ -43,14 +45,24 @@ class ResumeCheckpoint(ModelCheckpoint):
         every_n_steps: step interval (>= 1); give it with ``every_minutes: null``.
         dirpath: directory of ``last.ckpt``; None -> the logger's ``checkpoints`` directory,
             the same as the after-validation checkpoint's.
+        after_validation: the checkpoint written after each validation (the newest kept),
+            :data:`AFTER_VALIDATION` — "full" (weights, optimiser and loop state: resumable),
+            "weights" (weights and hyper-parameters only, about a third of the size: enough for
+            ``depth-ros-train export`` and ``eval``), or "off". Read by
+            :func:`checkpoint_callbacks`; the resume ``last.ckpt`` is always full.
 
-    Both None turns resume checkpoints off (then only validation writes checkpoints).
+    Both intervals None turns resume checkpoints off (then only validation writes checkpoints).
 
     Raises:
-        ValueError: a non-positive or non-finite interval, or both intervals given.
+        ValueError: a non-positive or non-finite interval, both intervals given, an unknown
+            ``after_validation``.
     """
 
-    def __init__(self, every_minutes: float | None = DEFAULT_EVERY_MINUTES, every_n_steps: int | None = None, dirpath: str | None = None) -> None:
+    def __init__(self, every_minutes: float | None = DEFAULT_EVERY_MINUTES, every_n_steps: int | None = None, dirpath: str | None = None,
+                 after_validation: str = "full") -> None:
+        if after_validation not in AFTER_VALIDATION:
+            raise ValueError(f"after_validation must be one of {', '.join(AFTER_VALIDATION)}, got {after_validation!r}")
+        self.after_validation = after_validation
         if every_minutes is not None and every_n_steps is not None:
             raise ValueError(f"every_minutes ({every_minutes}) and every_n_steps ({every_n_steps}): give one of them, set the other to null")
         if every_minutes is not None and not (isinstance(every_minutes, (int, float)) and math.isfinite(every_minutes) and every_minutes > 0):
@@ -104,8 +116,15 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 
 def checkpoint_callbacks(resume: ResumeCheckpoint) -> list[pl.Callback]:
-    """The checkpoints of a fit: one after each validation (the newest kept) and ``last.ckpt``,
-    also kept current by ``resume`` when it is enabled. Both write the same ``last.ckpt`` (no
-    ``last-v1.ckpt``), so a run holds at most two full checkpoints."""
-    after_validation = ModelCheckpoint(save_last=True, enable_version_counter=False)
-    return [after_validation, resume] if resume.enabled else [after_validation]
+    """The checkpoints of a fit: one after each validation (the newest kept; full, weights only
+    or none: ``resume.after_validation``) and ``last.ckpt``, kept current by ``resume`` when it
+    is enabled. A full after-validation checkpoint also writes ``last.ckpt`` (the same file as
+    ``resume``'s: no ``last-v1.ckpt``), so a run holds at most two full checkpoints; a
+    weights-only one never writes ``last.ckpt`` (it could not resume)."""
+    out: list[pl.Callback] = []
+    if resume.after_validation != "off":
+        weights = resume.after_validation == "weights"
+        out.append(ModelCheckpoint(save_last=not weights, save_weights_only=weights, enable_version_counter=False))
+    if resume.enabled:
+        out.append(resume)
+    return out

@@ -228,6 +228,48 @@ def test_resume_checkpoint_between_validations(files: dict[str, Path], tmp_path:
     _resume_one_step(files, tmp_path / "ckpt" / "last.ckpt", 2)
 
 
+@pytest.mark.parametrize("policy", ["full", "weights", "off"])
+def test_after_validation_checkpoint_policy(files: dict[str, Path], tmp_path: Path, policy: str) -> None:
+    """``checkpoint.after_validation``: full (resumable, shares last.ckpt), weights (no optimiser
+    state, no last.ckpt of its own) or off; the resume last.ckpt is full in every case. (Without
+    a validation set Lightning writes this checkpoint at the end of each epoch.)"""
+    from depth_ros_training.checkpoint import ResumeCheckpoint, SafeCheckpointIO, checkpoint_callbacks
+    from depth_ros_training.data import DataConfig
+    from depth_ros_training.datamodule import BagDataModule
+    from depth_ros_training.module import DepthTrainingModule
+
+    data = DataConfig(bags=(str(files["ok"]),), height=64, width=128, val_fraction=0.0)
+    ckpt = tmp_path / "ckpt"
+    resume = ResumeCheckpoint(every_minutes=None, every_n_steps=100, dirpath=str(ckpt), after_validation=policy)
+    callbacks = checkpoint_callbacks(resume)
+    for cb in callbacks:  # the after-validation checkpoint writes next to last.ckpt
+        cb.dirpath = str(ckpt)
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, logger=False,  # no validation set: saved at the epoch's end
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(tmp_path),
+        callbacks=callbacks, plugins=[SafeCheckpointIO()],
+    )
+    trainer.fit(DepthTrainingModule(image_height=64, image_width=128), BagDataModule(data, batch_size=2))
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert "last.ckpt" in names  # resume's final state
+    assert torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=True)["optimizer_states"]
+    validation = [n for n in names if n != "last.ckpt"]
+    if policy == "off":
+        assert validation == []
+        return
+    assert len(validation) == 1, names  # the newest only
+    saved = torch.load(ckpt / validation[0], map_location="cpu", weights_only=True)
+    assert "state_dict" in saved and "hyper_parameters" in saved
+    assert ("optimizer_states" in saved) == (policy == "full")
+
+
+def test_after_validation_policy_refuses_unknown_values() -> None:
+    from depth_ros_training.checkpoint import ResumeCheckpoint
+
+    with pytest.raises(ValueError, match="after_validation must be one of full, weights, off, got 'some'"):
+        ResumeCheckpoint(after_validation="some")
+
+
 def test_fit_ends_with_one_last_checkpoint(files: dict[str, Path], tmp_path: Path) -> None:
     """Through the CLI (``checkpoint.every_n_steps``), a run that ends without validation
     leaves one last.ckpt at its final step: no numbered files, no last-v1.ckpt, no temporaries."""
