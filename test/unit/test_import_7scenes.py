@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_import_support import W, camera_pose_from_bag, depth_m, read_bag, stamp_ns, write_7scenes
+from test_import_support import W, assert_refused, camera_pose_from_bag, depth_m, read_bag, stamp_ns, write_7scenes
 
 from depth_ros.cli import main
 
@@ -34,11 +34,7 @@ def test_several_sequences_need_a_choice_and_a_bad_pose_is_named(tmp_path: Path,
     info = write_7scenes(tmp_path)
     (info["scene"] / "seq-02").mkdir()
     out = tmp_path / "s.mcap"
-    capsys.readouterr()
-    assert main(["import", "7scenes", str(info["scene"]), "-o", str(out), "--no-progress"]) == 1
-    assert "several sequences (seq-01, seq-02); choose one with --sequence" in capsys.readouterr().err
+    assert_refused(capsys, out, "several sequences (seq-01, seq-02); choose one with --sequence", "7scenes", info["scene"])
     (info["seq"] / "frame-000001.pose.txt").write_text("1 0 0\n0 1 0\n0 0 1\n")
-    assert main(["import", "7scenes", str(info["scene"]), "--sequence", "seq-01", "-o", str(out), "--no-progress"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert "frame-000001.pose.txt: expected a 4x4 matrix (4 lines of 4 numbers), found [3, 3, 3]" in err and "\n" not in err
-    assert not out.exists()
+    assert_refused(capsys, out, "frame-000001.pose.txt: expected a 4x4 matrix (4 lines of 4 numbers), found [3, 3, 3]",
+                   "7scenes", info["scene"], "--sequence", "seq-01")

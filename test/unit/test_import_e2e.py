@@ -15,31 +15,39 @@ from depth_ros.inference.spec import ModelSpec
 
 SPEC = ModelSpec(
     output_kind="disparity_sigmoid", input_height=24, input_width=32, metric=True,
-    min_depth_m=0.1, max_depth_m=10.0, name="tiny-import", scale_source="velocity_supervision",
+    min_depth_m=0.1, max_depth_m=10.0, name="mean-disparity", scale_source="velocity_supervision",
 )
+
+
+def _mean_disparity_model(path: Path) -> Path:
+    """An ONNX graph built by hand (no torch): disparity = sigmoid(mean of the three channels),
+    with :data:`SPEC` embedded as the exported models carry it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from depth_ros.inference.onnx_export import embed_spec
+
+    shape = [1, 3, SPEC.input_height, SPEC.input_width]
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1], keepdims=1), helper.make_node("Sigmoid", ["mean"], ["depth"])],
+        "mean_disparity",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 1, SPEC.input_height, SPEC.input_width])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    embed_spec(model, SPEC)
+    onnx.save(model, path)
+    return path
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import torch
-
-    from depth_ros.inference.onnx_export import export_onnx
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.conv(x))
-
     d = tmp_path_factory.mktemp("e2e")
-    torch.manual_seed(0)
-    model = export_onnx(Tiny(), SPEC, d / "tiny.onnx")
     info = write_tum(d, n=4)
     bag = d / "tum.mcap"
     assert main(["import", "tum", str(info["dir"]), "-o", str(bag), "--no-progress"]) == 0
-    return {"model": model, "bag": bag, "dir": d}
+    return {"model": _mean_disparity_model(d / "mean.onnx"), "bag": bag, "dir": d}
 
 
 def test_infer_chooses_the_imported_camera(imported: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_import_support import H, T_BS, W, camera_pose_from_bag, read_bag, rgb_pattern, stamp_ns, write_euroc
+from test_import_support import H, T_BS, W, assert_refused, camera_pose_from_bag, read_bag, rgb_pattern, stamp_ns, write_euroc
 
 from depth_ros.cli import main
 from depth_ros.core.rotation import rpy_to_matrix
@@ -57,9 +57,4 @@ def test_euroc_reads_back_mono8_distortion_and_the_body_camera_chain(
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], edit, expected: str) -> None:  # type: ignore[no-untyped-def]
     info = write_euroc(tmp_path)
     edit(info["dir"])
-    out = tmp_path / "bad.mcap"
-    capsys.readouterr()
-    assert main(["import", "euroc", str(info["dir"]), "-o", str(out), "--no-progress"]) == 1
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and expected in err[0], err
-    assert not out.exists()
+    assert_refused(capsys, tmp_path / "bad.mcap", expected, "euroc", info["dir"])

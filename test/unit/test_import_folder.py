@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_import_support import H, W, camera_pose_from_bag, depth_m, read_bag, rgb_pattern, stamp_ns, write_png
+from test_import_support import H, W, assert_refused, camera_pose_from_bag, depth_m, read_bag, rgb_pattern, stamp_ns, write_png
 
 from depth_ros.cli import main
 
@@ -73,9 +73,4 @@ def test_json_short_form_and_rate_stamps(tmp_path: Path) -> None:
 def test_bad_intrinsics_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], intrinsics: dict, expected: str) -> None:  # type: ignore[type-arg]
     d = _folder(tmp_path, ["a"])
     (tmp_path / "cam.json").write_text(json.dumps(intrinsics))
-    out = tmp_path / "bad.mcap"
-    capsys.readouterr()
-    assert main(["import", "folder", str(d), "--intrinsics", str(tmp_path / "cam.json"), "-o", str(out), "--no-progress"]) == 1
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and expected in err[0], err
-    assert not out.exists()
+    assert_refused(capsys, tmp_path / "bad.mcap", expected, "folder", d, "--intrinsics", tmp_path / "cam.json")

@@ -10,6 +10,7 @@ from test_import_support import (
     KITTI_R_VELO,
     KITTI_T_IMU,
     KITTI_T_VELO,
+    assert_refused,
     camera_pose_from_bag,
     depth_m,
     read_bag,
@@ -79,9 +80,4 @@ def test_kitti_without_oxts_or_velodyne(tmp_path: Path) -> None:
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], edit, expected: str) -> None:  # type: ignore[no-untyped-def]
     info = write_kitti(tmp_path)
     edit(info)
-    out = tmp_path / "bad.mcap"
-    capsys.readouterr()
-    assert main(["import", "kitti", str(info["drive"]), "-o", str(out), "--no-progress"]) == 1
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and expected in err[0], err
-    assert not out.exists()
+    assert_refused(capsys, tmp_path / "bad.mcap", expected, "kitti", info["drive"])

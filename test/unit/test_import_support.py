@@ -198,3 +198,23 @@ def write_kitti(root: Path, n: int = 2, *, oxts: bool = True) -> dict[str, Any]:
             (drive / "oxts" / "data" / f"{k:010d}.txt").write_text(" ".join(f"{v:.12f}" for v in record) + "\n")
         (drive / "oxts" / "timestamps.txt").write_text("\n".join(stamps) + "\n")
     return {"drive": drive, "date": date, "stamps": stamps}
+
+
+def run_import(capsys: Any, *argv: Any) -> tuple[int, str, str]:
+    """``depth-ros import ARGV...`` in process: (exit code, stdout, stderr)."""
+    from depth_ros.cli import main
+
+    capsys.readouterr()
+    code = main(["import", *[str(a) for a in argv]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_refused(capsys: Any, out: Path, expected: str, *argv: Any) -> None:
+    """The import exits 1 with one error line containing ``expected`` (no traceback), and leaves
+    neither ``out`` nor a temporary directory next to it."""
+    code, _, err = run_import(capsys, *argv, "-o", out, "--no-progress")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("depth-ros import: error: ") and expected in lines[0], lines[0]
+    assert not out.exists() and not [p for p in out.parent.iterdir() if p.name.startswith(".depth_ros-tmp")]

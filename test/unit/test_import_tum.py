@@ -2,35 +2,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from test_import_support import H, W, camera_pose_from_bag, depth_m, read_bag, rgb_pattern, stamp_ns, write_png, write_tum
+from test_import_support import (
+    H,
+    W,
+    assert_refused,
+    camera_pose_from_bag,
+    depth_m,
+    read_bag,
+    rgb_pattern,
+    run_import,
+    stamp_ns,
+    write_png,
+    write_tum,
+)
 
-from depth_ros.cli import main
 from depth_ros.core.rotation import rpy_to_matrix
 from depth_ros.importers.common import associate
 from depth_ros.importers.tum import TUM_CAMERAS
 
 
-def _import(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, str]:
-    code = main(["import", *[str(a) for a in argv]])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith("depth-ros import: error: ")
-    return lines[0]
-
-
 def test_tum_folder_reads_back_stamps_camera_depth_and_poses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     info = write_tum(tmp_path)
     out = tmp_path / "t.mcap"
-    code, stdout, _ = _import(capsys, "tum", info["dir"], "-o", out, "--no-progress")
+    code, stdout, _ = run_import(capsys, "tum", info["dir"], "-o", out, "--no-progress")
     assert code == 0 and "3 frames (3 with depth" in stdout
     msgs = read_bag(out)
     t0_ns = 1305031102 * 10**9
@@ -64,7 +61,7 @@ def test_tum_folder_reads_back_stamps_camera_depth_and_poses(tmp_path: Path, cap
 def test_stride_max_frames_and_compressed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     info = write_tum(tmp_path, n=5)
     out = tmp_path / "c.mcap"
-    code, _, _ = _import(capsys, "tum", info["dir"], "-o", out, "--no-progress", "--stride", "2", "--max-frames", "2", "--compressed")
+    code, _, _ = run_import(capsys, "tum", info["dir"], "-o", out, "--no-progress", "--stride", "2", "--max-frames", "2", "--compressed")
     assert code == 0
     msgs = read_bag(out)
     assert "/camera/image_raw" not in msgs
@@ -130,17 +127,13 @@ def _broken(tmp_path: Path, case: str) -> tuple[Path, list[str]]:
 )
 def test_bad_input_is_one_line_and_leaves_no_bag(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str) -> None:
     d, extra = _broken(tmp_path, case)
-    out = tmp_path / "bad.mcap"
-    code, _, err = _import(capsys, "tum", d, "-o", out, "--no-progress", *extra)
-    assert code == 1
-    assert expected in _one_line_error(err)
-    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".depth_ros-tmp")]
+    assert_refused(capsys, tmp_path / "bad.mcap", expected, "tum", d, *extra)
 
 
 def test_camera_flag_and_depth_correction(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     info = write_tum(tmp_path)
     out = tmp_path / "f2.mcap"
-    code, _, _ = _import(capsys, "tum", info["dir"], "-o", out, "--no-progress", "--camera", "fr2", "--depth-correction")
+    code, _, _ = run_import(capsys, "tum", info["dir"], "-o", out, "--no-progress", "--camera", "fr2", "--depth-correction")
     assert code == 0
     msgs = read_bag(out)
     assert np.allclose(msgs["/camera/camera_info"][0].d, TUM_CAMERAS["fr2"].d)
