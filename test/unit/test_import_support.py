@@ -31,13 +31,13 @@ def write_png(path: Path, array: np.ndarray) -> Path:
 
 
 def read_bag(path: Path) -> dict[str, list[Any]]:
-    """topic -> messages (decoded with the bag's own definitions), in log-time order."""
-    from rosbags.highlevel import AnyReader
+    """topic -> messages (decoded with the bag's own definitions by the package's reader), in log-time order."""
+    from depth_ros.bag.reader import BagReader
 
     out: dict[str, list[Any]] = {}
-    with AnyReader([path]) as reader:
-        for conn, _, data in reader.messages():
-            out.setdefault(conn.topic, []).append(reader.deserialize(data, conn.msgtype))
+    with BagReader(path) as reader:
+        for message in reader.messages(list(reader.topics)):
+            out.setdefault(message.topic, []).append(reader.deserialize(message))
     return out
 
 
