@@ -138,3 +138,27 @@ def test_camera_flag_and_depth_correction(tmp_path: Path, capsys: pytest.Capture
     msgs = read_bag(out)
     assert np.allclose(msgs["/camera/camera_info"][0].d, TUM_CAMERAS["fr2"].d)
     assert depth_m(msgs["/camera/depth/ground_truth"][0])[5, 7] == pytest.approx(1000 / 5000 * 1.031, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [(["--stride", "0"], "bad option: stride must be >= 1, got 0"), (["--max-frames", "0"], "bad option: max_frames must be >= 1, got 0"),
+     (["--tolerance", "0"], "TUM association tolerance must be > 0 s, got 0.0")],
+)
+def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], expected: str) -> None:
+    info = write_tum(tmp_path)
+    assert_refused(capsys, tmp_path / "o.mcap", expected, "tum", info["dir"], *flags)
+
+
+@pytest.mark.parametrize(
+    "layout, needles",
+    [("tum", ["rgb.txt", "groundtruth.txt", "5000 per metre"]), ("euroc", ["sensor.yaml", "T_BS", "radial-tangential"]),
+     ("kitti", ["P_rect_02", "velodyne_points", "oxts"]), ("7scenes", ["pose.txt", "65535", "NOT registered"]),
+     ("folder", ["--intrinsics", "camera_matrix", "--depth-scale"])],
+)
+def test_help_says_the_layout_expected(capsys: pytest.CaptureFixture[str], layout: str, needles: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_import(capsys, layout, "--help")
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(n in text for n in needles), text
