@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_import_support import camera_pose_from_bag, read_bag, stamp_ns, write_tum
+from test_import_support import camera_pose_from_bag, read_bag, stamp_ns, write_euroc, write_kitti, write_tum
 
 from depth_ros.cli import main
 from depth_ros.inference.spec import ModelSpec
@@ -89,3 +89,20 @@ def test_training_index_has_poses_and_depth(imported: dict[str, Path], tmp_path:
     k = odom_ns.index(t0_ns + 100_000_000)
     assert np.allclose(index.T_odom_cam[1], camera_pose_from_bag(imported["bag"], k), atol=1e-9)
     assert index.T_odom_cam[1][0, 3] == pytest.approx(0.1, abs=1e-9)
+
+
+@pytest.mark.parametrize("layout", ["euroc", "kitti"])
+def test_training_index_chains_the_body_to_the_camera(tmp_path: Path, layout: str) -> None:
+    """EuRoC's IMU body with T_BS, KITTI's IMU through the Velodyne: the index's camera pose at each
+    frame is the odometry pose at that stamp composed with /tf_static."""
+    from depth_ros_training.data.bag_index import IndexOptions, build_index
+
+    src = write_euroc(tmp_path)["dir"] if layout == "euroc" else write_kitti(tmp_path)["drive"]
+    bag = tmp_path / f"{layout}.mcap"
+    assert main(["import", layout, str(src), "-o", str(bag), "--no-progress"]) == 0
+    index = build_index(bag, IndexOptions())
+    assert index.has_odometry and bool(np.all(index.pose_valid))
+    odom_ns = [stamp_ns(m) for m in read_bag(bag)["/odom"]]
+    for i, stamp in enumerate(index.image_stamp_ns):
+        expected = camera_pose_from_bag(bag, odom_ns.index(int(stamp)))
+        assert np.allclose(index.T_odom_cam[i], expected, atol=1e-6)
