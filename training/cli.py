@@ -161,6 +161,7 @@ def _fit_or_validate(command: str, argv: list[str]) -> int:
     from depth_ros_training.callbacks import DepthImageLogger, EpochProgressBar, tidy_lightning_output
     from depth_ros_training.checkpoint import ResumeCheckpoint, SafeCheckpointIO, checkpoint_callbacks
     from depth_ros_training.datamodule import BagDataModule
+    from depth_ros_training.logline import PeriodicLogLine, wants_log_lines
     from depth_ros_training.module import DepthTrainingModule
 
     tidy_lightning_output()
@@ -181,6 +182,8 @@ def _fit_or_validate(command: str, argv: list[str]) -> int:
     callbacks = [*checkpoints, DepthImageLogger(model.hparams.log_images_every_n_steps), LearningRateMonitor(logging_interval="step")]
     if trainer_kwargs.get("enable_progress_bar") is not False:
         callbacks.append(EpochProgressBar())
+    if command == "fit" and wants_log_lines():
+        callbacks.append(PeriodicLogLine())  # a log file cannot show the bar
     trainer = _build_trainer(trainer_kwargs, logger=logger, callbacks=callbacks, plugins=[SafeCheckpointIO()])
     if trainer.is_global_zero:
         log_dir = Path(logger.log_dir)

@@ -123,6 +123,7 @@ def run(argv: Sequence[str]) -> int:
 
     from depth_ros_training.callbacks import EpochProgressBar, tidy_lightning_output
     from depth_ros_training.checkpoint import SafeCheckpointIO
+    from depth_ros_training.logline import PeriodicLogLine, wants_log_lines
 
     tidy_lightning_output()  # before the first Lightning message (the seed): one handler, one line
     parser = build_parser()
@@ -138,6 +139,8 @@ def run(argv: Sequence[str]) -> int:
         callbacks.append(resume)
     if trainer_kwargs.get("enable_progress_bar") is not False:
         callbacks.append(EpochProgressBar())
+    if wants_log_lines():
+        callbacks.append(PeriodicLogLine())  # a log file cannot show the bar
     try:
         trainer = pl.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, plugins=[SafeCheckpointIO()])
     except (ValueError, MisconfigurationException) as exc:
