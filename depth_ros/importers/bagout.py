@@ -25,7 +25,6 @@ the target only when complete.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -39,8 +38,6 @@ from depth_ros.importers.images import read_image
 from depth_ros.synthetic.bagio import BASE_FRAME, CAMERA_FRAME, ODOM_FRAME, TOPICS
 
 __all__ = ["ImportSummary", "body_twist", "write_dataset"]
-
-_log = logging.getLogger(__name__)
 
 IMAGE_TOPIC = "/camera/image_raw"
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"
@@ -180,6 +177,24 @@ def _timeline(frames: list[FrameFiles], poses: PoseTrack | None) -> Iterator[tup
         yield stamp, kind, i
 
 
+def _write_frame(bag: Any, msgs: _Messages, frame: FrameFiles, dataset: Dataset, options: ImportOptions) -> int:
+    """Image (or CompressedImage), camera_info and depth of one frame; returns 1 if depth was written."""
+    cam, stamp = dataset.camera, frame.stamp_ns
+    pixels, encoding, data, fmt = read_image(frame.image, options.max_file_bytes)
+    _check_size(frame.image, pixels.shape, cam, "image")
+    if options.compressed:
+        bag.write(COMPRESSED_TOPIC, msgs.compressed(stamp, data, fmt, encoding), stamp)
+    else:
+        bag.write(IMAGE_TOPIC, msgs.image(stamp, pixels, encoding), stamp)
+    bag.write(INFO_TOPIC, msgs.camera_info(stamp), stamp)
+    if dataset.depth_loader is None or frame.depth is None:
+        return 0
+    depth_m = dataset.depth_loader(frame.depth, cam, options.max_file_bytes)
+    _check_size(frame.depth, depth_m.shape, cam, "depth")
+    bag.write(DEPTH_TOPIC, msgs.depth(stamp, depth_m), stamp)
+    return 1
+
+
 def write_dataset(
     dataset: Dataset,
     out: str | Path,
@@ -212,19 +227,15 @@ def write_dataset(
     poses = dataset.poses.window(frames[0].stamp_ns, frames[-1].stamp_ns) if dataset.poses is not None else None
     if poses is not None and not len(poses):
         poses = None
-    cam = dataset.camera
-    image_topic = COMPRESSED_TOPIC if options.compressed else IMAGE_TOPIC
     pixels, _, _, _ = read_image(frames[0].image, options.max_file_bytes)  # fail before any file is made
-    _check_size(frames[0].image, pixels.shape, cam, "image")
+    _check_size(frames[0].image, pixels.shape, dataset.camera, "image")
     typestore = output_typestore()
-    msgs = _Messages(typestore, cam)
+    msgs = _Messages(typestore, dataset.camera)
     twist = body_twist(poses) if poses is not None else (np.zeros((0, 3)), np.zeros((0, 3)))
     pose_T = poses.T_world_body if poses is not None else np.zeros((0, 4, 4))
-    topics = [image_topic, INFO_TOPIC]
-    if dataset.depth_loader is not None:
-        topics.append(DEPTH_TOPIC)
-    if poses is not None:
-        topics.append(ODOM_TOPIC)
+    topics = [COMPRESSED_TOPIC if options.compressed else IMAGE_TOPIC, INFO_TOPIC]
+    topics += [DEPTH_TOPIC] if dataset.depth_loader is not None else []
+    topics += [ODOM_TOPIC] if poses is not None else []
     topics.append(TF_STATIC_TOPIC)
     edges = [(BASE_FRAME, CAMERA_FRAME, np.asarray(dataset.T_body_cam, dtype=np.float64))]
     t0 = min(frames[0].stamp_ns, int(poses.stamps_ns[0]) if poses is not None else frames[0].stamp_ns)
@@ -238,19 +249,7 @@ def write_dataset(
             if kind == "pose":
                 bag.write(ODOM_TOPIC, msgs.odometry(stamp, pose_T[i], twist[0][i], twist[1][i]), stamp)
                 continue
-            frame = frames[i]
-            pixels, encoding, data, fmt = read_image(frame.image, options.max_file_bytes)
-            _check_size(frame.image, pixels.shape, cam, "image")
-            if options.compressed:
-                bag.write(image_topic, msgs.compressed(stamp, data, fmt, encoding), stamp)
-            else:
-                bag.write(image_topic, msgs.image(stamp, pixels, encoding), stamp)
-            bag.write(INFO_TOPIC, msgs.camera_info(stamp), stamp)
-            if dataset.depth_loader is not None and frame.depth is not None:
-                depth_m = dataset.depth_loader(frame.depth, cam, options.max_file_bytes)
-                _check_size(frame.depth, depth_m.shape, cam, "depth")
-                bag.write(DEPTH_TOPIC, msgs.depth(stamp, depth_m), stamp)
-                depth_frames += 1
+            depth_frames += _write_frame(bag, msgs, frames[i], dataset, options)
             done += 1
             if progress is not None:
                 progress(done, len(frames))
