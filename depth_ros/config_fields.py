@@ -13,7 +13,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ParamInfo", "check_described_fields", "described", "param_info"]
+from depth_ros.errors import DepthRosError
+
+__all__ = ["ParamInfo", "ParameterError", "check_described_fields", "described", "param_info"]
+
+
+class ParameterError(DepthRosError, ValueError):
+    """A parameter value (or params file entry) is invalid; the message names the parameter."""
 
 
 @dataclass(frozen=True)

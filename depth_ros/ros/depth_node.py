@@ -42,6 +42,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from rclpy.node import Node
 
 from depth_ros import msgconv
 from depth_ros.pipeline import FramePipeline, FrameResult
@@ -50,7 +51,7 @@ from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, decode_
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
 
-__all__ = ["DepthPipeline", "FrameOutput", "create_depth_node", "main", "make_depth_node_class"]
+__all__ = ["DepthNode", "DepthPipeline", "FrameOutput", "create_depth_node", "main", "make_depth_node_class"]
 
 
 BackendFactory = Callable[[DepthNodeConfig], Any]
@@ -121,251 +122,243 @@ class DepthPipeline(FramePipeline):
             return self.postprocess(outputs, rgb, camera, sparse_points_cam, inference_ms)
 
 
-def make_depth_node_class() -> type:
-    """The rclpy Node subclass (built on first use so this module imports without rclpy)."""
-    global _DEPTH_NODE_CLASS
-    if _DEPTH_NODE_CLASS is not None:
-        return _DEPTH_NODE_CLASS
-    from rclpy.node import Node
+class DepthNode(FrameWorker, Node):
+    """The depth node; see the module docstring for topics."""
 
-    class _DepthNode(FrameWorker, Node):
-        """The depth node; see the module docstring for topics."""
+    def __init__(self, node_name: str = "depth_node", *, backend_factory: BackendFactory | None = None,
+                 **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.config: DepthNodeConfig = declare_config(self, DepthNodeConfig)
+        self._backend_factory = backend_factory or default_backend_factory
+        self.pipeline: DepthPipeline | None = None
+        self._slot: LatestSlot[Pair] = LatestSlot()
+        self._pairer = StampPairer(int(self.config.sync_tolerance_ms * 1e6))
+        self._order = StampOrder(int(self.config.time_jump_reset_s * 1e9))
+        self._guard = MessageGuard(self.get_logger(), period_s=2.0)
+        image_topic = "image/compressed" if self.config.image_transport == "compressed" else "image"
+        self._intake = FrameIntake(self._guard, self._pairer, self._order,
+                                   image_topic=self.resolve_topic_name(image_topic),
+                                   info_topic=self.resolve_topic_name("camera_info"))
+        self._worker: threading.Thread | None = None
+        self._sparse: Any = None  # newest sparse_points message
+        # counters (read by tests and benches)
+        self.frames_published = 0
+        self.frames_skipped = 0  # frames the worker refused (bad content or model output)
+        self.clouds_built = 0
+        self.last_latency_ms = 0.0
+        self.last_inference_ms = 0.0
+        self.monitor = FrameMonitor()  # /diagnostics
+        self.diagnostics: Any = None
+        self._last_scale: tuple[str, int] = ("", 0)  # scale source and support of the newest frame
 
-        def __init__(self, node_name: str = "depth_node", *, backend_factory: BackendFactory | None = None,
-                     **node_kwargs: Any) -> None:
-            super().__init__(node_name, **node_kwargs)
-            self.config: DepthNodeConfig = declare_config(self, DepthNodeConfig)
-            self._backend_factory = backend_factory or default_backend_factory
-            self.pipeline: DepthPipeline | None = None
-            self._slot: LatestSlot[Pair] = LatestSlot()
-            self._pairer = StampPairer(int(self.config.sync_tolerance_ms * 1e6))
-            self._order = StampOrder(int(self.config.time_jump_reset_s * 1e9))
-            self._guard = MessageGuard(self.get_logger(), period_s=2.0)
-            image_topic = "image/compressed" if self.config.image_transport == "compressed" else "image"
-            self._intake = FrameIntake(self._guard, self._pairer, self._order,
-                                       image_topic=self.resolve_topic_name(image_topic),
-                                       info_topic=self.resolve_topic_name("camera_info"))
-            self._worker: threading.Thread | None = None
-            self._sparse: Any = None  # newest sparse_points message
-            # counters (read by tests and benches)
-            self.frames_published = 0
-            self.frames_skipped = 0  # frames the worker refused (bad content or model output)
-            self.clouds_built = 0
-            self.last_latency_ms = 0.0
-            self.last_inference_ms = 0.0
-            self.monitor = FrameMonitor()  # /diagnostics
-            self.diagnostics: Any = None
-            self._last_scale: tuple[str, int] = ("", 0)  # scale source and support of the newest frame
+    # -- set-up ---------------------------------------------------------------------------
+    def configure(self) -> None:
+        """Load the model and create publishers, subscriptions and the worker.
 
-        # -- set-up ---------------------------------------------------------------------------
-        def configure(self) -> None:
-            """Load the model and create publishers, subscriptions and the worker.
+        Raises:
+            ParameterError: model_path is not set.
+            ModelError, BackendError, FileNotFoundError: the model cannot be loaded or
+                is not a depth model.
+        """
+        from depth_ros.msg import DepthInfo
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-            Raises:
-                ParameterError: model_path is not set.
-                ModelError, BackendError, FileNotFoundError: the model cannot be loaded or
-                    is not a depth model.
-            """
-            from depth_ros.msg import DepthInfo
-            from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+        from depth_ros.ros import qos
 
-            from depth_ros.ros import qos
+        if not self.config.model_path:
+            raise ParameterError("parameter 'model_path': not set (path of an .onnx model or torch checkpoint)")
+        backend = self._backend_factory(self.config)
+        self.pipeline = DepthPipeline(backend, self.config)
+        self.get_logger().info(
+            f"model '{self.pipeline.spec.name}' ({self.pipeline.spec.output_kind}, "
+            f"{self.pipeline.spec.input_width}x{self.pipeline.spec.input_height}) on {getattr(backend, 'name', '?')}"
+        )
+        self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
 
-            if not self.config.model_path:
-                raise ParameterError("parameter 'model_path': not set (path of an .onnx model or torch checkpoint)")
-            backend = self._backend_factory(self.config)
-            self.pipeline = DepthPipeline(backend, self.config)
-            self.get_logger().info(
-                f"model '{self.pipeline.spec.name}' ({self.pipeline.spec.output_kind}, "
-                f"{self.pipeline.spec.input_width}x{self.pipeline.spec.input_height}) on {getattr(backend, 'name', '?')}"
+        self.depth_pub = qos.advertise(self, Image, "depth/image", qos.output_qos())
+        self.info_pub = qos.advertise(self, CameraInfo, "depth/camera_info", qos.output_qos())
+        self.cloud_pub = qos.advertise(self, PointCloud2, "depth/points", qos.output_qos())
+        self.meta_pub = qos.advertise(self, DepthInfo, "depth/info", qos.info_qos())
+        if self.config.image_transport == "compressed":
+            self._subscribe(CompressedImage, "image/compressed", self._on_image)
+        else:
+            self._subscribe(Image, "image", self._on_image)
+        self._subscribe(CameraInfo, "camera_info", self._on_info)
+        self._subscribe(PointCloud2, "sparse_points", self._on_sparse)
+        qos.warn_unused_overrides(self)
+        self.diagnostics = self._start_diagnostics()
+        self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
+        self._worker.start()
+
+    def _start_diagnostics(self) -> Any:
+        """The /diagnostics timer: rates, counters, latency, backend and scale health."""
+        from depth_ros.ros.diagnostics import DiagnosticsPublisher
+
+        assert self.pipeline is not None
+        pipeline = self.pipeline
+
+        def extra() -> tuple[tuple[str, str], ...]:
+            return (
+                ("Backend", str(getattr(pipeline.backend, "name", "unknown"))),
+                ("Model", f"{pipeline.spec.name} ({pipeline.spec.output_kind})"),
+                ("Scale policy", pipeline.config.scale_policy),
+                ("Scale source", self._last_scale[0] or "none yet"),
+                ("Scale support", str(self._last_scale[1])),
+                ("Camera", pipeline.camera_text()),
             )
-            self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
 
-            self.depth_pub = qos.advertise(self, Image, "depth/image", qos.output_qos())
-            self.info_pub = qos.advertise(self, CameraInfo, "depth/camera_info", qos.output_qos())
-            self.cloud_pub = qos.advertise(self, PointCloud2, "depth/points", qos.output_qos())
-            self.meta_pub = qos.advertise(self, DepthInfo, "depth/info", qos.info_qos())
-            if self.config.image_transport == "compressed":
-                self._subscribe(CompressedImage, "image/compressed", self._on_image)
-            else:
-                self._subscribe(Image, "image", self._on_image)
-            self._subscribe(CameraInfo, "camera_info", self._on_info)
-            self._subscribe(PointCloud2, "sparse_points", self._on_sparse)
-            qos.warn_unused_overrides(self)
-            self.diagnostics = self._start_diagnostics()
-            self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
-            self._worker.start()
+        return DiagnosticsPublisher(
+            self, self.monitor, "depth", self.config.diagnostics_period_s, self._frame_counts,
+            lambda: DiagnosticThresholds.from_config(self.config), extra)
 
-        def _start_diagnostics(self) -> Any:
-            """The /diagnostics timer: rates, counters, latency, backend and scale health."""
-            from depth_ros.ros.diagnostics import DiagnosticsPublisher
+    def _frame_counts(self) -> FrameCounts:
+        return FrameCounts(received=self.frames_received, published=self.frames_published,
+                           dropped=self.frames_dropped, skipped=self.frames_skipped_total,
+                           failed=self.frames_skipped)
 
-            assert self.pipeline is not None
-            pipeline = self.pipeline
+    def _subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
+        """Subscribe with the input QoS; the callback is guarded: no message can end the node."""
+        from depth_ros.ros import qos
 
-            def extra() -> tuple[tuple[str, str], ...]:
-                return (
-                    ("Backend", str(getattr(pipeline.backend, "name", "unknown"))),
-                    ("Model", f"{pipeline.spec.name} ({pipeline.spec.output_kind})"),
-                    ("Scale policy", pipeline.config.scale_policy),
-                    ("Scale source", self._last_scale[0] or "none yet"),
-                    ("Scale support", str(self._last_scale[1])),
-                    ("Camera", pipeline.camera_text()),
-                )
+        guarded = self._guard.guard(self.resolve_topic_name(topic), callback)
+        return qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
 
-            return DiagnosticsPublisher(
-                self, self.monitor, "depth", self.config.diagnostics_period_s, self._frame_counts,
-                lambda: DiagnosticThresholds.from_config(self.config), extra)
+    def _set_config(self, config: DepthNodeConfig) -> None:
+        if self.pipeline is not None:
+            self.pipeline.update_config(config)
+        self.config = config
+        self._order.reset_after_ns = int(config.time_jump_reset_s * 1e9)
+        self._pairer.tolerance_ns = int(config.sync_tolerance_ms * 1e6)
 
-        def _frame_counts(self) -> FrameCounts:
-            return FrameCounts(received=self.frames_received, published=self.frames_published,
-                               dropped=self.frames_dropped, skipped=self.frames_skipped_total,
-                               failed=self.frames_skipped)
+    @property
+    def frames_dropped(self) -> int:
+        """Frames replaced before the worker took them, plus images that never got a camera_info."""
+        return self._slot.dropped + self._pairer.unpaired_images
 
-        def _subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
-            """Subscribe with the input QoS; the callback is guarded: no message can end the node."""
-            from depth_ros.ros import qos
+    @property
+    def frames_received(self) -> int:
+        return self._intake.frames_received
 
-            guarded = self._guard.guard(self.resolve_topic_name(topic), callback)
-            return qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
+    @property
+    def frames_out_of_order(self) -> int:
+        return self._intake.frames_out_of_order
 
-        def _set_config(self, config: DepthNodeConfig) -> None:
-            if self.pipeline is not None:
-                self.pipeline.update_config(config)
-            self.config = config
-            self._order.reset_after_ns = int(config.time_jump_reset_s * 1e9)
-            self._pairer.tolerance_ns = int(config.sync_tolerance_ms * 1e6)
+    @property
+    def frames_skipped_total(self) -> int:
+        """Everything received and not processed for a reason other than load (DepthInfo.frames_skipped)."""
+        return (self.frames_skipped + self.frames_out_of_order + self.frames_duplicate
+                + sum(self._guard.dropped.values()))
 
-        @property
-        def frames_dropped(self) -> int:
-            """Frames replaced before the worker took them, plus images that never got a camera_info."""
-            return self._slot.dropped + self._pairer.unpaired_images
+    def queue_length(self) -> int:
+        """Frames waiting for the worker (0 or 1 by construction)."""
+        return self._slot.pending()
 
-        @property
-        def frames_received(self) -> int:
-            return self._intake.frames_received
+    # -- callbacks (never block; guarded, see _subscribe) -----------------------------------
+    def _warn(self, text: str, key: object) -> None:
+        """Log ``text`` unless the same problem (``key``, a fixed phrase) was logged in the
+        last 2 s: a camera sending a bad stream must not flood the log."""
+        self._guard.warn(key, text)
 
-        @property
-        def frames_out_of_order(self) -> int:
-            return self._intake.frames_out_of_order
+    def _on_image(self, msg: Any) -> None:
+        self.monitor.image_received()
+        pair = self._intake.on_image(msg, time.monotonic_ns())
+        if pair is not None:
+            self._slot.put(pair)
 
-        @property
-        def frames_skipped_total(self) -> int:
-            """Everything received and not processed for a reason other than load (DepthInfo.frames_skipped)."""
-            return (self.frames_skipped + self.frames_out_of_order + self.frames_duplicate
-                    + sum(self._guard.dropped.values()))
+    def _on_info(self, msg: Any) -> None:
+        pair = self._intake.on_info(msg)
+        if pair is not None:
+            self._slot.put(pair)
 
-        def queue_length(self) -> int:
-            """Frames waiting for the worker (0 or 1 by construction)."""
-            return self._slot.pending()
+    def _on_sparse(self, msg: Any) -> None:
+        # decoded by the worker, only when the policy needs it; the stamp is checked here
+        if self._guard.stamp_ns(msg, self.resolve_topic_name("sparse_points")) is not None:
+            self._sparse = msg
 
-        # -- callbacks (never block; guarded, see _subscribe) -----------------------------------
-        def _warn(self, text: str, key: object) -> None:
-            """Log ``text`` unless the same problem (``key``, a fixed phrase) was logged in the
-            last 2 s: a camera sending a bad stream must not flood the log."""
-            self._guard.warn(key, text)
+    def _scale_input_problem(self, text: str, key: str) -> None:
+        """A scale input is missing or unusable: throttled warning, and /diagnostics WARN."""
+        self._warn(text, key=key)
+        self.monitor.scale_problem(text)
 
-        def _on_image(self, msg: Any) -> None:
-            self.monitor.image_received()
-            pair = self._intake.on_image(msg, time.monotonic_ns())
-            if pair is not None:
-                self._slot.put(pair)
+    def _sparse_points_for(self, image_header: Any, config: DepthNodeConfig) -> np.ndarray | None:
+        """(N, 3) metric points for sparse_alignment, or None (with a throttled warning why)."""
+        if config.scale_policy != "sparse_alignment":
+            return None
+        msg = self._sparse
+        topic = self.resolve_topic_name("sparse_points")
+        if msg is None:
+            self._scale_input_problem(f"scale_policy sparse_alignment: nothing received on {topic}",
+                                      key="no sparse_points")
+            return None
+        if msg.header.frame_id != image_header.frame_id:
+            self._scale_input_problem(
+                f"{topic} is in frame '{msg.header.frame_id}', the image in '{image_header.frame_id}': "
+                "sparse points must be in the camera's optical frame (no TF lookup here)",
+                key="sparse_points frame",
+            )
+            return None
+        # Both stamps were checked by the callbacks.
+        age_s = abs(msgconv.stamp_to_ns(image_header.stamp) - msgconv.stamp_to_ns(msg.header.stamp)) * 1e-9
+        if age_s > config.sparse_max_age_s:
+            self._scale_input_problem(
+                f"{topic}: newest cloud is {age_s:.3f} s from the image (sparse_max_age_s {config.sparse_max_age_s})",
+                key="sparse_points age")
+            return None
+        with refusing_as("bad sparse_points"):
+            return msgconv.pointcloud2_to_xyz(msg)
 
-        def _on_info(self, msg: Any) -> None:
-            pair = self._intake.on_info(msg)
-            if pair is not None:
-                self._slot.put(pair)
+    # -- worker ---------------------------------------------------------------------------
+    def _process(self, pair: Pair) -> None:
+        from depth_ros.ros import messages
 
-        def _on_sparse(self, msg: Any) -> None:
-            # decoded by the worker, only when the policy needs it; the stamp is checked here
-            if self._guard.stamp_ns(msg, self.resolve_topic_name("sparse_points")) is not None:
-                self._sparse = msg
+        assert self.pipeline is not None
+        if self._intake.reset_requested:
+            self._intake.reset_requested = False
+            self.pipeline.reset()
+        pipeline = self.pipeline
+        config = pipeline.config  # the FrameConfig, swapped whole on a parameter change
+        rgb, camera = pipeline.decode(pair.image, pair.info)
+        header = pair.image.header
+        # Followed here (not only in run) so that a change is logged even when this frame fails.
+        change = pipeline.follow_camera(camera)
+        if change:
+            self.get_logger().info(f"camera changed: {change}; per-camera state rebuilt")
+        out = pipeline.run(rgb, camera, self._sparse_points_for(header, pipeline.node_config))
+        build = messages.rclpy_builder()
+        # Depth first: the cloud (several MB) must not delay the image.
+        self.depth_pub.publish(build.depth_image(out.depth_m, header, config.depth_encoding))
+        latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6  # DepthInfo: received -> depth published
+        self.info_pub.publish(build.copy_camera_info(pair.info, header))
+        if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:
+            self.cloud_pub.publish(build.pointcloud(pipeline.cloud(out), header))
+            self.clouds_built += 1
+        self.meta_pub.publish(build.depth_info(
+            header, **pipeline.depth_info_fields(out), latency_ms=latency_ms,
+            frames_dropped=self.frames_dropped, frames_received=self.frames_received,
+            frames_skipped=self.frames_skipped_total,
+        ))
+        self.frames_published += 1
+        self.last_latency_ms = latency_ms
+        self.last_inference_ms = out.inference_ms
+        self._last_scale = (out.scale_source, out.scale_support)
+        self.monitor.frame_published(latency_ms, out.scale_source, out.scale_support)
 
-        def _scale_input_problem(self, text: str, key: str) -> None:
-            """A scale input is missing or unusable: throttled warning, and /diagnostics WARN."""
-            self._warn(text, key=key)
-            self.monitor.scale_problem(text)
-
-        def _sparse_points_for(self, image_header: Any, config: DepthNodeConfig) -> np.ndarray | None:
-            """(N, 3) metric points for sparse_alignment, or None (with a throttled warning why)."""
-            if config.scale_policy != "sparse_alignment":
-                return None
-            msg = self._sparse
-            topic = self.resolve_topic_name("sparse_points")
-            if msg is None:
-                self._scale_input_problem(f"scale_policy sparse_alignment: nothing received on {topic}",
-                                          key="no sparse_points")
-                return None
-            if msg.header.frame_id != image_header.frame_id:
-                self._scale_input_problem(
-                    f"{topic} is in frame '{msg.header.frame_id}', the image in '{image_header.frame_id}': "
-                    "sparse points must be in the camera's optical frame (no TF lookup here)",
-                    key="sparse_points frame",
-                )
-                return None
-            # Both stamps were checked by the callbacks.
-            age_s = abs(msgconv.stamp_to_ns(image_header.stamp) - msgconv.stamp_to_ns(msg.header.stamp)) * 1e-9
-            if age_s > config.sparse_max_age_s:
-                self._scale_input_problem(
-                    f"{topic}: newest cloud is {age_s:.3f} s from the image (sparse_max_age_s {config.sparse_max_age_s})",
-                    key="sparse_points age")
-                return None
-            with refusing_as("bad sparse_points"):
-                return msgconv.pointcloud2_to_xyz(msg)
-
-        # -- worker ---------------------------------------------------------------------------
-        def _process(self, pair: Pair) -> None:
-            from depth_ros.ros import messages
-
-            assert self.pipeline is not None
-            if self._intake.reset_requested:
-                self._intake.reset_requested = False
-                self.pipeline.reset()
-            pipeline = self.pipeline
-            config = pipeline.config  # the FrameConfig, swapped whole on a parameter change
-            rgb, camera = pipeline.decode(pair.image, pair.info)
-            header = pair.image.header
-            # Followed here (not only in run) so that a change is logged even when this frame fails.
-            change = pipeline.follow_camera(camera)
-            if change:
-                self.get_logger().info(f"camera changed: {change}; per-camera state rebuilt")
-            out = pipeline.run(rgb, camera, self._sparse_points_for(header, pipeline.node_config))
-            build = messages.rclpy_builder()
-            # Depth first: the cloud (several MB) must not delay the image.
-            self.depth_pub.publish(build.depth_image(out.depth_m, header, config.depth_encoding))
-            latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6  # DepthInfo: received -> depth published
-            self.info_pub.publish(build.copy_camera_info(pair.info, header))
-            if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:
-                self.cloud_pub.publish(build.pointcloud(pipeline.cloud(out), header))
-                self.clouds_built += 1
-            self.meta_pub.publish(build.depth_info(
-                header, **pipeline.depth_info_fields(out), latency_ms=latency_ms,
-                frames_dropped=self.frames_dropped, frames_received=self.frames_received,
-                frames_skipped=self.frames_skipped_total,
-            ))
-            self.frames_published += 1
-            self.last_latency_ms = latency_ms
-            self.last_inference_ms = out.inference_ms
-            self._last_scale = (out.scale_source, out.scale_support)
-            self.monitor.frame_published(latency_ms, out.scale_source, out.scale_support)
-
-        # -- tear-down ------------------------------------------------------------------------
-        def shutdown(self) -> None:
-            """Stop the worker (waits for the frame in progress)."""
-            self._slot.close()
-            if self._worker is not None:
-                self._worker.join(timeout=10.0)
-
-    _DEPTH_NODE_CLASS = _DepthNode
-    return _DepthNode
+    # -- tear-down ------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop the worker (waits for the frame in progress)."""
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
 
 
-_DEPTH_NODE_CLASS: type | None = None
+def make_depth_node_class() -> type:
+    """The node class (:class:`DepthNode`; kept for callers of the former factory)."""
+    return DepthNode
 
 
 def create_depth_node(**kwargs: Any) -> Any:
     """A configured-ready (not yet :meth:`configure`-d) depth node; needs ``rclpy.init``."""
-    return make_depth_node_class()(**kwargs)
+    return DepthNode(**kwargs)
 
 
 def main(args: Sequence[str] | None = None) -> int:

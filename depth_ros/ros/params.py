@@ -17,8 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
-from depth_ros.config_fields import ParamInfo, check_described_fields, described, param_info
-from depth_ros.errors import DepthRosError
+from depth_ros.config_fields import ParameterError, ParamInfo, check_described_fields, described, param_info
 from depth_ros.inference.backend import BACKEND_CHOICES
 from depth_ros.pipeline import DEPTH_ENCODINGS, SCALE_POLICIES, SYNC_TOLERANCE_MS, FrameConfig
 from depth_ros.ros.qos import OVERRIDE_PREFIX
@@ -44,10 +43,6 @@ BACKENDS = BACKEND_CHOICES
 IMAGE_TRANSPORTS = ("raw", "compressed")
 #: Parameters every rclpy node has; never reported as unknown.
 _BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
-
-
-class ParameterError(DepthRosError, ValueError):
-    """A parameter value (or params file entry) is invalid; the message names the parameter."""
 
 
 def _p(default: Any, description: str, **kwargs: Any) -> Any:

@@ -68,7 +68,7 @@ def _overridden(node: Any, kind: str, topic: str, create: Any) -> Any:
     """``create()``; when it fails and the user gave QoS overrides for ``topic``, a
     ParameterError naming the topic (rclpy raises RuntimeError, a parameter type error or the
     rmw's refusal, e.g. a negative depth, with no mention of the topic)."""
-    from depth_ros.ros.params import ParameterError
+    from depth_ros.config_fields import ParameterError
 
     try:
         return create()

@@ -105,19 +105,24 @@ def check_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
     return merged
 
 
+#: Node kind -> (module, factory). Named, not imported: the node modules import this runner
+#: for their ``main`` (the console entry points), so importing them here would be a cycle.
+NODE_FACTORIES = {
+    "depth": ("depth_ros.ros.depth_node", "create_depth_node"),
+    "pose": ("depth_ros.ros.pose_node", "create_pose_node"),
+}
+
+
 def _create_node(kind: str, overrides: Mapping[str, Any]) -> Any:
+    import importlib
+
     from rclpy.parameter import Parameter
 
+    if kind not in NODE_FACTORIES:
+        raise ValueError(f"unknown node kind {kind!r} (expected one of {sorted(NODE_NAMES)})")
+    module, factory = NODE_FACTORIES[kind]
     parameter_overrides = [Parameter(k, value=v) for k, v in overrides.items()]
-    if kind == "depth":
-        from depth_ros.ros.depth_node import create_depth_node
-
-        return create_depth_node(parameter_overrides=parameter_overrides)
-    if kind == "pose":
-        from depth_ros.ros.pose_node import create_pose_node
-
-        return create_pose_node(parameter_overrides=parameter_overrides)
-    raise ValueError(f"unknown node kind {kind!r} (expected one of {sorted(NODE_NAMES)})")
+    return getattr(importlib.import_module(module), factory)(parameter_overrides=parameter_overrides)
 
 
 def run_nodes(
