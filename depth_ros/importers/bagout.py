@@ -37,7 +37,7 @@ from depth_ros.importers.common import CameraCalib, Dataset, FrameFiles, ImportO
 from depth_ros.importers.images import read_image
 from depth_ros.synthetic.bagio import BASE_FRAME, CAMERA_FRAME, ODOM_FRAME, TOPICS
 
-__all__ = ["ImportSummary", "body_twist", "write_dataset"]
+__all__ = ["ImportSummary", "body_twist", "selected_frames", "write_dataset"]
 
 IMAGE_TOPIC = "/camera/image_raw"
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"
@@ -156,7 +156,8 @@ class _Messages:
         return t["tf2_msgs/msg/TFMessage"](transforms=transforms)
 
 
-def _select(frames: tuple[FrameFiles, ...], options: ImportOptions) -> list[FrameFiles]:
+def selected_frames(frames: tuple[FrameFiles, ...], options: ImportOptions) -> list[FrameFiles]:
+    """The frames ``options`` keep: every ``stride``-th, at most ``max_frames``."""
     chosen = list(frames[:: options.stride])
     return chosen[: options.max_frames] if options.max_frames is not None else chosen
 
@@ -223,7 +224,7 @@ def write_dataset(
     from depth_ros.bag.writer import BagWriter, check_output_path
 
     target = check_output_path(out, overwrite=options.overwrite)
-    frames = _select(dataset.frames, options)
+    frames = selected_frames(dataset.frames, options)
     poses = dataset.poses.window(frames[0].stamp_ns, frames[-1].stamp_ns) if dataset.poses is not None else None
     if poses is not None and not len(poses):
         poses = None

@@ -129,7 +129,7 @@ def _loader(args: argparse.Namespace) -> Callable[[], Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Import; one summary line (and the notes) on stdout, progress on stderr. Returns 0."""
-    from depth_ros.importers.bagout import write_dataset
+    from depth_ros.importers.bagout import selected_frames, write_dataset
     from depth_ros.importers.common import ImportOptions
 
     try:
@@ -143,11 +143,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(unit="frame", desc=f"import {args.layout}", file=sys.stderr, dynamic_ncols=True, leave=False)
+        bar = tqdm(total=len(selected_frames(dataset.frames, options)), unit="frame", desc=f"import {args.layout}",
+                   file=sys.stderr, dynamic_ncols=True, leave=False)
 
     def progress(done: int, total: int) -> None:
         if bar is not None:
-            bar.total = total
             bar.update(done - bar.n)
 
     try:

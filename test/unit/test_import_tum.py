@@ -162,3 +162,10 @@ def test_help_says_the_layout_expected(capsys: pytest.CaptureFixture[str], layou
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert all(n in text for n in needles), text
+
+
+def test_progress_bar_on_stderr_summary_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    info = write_tum(tmp_path)
+    code, out, err = run_import(capsys, "tum", info["dir"], "-o", tmp_path / "p.mcap")
+    assert code == 0 and "import tum" in err and "/3 [" in err  # tqdm's bar, the total known from the start
+    assert out.startswith("import tum: 3 frames (3 with depth, 11 poses)") and "/3 [" not in out
