@@ -43,6 +43,7 @@ from typing import Any, Callable, Collection
 import numpy as np
 
 from depth_ros.errors import InputError
+from depth_ros.core.rotation import matrix_to_quaternion
 from depth_ros.msgbuild import MessageBuilder
 from depth_ros.synthetic.config import SynthConfig
 from depth_ros.synthetic.render import Frame, Renderer
@@ -55,7 +56,6 @@ __all__ = [
     "ODOM_FRAME",
     "TOPICS",
     "BagSummary",
-    "matrix_to_quaternion",
     "output_path",
     "write_bag",
 ]
@@ -134,28 +134,6 @@ def _select_topics(config: SynthConfig, topics: Collection[str] | None) -> list[
     return [t for t in TOPICS if t in topics]
 
 
-def matrix_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) unit quaternion of a (3, 3) rotation matrix, w >= 0."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = R[0, 0] + R[1, 1] + R[2, 2]
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = np.array([(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s])
-    else:
-        i = int(np.argmax([R[0, 0], R[1, 1], R[2, 2]]))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-300))
-        q = np.zeros(4)
-        q[i] = 0.25 * s
-        q[j] = (R[j, i] + R[i, j]) / s
-        q[k] = (R[k, i] + R[i, k]) / s
-        q[3] = (R[k, j] - R[j, k]) / s
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
-
-
 class _Messages:
     """Builds typestore messages for one frame (kept apart from I/O for testing)."""
 
@@ -217,7 +195,7 @@ class _Messages:
 
     def odometry(self, frame: Frame) -> Any:
         T = frame.T_world_base
-        qx, qy, qz, qw = matrix_to_quaternion(T[:3, :3])
+        qx, qy, qz, qw = (float(c) for c in matrix_to_quaternion(T[:3, :3]))
         v, w = frame.v_base_mps, frame.omega_base_radps
         return self.Odometry(
             header=self.header(frame.stamp_ns, ODOM_FRAME),
@@ -248,7 +226,7 @@ class _Messages:
     def tf_static(self, stamp_ns: int) -> Any:
         out = []
         for child, T in ((CAMERA_FRAME, T_BASE_CAM), (LIDAR_FRAME, T_BASE_LIDAR)):
-            qx, qy, qz, qw = matrix_to_quaternion(T[:3, :3])
+            qx, qy, qz, qw = (float(c) for c in matrix_to_quaternion(T[:3, :3]))
             out.append(
                 self.TransformStamped(
                     header=self.header(stamp_ns, BASE_FRAME),
