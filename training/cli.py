@@ -204,8 +204,23 @@ def _export_main(argv: list[str]) -> int:
     parser.add_argument("--name", default=None, help="model name written into the ModelSpec")
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch parity check")
     parser.add_argument("--tensorrt", choices=("auto", "on", "off"), default="auto", help="also build TensorRT engines (auto: when a CUDA GPU and tensorrt exist)")
+    parser.add_argument("--int8", action="store_true", help="also write depth.int8.onnx: ONNX Runtime static INT8 (QDQ, per-channel) for CPUs, calibrated on --calibration-bag")
+    parser.add_argument("--calibration-bag", metavar="BAG", help="bag whose camera frames calibrate the INT8 activation ranges (needed with --int8)")
+    parser.add_argument("--calibration-frames", type=int, default=64, metavar="N", help="frames taken evenly from the bag (default 64)")
+    from depth_ros.inference.quantize import CALIBRATION_METHODS
+
+    parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax", help="activation range estimate (default minmax)")
+    parser.add_argument("--image-topic", metavar="T", help="the calibration bag's image topic (default: as depth-ros infer chooses)")
     parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
     args = parser.parse_args(argv)
+    if args.int8 != (args.calibration_bag is not None):
+        parser.error("--int8 and --calibration-bag go together")
+    from depth_ros.inference.quantize import QuantizeConfig
+
+    try:
+        quant = QuantizeConfig(frames=args.calibration_frames, method=args.calibration_method, image_topic=args.image_topic) if args.int8 else None
+    except ValueError as exc:
+        parser.error(f"--calibration-frames: {exc}")
     from depth_ros_training.export import export_checkpoint
 
     result = export_checkpoint(
@@ -220,6 +235,14 @@ def _export_main(argv: list[str]) -> int:
         print(f"{kind}: {path}")
     for kind, err in result.parity_max_abs_error.items():
         print(f"{kind} parity (max |onnxruntime - torch|): {err:.3g}")
+    if quant is not None:
+        from depth_ros.inference.quantize import calibration_inputs, quantize_model
+        from depth_ros.inference.spec import load_model_spec
+
+        depth = Path(result.paths["depth"])
+        inputs = calibration_inputs(args.calibration_bag, load_model_spec(depth), quant)
+        out = quantize_model(depth, depth.with_name(depth.stem + ".int8.onnx"), inputs, quant, source=Path(args.calibration_bag).name)
+        print(f"depth int8: {out} (calibrated on {len(inputs)} frames of {args.calibration_bag})")
     return 0
 
 

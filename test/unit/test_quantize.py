@@ -1,0 +1,110 @@
+"""INT8 quantisation of exported depth models (depth_ros/inference/quantize.py): calibration
+frames through the runtime's preprocess, a QDQ graph with int8 weights, the spec carried along,
+outputs close to float32, and one-line refusals."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depth_ros.errors import BagError, ModelError
+from depth_ros.inference.spec import ModelSpec
+from depth_ros.synthetic import SynthConfig, write_bag
+
+SPEC = ModelSpec(output_kind="disparity_sigmoid", input_height=32, input_width=48, min_depth_m=0.5, max_depth_m=20.0, name="small")
+SYNTH = SynthConfig(width=96, height=64, frames=12, texture_size_px=64, lidar_beams=0, seed=5)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import torch
+
+    from depth_ros.inference.onnx_export import export_onnx
+
+    class Small(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+                torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+                torch.nn.Conv2d(16, 1, 3, padding=1),
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.body(x))
+
+    d = tmp_path_factory.mktemp("quant")
+    torch.manual_seed(0)
+    model = export_onnx(Small(), SPEC, d / "small.onnx")
+    pose = d / "pose.onnx"
+    pose.write_bytes(model.read_bytes())
+    ModelSpec(output_kind="pose_6dof", input_height=32, input_width=48, input_channels=6, name="pose").to_yaml(d / "pose.onnx.yaml")
+    return {"model": model, "pose": pose, "bag": write_bag(SYNTH, d / "s.mcap"), "dir": d}
+
+
+def test_calibration_inputs_are_the_runtime_preprocess(files):
+    from depth_ros.bag.reader import BagReader
+    from depth_ros import msgconv
+    from depth_ros.core.preprocess import preprocess
+    from depth_ros.inference.quantize import QuantizeConfig, calibration_inputs
+
+    inputs = calibration_inputs(files["bag"], SPEC, QuantizeConfig(frames=4))
+    assert len(inputs) == 4 and all(x.shape == (1, 3, 32, 48) and x.dtype == np.float32 for x in inputs)
+    with BagReader(files["bag"]) as reader:  # frames 0, 4, 7, 11 of 12: evenly spread, ends included
+        images = [reader.deserialize(m) for m in reader.messages(["/camera/image_raw"])]
+        info = reader.deserialize(next(reader.messages(["/camera/camera_info"])))
+    camera = msgconv.camera_info_to_model(info)
+    for x, i in zip(inputs, (0, 4, 7, 11)):
+        assert np.array_equal(x, preprocess(msgconv.image_to_rgb(images[i]), camera, SPEC).tensor)
+
+
+def test_int8_model_is_qdq_carries_its_spec_and_stays_close(files, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from depth_ros.inference.backend import create_backend
+    from depth_ros.inference.quantize import QuantizeConfig, calibration_inputs, quantize_model
+    from depth_ros.inference.spec import load_model_spec
+
+    inputs = calibration_inputs(files["bag"], SPEC, QuantizeConfig(frames=12))
+    out = quantize_model(files["model"], tmp_path / "small.int8.onnx", inputs[::2], source="s.mcap")
+    proto = onnx.load(str(out))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") >= 3 and ops.count("DequantizeLinear") >= 3
+    int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(int8_weights) == 3  # the three convolutions' weights
+    spec = load_model_spec(out)
+    assert spec.name == "small int8" and spec.extra["precision"] == "int8" and "6 frames of s.mcap" in spec.extra["quantization"]
+    assert (spec.output_kind, spec.input_height, spec.input_width, spec.max_depth_m) == ("disparity_sigmoid", 32, 48, 20.0)
+    create_backend(out, "onnxruntime-cpu")  # the runtime's contract check passes
+    fp32 = ort.InferenceSession(str(files["model"]), providers=["CPUExecutionProvider"])
+    int8 = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for x in inputs[1::2]:  # frames not calibrated on
+        a, b = fp32.run(None, {"image": x})[0], int8.run(None, {"image": x})[0]
+        assert np.median(np.abs(a - b) / a) < 0.02 and not np.array_equal(a, b)
+
+
+def test_refusals(files, tmp_path):
+    from depth_ros.inference.quantize import QuantizeConfig, calibration_inputs, quantize_model
+
+    x = [np.zeros((1, 6, 32, 48), np.float32)]
+    with pytest.raises(ModelError, match="pose_6dof.*only depth models"):
+        quantize_model(files["pose"], tmp_path / "p.onnx", x)
+    with pytest.raises(ModelError, match="no calibration input"):
+        quantize_model(files["model"], tmp_path / "q.onnx", [])
+    assert not (tmp_path / "q.onnx").exists() and not list(tmp_path.glob(".q.onnx*"))
+    with pytest.raises(BagError, match="image topic /nope is not in the bag"):
+        calibration_inputs(files["bag"], SPEC, QuantizeConfig(image_topic="/nope"))
+    with pytest.raises(ValueError, match="frames must be an integer"):
+        QuantizeConfig(frames=0)
+    with pytest.raises(ValueError, match="method must be one of minmax"):
+        QuantizeConfig(method="best")
+
+
+def test_export_cli_needs_a_calibration_bag(files, capsys):
+    from depth_ros_training.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(files["model"]), "-o", str(files["dir"]), "--int8"])
+    assert exc.value.code == 2 and "--int8 and --calibration-bag go together" in capsys.readouterr().err
