@@ -492,3 +492,61 @@ def test_routed_heads_export_to_onnx_and_onnxruntime_agrees():
         got_depth, got_logits = session.run(None, dict(zip(names, [t.numpy() for t in (b, *lv, la)])))
         np.testing.assert_allclose(got_logits, want_logits.numpy(), atol=1e-4)
         np.testing.assert_allclose(got_depth, want_depth.numpy(), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- learning
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread than on an oversubscribed pool."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _metric_scenes(n, gen, height=8, width=12):
+    """Synthetic stage-2 inputs: ``last`` carries the relative structure (log of depth over the
+    image's scale, planes tilted at random), the bottleneck carries the image's metric scale
+    (log of it, 1 .. 7.4 m, with noise), the levels the relative structure resized. Target: the
+    metric depth ``scale * exp(log_rel)``, metres."""
+    scale = torch.exp(torch.empty(n).uniform_(0.0, 2.0, generator=gen))
+    yy = torch.linspace(0, 1, height).view(1, height, 1)
+    xx = torch.linspace(0, 1, width).view(1, 1, width)
+    a, b = torch.rand(n, 1, 1, generator=gen), 0.6 * torch.rand(n, 1, 1, generator=gen)
+    log_rel = (a * (yy - 0.5) + b * (xx - 0.5)).unsqueeze(1)  # (n, 1, H, W)
+    depth = scale.view(n, 1, 1, 1) * torch.exp(log_rel)
+    last = torch.cat([log_rel, 0.1 * torch.randn(n, 4, height, width, generator=gen)], dim=1)
+    bottleneck = torch.log(scale).view(n, 1, 1, 1).expand(n, 12, 1, 2) + 0.05 * torch.randn(n, 12, 1, 2, generator=gen)
+    levels = [
+        F.interpolate(log_rel, (2, 3)).expand(n, 10, 2, 3).contiguous(),
+        F.interpolate(log_rel, (4, 6)).expand(n, 8, 4, 6).contiguous(),
+    ]
+    return bottleneck, levels, last, depth
+
+
+@pytest.mark.parametrize("output_distribution", ["logbinomial", "softmax"])
+def test_head_learns_metric_depth_with_silog(one_thread, output_distribution):
+    """60 Adam steps of SILog on 32 synthetic images bring held-out AbsRel from > 1 (untrained
+    bins) to < 0.1: the head combines the relative map with the scale cue of the bottleneck (measured
+    when written: 4.05 -> 0.049 log-binomial, 3.86 -> 0.031 softmax)."""
+    from depth_ros_training.losses.silog import silog_loss
+
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    head = MetricBinsHead(_tiny_config(level_channels=(10, 8), output_distribution=output_distribution))
+    train, held_out = _metric_scenes(32, gen), _metric_scenes(32, gen)
+
+    def abs_rel() -> float:
+        with torch.no_grad():
+            pred = head(*held_out[:3]).depth_m
+        return ((pred - held_out[3]).abs() / held_out[3]).mean().item()
+
+    start = abs_rel()
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        silog_loss(head(*train[:3]).depth_m, train[3]).total.backward()
+        opt.step()
+    assert start > 1.0 and abs_rel() < 0.1
