@@ -5,17 +5,19 @@ top-left pixel's centre is (0, 0) (as in ROS CameraInfo / OpenCV). A point (x, y
 camera optical frame (REP 103: x right, y down, z forward) projects to
 ``u = fx * x / z + cx``, ``v = fy * y / z + cy``.
 
-Intrinsics change with the image only through :meth:`CameraModel.resized` and
+Intrinsics change with the image only through :func:`rescale_intrinsics` (which
+:meth:`CameraModel.resized` and the training losses' image pyramids both call) and
 :meth:`CameraModel.cropped`; nothing else rescales K.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_RAY_ANGLE_DEG", "MIN_FOV_DEG", "CameraModel", "camera_change", "check_physical_intrinsics"]
+__all__ = ["MAX_RAY_ANGLE_DEG", "MIN_FOV_DEG", "CameraModel", "camera_change", "check_physical_intrinsics", "rescale_intrinsics"]
 
 _MAX_SIDE_PX = 1 << 15  # 32768: larger images are refused as implausible
 
@@ -32,6 +34,35 @@ MAX_RAY_ANGLE_DEG = 89.5
 #: extent / (2 tan(0.005 deg)) = 5730 * extent``, rays are parallel to float32 precision and a
 #: focal-length-based metric scale (``canonical_focal``) would multiply depth by f.
 MIN_FOV_DEG = 0.01
+
+
+def rescale_intrinsics(K: Any, sx: float, sy: float | None = None) -> Any:
+    """Intrinsics of the image resized by ``sx`` horizontally and ``sy`` vertically.
+
+    The one place K is rescaled. Convention: a resize maps pixel *edges* to edges
+    (``align_corners=False``, area / bilinear downsampling), integer coordinates being pixel
+    centres, so ``f' = f * s`` (the skew too, with ``sx``) and ``c' = (c + 0.5) * s - 0.5``.
+
+    Args:
+        K: (3, 3) or (..., 3, 3) intrinsics in pixels, a numpy array or a torch tensor
+            (anything with ``copy()`` or ``clone()`` and numpy-style indexing); not modified.
+        sx: new width / old width (> 0).
+        sy: new height / old height (> 0); None: ``sx``.
+
+    Returns:
+        A new array or tensor of K's type, shape and dtype.
+    """
+    sy = sx if sy is None else sy
+    if tuple(K.shape[-2:]) != (3, 3):
+        raise ValueError(f"K must be (3, 3) or (..., 3, 3), got {tuple(K.shape)}")
+    if not (sx > 0 and sy > 0 and math.isfinite(sx) and math.isfinite(sy)):
+        raise ValueError(f"resize factors must be positive and finite, got sx={sx}, sy={sy}")
+    out = K.clone() if hasattr(K, "clone") else K.copy()
+    out[..., 0, :2] = K[..., 0, :2] * sx
+    out[..., 1, :2] = K[..., 1, :2] * sy
+    out[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
+    out[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
+    return out
 
 
 @dataclass(frozen=True)
@@ -108,16 +139,10 @@ class CameraModel:
         """The same camera seen through an image resized to (width, height).
 
         Convention: a resize maps pixel *edges* to edges (``align_corners=False``), so the
-        centre coordinate transforms as ``c' = (c + 0.5) * s - 0.5`` and focal as ``f' = f * s``.
+        centre coordinate transforms as ``c' = (c + 0.5) * s - 0.5`` and focal as ``f' = f * s``
+        (:func:`rescale_intrinsics`).
         """
-        sx = width / self.width
-        sy = height / self.height
-        K = self.K.copy()
-        K[0, 0] *= sx
-        K[0, 1] *= sx
-        K[1, 1] *= sy
-        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+        K = rescale_intrinsics(self.K, width / self.width, height / self.height)
         return CameraModel(width, height, K, self.D, self.distortion_model)
 
     def cropped(self, x0: int, y0: int, width: int, height: int) -> "CameraModel":

@@ -72,3 +72,28 @@ def test_equality_and_hash_follow_values() -> None:
     assert make_camera() == make_camera()
     assert hash(make_camera()) == hash(make_camera())
     assert make_camera() != make_camera().resized(320, 240)
+
+
+def test_rescale_intrinsics_is_the_one_rescale_for_numpy_and_torch() -> None:
+    import torch
+
+    from depth_ros.core.camera import rescale_intrinsics
+    from depth_ros_training.losses.warping import scale_intrinsics
+
+    K = np.array([[500.0, 2.0, 319.5], [0.0, 510.0, 239.5], [0.0, 0.0, 1.0]])
+    cam = CameraModel(640, 480, K)
+    # hand-computed: focal and skew scale, the principal point follows pixel edges
+    expected = np.array([[250.0, 1.0, 159.5], [0.0, 127.5, 59.5], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(rescale_intrinsics(K, 0.5, 0.25), expected, atol=1e-12)
+    assert np.array_equal(cam.resized(320, 120).K, rescale_intrinsics(K, 0.5, 0.25))
+    assert K[0, 0] == 500.0  # the input is not modified
+    # the training losses' pyramid rescale is the same function on tensors, batched or not
+    Kt = torch.tensor(K, dtype=torch.float64)
+    torch.testing.assert_close(scale_intrinsics(Kt, 0.5), torch.tensor(cam.resized(320, 240).K))
+    batched = rescale_intrinsics(Kt.expand(2, 3, 3), 0.5)
+    assert isinstance(batched, torch.Tensor) and batched.shape == (2, 3, 3)
+    torch.testing.assert_close(batched[1], torch.tensor(rescale_intrinsics(K, 0.5)))
+    with pytest.raises(ValueError, match="positive"):
+        rescale_intrinsics(K, 0.0)
+    with pytest.raises(ValueError, match="3, 3"):
+        rescale_intrinsics(np.eye(4), 0.5)

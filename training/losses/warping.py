@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from depth_ros.core.camera import rescale_intrinsics
+
 __all__ = ["MIN_PROJECTED_DEPTH", "VALID_MARGIN_PX", "WarpResult", "inverse_warp", "pixel_grid", "scale_intrinsics"]
 
 # Points closer than this to the source camera's image plane are treated as invalid (and the
@@ -68,8 +70,9 @@ def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype
 def scale_intrinsics(K: Tensor, factor: float) -> Tensor:
     """Intrinsics of the image resized by ``factor`` (0.5: half the width and height).
 
-    Pixel-centre convention (pixel ``i`` covers ``[i - 0.5, i + 0.5]``, as in
-    ``CameraInfo``): ``f' = f * factor`` and ``c' = (c + 0.5) * factor - 0.5``.
+    :func:`depth_ros.core.camera.rescale_intrinsics` with one factor for both axes (the one
+    function that rescales K): ``f' = f * factor`` and ``c' = (c + 0.5) * factor - 0.5``
+    (pixel ``i`` covers ``[i - 0.5, i + 0.5]``, as in ``CameraInfo``).
 
     Args:
         K: (3, 3) or (B, 3, 3).
@@ -82,10 +85,7 @@ def scale_intrinsics(K: Tensor, factor: float) -> Tensor:
         raise ValueError(f"K must be (3, 3) or (B, 3, 3), got {tuple(K.shape)}")
     if not factor > 0:
         raise ValueError(f"factor must be positive, got {factor}")
-    out = K.clone()
-    out[..., :2, :2] = K[..., :2, :2] * factor
-    out[..., :2, 2] = (K[..., :2, 2] + 0.5) * factor - 0.5
-    return out
+    return rescale_intrinsics(K, factor)
 
 
 def _batched_k(K: Tensor, batch: int) -> Tensor:
