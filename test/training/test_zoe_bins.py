@@ -468,7 +468,15 @@ def test_routed_heads_export_to_onnx_and_onnxruntime_agrees():
     import onnxruntime as ort
 
     torch.manual_seed(13)
-    model = RoutedMetricHeads([_tiny_config(), _tiny_config(min_depth_m=2.0, max_depth_m=80.0)], router_hidden=8).eval()
+    gen = torch.Generator().manual_seed(13)
+    model = RoutedMetricHeads([_tiny_config(), _tiny_config(min_depth_m=2.0, max_depth_m=80.0)], router_hidden=8)
+    train_x, train_y = _two_scene_types(64, gen)
+    opt = torch.optim.Adam(model.router.parameters(), lr=1e-2)
+    for _ in range(40):  # a trained router, so the check inputs below reach both heads
+        opt.zero_grad()
+        router_loss(model.router(train_x), train_y).backward()
+        opt.step()
+    model.eval()
 
     class _Export(torch.nn.Module):
         def __init__(self, inner):
@@ -483,15 +491,20 @@ def test_routed_heads_export_to_onnx_and_onnxruntime_agrees():
     bottleneck, levels, last = _tiny_inputs(seed=3, batch=1)
     program = torch.onnx.export(wrapper, (bottleneck, *levels, last), dynamo=True, opset_version=20, verbose=False)
     session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    # check on inputs other than the traced ones, one routed to each head
-    for seed in (4, 5, 6, 7):
-        b, lv, la = _tiny_inputs(seed=seed, batch=1)
+    # check on inputs other than the traced ones, of both scene types (so routed to each head)
+    check_x, check_y = _two_scene_types(4, gen)
+    names = [i.name for i in session.get_inputs()]
+    chosen = []
+    for i, seed in enumerate((4, 5, 6, 7)):
+        _, lv, la = _tiny_inputs(seed=seed, batch=1)
+        b = check_x[i : i + 1]
         with torch.no_grad():
             want_depth, want_logits = wrapper(b, *lv, la)
-        names = [i.name for i in session.get_inputs()]
         got_depth, got_logits = session.run(None, dict(zip(names, [t.numpy() for t in (b, *lv, la)])))
         np.testing.assert_allclose(got_logits, want_logits.numpy(), atol=1e-4)
         np.testing.assert_allclose(got_depth, want_depth.numpy(), atol=1e-4)
+        chosen.append(int(got_logits.argmax()))
+    assert chosen == check_y.tolist() == [0, 1, 0, 1]
 
 
 # --------------------------------------------------------------------------- learning
@@ -550,3 +563,30 @@ def test_head_learns_metric_depth_with_silog(one_thread, output_distribution):
         silog_loss(head(*train[:3]).depth_m, train[3]).total.backward()
         opt.step()
     assert start > 1.0 and abs_rel() < 0.1
+
+
+def test_dispnet_with_routed_heads_exports_through_the_package_exporter(tmp_path):
+    """DispNet + router + two heads as one ``depth_metric`` graph, image in, metres out: the package's
+    :func:`export_onnx` traces it and checks ONNX Runtime against PyTorch to 1e-4 on its own
+    random input before writing the file."""
+    pytest.importorskip("onnxscript")
+    from depth_ros.inference.onnx_export import export_onnx
+    from depth_ros.inference.spec import ModelSpec
+
+    class _DispNetZoe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = DispNet(18, num_scales=1)
+            small = dict(last_channels=17, n_bins=16, bin_embedding_dim=16, seed_hidden=32, n_attractors=(4, 4, 2, 1))
+            self.heads = RoutedMetricHeads(
+                [MetricBinsConfig(min_depth_m=0.2, max_depth_m=10.0, **small), MetricBinsConfig(min_depth_m=1.0, max_depth_m=80.0, **small)],
+                router_hidden=16,
+            )
+
+        def forward(self, image):
+            return self.heads(*dispnet_features(self.net, image, append_disparity=True)).depth_m
+
+    torch.manual_seed(14)
+    spec = ModelSpec(output_kind="depth_metric", input_height=64, input_width=64, metric=True, min_depth_m=0.2, max_depth_m=80.0, name="zoe")
+    path = export_onnx(_DispNetZoe().eval(), spec, tmp_path / "zoe.onnx", check_atol=1e-4)
+    assert path.is_file() and path.stat().st_size > 1_000_000
