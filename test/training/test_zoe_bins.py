@@ -222,6 +222,15 @@ def test_attractor_layer_matches_the_released_code_when_unnormalised():
     torch.testing.assert_close(centers, ref_c, rtol=1e-12, atol=1e-12)
 
 
+def test_zero_attractors_pass_the_bins_through():
+    layer = AttractorLayer(8, 0, 1.0, 9.0).double()
+    b_prev = torch.rand(1, 5, 3, 4, dtype=D)
+    b_new, centers = layer(torch.randn(1, 8, 3, 4, dtype=D), b_prev)
+    torch.testing.assert_close(b_new, b_prev)
+    torch.testing.assert_close(centers, torch.sort(1.0 + 8.0 * b_prev, dim=1).values.clamp(1.0, 9.0))
+    assert not list(layer.parameters())
+
+
 def test_normalised_attractor_points_lie_in_the_unit_interval():
     torch.manual_seed(4)
     layer = AttractorLayer(8, 6, 1.0, 80.0).double()
@@ -294,6 +303,7 @@ def test_head_variants_run_and_differ():
     for name, kw in {
         "default": {}, "softmax": {"output_distribution": "softmax"}, "exp": {"attractor_type": "exp"},
         "softplus": {"bin_centers_type": "softplus"}, "exact": {"exact_binomial": True},
+        "no attractors": {"n_attractors": (0, 0)},
     }.items():
         torch.manual_seed(6)
         outs[name] = MetricBinsHead(_tiny_config(**kw))(bottleneck, levels, last)

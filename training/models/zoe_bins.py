@@ -293,6 +293,8 @@ class AttractorLayer(nn.Module):
     ``normalize_attractors=False``, ``A0`` alone as the released code does); new centres in metres
     are ``min + (max - min) (b + delta)``, sorted over the bins and clipped to ``[min, max]``.
     ``softplus`` variant: centres and ``N_a`` Softplus attractor points in metres, no sort/clip.
+    ``n_attractors = 0`` passes the bins through unchanged (resized, sorted, clipped): the "no
+    attractors" arm of the paper's ablation.
 
     Shapes:
         ``forward(embedding (B, E, h, w), prev_b (B, K, h', w'), prev_embedding (B, E, h'', w'') or
@@ -313,7 +315,10 @@ class AttractorLayer(nn.Module):
         self.alpha, self.gamma, self.kind, self.attractor_type = float(alpha), float(gamma), kind, attractor_type
         self.bin_centers_type = bin_centers_type
         self.normalize_attractors = normalize_attractors
-        if bin_centers_type == "normed":
+        self.net: nn.Module | None
+        if n_attractors == 0:
+            self.net = None
+        elif bin_centers_type == "normed":
             self.net = _mlp(embedding_dim, hidden, 2 * n_attractors, nn.ReLU(inplace=True))
         else:
             self.net = _mlp(embedding_dim, hidden, n_attractors, nn.Softplus())
@@ -333,7 +338,10 @@ class AttractorLayer(nn.Module):
         if prev_embedding is not None:
             x = x + _resize(prev_embedding, size)
         b = _resize(prev_b, size)
-        b_new = b + attractor_shift(b, self.attractor_points(x), self.alpha, self.gamma, self.kind, self.attractor_type)
+        if self.net is None:
+            b_new = b
+        else:
+            b_new = b + attractor_shift(b, self.attractor_points(x), self.alpha, self.gamma, self.kind, self.attractor_type)
         if self.bin_centers_type != "normed":
             return b_new, b_new
         centers_m = self.min_depth_m + (self.max_depth_m - self.min_depth_m) * b_new
@@ -412,7 +420,8 @@ class MetricBinsConfig:
         n_bins: number of bins (ZoeDepth: 64).
         min_depth_m, max_depth_m: bin range in metres, ``0 < min < max``.
         bin_embedding_dim: channels of the bin embeddings (ZoeDepth: 128).
-        n_attractors: attractor points per level, one entry per ``level_channels`` (16, 8, 4, 1).
+        n_attractors: attractor points per level, one entry per ``level_channels`` (16, 8, 4, 1);
+            0 at a level passes the bins through (all zeros: the paper's "no attractors" ablation).
         attractor_alpha, attractor_gamma: attractor strength and exponent (see the module
             docstring: 300 and 2 are what the code runs; its configs say alpha 1000).
         attractor_kind: ``"mean"`` (released configs) or ``"sum"`` (the paper's equation).
@@ -452,10 +461,10 @@ class MetricBinsConfig:
                 raise ValueError(f"MetricBinsConfig.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.n_bins, int) or self.n_bins < 2:
             raise ValueError(f"MetricBinsConfig.n_bins must be an integer >= 2, got {self.n_bins!r}")
-        for name in ("level_channels", "n_attractors"):
+        for name, low in (("level_channels", 1), ("n_attractors", 0)):
             value = getattr(self, name)
-            if not isinstance(value, tuple) or not value or not all(isinstance(v, int) and v >= 1 for v in value):
-                raise ValueError(f"MetricBinsConfig.{name} must be a non-empty tuple of positive integers, got {value!r}")
+            if not isinstance(value, tuple) or not value or not all(isinstance(v, int) and v >= low for v in value):
+                raise ValueError(f"MetricBinsConfig.{name} must be a non-empty tuple of integers >= {low}, got {value!r}")
         if len(self.n_attractors) != len(self.level_channels):
             raise ValueError(
                 f"MetricBinsConfig.n_attractors has {len(self.n_attractors)} entries, level_channels "
