@@ -27,6 +27,7 @@ from depth_ros_training.models.zoe_bins import (
     normed_bin_centers,
 )
 from depth_ros_training.models.zoe_router import RoutedMetricHeads, SceneRouter, SceneRouterConfig, router_loss
+from zoe_scenes import metric_scenes
 
 D = torch.float64
 
@@ -529,26 +530,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _metric_scenes(n, gen, height=8, width=12):
-    """Synthetic stage-2 inputs: ``last`` carries the relative structure (log of depth over the
-    image's scale, planes tilted at random), the bottleneck carries the image's metric scale
-    (log of it, 1 .. 7.4 m, with noise), the levels the relative structure resized. Target: the
-    metric depth ``scale * exp(log_rel)``, metres."""
-    scale = torch.exp(torch.empty(n).uniform_(0.0, 2.0, generator=gen))
-    yy = torch.linspace(0, 1, height).view(1, height, 1)
-    xx = torch.linspace(0, 1, width).view(1, 1, width)
-    a, b = torch.rand(n, 1, 1, generator=gen), 0.6 * torch.rand(n, 1, 1, generator=gen)
-    log_rel = (a * (yy - 0.5) + b * (xx - 0.5)).unsqueeze(1)  # (n, 1, H, W)
-    depth = scale.view(n, 1, 1, 1) * torch.exp(log_rel)
-    last = torch.cat([log_rel, 0.1 * torch.randn(n, 4, height, width, generator=gen)], dim=1)
-    bottleneck = torch.log(scale).view(n, 1, 1, 1).expand(n, 12, 1, 2) + 0.05 * torch.randn(n, 12, 1, 2, generator=gen)
-    levels = [
-        F.interpolate(log_rel, (2, 3)).expand(n, 10, 2, 3).contiguous(),
-        F.interpolate(log_rel, (4, 6)).expand(n, 8, 4, 6).contiguous(),
-    ]
-    return bottleneck, levels, last, depth
-
-
 @pytest.mark.parametrize("output_distribution", ["logbinomial", "softmax"])
 def test_head_learns_metric_depth_with_silog(one_thread, output_distribution):
     """60 Adam steps of SILog on 32 synthetic images bring held-out AbsRel from > 1 (untrained
@@ -559,7 +540,7 @@ def test_head_learns_metric_depth_with_silog(one_thread, output_distribution):
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     head = MetricBinsHead(_tiny_config(level_channels=(10, 8), output_distribution=output_distribution))
-    train, held_out = _metric_scenes(32, gen), _metric_scenes(32, gen)
+    train, held_out = metric_scenes(32, gen), metric_scenes(32, gen)
 
     def abs_rel() -> float:
         with torch.no_grad():
