@@ -57,8 +57,9 @@ Variants chosen, and where this differs from the public code (isl-org/ZoeDepth,
   (``exact_binomial=True``). Both are constants of ``K``, precomputed as a buffer (ONNX-friendly).
 * **Loss**: no chamfer bin loss; the paper drops it (memory) and trains with SILog only
   (:mod:`depth_ros_training.losses.silog`).
-* **Conditioning of the output**: ZoeDepth feeds the log-binomial MLP the DPT's last 32-channel
-  activation concatenated with the MiDaS relative depth; ours takes whatever finest feature the
+* **Conditioning of the output**: ZoeDepth (v1) feeds the log-binomial MLP the DPT's last
+  32-channel activation concatenated with the MiDaS relative depth (ZoeD-NK: the activation
+  alone); ours takes whatever finest feature the
   caller passes as ``last`` (:func:`dispnet_features` gives DispNet's 16-channel full-resolution
   decoder output and, optionally, its disparity).
 """
