@@ -55,6 +55,8 @@ def read_sensor_yaml(path: Path) -> tuple[CameraCalib, np.ndarray]:
     for key in ("resolution", "intrinsics", "distortion_model", "distortion_coefficients", "T_BS"):
         if key not in doc:
             raise InputError(f"{path}: missing key {key!r}")
+    if str(doc.get("camera_model", "pinhole")) != "pinhole":
+        raise InputError(f"{path}: camera_model {str(doc['camera_model'])[:40]!r}: only pinhole is supported")
     width, height = (int(v) for v in _numbers(doc["resolution"], 2, path, "resolution"))
     fu, fv, cu, cv = _numbers(doc["intrinsics"], 4, path, "intrinsics")
     model = _DISTORTION.get(str(doc["distortion_model"]))

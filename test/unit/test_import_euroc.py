@@ -46,6 +46,8 @@ def test_euroc_reads_back_mono8_distortion_and_the_body_camera_chain(
          "intrinsics must be a list of 4 numbers"),
         (lambda d: (d / "mav0/cam0/sensor.yaml").write_text((d / "mav0/cam0/sensor.yaml").read_text().replace("radial-tangential", "fov")),
          "distortion_model 'fov': expected one of"),
+        (lambda d: (d / "mav0/cam0/sensor.yaml").write_text((d / "mav0/cam0/sensor.yaml").read_text().replace("camera_model: pinhole", "camera_model: omni")),
+         "camera_model 'omni': only pinhole is supported"),
         (lambda d: (d / "mav0/state_groundtruth_estimate0/data.csv").write_text("1403636579763555584,1.0,2.0\n"),
          "data.csv:1: expected at least 8 columns"),
         (lambda d: (d / "mav0/state_groundtruth_estimate0/data.csv").write_text("1403636579763555584,1.0,2.0,x,1,0,0,0\n"),
