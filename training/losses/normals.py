@@ -13,7 +13,10 @@ from kornia.filters import spatial_gradient
 from kornia.geometry.depth import depth_to_normals
 from torch import Tensor
 
-__all__ = ["edge_guided_normal_ranking_loss", "normal_matching_loss", "normals_from_depth", "sample_edge_pairs"]
+__all__ = ["NORMAL_COSINES", "edge_guided_normal_ranking_loss", "normal_matching_loss", "normals_from_depth", "sample_edge_pairs"]
+
+# how edge_guided_normal_ranking_loss compares two normals (see its docstring)
+NORMAL_COSINES = ("signed", "absolute")
 
 
 def _check_depths(pred_depth: Tensor, pseudo_depth: Tensor) -> None:
@@ -134,6 +137,7 @@ def edge_guided_normal_ranking_loss(
     edge_threshold: float = 0.1,
     max_offset_px: int = 10,
     generator: torch.Generator | None = None,
+    cosine: str = "signed",
 ) -> Tensor:
     """SC-Depth v3 edge-guided normal loss: normal relations of point pairs across image edges.
 
@@ -143,6 +147,14 @@ def edge_guided_normal_ranking_loss(
     (texture) the prediction must not bend, and where the teacher sees a crease or an object
     boundary the prediction must reproduce it.
 
+    ``cosine="signed"`` (the default) compares the cosines themselves; ``"absolute"``
+    compares ``|cos|``, as sc_depth_pl does. Normals from depth all face the camera, so the two
+    differ only for pairs more than 90 degrees apart (a sharp crease, a surface seen almost
+    edge-on next to one seen head-on): ``|cos|`` folds such an angle onto its supplement (120
+    degrees scores as 60), the signed cosine keeps them apart. The signed form is the default
+    because the recorded runs (docs/training-notes.md) used it and it penalises a prediction
+    that bends a surface past the perpendicular.
+
     Args:
         pred_depth: (B, 1, H, W) predicted depth.
         pseudo_depth: (B, 1, H, W) teacher depth, any global scale (pairs touching
@@ -150,11 +162,14 @@ def edge_guided_normal_ranking_loss(
         img: (B, C, H, W) image in [0, 1] at the same resolution (edges).
         K: (3, 3) or (B, 3, 3) intrinsics in pixels at (H, W).
         num_samples, edge_threshold, max_offset_px, generator: see :func:`sample_edge_pairs`.
+        cosine: ``"signed"`` or ``"absolute"`` (sc_depth_pl), see above.
 
     Returns:
-        scalar tensor in [0, 2]; 0 when ``pred_depth = s * pseudo_depth``.
+        scalar tensor in [0, 2] (``"absolute"``: [0, 1]); 0 when ``pred_depth = s * pseudo_depth``.
     """
     _check_depths(pred_depth, pseudo_depth)
+    if cosine not in NORMAL_COSINES:
+        raise ValueError(f"cosine must be one of {NORMAL_COSINES}, got {cosine!r}")
     if img.ndim != 4 or img.shape[0] != pred_depth.shape[0] or img.shape[-2:] != pred_depth.shape[-2:]:
         raise ValueError(f"img must be (B, C, H, W) matching pred_depth {tuple(pred_depth.shape)}, got {tuple(img.shape)}")
     b = pred_depth.shape[0]
@@ -164,12 +179,13 @@ def edge_guided_normal_ranking_loss(
     n_pseudo = normals_from_depth(pseudo, K).reshape(b, 3, -1)
     idx_a, idx_b = sample_edge_pairs(img, num_samples, edge_threshold, max_offset_px, generator)
 
-    def cosine(n: Tensor) -> Tensor:
+    def pair_cosine(n: Tensor) -> Tensor:
         na = n.gather(2, idx_a.unsqueeze(1).expand(b, 3, -1))
         nb = n.gather(2, idx_b.unsqueeze(1).expand(b, 3, -1))
-        return (na * nb).sum(dim=1)  # (B, P)
+        cos = (na * nb).sum(dim=1)  # (B, P)
+        return cos.abs() if cosine == "absolute" else cos
 
     flat_valid = valid.reshape(b, -1)
     keep = (flat_valid.gather(1, idx_a) & flat_valid.gather(1, idx_b)).to(pred_depth.dtype)
-    err = (cosine(n_pred) - cosine(n_pseudo)).abs()
+    err = (pair_cosine(n_pred) - pair_cosine(n_pseudo)).abs()
     return (err * keep).sum() / keep.sum().clamp(min=1.0)

@@ -25,19 +25,20 @@ def ssim_dissimilarity(x: Tensor, y: Tensor, window: int = 3) -> Tensor:
     """Per-pixel ``(1 - SSIM(x, y)) / 2``, clamped to [0, 1].
 
     Window: a ``window x window`` box (average pooling) over a reflection-padded image,
-    3x3 by default, as monodepth2 and SC-Depth do. Kornia's ``ssim_loss`` uses an 11x11
-    Gaussian instead; we do not, because (a) the 0.85 / 0.15 SSIM / L1 weights and the
-    per-pixel masks (auto-mask, self-discovered mask, per-pixel minimum over sources) were
-    tuned with the 3x3 window, and an 11x11 window spreads one pixel's misalignment over a
-    ~10 px neighbourhood, blurring those masks and the depth edges they guide; (b) reflection
-    padding keeps border pixels' statistics from being pulled towards zero; (c) a 3x3 box
-    costs far less per training step at full resolution.
+    3x3 by default, as monodepth2 and SC-SfMLearner do; sc_depth_pl (SC-Depth v1-v3 in
+    PyTorch Lightning) uses a 7x7 box (``window=7`` reproduces it). Kornia's ``ssim_loss``
+    uses an 11x11 Gaussian. The default stays 3x3 because (a) this package's training runs
+    (docs/training-notes.md) were made with it, and a larger window spreads one pixel's
+    misalignment over a wider neighbourhood, blurring the per-pixel masks (auto-mask,
+    self-discovered mask, per-pixel minimum over sources) and the depth edges they guide,
+    at the low resolutions trained on a CPU (64x192 .. 128x416); (b) a 3x3 box costs less per
+    step. Reflection padding keeps border pixels' statistics from being pulled towards zero.
 
     Args:
         x: (B, C, H, W) image in [0, 1].
         y: (B, C, H, W) image in [0, 1], same shape.
-        window: odd box size in pixels (>= 3); H and W must exceed ``window // 2``
-            (reflection padding).
+        window: odd box size in pixels (>= 3; 3 = monodepth2, 7 = sc_depth_pl); H and W must
+            exceed ``window // 2`` (reflection padding).
 
     Returns:
         (B, C, H, W) dissimilarity in [0, 1]; 0 where the local statistics of x and y agree.

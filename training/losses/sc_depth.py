@@ -3,16 +3,26 @@
 Per (target, source) pair, in the target's pixel grid (:func:`sc_depth_pair_loss`):
 
 * photometric error ``0.15 |I_t - I'_s| + 0.85 (1 - SSIM) / 2`` (3x3 SSIM, see
-  :func:`~depth_ros_training.losses.photometric.ssim_dissimilarity`), channel mean;
+  :func:`~depth_ros_training.losses.photometric.ssim_dissimilarity`; sc_depth_pl uses 7x7),
+  channel mean;
 * geometry inconsistency ``D_diff = |D_ts - D'_s| / (D_ts + D'_s)`` in [0, 1], where ``D_ts``
   is the target's depth moved into the source frame (z of the warped points) and ``D'_s``
   the source's predicted depth sampled at the same place;
 * self-discovered mask ``M = 1 - D_diff`` multiplying the photometric error (moving objects,
-  occlusions and bad depth are inconsistent between views and so down-weighted);
-* auto-mask (monodepth2): a pixel counts only if the warped source explains it better than
-  the *unwarped* source, which removes pixels static relative to the camera (and frames where
+  occlusions and bad depth are inconsistent between views and so down-weighted). ``M`` is
+  detached, as in sc_depth_pl: it weights the photometric error but passes no gradient, so
+  the photometric term cannot lower itself by making the two views' depths *less*
+  consistent (with gradient, ``d(e M)/d D_diff = -e`` rewards inconsistency wherever the
+  photometric error ``e`` is large); only the geometry term shapes ``D_diff``;
+* auto-mask: a pixel counts only if the warped source explains it better than the
+  *unwarped* source, which removes pixels static relative to the camera (and frames where
   the camera did not move); decided per pair, as sc_depth_pl does (monodepth2 compares the
-  minimum over sources of both errors instead);
+  minimum over sources instead). Which error is compared is ``auto_mask_error``:
+  ``"photometric"`` (the default) compares the full 0.15 L1 + 0.85 SSIM error, monodepth2's
+  rule; ``"l1"`` compares the channel-mean L1 error only, sc_depth_pl's rule. The default
+  stays the photometric rule because the recorded training runs (docs/training-notes.md)
+  were made with it, and SSIM's local statistics make the decision less sensitive to
+  single-pixel noise than L1 alone;
 * validity: the projection lands in front of the source camera and inside its image.
 
 Over several sources and both directions (:func:`sc_depth_loss`):
@@ -42,7 +52,10 @@ from torch import Tensor
 from depth_ros_training.losses.photometric import photometric_error
 from depth_ros_training.losses.warping import inverse_warp
 
-__all__ = ["PairLoss", "ScDepthTerms", "masked_mean", "sc_depth_loss", "sc_depth_pair_loss"]
+__all__ = ["AUTO_MASK_ERRORS", "PairLoss", "ScDepthTerms", "masked_mean", "sc_depth_loss", "sc_depth_pair_loss"]
+
+# errors the auto-mask may compare (see the module docstring)
+AUTO_MASK_ERRORS = ("photometric", "l1")
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,8 @@ class PairLoss:
         geometry_map: ``D_diff`` in [0, 1] (0 where not ``in_view``).
         valid: float {0, 1}: ``in_view`` and (when enabled) ``auto_mask``; where the pixel
             counts in the averages.
-        weight_mask: self-discovered mask ``1 - D_diff`` in [0, 1] (ones when disabled).
+        weight_mask: detached self-discovered mask ``1 - D_diff`` in [0, 1] (ones when
+            disabled).
         photo_error: photometric error before weighting (for the per-pixel source selection).
         in_view: float {0, 1}: projection in front of and inside the source view, and the
             sampled source depth positive.
@@ -118,6 +132,7 @@ def sc_depth_pair_loss(
     ssim_weight: float = 0.85,
     use_mask: bool = True,
     use_auto_mask: bool = True,
+    auto_mask_error: str = "photometric",
 ) -> PairLoss:
     """SC-Depth terms for one pair, in the target's pixel grid.
 
@@ -131,10 +146,15 @@ def sc_depth_pair_loss(
         ssim_weight: SSIM share of the photometric error (0.85).
         use_mask: weight the photometric error with the self-discovered mask.
         use_auto_mask: drop pixels the unwarped source explains at least as well.
+        auto_mask_error: the error the auto-mask compares, ``"photometric"`` (0.15 L1 +
+            0.85 SSIM, monodepth2) or ``"l1"`` (channel-mean L1, sc_depth_pl); see the module
+            docstring.
 
     Returns:
         :class:`PairLoss`.
     """
+    if auto_mask_error not in AUTO_MASK_ERRORS:
+        raise ValueError(f"auto_mask_error must be one of {AUTO_MASK_ERRORS}, got {auto_mask_error!r}")
     _check_image_depth(tgt_img, tgt_depth, "target")
     if src_depth is not None:
         _check_image_depth(src_img, src_depth, "source")
@@ -159,11 +179,16 @@ def sc_depth_pair_loss(
     photo_error = photometric_error(tgt_img, warped_img, ssim_weight)
     if use_auto_mask:
         with torch.no_grad():
-            identity_error = photometric_error(tgt_img, src_img, ssim_weight)
-            auto_mask = (photo_error < identity_error).to(photo_error.dtype)
+            if auto_mask_error == "photometric":
+                warped_error, identity_error = photo_error, photometric_error(tgt_img, src_img, ssim_weight)
+            else:
+                warped_error = (tgt_img - warped_img).abs().mean(dim=1, keepdim=True)
+                identity_error = (tgt_img - src_img).abs().mean(dim=1, keepdim=True)
+            auto_mask = (warped_error < identity_error).to(photo_error.dtype)
     else:
         auto_mask = torch.ones_like(photo_error)
-    weight_mask = 1.0 - geometry_map if use_mask else torch.ones_like(geometry_map)
+    # detached: a weight on the photometric error, not a way for it to raise D_diff
+    weight_mask = (1.0 - geometry_map).detach() if use_mask else torch.ones_like(geometry_map)
     return PairLoss(
         photo_map=photo_error * weight_mask,
         geometry_map=geometry_map,
@@ -199,6 +224,7 @@ def sc_depth_loss(
     ssim_weight: float = 0.85,
     use_mask: bool = True,
     use_auto_mask: bool = True,
+    auto_mask_error: str = "photometric",
 ) -> ScDepthTerms:
     """SC-Depth v1 photometric and geometry-consistency losses, bidirectional, min over sources.
 
@@ -213,7 +239,7 @@ def sc_depth_loss(
             be the exact inverse of ``poses``; SC-Depth predicts both); unused (may be None)
             without source depths.
         K: (3, 3) or (B, 3, 3) intrinsics at (H, W) pixels.
-        ssim_weight, use_mask, use_auto_mask: as :func:`sc_depth_pair_loss`.
+        ssim_weight, use_mask, use_auto_mask, auto_mask_error: as :func:`sc_depth_pair_loss`.
 
     Returns:
         :class:`ScDepthTerms`.
@@ -227,7 +253,7 @@ def sc_depth_loss(
             f"need N >= 1 sources with matching lists, got {len(src_imgs)} images, {len(src_depths)} depths, "
             f"{len(poses)} poses, {'no' if poses_inv is None else len(poses_inv)} inverse poses"
         )
-    options = dict(ssim_weight=ssim_weight, use_mask=use_mask, use_auto_mask=use_auto_mask)
+    options = dict(ssim_weight=ssim_weight, use_mask=use_mask, use_auto_mask=use_auto_mask, auto_mask_error=auto_mask_error)
     forward = [
         sc_depth_pair_loss(tgt_img, s_img, tgt_depth, None if src_depths is None else src_depths[i], T, K, **options)
         for i, (s_img, T) in enumerate(zip(src_imgs, poses))
