@@ -36,67 +36,17 @@ class DemoSettings:
     """The demo's compute plan (defaults: the full demo, ~5 min of training on 2 cores).
 
     Camera 384x128 (fx = 0.7 w), network input 64x192 (half resolution); the camera moves at
-    1 m/s at 10 Hz and the source frames are +-2 frames away (0.2 m: several pixels of parallax
-    at the network resolution, where +-1 frame at 0.5 m/s gives about one); Adam with a
-    one-cycle schedule at a high peak rate (the run is short and starts from random weights);
-    velocity supervision weight 1 (the L1 error in metres of |t|; PackNet's 0.05 is for long
-    runs) plus the full odometry pose as PoseNet's target, and the photometric terms warp with
-    the bag's odometry poses (``warp_pose_source="odometry"``): a PoseNet trained from scratch
-    does not find the direction of travel within a few minutes (the cosine between its
-    translation and odometry's stays ~0 for 100+ steps while velocity supervision already pins
-    the length), and warping with such poses drives the depth network to max depth; with the
-    odometry's motion the depth network learns from the first step. With no geometry term the
-    source frames' depths are not predicted at all (the same gradient, ~15 % more steps in the
-    budget: 545 instead of 473); depth starts at 3 m (init_depth_m).
-    PoseNet sees one of the two sources per sample (``pose_pairs="one"``: it only feeds the
-    pose terms here, and the step is ~20 % cheaper, so the budget buys more depth updates).
-    Training samples are mirrored half the time and colour-jittered (0.2): a network trained
-    on four corridors otherwise learns their layouts (AbsRel ~0.10 on a training corridor,
-    ~0.23 on the held-out one). Sixteen 75-frame training corridors (1,200 frames; rendering
-    them takes ~25 s): with four, even a network trained on *ground-truth* depth for the same
-    5 minutes reaches only 0.120 median-scaled AbsRel on seeds 1001-1005 (1336 steps); with
-    sixteen 0.099 and 0.092 in two runs. Self-supervised, sixteen gave 0.129 and 0.136 (0.127
-    and 0.132 metric), four 0.143 (0.142) with the same code; thirty-two 0.138 (0.134), where
-    each sample is seen about once in the budget and its hint is never reused.
+    1 m/s at 10 Hz and the source frames are +-2 frames away (``stride=2``). Sixteen 75-frame
+    training corridors, three 100-frame test corridors with other seeds. Adam with a one-cycle
+    schedule at a high peak rate (``lr``, the run is short and starts from random weights) for
+    ``train_seconds`` of wall-clock time. Scale from odometry: velocity supervision (weight 1)
+    plus the full odometry pose as PoseNet's target; the photometric terms warp with the bag's
+    odometry poses (``warp_pose_source="odometry"``) and PoseNet sees one of the two sources per
+    sample (``pose_pairs="one"``). No geometry term and no self-discovered mask, so the source
+    frames' depths are not predicted; depth hints from a plane sweep (``hint_weight=2``); depth
+    starts at ``init_depth_m``. Training samples are mirrored half the time and colour-jittered.
 
-    Depth hints (``hint_weight=2``): surfaces nearer than 2 m move ~20 px between the compared
-    frames at 64x192 and stayed ~2x too far with the photometric terms alone, even on the
-    training corridors; a plane sweep over the odometry-related frames finds them (94 % of
-    near pixels within 10 %) and pulls the network there where it reprojects better (see
-    :mod:`depth_ros_training.losses.hints`). Geometry consistency and the self-discovered mask
-    are off (``geometry_weight=0``, ``self_mask=False``): with source depths computed without
-    gradient, the term only pulls each target depth towards the network's current guess for
-    the neighbouring frames, which holds wrong near surfaces in place.
-
-    Measured on 2 cores, one 5-minute run each, mean median-scaled AbsRel over five held-out
-    corridors (seeds 1001-1005; metric AbsRel in brackets): the settings before hints (geometry
-    0.5, self-mask, no hints) 0.187 (0.210); without geometry and self-mask 0.180 (0.180);
-    hints 1 with geometry 0.160 (0.161); hints 1 without 0.147 (0.149); hints 2 without (the
-    defaults, uncached) 0.145 (0.144), and 0.149 (0.146) in a second run; the same with the hint used
-    only where it halves the reprojection error (``hint_ratio=0.5``) 0.157 (0.154); the sweep
-    at full resolution (``hint_downsample=1``, 210 steps instead of ~450) 0.169 (0.170); hints 4
-    without 0.172 (0.178), where near boxes were not fitted even on the training corridors. With
-    each sample's hint swept once and reused (``hint_cache_mb``, the default now): 473 steps
-    instead of ~413 and 0.137 (0.137); the same at 6 minutes (538 steps) 0.140 (0.138); a cached
-    full-resolution sweep (381 steps) 0.152 (0.150); 64 sweep depths 0.145 (0.144); smoothness
-    0.03 0.145 (0.143) (both fit near boxes better and 2-10 m worse); peak rate 2e-3 0.156
-    (0.157); batch 2 0.159 (0.159); geometry 0.5 with the self-discovered mask and source depths
-    with gradient (364 steps) 0.146 (0.145); six 50-frame training corridors 0.157 (0.154);
-    averaging with the mirrored image's prediction at inference 0.138 (0.137); the sweep also
-    over frames +-4 away (``hint_offsets=(-2, 2)``, 0.4 m baselines; its own depth error on a
-    held-out corridor 0.26 instead of 0.35) 0.146 (0.149), 610 steps. With sixteen corridors,
-    the relative hint loss (``hint_loss="log_ratio"``) 0.150 (0.152), near boxes worse. The
-    four-corridor model scores 0.108 on its own training corridors. With sixteen corridors
-    the budget is now the limit: 6 minutes instead of 5 (808 steps) gave 0.120 (0.114).
-    The networks' passes in bfloat16 where the CPU has it natively (``network_dtype="auto"``)
-    buy ~20 % more steps (749 instead of 607-636): 0.130 (0.128), the same as float32. A blurred-image
-    warm-up (Gaussian sigma 2-3 px for the first 30-50 % of the run) widened the photometric
-    basin in a static check but collapsed to min depth with the geometry term on and gave 0.241
-    on seed 1001 without it (0.225 for the settings of the time). Earlier, on seed 1001 alone
-    against 0.229: image-pyramid scales (``num_scales=4``) 0.266 at smoothness 0.1 and a
-    collapse to max depth at 0.01; stride 1 0.266; four sources (+-1 and +-2 frames at stride 1)
-    0.306; sixteen 30-frame corridors instead of four 75-frame ones 0.241; no auto-mask, a
-    collapse to max depth.
+    Why these values, and the AbsRel each alternative measured: docs/training-notes.md.
     """
 
     camera_width: int = 384
