@@ -85,3 +85,28 @@ def test_each_group_validates_its_fields(group, kwargs, message) -> None:
         flat["warp_pose_source"] = "network"
     with pytest.raises(ValueError, match=message):  # the keyword constructor refuses it too
         DepthTrainingModule(image_height=64, image_width=128, **flat)
+
+
+def test_a_phase_overridden_in_a_subclass_joins_the_total() -> None:
+    from depth_ros_training.phases import LossTerms
+
+    class WithExtraTerm(DepthTrainingModule):
+        def teacher_terms(self, batch, inputs, depths, photometric):
+            extra = depths.tgt_depth.mean()
+            return LossTerms(loss=0.25 * extra, terms={"extra": extra})
+
+    g = torch.Generator().manual_seed(0)
+    batch = {"tgt": torch.randn(1, 3, 64, 128, generator=g), "srcs": torch.randn(1, 2, 3, 64, 128, generator=g),
+             "K": torch.tensor([[[64.0, 0, 63.5], [0, 64.0, 31.5], [0, 0, 1]]])}
+    torch.manual_seed(0)
+    plain = DepthTrainingModule(image_height=64, image_width=128)
+    torch.manual_seed(0)
+    extended = WithExtraTerm(image_height=64, image_width=128)
+    torch.manual_seed(1)
+    total, terms, depth = plain.shared_step(batch, "val")
+    torch.manual_seed(1)
+    total_x, terms_x, depth_x = extended.shared_step(batch, "val")
+    assert "extra" in terms_x and "extra" not in terms
+    torch.testing.assert_close(terms_x["extra"], depth_x.mean())
+    torch.testing.assert_close(total_x, total + 0.25 * terms_x["extra"])
+    assert terms_x["total"] is total_x
