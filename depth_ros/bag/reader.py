@@ -118,7 +118,10 @@ class BagReader:
         except Exception as exc:  # rosbags raises many types for damaged files
             hint = ""
             if path.suffix == ".mcap" and "magic" in str(exc):
-                hint = "; the file is truncated or not MCAP (an interrupted recording can be fixed with `mcap recover`)"
+                hint = (
+                    "; the file is truncated or not MCAP (rosbags cannot read bag files without the MCAP footer;"
+                    " an interrupted recording can be fixed with `mcap recover`)"
+                )
             raise BagError(f"{path}: cannot open bag ({_describe(exc)}){hint}") from None
         self._reader = reader
         try:
