@@ -56,6 +56,7 @@ __all__ = ["DepthNode", "DepthPipeline", "FrameOutput", "create_depth_node", "ma
 
 BackendFactory = Callable[[DepthNodeConfig], Any]
 
+
 def default_backend_factory(config: DepthNodeConfig) -> Any:
     """Load ``config.model_path`` with ``config.backend`` (create_backend, which runs the
     output contract dry run)."""
