@@ -1,0 +1,626 @@
+"""ZoeDepth stage 2 as a training task: a relative network made metric by a metric bins head.
+
+Stage 1 (the MiDaS task, or a self-supervised SC-Depth :class:`~depth_ros_training.module.DepthTrainingModule`)
+gives a :class:`~depth_ros_training.models.dispnet.DispNet`; stage 2 (this module) loads its
+weights (``weights_only=True``), puts ZoeDepth's metric bins head
+(:class:`~depth_ros_training.models.zoe_bins.MetricBinsHead`) on its bottleneck and decoder
+features, and fine-tunes everything on *metric* labels with SILog (beta 0.15). ZoeD-NK: with two or
+more scene types declared (e.g. indoor / outdoor, each a group of bags of the data module), one head
+per type and a router on the bottleneck (:class:`~depth_ros_training.models.zoe_router.RoutedMetricHeads`),
+exported together in one ONNX graph.
+
+Choices (see ``docs/zoedepth.md`` for the head's own):
+
+* **Loss**: SILog only (:func:`~depth_ros_training.losses.silog.silog_loss`, beta 0.15, x10, batch
+  pooled). No chamfer bin loss: the paper drops it (its memory cost) and trains with SILog alone.
+  With routed heads the router's cross-entropy is added with ``router_weight`` (100, the ZoeD-NK
+  config's ``w_domain``).
+* **Learning rates**: AdamW; the metric head(s) and router at ``lr``, the stage-1 encoder-decoder at
+  ``lr * relative_lr_ratio`` (0.1 by default: ZoeDepth's code trains its MiDaS core at
+  ``lr / encoder_lr_factor`` with ``encoder_lr_factor = 10``), so the relative network, and the
+  generalisation it learnt, moves ten times more slowly than the new head.
+* **BatchNorm statistics of the stage-1 network are frozen** (its BatchNorm layers stay in eval
+  mode while stage 2 trains; their affine weights still learn): the statistics stage 1 learnt are
+  kept, and the router learns on the features it will see at run time. With batch statistics, a
+  small batch mixing two scene types normalises each image by the other type's statistics; in a
+  short synthetic run the router then separated the types perfectly in training mode and sent every
+  held-out image to one head in eval mode. ``freeze_relative_bn=False`` re-estimates them.
+* **Conditioning**: the head's output distribution sees DispNet's 16-channel full-resolution
+  decoder feature and the stage-1 disparity (``dispnet_features(append_disparity=True)``), as
+  ZoeDepth conditions on the MiDaS relative depth.
+* **Attractors off** (``attractors=False``, for the ablation): the seed bins of the bottleneck go to
+  the output unchanged (no attractor layer at any level); the bin embeddings still flow through the
+  projectors to condition the output distribution.
+* **Scene types** are teacher-forced in training (each sample's bag group declares its type) and
+  routed by the router's argmax in validation and export.
+
+Data: :class:`~depth_ros_training.data.labelled.LabelledDataModule` batches (``"image"`` in [0, 1],
+``"target"`` inverse depth in 1/m, ``"valid"``, ``"group"``); every label group must be
+``metric_depth`` (a depth topic in metres or a LiDAR, :func:`check_metric_labels`). A scene type
+owns the label groups named in its ``groups`` (by default the group named like the type), so each
+sample's type is known from its group.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule, LightningModule
+from torch import Tensor, nn
+
+from depth_ros.errors import ModelError
+from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
+from depth_ros_training.losses.silog import silog_loss
+from depth_ros_training.models.dispnet import DispNet
+from depth_ros_training.models.zoe_bins import MetricBins, MetricBinsConfig, MetricBinsHead, dispnet_features
+from depth_ros_training.models.zoe_router import RoutedMetricHeads, router_loss
+
+__all__ = [
+    "SceneType",
+    "check_metric_labels",
+    "ZoeDepthConfig",
+    "ZoeDepthModule",
+    "ZoeExportWrapper",
+    "export_zoedepth",
+    "is_zoedepth_checkpoint",
+    "load_stage1_dispnet",
+    "load_zoedepth_module",
+]
+
+log = logging.getLogger(__name__)
+
+#: Channels of DispNet's decoder levels fed to the attractor layers, coarse to fine (H/16 .. H/2).
+_DISPNET_LEVELS = (256, 128, 64, 32)
+#: DispNet's bottleneck channels per ResNet depth.
+_BOTTLENECK = {18: 512, 34: 512, 50: 2048}
+#: Key prefixes under which a stage-1 checkpoint keeps its DispNet (SC-Depth's and the MiDaS task's).
+_STAGE1_PREFIXES = ("depth_net.", "net.")
+
+
+@dataclass(frozen=True)
+class SceneType:
+    """One scene type of ZoeD-NK: a head with its own bin range.
+
+    Attributes:
+        name: the type's name (``indoor``, ``corridor``, ...).
+        min_depth_m, max_depth_m: that head's bin range, metres, ``0 < min < max``.
+        groups: names of the label groups (``data.data.groups``) of this type; empty: the group
+            named ``name``.
+    """
+
+    name: str
+    min_depth_m: float
+    max_depth_m: float
+    groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", tuple(str(g) for g in self.groups) or (self.name,))
+
+
+@dataclass(frozen=True)
+class ZoeDepthConfig:
+    """Stage-2 configuration (validated before anything is loaded or trained).
+
+    Attributes:
+        stage1_checkpoint: Lightning checkpoint of the stage-1 network (None: a randomly
+            initialised DispNet, for tests and for the export of a stage-2 checkpoint, whose state
+            dict holds every weight).
+        num_layers: ResNet depth of the DispNet (must match the checkpoint's).
+        min_depth_m, max_depth_m: bin range of the single head, metres.
+        scene_types: two or more for per-type heads and a router (each with its range); empty: one head.
+        n_bins, output_distribution, attractors, attractor_type, attractor_alpha, attractor_gamma,
+        n_attractors: the head (see :class:`~depth_ros_training.models.zoe_bins.MetricBinsConfig`);
+            ``attractors=False`` removes the attractor layers (ablation).
+        lr: AdamW learning rate of the head(s) and router.
+        relative_lr_ratio: learning rate of the stage-1 network relative to ``lr`` (ZoeDepth: 0.1).
+        weight_decay: AdamW weight decay (ZoeDepth: 0.01).
+        silog_beta: SILog's beta (ZoeDepth: 0.15).
+        router_weight: weight of the router's cross-entropy (routed heads only; ZoeD-NK: 100).
+        freeze_relative_bn: keep the stage-1 network's BatchNorm statistics (eval mode) in training.
+        image_height, image_width, mean, std: network input (as the data and the ModelSpec).
+    """
+
+    stage1_checkpoint: str | None = None
+    num_layers: int = 18
+    min_depth_m: float = 0.1
+    max_depth_m: float = 10.0
+    scene_types: tuple[SceneType, ...] = ()
+    n_bins: int = 64
+    output_distribution: Literal["logbinomial", "softmax"] = "logbinomial"
+    attractors: bool = True
+    attractor_type: Literal["inv", "exp"] = "inv"
+    attractor_alpha: float = 300.0
+    attractor_gamma: float = 2.0
+    n_attractors: tuple[int, ...] = (16, 8, 4, 1)
+    lr: float = 1.61e-4
+    relative_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    silog_beta: float = 0.15
+    router_weight: float = 100.0
+    freeze_relative_bn: bool = True
+    image_height: int = 128
+    image_width: int = 416
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scene_types", tuple(s if isinstance(s, SceneType) else SceneType(**dict(s)) for s in self.scene_types))
+        object.__setattr__(self, "n_attractors", tuple(int(n) for n in self.n_attractors))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if self.num_layers not in _BOTTLENECK:
+            raise ValueError(f"num_layers must be one of {tuple(_BOTTLENECK)}, got {self.num_layers!r}")
+        for name, lo, hi in self._ranges():
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 < lo < hi):
+                raise ValueError(f"{name}: the bins must lie in (0, max_depth_m]: need 0 < min_depth_m < max_depth_m < inf, got {lo!r}, {hi!r}")
+        if len(self.scene_types) == 1:
+            raise ValueError("scene_types: per-type heads need at least 2 scene types (leave it empty for one head)")
+        names = [s.name for s in self.scene_types]
+        if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"scene_types: names must be distinct non-empty strings, got {names}")
+        for name in ("lr", "weight_decay", "silog_beta", "router_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
+                raise ValueError(f"{name} must be a finite number >= 0 (lr > 0), got {value!r}")
+        if not (math.isfinite(self.relative_lr_ratio) and 0.0 <= self.relative_lr_ratio <= 1.0):
+            raise ValueError(f"relative_lr_ratio must be in [0, 1] (0 freezes the stage-1 network), got {self.relative_lr_ratio!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(v > 0 for v in self.std):
+            raise ValueError(f"mean and std must be 3 numbers each, std > 0, got {self.mean}, {self.std}")
+        if self.image_height % 32 or self.image_width % 32 or min(self.image_height, self.image_width) < 64:
+            raise ValueError(f"image_height and image_width must be multiples of 32 and >= 64, got {self.image_height}x{self.image_width}")
+        self.head_configs()  # the head's own checks (n_bins, attractors, choices), before training starts
+
+    def _ranges(self) -> list[tuple[str, float, float]]:
+        if self.scene_types:
+            return [(f"scene_types[{s.name}]", float(s.min_depth_m), float(s.max_depth_m)) for s in self.scene_types]
+        return [("min_depth_m/max_depth_m", float(self.min_depth_m), float(self.max_depth_m))]
+
+    @property
+    def routed(self) -> bool:
+        """True with per-scene-type heads and a router."""
+        return len(self.scene_types) >= 2
+
+    @property
+    def depth_range_m(self) -> tuple[float, float]:
+        """(min, max) metres over every head: what the exported ModelSpec carries."""
+        ranges = self._ranges()
+        return min(r[1] for r in ranges), max(r[2] for r in ranges)
+
+    def head_configs(self) -> list[MetricBinsConfig]:
+        """One :class:`MetricBinsConfig` per head (one, or one per scene type)."""
+        common = dict(
+            bottleneck_channels=_BOTTLENECK[self.num_layers],
+            level_channels=_DISPNET_LEVELS,
+            last_channels=17,  # DispNet's stage-0 feature (16) + the stage-1 disparity
+            n_bins=self.n_bins,
+            n_attractors=self.n_attractors if self.attractors else (0,) * len(self.n_attractors),
+            attractor_alpha=self.attractor_alpha,
+            attractor_gamma=self.attractor_gamma,
+            attractor_type=self.attractor_type,
+            output_distribution=self.output_distribution,
+        )
+        return [MetricBinsConfig(min_depth_m=lo, max_depth_m=hi, **common) for _, lo, hi in self._ranges()]
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 1
+# ---------------------------------------------------------------------------------------------
+
+
+def load_stage1_dispnet(path: str | Path, num_layers: int) -> DispNet:
+    """The DispNet of a stage-1 checkpoint (SC-Depth :class:`DepthTrainingModule` or the MiDaS task).
+
+    The file is read with ``weights_only=True`` (:func:`depth_ros.inference.torch_backend.load_untrusted`).
+    Its ``depth_net.*`` (or ``net.*``) weights must fit a ``DispNet(num_layers)`` exactly, except
+    the disparity convolutions of coarser scales, which stage 2 does not use.
+
+    Returns:
+        A DispNet with one output scale, weights loaded.
+
+    Raises:
+        ModelError: unreadable, not weights-only, or an incompatible network (one line naming the
+            checkpoint and what differs: missing weights, unexpected weights, shapes, ResNet depth).
+    """
+    from depth_ros.inference.torch_backend import load_untrusted
+
+    path = Path(path)
+    data = load_untrusted(path, what="stage-1 checkpoint")
+    state = data.get("state_dict") if isinstance(data, dict) else None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: not a Lightning checkpoint (no state_dict); stage 2 needs a stage-1 training checkpoint")
+    prefix = next((p for p in _STAGE1_PREFIXES if any(k.startswith(p) for k in state)), None)
+    if prefix is None:
+        raise ModelError(f"{path}: no DispNet weights (no key starting with {' or '.join(_STAGE1_PREFIXES)}); stage 2 builds on a DispNet stage-1 network")
+    hp = data.get("hyper_parameters") or {}
+    theirs = hp.get("num_layers")
+    if theirs is not None and theirs != num_layers:
+        raise ModelError(f"{path}: incompatible stage-1 network: ResNet-{theirs} encoder in the checkpoint, ResNet-{num_layers} in the stage-2 config (model.num_layers)")
+    net = DispNet(num_layers=num_layers, num_scales=1)
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    weights = {k: v for k, v in weights.items() if not (k.startswith("dispconv.") and not k.startswith("dispconv.0."))}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if missing or unexpected:
+        what = f"{len(missing)} weights missing (first {prefix}{missing[0]})" if missing else f"{len(unexpected)} unexpected weights (first {prefix}{unexpected[0]})"
+        raise ModelError(f"{path}: incompatible stage-1 network: {what}; stage 2 needs a DispNet with a ResNet-{num_layers} encoder")
+    for k, v in weights.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise ModelError(f"{path}: incompatible stage-1 network: {prefix}{k} is {tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in a ResNet-{num_layers} DispNet")
+    net.load_state_dict(weights, strict=True)
+    return net
+
+
+# ---------------------------------------------------------------------------------------------
+# the task
+# ---------------------------------------------------------------------------------------------
+
+
+class ZoeDepthModule(LightningModule):
+    """ZoeDepth stage 2 (see the module docstring). Arguments: the fields of :class:`ZoeDepthConfig`.
+
+    Logged: ``train/silog``, ``train/router`` and ``train/loss``; ``val/abs_rel_metric``,
+    ``val/delta1_metric`` (no scaling of any kind) and, with routed heads, ``val/router_accuracy``.
+    """
+
+    def __init__(
+        self,
+        stage1_checkpoint: str | None = None,
+        num_layers: int = 18,
+        min_depth_m: float = 0.1,
+        max_depth_m: float = 10.0,
+        scene_types: list[SceneType] | None = None,
+        n_bins: int = 64,
+        output_distribution: str = "logbinomial",
+        attractors: bool = True,
+        attractor_type: str = "inv",
+        attractor_alpha: float = 300.0,
+        attractor_gamma: float = 2.0,
+        n_attractors: tuple[int, ...] = (16, 8, 4, 1),
+        lr: float = 1.61e-4,
+        relative_lr_ratio: float = 0.1,
+        weight_decay: float = 0.01,
+        silog_beta: float = 0.15,
+        router_weight: float = 100.0,
+        freeze_relative_bn: bool = True,
+        image_height: int = 128,
+        image_width: int = 416,
+        mean: tuple[float, float, float] = (0.45, 0.45, 0.45),
+        std: tuple[float, float, float] = (0.225, 0.225, 0.225),
+        group_names: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__()
+        scenes = tuple(s if isinstance(s, SceneType) else SceneType(**dict(s)) for s in (scene_types or ()))
+        self.config = c = ZoeDepthConfig(
+            stage1_checkpoint=stage1_checkpoint, num_layers=num_layers,
+            min_depth_m=min_depth_m, max_depth_m=max_depth_m, scene_types=scenes, n_bins=n_bins,
+            output_distribution=output_distribution, attractors=attractors, attractor_type=attractor_type,  # type: ignore[arg-type]
+            attractor_alpha=attractor_alpha, attractor_gamma=attractor_gamma, n_attractors=tuple(n_attractors),
+            lr=lr, relative_lr_ratio=relative_lr_ratio, weight_decay=weight_decay, silog_beta=silog_beta,
+            router_weight=router_weight, freeze_relative_bn=freeze_relative_bn, image_height=image_height, image_width=image_width, mean=tuple(mean), std=tuple(std),  # type: ignore[arg-type]
+        )
+        # plain values only: the checkpoint stays loadable with weights_only=True
+        self.save_hyperparameters({**{k: v for k, v in locals().items() if k in _HPARAMS}, "scene_types": [{**vars(s), "groups": list(s.groups)} for s in scenes], "group_names": list(group_names), "task": "zoedepth"})
+        if c.stage1_checkpoint is not None:
+            self.depth_net = load_stage1_dispnet(c.stage1_checkpoint, c.num_layers)
+        else:
+            self.depth_net = DispNet(num_layers=c.num_layers, num_scales=1)
+        configs = c.head_configs()
+        if c.routed:
+            self.heads = RoutedMetricHeads(configs)
+        else:
+            self.head = MetricBinsHead(configs[0])
+        self.scene_names = [s.name for s in c.scene_types]
+        self.group_names = tuple(str(g) for g in group_names)
+        self.register_buffer("_group_scene", torch.tensor(self._group_to_scene(), dtype=torch.int64), persistent=False)
+        self.register_buffer("_mean", torch.tensor(c.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(c.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self._val: dict[str, list] = {"metrics": [], "router_hits": []}
+
+    def _group_to_scene(self) -> list[int]:
+        """Scene-type index of each label group (routed heads; -1 for all groups with one head).
+
+        Raises:
+            ValueError: a group of no scene type, or of two.
+        """
+        if not self.config.routed:
+            return [-1] * len(self.group_names)
+        out = []
+        for g in self.group_names:
+            owners = [i for i, s in enumerate(self.config.scene_types) if g in s.groups]
+            if len(owners) != 1:
+                raise ValueError(
+                    f"scene_types: label group {g!r} belongs to {'no' if not owners else 'more than one'} scene type "
+                    f"({', '.join(f'{s.name}: {list(s.groups)}' for s in self.config.scene_types)})"
+                )
+            out.append(owners[0])
+        return out
+
+    def train(self, mode: bool = True) -> "ZoeDepthModule":
+        """Train mode, with the stage-1 network's BatchNorm layers kept in eval mode when
+        ``freeze_relative_bn`` (see the module docstring)."""
+        super().train(mode)
+        if mode and self.config.freeze_relative_bn:
+            for layer in self.depth_net.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
+        return self
+
+    # -- forward -----------------------------------------------------------------------------
+    def predict(self, x: Tensor, scene: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Metric depth of normalised images.
+
+        Args:
+            x: (B, 3, H, W) images normalised with ``mean``/``std``.
+            scene: (B,) int64 scene-type indices to teacher-force (routed heads only), or None.
+
+        Returns:
+            (depth_m (B, 1, H, W) metres, router logits (B, N) or None for a single head).
+        """
+        bottleneck, levels, last = dispnet_features(self.depth_net, x, append_disparity=True)
+        if self.config.routed:
+            out = self.heads(bottleneck, levels, last, scene=scene)
+            return out.depth_m, out.logits
+        return self.head(bottleneck, levels, last).depth_m, None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) normalised images -> (B, 1, H, W) metric depth (routed by the router)."""
+        return self.predict(x)[0]
+
+    # -- steps -------------------------------------------------------------------------------
+    def _inputs(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(normalised images (B, 3, H, W), metric label depth (B, 1, H, W) metres NaN invalid,
+        scene-type indices (B,) int64 or None)."""
+        x = (batch["image"] - self._mean) / self._std
+        valid = batch["valid"] & (batch["target"] > 0)
+        depth = torch.where(valid, 1.0 / torch.where(valid, batch["target"], torch.ones_like(batch["target"])), torch.full_like(batch["target"], float("nan")))
+        scene = self._group_scene[batch["group"].long()] if self.config.routed else None
+        return x, depth, scene
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        x, label, scene = self._inputs(batch)
+        depth_m, logits = self.predict(x, scene)
+        terms = silog_loss(depth_m, label, beta=self.config.silog_beta)
+        loss = terms.total
+        b = depth_m.shape[0]
+        self.log("train/silog", terms.total, batch_size=b)
+        if logits is not None and scene is not None:
+            ce = router_loss(logits, scene)
+            loss = loss + self.config.router_weight * ce
+            self.log("train/router", ce, batch_size=b)
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        x, label, scene = self._inputs(batch)
+        depth_m, logits = self.predict(x)  # routed by the router, as at run time
+        terms = silog_loss(depth_m, label, beta=self.config.silog_beta)
+        self.log("val/silog", terms.total, batch_size=depth_m.shape[0])
+        lo, hi = self.config.depth_range_m
+        for pred, gt in zip(depth_m[:, 0].float().cpu().numpy(), label[:, 0].float().cpu().numpy()):
+            m = compute_depth_metrics(pred, gt, median_scaling=False, min_depth_m=lo, max_depth_m=hi)
+            if m is not None:
+                self._val["metrics"].append(m)
+        if logits is not None and scene is not None:
+            self._val["router_hits"].extend((logits.argmax(dim=1) == scene).tolist())
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val["metrics"]:
+            mean = mean_metrics(self._val["metrics"])
+            self.log("val/abs_rel_metric", mean.abs_rel)
+            self.log("val/delta1_metric", mean.delta1)
+        if self._val["router_hits"]:
+            hits = self._val["router_hits"]
+            self.log("val/router_accuracy", sum(hits) / len(hits))
+        self._val = {"metrics": [], "router_hits": []}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """AdamW: head(s) and router at ``lr``, the stage-1 network at ``lr * relative_lr_ratio``."""
+        c = self.config
+        relative = list(self.depth_net.parameters())
+        ids = {id(p) for p in relative}
+        head = [p for p in self.parameters() if id(p) not in ids]
+        groups = [{"params": head, "lr": c.lr, "name": "metric_head"}]
+        if c.relative_lr_ratio > 0:
+            groups.append({"params": relative, "lr": c.lr * c.relative_lr_ratio, "name": "relative_network"})
+        else:
+            for p in relative:
+                p.requires_grad_(False)
+        return torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
+
+
+_HPARAMS = (
+    "stage1_checkpoint", "num_layers", "min_depth_m", "max_depth_m", "n_bins", "output_distribution",
+    "attractors", "attractor_type", "attractor_alpha", "attractor_gamma", "n_attractors", "lr", "relative_lr_ratio",
+    "weight_decay", "silog_beta", "router_weight", "freeze_relative_bn", "image_height", "image_width", "mean", "std", "group_names",
+)
+
+
+def check_metric_labels(data_config: Any) -> None:
+    """Stage 2 learns metres: every label group of the data must be ``metric_depth``.
+
+    Args:
+        data_config: :class:`~depth_ros_training.data.labelled.LabelledDataConfig`.
+
+    Raises:
+        ValueError: one line naming the groups without metric labels (before any step).
+    """
+    groups = tuple(getattr(data_config, "groups", ()) or ())
+    if not groups:
+        raise ValueError("data.data.groups: stage 2 (zoedepth) needs a metric label source: a group with label {kind: metric_depth, gt_topic|lidar_topic: ...}")
+    other = [f"{g.name}: {g.label.kind}" for g in groups if g.label.kind != "metric_depth"]
+    if other:
+        raise ValueError(
+            f"data.data.groups: stage 2 (zoedepth) trains on metric labels only (kind metric_depth: a depth topic in metres "
+            f"or a LiDAR); got {', '.join(other)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------------
+
+
+class ZoeExportWrapper(nn.Module):
+    """Stage-2 network for export: (1, 3, h, w) normalised image -> (1, 1, h, w) depth in metres
+    (ModelSpec ``depth_metric``); routed heads are routed by the router's argmax inside the graph."""
+
+    def __init__(self, module: ZoeDepthModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.module.predict(image)[0]
+
+
+def is_zoedepth_checkpoint(data: Any) -> bool:
+    """Whether a loaded checkpoint dictionary is one of :class:`ZoeDepthModule`."""
+    hp = data.get("hyper_parameters") if isinstance(data, dict) else None
+    return isinstance(hp, dict) and hp.get("task") == "zoedepth"
+
+
+def load_zoedepth_module(checkpoint: str | Path) -> ZoeDepthModule:
+    """A :class:`ZoeDepthModule` from its checkpoint (``weights_only=True``; CPU, eval mode).
+
+    The stage-1 checkpoint path in the hyper-parameters is not read: the state dict holds every weight.
+
+    Raises:
+        ModelError: unreadable, not weights-only, or not a checkpoint of this task.
+    """
+    from depth_ros.inference.torch_backend import load_untrusted
+
+    path = Path(checkpoint)
+    data = load_untrusted(path)
+    if not is_zoedepth_checkpoint(data):
+        raise ModelError(f"{path}: not a ZoeDepth stage-2 checkpoint (hyper_parameters.task is not 'zoedepth')")
+    try:
+        hp = {k: v for k, v in dict(data["hyper_parameters"]).items() if k != "task"}
+        hp["stage1_checkpoint"] = None
+        module = ZoeDepthModule(**hp)
+        module.load_state_dict(data["state_dict"], strict=True)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ModelError(f"{path}: not a loadable ZoeDepth stage-2 checkpoint ({type(exc).__name__}: {detail})") from None
+    return module.eval()
+
+
+def zoedepth_spec(module: ZoeDepthModule, name: str | None = None) -> Any:
+    """The ``depth_metric`` ModelSpec of a stage-2 module: input as trained, range of its bins."""
+    from depth_ros.inference.spec import ModelSpec
+
+    c = module.config
+    lo, hi = c.depth_range_m
+    extra = {
+        "trained_with": "depth_ros_training",
+        "task": "zoedepth",
+        "output_distribution": c.output_distribution,
+        "attractors": str(c.attractors).lower(),
+        "scene_types": ",".join(module.scene_names) if module.scene_names else "single",
+    }
+    return ModelSpec(
+        output_kind="depth_metric", output_name="depth", name=name or f"zoedepth_resnet{c.num_layers}_{c.image_width}x{c.image_height}",
+        input_height=c.image_height, input_width=c.image_width, mean=c.mean, std=c.std,
+        min_depth_m=lo, max_depth_m=hi, metric=True, scale_source="metric_labels", extra=extra,
+    )
+
+
+def export_zoedepth(checkpoint: str | Path, output_dir: str | Path, name: str | None = None, check_parity: bool = True) -> Any:
+    """``depth-ros-train export`` of a stage-2 checkpoint: ``depth.onnx`` (``depth_metric``, its
+    range in the ModelSpec), checked against PyTorch in ONNX Runtime and loaded as the runtime loads it.
+
+    Returns:
+        :class:`~depth_ros_training.export.ExportResult` (``paths["depth"]``).
+    """
+    from depth_ros.inference.onnx_export import export_onnx
+    from depth_ros_training.export import ExportResult, _check_loadable, _parity
+
+    module = load_zoedepth_module(checkpoint)
+    spec = zoedepth_spec(module, name)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wrapper = ZoeExportWrapper(module).eval().cpu()
+    path = export_onnx(wrapper, spec, out / "depth.onnx", check_atol=1e-3 if check_parity else None)
+    result = ExportResult(paths={"depth": path}, specs={"depth": spec})
+    if check_parity:
+        result.parity_max_abs_error["depth"] = _parity(path, wrapper, spec)
+    _check_loadable(path)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+
+def build_zoedepth(model: dict[str, Any], data_config: Any) -> ZoeDepthModule:
+    """The stage-2 module from a task YAML's ``model:`` keys and its labelled data config; the
+    label kinds are checked first (:func:`check_metric_labels`), then the config, then the stage-1
+    checkpoint, all before training starts.
+
+    Raises:
+        ValueError: one line naming the key (``model.<key> ...``, ``data.data.groups ...``).
+        ModelError: the stage-1 checkpoint is unreadable or incompatible.
+    """
+    import inspect
+
+    check_metric_labels(data_config)
+    known = set(inspect.signature(ZoeDepthModule).parameters) - {"group_names"}
+    unknown = sorted(set(model) - known)
+    if unknown:
+        raise ValueError(f"model: unknown key(s) {', '.join(unknown)} for task zoedepth; known: {', '.join(sorted(known))}")
+    kwargs = {k: tuple(v) if isinstance(v, list) and k != "scene_types" else v for k, v in model.items()}
+    try:
+        return ZoeDepthModule(group_names=tuple(g.name for g in data_config.groups), **kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ModelError):
+            raise
+        raise ValueError(f"model.{exc}") from None
+
+
+def run_zoedepth(command: str, argv: list[str]) -> int:
+    """``depth-ros-train fit|validate`` of ``task: zoedepth`` (the labelled tasks' YAML layout,
+    :mod:`depth_ros_training.tasks.run`): every label group metric, the bins in range and the
+    stage-1 checkpoint compatible, all checked before the first step."""
+    import lightning.pytorch as pl
+    import yaml
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from depth_ros_training.checkpoint import ResumeCheckpoint, SafeCheckpointIO, checkpoint_callbacks
+    from depth_ros_training.cli import _build_trainer, resolve_last_checkpoint
+    from depth_ros_training.data.labelled import LabelledDataModule, check_label_sources
+    from depth_ros_training.tasks.run import TaskConfigError, _data_objects, _link_sizes, parse_task_argv
+
+    tree = parse_task_argv(argv)
+    tree["task"] = "zoedepth"
+    if tree.get("seed_everything", 0) is not None:
+        pl.seed_everything(int(tree.get("seed_everything", 0)), workers=True)
+    data_config, batch_size, num_workers = _data_objects(tree)
+    try:
+        model = build_zoedepth(_link_sizes(tree), data_config)
+    except ValueError as exc:
+        if isinstance(exc, ModelError):
+            raise
+        raise TaskConfigError(str(exc)) from None
+    check_label_sources(data_config)
+    resume = ResumeCheckpoint(**(tree.get("checkpoint") or {}), dirpath=None)
+    data = LabelledDataModule(data_config, batch_size=batch_size, num_workers=num_workers)
+    trainer_kwargs = dict(tree.get("trainer") or {})
+    root = Path(trainer_kwargs.get("default_root_dir") or ".")
+    ckpt_path = resolve_last_checkpoint(root) if tree.get("ckpt_path") == "last" else tree.get("ckpt_path")
+    logger = TensorBoardLogger(str(root), name="lightning_logs")
+    callbacks: list[Any] = checkpoint_callbacks(resume) if command == "fit" else [ModelCheckpoint(save_last=True)]
+    trainer = _build_trainer(trainer_kwargs, logger=logger, callbacks=callbacks, plugins=[SafeCheckpointIO()])
+    if trainer.is_global_zero:
+        Path(logger.log_dir).mkdir(parents=True, exist_ok=True)
+        (Path(logger.log_dir) / "config.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    if command == "fit":
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    else:
+        trainer.validate(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    return 0
