@@ -28,9 +28,9 @@ Choices (see ``docs/zoedepth.md`` for the head's own):
 * **Conditioning**: the head's output distribution sees DispNet's 16-channel full-resolution
   decoder feature and the stage-1 disparity (``dispnet_features(append_disparity=True)``), as
   ZoeDepth conditions on the MiDaS relative depth.
-* **Attractors off** (``attractors=False``, for the ablation): the seed bins of the bottleneck go to
-  the output unchanged (no attractor layer at any level); the bin embeddings still flow through the
-  projectors to condition the output distribution.
+* **Attractors off** (``attractors=False``, for the ablation): 0 attractor points at every level
+  (the head then passes the bottleneck's seed bins through, resized); the bin embeddings still
+  condition the output distribution.
 * **Scene types** are teacher-forced in training (each sample's bag group declares its type) and
   routed by the router's argmax in validation and export.
 
@@ -44,20 +44,19 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from depth_ros.errors import ModelError
 from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.losses.silog import silog_loss
 from depth_ros_training.models.dispnet import DispNet
-from depth_ros_training.models.zoe_bins import MetricBins, MetricBinsConfig, MetricBinsHead, dispnet_features
+from depth_ros_training.models.zoe_bins import MetricBinsConfig, MetricBinsHead, dispnet_features
 from depth_ros_training.models.zoe_router import RoutedMetricHeads, router_loss
 
 __all__ = [
