@@ -208,9 +208,9 @@ def test_frames_from_a_bag_without_camera_info_and_errors_naming_the_file(shapes
     sample = frames[3]
     assert sample["query"].shape == sample["key"].shape == (3, 32, 32)
     assert 0.0 <= float(sample["query"].min()) and float(sample["query"].max()) <= 1.0
-    with pytest.raises(BagError, match=r"shapes\.mcap: no topic /nope; expected an Image/CompressedImage topic"):
+    with pytest.raises(BagError, match=r"shapes\.mcap: image topic /nope is not in the bag; image topics: /cam/image"):
         PretrainFrames(PretrainDataConfig(bags=(str(shapes_bag),), image_topic="/nope"))
-    with pytest.raises(BagError, match=r"shapes\.mcap: /odom_unused is nav_msgs/msg/Odometry; expected sensor_msgs/msg/Image"):
+    with pytest.raises(BagError, match=r"shapes\.mcap: image topic /odom_unused is nav_msgs/msg/Odometry; image topics: /cam/image"):
         PretrainFrames(PretrainDataConfig(bags=(str(shapes_bag),), image_topic="/odom_unused"))
     from depth_ros.synthetic import SynthConfig
 
@@ -221,9 +221,9 @@ def test_frames_from_a_bag_without_camera_info_and_errors_naming_the_file(shapes
     assert len(compressed) == 3 and compressed.frames[0].topic == "/camera/image_raw/compressed"
     assert compressed.load_rgb(2).shape == (48, 64, 3)
     empty = _write_shapes_bag(tmp_path / "empty.mcap", frames=0)
-    with pytest.raises(DepthRosError, match=r"empty\.mcap: no colour image topic with messages"):
+    with pytest.raises(DepthRosError, match=r"empty\.mcap: no colour image topic to choose from \(/cam/image \(Image, 0 msgs\)\)"):
         PretrainFrames(PretrainDataConfig(bags=(str(empty),)))
-    with pytest.raises(DepthRosError, match=r"empty\.mcap: no images on /cam/image"):
+    with pytest.raises(DepthRosError, match=r"empty\.mcap: image topic /cam/image has no messages"):
         PretrainFrames(PretrainDataConfig(bags=(str(empty),), image_topic="/cam/image"))
 
 
@@ -325,7 +325,7 @@ def test_cli_errors_are_one_line_naming_the_file(shapes_bag, tmp_path, capsys):
     assert main(_cli_args(shapes_bag, tmp_path, "--data.data.image_topic", "/camera/missing")) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"{shapes_bag}: no topic /camera/missing; expected an Image/CompressedImage topic" in err
+    assert f"{shapes_bag}: image topic /camera/missing is not in the bag; image topics: /cam/image" in err
     assert main(_cli_args(shapes_bag, tmp_path, "--model.bn_splits", "3")) == 1
     assert "data.batch_size (4) must be a multiple of model.bn_splits (3)" in capsys.readouterr().err
     assert main(_cli_args(shapes_bag, tmp_path, "--model.temperature", "0")) == 1

@@ -31,15 +31,15 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from depth_ros.bag.reader import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE
 from depth_ros.errors import BagError
 
 __all__ = ["FrameRef", "PretrainDataConfig", "PretrainDataModule", "PretrainFrames", "list_frames"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_TYPES = {"sensor_msgs/msg/Image": "raw", "sensor_msgs/msg/CompressedImage": "compressed"}
-_TRANSPORT_SUFFIXES = ("compressed", "compressedDepth", "theora", "zstd")
-_DEPTH_WORDS = ("depth", "disparity")
+#: how each image message type is decoded
+_KINDS = {IMAGE_TYPE: "raw", COMPRESSED_IMAGE_TYPE: "compressed"}
 
 
 @dataclass(frozen=True)
@@ -94,47 +94,21 @@ class FrameRef:
     log_ns: int
 
 
-def _strip_transport(topic: str) -> str:
-    head, _, last = topic.rpartition("/")
-    return head if last in _TRANSPORT_SUFFIXES and head else topic
-
-
-def _pick_topic(topics: dict[str, Any], wanted: str | None, bag: Path) -> str:
-    """The image topic of one bag (``topics``: name -> TopicInfo)."""
-    images = {n: t for n, t in topics.items() if t.msgtype in IMAGE_TYPES}
-    listing = ", ".join(str(t) for t in images.values()) or "none"
-    if wanted is not None:
-        info = topics.get(wanted)
-        if info is None:
-            raise BagError(f"{bag}: no topic {wanted}; expected an Image/CompressedImage topic (image topics: {listing})")
-        if info.msgtype not in IMAGE_TYPES:
-            raise BagError(f"{bag}: {wanted} is {info.msgtype}; expected sensor_msgs/msg/Image or CompressedImage")
-        return wanted
-    colour = {
-        n: t
-        for n, t in images.items()
-        if t.count > 0 and not any(w in part.lower() for part in n.split("/") for w in _DEPTH_WORDS)
-    }
-    chosen = [n for n in colour if not (_strip_transport(n) != n and _strip_transport(n) in colour)]
-    if len(chosen) != 1:
-        what = "no colour image topic with messages" if not chosen else f"several image topics {sorted(chosen)}"
-        raise BagError(f"{bag}: {what} (image topics: {listing}); expected one, or set data.image_topic")
-    return chosen[0]
-
-
 def list_frames(bag: str | Path, image_topic: str | None = None, frame_stride: int = 1) -> list[FrameRef]:
     """Every ``frame_stride``-th image of one bag, in log-time order (nothing decoded).
 
     Raises:
         BagError: unreadable bag, no such topic, a topic that is not an image, or no images.
     """
-    from depth_ros.bag.reader import BagReader
+    from depth_ros.bag.reader import BagReader, select_image_topic
 
     path = Path(bag)
     with BagReader(path) as reader:
         topics = reader.topics
-        topic = _pick_topic(topics, image_topic, path)
-        kind = IMAGE_TYPES[topics[topic].msgtype]
+        # the package's one rule (depth, disparity and mask topics skipped; a raw image
+        # preferred over its own transports), as fit, infer and eval choose
+        topic = select_image_topic(topics, image_topic, source=str(path), option="data.data.image_topic")
+        kind = _KINDS[topics[topic].msgtype]
         log_ns = [m.log_time_ns for m in reader.messages([topic])]
     if not log_ns:
         raise BagError(f"{path}: no images on {topic}; expected at least one {topics[topic].msgtype} message")
