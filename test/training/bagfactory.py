@@ -7,25 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from depth_ros.bag.writer import BagWriter
+from depth_ros.core.rotation import matrix_to_quaternion
 from depth_ros.synthetic import SynthConfig, render_sequence
 
 
 def _rot_to_quat(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation matrix (Shepperd)."""
-    m = R
-    tr = np.trace(m)
-    if tr > 0:
-        s = np.sqrt(tr + 1.0) * 2
-        return ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
-    i = int(np.argmax(np.diag(m)))
-    j, k = (i + 1) % 3, (i + 2) % 3
-    s = np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k]) * 2
-    q = [0.0, 0.0, 0.0, 0.0]
-    q[i] = 0.25 * s
-    q[j] = (m[j, i] + m[i, j]) / s
-    q[k] = (m[k, i] + m[i, k]) / s
-    q[3] = (m[k, j] - m[j, k]) / s
-    return tuple(q)  # type: ignore[return-value]
+    """(x, y, z, w) of a rotation matrix."""
+    return tuple(float(v) for v in matrix_to_quaternion(R))  # type: ignore[return-value]
 
 
 def write_test_bag(
