@@ -243,3 +243,21 @@ def _infer_with_model_policy(onnx_path: Path, bags: dict[str, str], module: ZoeD
         finite = np.isfinite(depth)
         assert finite.mean() > 0.99
         assert np.nanmax(np.abs(depth - want)) < 0.02 * float(np.nanmax(want))
+
+
+def test_build_from_task_yaml_keys_checks_labels_then_keys(tmp_path):
+    from depth_ros_training.tasks.zoedepth import build_zoedepth
+
+    metric = LabelledDataConfig(groups=_groups({"corridor": "c.mcap", "room": "r.mcap"}), height=H, width=W)
+    relative = LabelledDataConfig(groups=_groups({"corridor": "c.mcap"}, kind="relative_depth"), height=H, width=W)
+    with pytest.raises(ValueError, match="corridor: relative_depth"):
+        build_zoedepth({"n_bins": 8}, relative)
+    with pytest.raises(ValueError, match="model: unknown key.*n_binz"):
+        build_zoedepth({"n_binz": 8}, metric)
+    with pytest.raises(ValueError, match=r"^model\.min_depth_m/max_depth_m: the bins must lie in \(0, max_depth_m\]"):
+        build_zoedepth({"min_depth_m": 0.0}, metric)
+    with pytest.raises(ModelError, match="stage-1 checkpoint not found"):
+        build_zoedepth({"stage1_checkpoint": str(tmp_path / "missing.ckpt")}, metric)
+    module = build_zoedepth({"n_bins": 8, "image_height": H, "image_width": W, "scene_types": [
+        {"name": "corridor", "min_depth_m": 0.5, "max_depth_m": 20.0}, {"name": "room", "min_depth_m": 0.5, "max_depth_m": 8.0}]}, metric)
+    assert module.group_names == ("corridor", "room") and module._group_scene.tolist() == [0, 1]
