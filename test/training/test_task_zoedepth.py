@@ -119,6 +119,14 @@ def test_stage1_weights_are_loaded_and_an_incompatible_network_refused(tmp_path)
     with pytest.raises(ModelError, match=r"r50.ckpt: incompatible stage-1 network: ResNet-50 encoder in the checkpoint, ResNet-18"):
         load_stage1_dispnet(tmp_path / "r50.ckpt", 18)
     data = torch.load(ckpt, weights_only=True)
+    data["hyper_parameters"] = {"task": "midas", "network": "light"}  # the MiDaS task names its network
+    torch.save(data, tmp_path / "light.ckpt")
+    with pytest.raises(ModelError, match=r"light.ckpt: incompatible stage-1 network: LightDispNet"):
+        load_stage1_dispnet(tmp_path / "light.ckpt", 18)
+    data["hyper_parameters"] = {"task": "midas", "network": "resnet18"}
+    torch.save(data, tmp_path / "midas.ckpt")
+    assert torch.equal(load_stage1_dispnet(tmp_path / "midas.ckpt", 18).dispconv[0][1].weight, saved["depth_net.dispconv.0.1.weight"])
+    data = torch.load(ckpt, weights_only=True)
     data["state_dict"]["depth_net.dispconv.0.1.weight"] = torch.zeros(1, 8, 3, 3)
     torch.save(data, tmp_path / "shape.ckpt")
     with pytest.raises(ModelError, match=r"shape.ckpt: incompatible stage-1 network: depth_net.dispconv.0.1.weight is \(1, 8, 3, 3\)"):

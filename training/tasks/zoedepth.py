@@ -237,6 +237,11 @@ def load_stage1_dispnet(path: str | Path, num_layers: int) -> DispNet:
         raise ModelError(f"{path}: no DispNet weights (no key starting with {' or '.join(_STAGE1_PREFIXES)}); stage 2 builds on a DispNet stage-1 network")
     hp = data.get("hyper_parameters") or {}
     theirs = hp.get("num_layers")
+    network = hp.get("network")  # the MiDaS / Depth Pro tasks name their network instead
+    if network == "light":
+        raise ModelError(f"{path}: incompatible stage-1 network: LightDispNet (network: light) in the checkpoint; stage 2 needs a DispNet with a ResNet-{num_layers} encoder (its bottleneck and decoder levels)")
+    if theirs is None and network in ("resnet18", "resnet50"):
+        theirs = int(network[len("resnet"):])
     if theirs is not None and theirs != num_layers:
         raise ModelError(f"{path}: incompatible stage-1 network: ResNet-{theirs} encoder in the checkpoint, ResNet-{num_layers} in the stage-2 config (model.num_layers)")
     net = DispNet(num_layers=num_layers, num_scales=1)
