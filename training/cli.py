@@ -3,6 +3,7 @@
 Usage::
 
     depth-ros-train fit --config config/train.yaml [--ckpt_path last.ckpt] [--trainer.max_steps 2000]
+    depth-ros-train fit --config config/train_midas.yaml       (task: midas / depth_pro in the YAML, or --task)
     depth-ros-train validate --config config/train.yaml --ckpt_path CKPT
     depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt]
     depth-ros-train eval --model M [--model M2 ...] BAG [BAG ...] [-o DIR]   (or --pred PRED.mcap)
@@ -15,6 +16,11 @@ Add ``-v`` / ``--verbose`` anywhere for debug logging and the traceback of an er
 :class:`~depth_ros_training.module.DepthTrainingModule`, :class:`~depth_ros_training.datamodule.BagDataModule`
 and ``Trainer`` is a flag or a YAML key, type-checked (``--print_config`` shows them all); the
 resolved configuration is saved next to the TensorBoard logs and checkpoints.
+
+``task:`` (a top-level YAML key, or ``--task``) picks the training task: ``sc_depth`` (the default,
+:class:`~depth_ros_training.module.DepthTrainingModule`), ``midas`` or ``depth_pro`` (labelled
+depth, :mod:`depth_ros_training.tasks`; same layout, ``data.data.groups`` for the label sources,
+see :mod:`depth_ros_training.tasks.run`). ``export`` reads the task from the checkpoint.
 
 Checkpoints go to ``<default_root_dir>/lightning_logs/version_N/checkpoints``: one after each
 validation, and ``last.ckpt`` (the full training state) also every ``checkpoint.every_minutes``
@@ -76,6 +82,7 @@ def build_parser(command: str = "fit"):  # -> jsonargparse.ArgumentParser
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the keys below (safe-loaded)")
     parser.add_argument("--seed_everything", type=int | None, default=0, help="global seed (null: none)")
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume from, or 'last': the newest last.ckpt under trainer.default_root_dir")
+    parser.add_argument("--task", type=str, default="sc_depth", help="sc_depth (this parser's keys); midas / depth_pro read config/train_midas.yaml / train_depth_pro.yaml's layout (task: in the YAML also selects it)")
     parser.add_class_arguments(Trainer, "trainer", skip=_TRAINER_SKIP)
     parser.add_class_arguments(DepthTrainingModule, "model")
     parser.add_class_arguments(BagDataModule, "data")
@@ -154,6 +161,21 @@ def resolve_last_checkpoint(root: Path) -> str | None:
 
 
 def _fit_or_validate(command: str, argv: list[str]) -> int:
+    from depth_ros_training.tasks import LABELLED_TASKS
+    from depth_ros_training.tasks.run import run_task, task_of_argv
+
+    if "-h" not in argv and "--help" not in argv and "--print_config" not in argv:
+        task = task_of_argv(argv)
+        if task == "zoedepth":
+            from depth_ros_training.tasks.zoedepth import run_zoedepth
+
+            return run_zoedepth(command, argv)
+        if task in LABELLED_TASKS:
+            return run_task(command, task, argv)
+    return _fit_or_validate_sc_depth(command, argv)
+
+
+def _fit_or_validate_sc_depth(command: str, argv: list[str]) -> int:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -222,15 +244,19 @@ def _export_main(argv: list[str]) -> int:
     except ValueError as exc:
         parser.error(f"--calibration-frames: {exc}")
     from depth_ros_training.export import export_checkpoint
+    from depth_ros_training.tasks.run import export_task_checkpoint
 
-    result = export_checkpoint(
-        args.checkpoint,
-        args.output_dir,
-        pose=not args.no_pose,
-        name=args.name,
-        check_parity=not args.no_check,
-        tensorrt=args.tensorrt,
-    )
+    # a MiDaS / Depth Pro checkpoint (its hyper-parameters name the task) exports depth.onnx only
+    result = export_task_checkpoint(args.checkpoint, args.output_dir, name=args.name, check_parity=not args.no_check)
+    if result is None:
+        result = export_checkpoint(
+            args.checkpoint,
+            args.output_dir,
+            pose=not args.no_pose,
+            name=args.name,
+            check_parity=not args.no_check,
+            tensorrt=args.tensorrt,
+        )
     for kind, path in result.paths.items():
         print(f"{kind}: {path}")
     for kind, err in result.parity_max_abs_error.items():

@@ -1,0 +1,252 @@
+"""What the labelled-depth tasks share: the network choice, its bottleneck, the batch as the
+phases read it, metrics after alignment, per-group logging and the ONNX export.
+
+Every task runs the same phases on a batch of
+:class:`~depth_ros_training.data.labelled.LabelledBagDataset` samples::
+
+    inputs = self.step_inputs(batch)        # LabelledInputs: normalised image, target, mask, K, groups
+    pred = self.predict(inputs)             # the network's output in the task's space
+    terms = self.compute_losses(inputs, pred)   # a typed terms dataclass with .total
+    self.log_terms(terms, ...)              # each term by name, and the loss of each group by name
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from depth_ros.errors import ModelError
+from depth_ros.inference.spec import ModelSpec
+
+from depth_ros_training.losses.midas import align_scale_shift
+
+__all__ = [
+    "NETWORKS",
+    "ExportedTask",
+    "LabelledInputs",
+    "abs_rel",
+    "aligned_abs_rel",
+    "bottleneck_channels",
+    "build_network",
+    "config_from_mapping",
+    "export_task_module",
+    "features_and_disparity",
+    "load_task_checkpoint",
+    "step_inputs",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``network:`` choices: ResNet-18 / ResNet-50 DispNet, or the CPU real-time LightDispNet.
+NETWORKS: tuple[str, ...] = ("resnet18", "resnet50", "light")
+
+
+def build_network(network: str, encoder_weights_path: str | None = None) -> nn.Module:
+    """The depth network of a task: one output scale (the losses' own pyramids make the scales).
+
+    Raises:
+        ValueError: an unknown ``network`` (naming the choices), or weights for ``light``.
+    """
+    if network not in NETWORKS:
+        raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
+    if network == "light":
+        if encoder_weights_path:
+            raise ValueError("encoder_weights_path is for the ResNet encoders; network light has none")
+        from depth_ros_training.models.light_dispnet import LightDispNet
+
+        return LightDispNet(num_scales=1)
+    from depth_ros_training.models.dispnet import DispNet
+
+    return DispNet(num_layers=18 if network == "resnet18" else 50, num_scales=1, weights_path=encoder_weights_path)
+
+
+def bottleneck_channels(network: str) -> int:
+    """Channels of the network's 1/32 bottleneck (the focal-length head's input)."""
+    from depth_ros_training.models.light_dispnet import ENC_CHANNELS
+
+    return {"resnet18": 512, "resnet50": 2048, "light": ENC_CHANNELS[-1]}[network]
+
+
+def features_and_disparity(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """One pass of a task network: ``(bottleneck (B, C, H/32, W/32), finest sigmoid (B, 1, H, W))``.
+
+    The same values as ``net(x)[0]`` (tested), with the encoder's last features kept for the
+    focal-length head (DispNet through :func:`~depth_ros_training.models.zoe_bins.dispnet_features`;
+    LightDispNet's loop restated here, as that helper restates DispNet's).
+    """
+    from depth_ros_training.models.light_dispnet import LightDispNet
+
+    if isinstance(net, LightDispNet):
+        features = []
+        out = x
+        for stage in net.encoder:
+            out = stage(out)
+            features.append(out)
+        for i in range(4, -1, -1):
+            out = F.interpolate(net.reduce[i](out), scale_factor=2.0, mode="nearest")
+            if i > 0:
+                out = out + net.skip[i](features[i - 1])
+            out = net.fuse[i](out)
+        return features[4], torch.sigmoid(net.dispconv[0](out))
+    from depth_ros_training.models.zoe_bins import dispnet_features
+
+    bottleneck, _, last = dispnet_features(net, x)
+    return bottleneck, torch.sigmoid(net.dispconv[0](last))
+
+
+def config_from_mapping(cls: type, values: Mapping[str, Any], where: str = "model") -> Any:
+    """A frozen config dataclass from a mapping; unknown keys are an error naming them and
+    ``where`` (``model.foo``), list values of tuple fields become tuples."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class LabelledInputs:
+    """A labelled batch as the phases read it.
+
+    Attributes:
+        image: (B, 3, H, W) normalised with the ModelSpec's mean / std (the network's input).
+        image01: (B, 3, H, W) in [0, 1].
+        target: (B, 1, H, W) inverse-depth target (1/m where ``metric``), 0 where invalid.
+        valid: (B, 1, H, W) bool.
+        K: (B, 3, 3) intrinsics in pixels at (W, H).
+        kind: (B,) int64 label kind (index into LABEL_KINDS).
+        group: (B,) int64 label group.
+        exact: (B,) bool, exact (synthetic) labels.
+    """
+
+    image: Tensor
+    image01: Tensor
+    target: Tensor
+    valid: Tensor
+    K: Tensor
+    kind: Tensor
+    group: Tensor
+    exact: Tensor
+
+    @property
+    def metric(self) -> Tensor:
+        """(B,) bool, the target is metric inverse depth (``metric_depth`` labels)."""
+        from depth_ros_training.data.labels import LABEL_KINDS
+
+        return self.kind == LABEL_KINDS.index("metric_depth")
+
+
+def step_inputs(batch: Mapping[str, Tensor], mean: Sequence[float], std: Sequence[float]) -> LabelledInputs:
+    """A collated batch of labelled samples -> :class:`LabelledInputs` (normalised image)."""
+    image01 = batch["image"]
+    m = torch.tensor(mean, dtype=image01.dtype, device=image01.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=image01.dtype, device=image01.device).view(1, 3, 1, 1)
+    return LabelledInputs(
+        image=(image01 - m) / s,
+        image01=image01,
+        target=batch["target"],
+        valid=batch["valid"].bool(),
+        K=batch["K"],
+        kind=batch["kind"],
+        group=batch["group"],
+        exact=batch["exact"].bool(),
+    )
+
+
+def abs_rel(depth_pred: Tensor, depth_true: Tensor, valid: Tensor) -> Tensor:
+    """(B,) mean ``|d - d*| / d*`` per image over ``valid`` (NaN for an image without valid pixels)."""
+    b = depth_pred.shape[0]
+    err = torch.where(valid, (depth_pred - depth_true).abs() / torch.where(valid, depth_true, torch.ones_like(depth_true)), torch.zeros_like(depth_pred))
+    n = valid.reshape(b, -1).sum(1)
+    return torch.where(n > 0, err.reshape(b, -1).sum(1) / n.clamp(min=1), torch.full_like(n, float("nan"), dtype=depth_pred.dtype))
+
+
+def aligned_abs_rel(inv_pred: Tensor, inv_true: Tensor, valid: Tensor, min_depth_m: float, max_depth_m: float) -> Tensor:
+    """(B,) AbsRel after per-image least-squares scale and shift *in inverse depth* (MiDaS's protocol).
+
+    ``(s, t) = argmin sum_valid (s p + t - 1/d*)^2``; the aligned inverse depth is clamped to
+    ``[1/max_depth_m, 1/min_depth_m]`` (an affine fit can cross 0 where the scene is far) before
+    ``depth = 1 / (s p + t)``. Alignment in inverse depth rather than depth, as MiDaS evaluates: the
+    network's output is affine-invariant *inverse* depth, an affine map of depth would not fit it.
+
+    Args:
+        inv_pred: (B, 1, H, W) predicted relative inverse depth.
+        inv_true: (B, 1, H, W) true inverse depth in 1/m (0 where invalid).
+        valid: (B, 1, H, W) bool.
+    """
+    fit = align_scale_shift(inv_pred.double(), inv_true.double(), valid)
+    aligned = (fit.scale.view(-1, 1, 1, 1) * inv_pred.double() + fit.shift.view(-1, 1, 1, 1)).clamp(1.0 / max_depth_m, 1.0 / min_depth_m)
+    depth_true = torch.where(valid, 1.0 / torch.where(valid, inv_true.double(), torch.ones_like(inv_true.double())), torch.ones_like(aligned))
+    return abs_rel(1.0 / aligned, depth_true, valid).float()
+
+
+@dataclass
+class ExportedTask:
+    """Written files ({"depth": path}) and the parity error measured ({"depth": max |ort - torch|})."""
+
+    paths: dict[str, Path]
+    parity_max_abs_error: dict[str, float]
+    specs: dict[str, ModelSpec]
+
+
+def export_task_module(wrapper: nn.Module, spec: ModelSpec, output_dir: str | Path, check_parity: bool = True) -> ExportedTask:
+    """Write ``depth.onnx`` of a task (spec embedded), check it against PyTorch and load it the way
+    the runtime does (:func:`depth_ros.inference.backend.create_backend`'s dry run).
+
+    Raises:
+        ModelError: export, parity or loading failed.
+    """
+    from depth_ros.inference.onnx_export import export_onnx
+
+    from depth_ros_training.export import _check_loadable, _parity
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wrapper = wrapper.eval().cpu()
+    path = export_onnx(wrapper, spec, out / "depth.onnx", check_atol=1e-4 if check_parity else None)
+    parity: dict[str, float] = {}
+    if check_parity:
+        depth_only = _FirstOutput(wrapper, spec.output_name)
+        parity["depth"] = _parity(path, depth_only, spec)
+        log.info("depth.onnx parity on an image-like input: max |ort - torch| = %.3g", parity["depth"])
+    _check_loadable(path)
+    return ExportedTask(paths={"depth": path}, parity_max_abs_error=parity, specs={"depth": spec})
+
+
+class _FirstOutput(nn.Module):
+    """The spec's output of a wrapper that may return a dict of outputs (for the parity check)."""
+
+    def __init__(self, inner: nn.Module, name: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = name
+
+    def forward(self, image: Tensor) -> Tensor:
+        out = self.inner(image)
+        return out[self.name] if isinstance(out, dict) else out
+
+
+def load_task_checkpoint(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Tensor]]:
+    """(task, hyper-parameters, state dict) of a Lightning checkpoint, read ``weights_only``.
+
+    A checkpoint without a ``task`` hyper-parameter is an SC-Depth one (saved before tasks existed).
+
+    Raises:
+        ModelError: not a weights-only checkpoint with hyper-parameters.
+    """
+    from depth_ros.inference.torch_backend import load_untrusted
+
+    data = load_untrusted(Path(path))
+    try:
+        hparams = dict(data["hyper_parameters"])
+        state = data["state_dict"]
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: not a depth_ros training checkpoint (no {exc})") from None
+    return str(hparams.get("task", "sc_depth")), hparams, state
