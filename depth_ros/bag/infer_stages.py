@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 
@@ -28,9 +28,6 @@ from depth_ros.core.camera import CameraModel
 from depth_ros.errors import BagError, InputError
 from depth_ros.msgbuild import MessageBuilder
 from depth_ros.pipeline import FramePipeline, FrameRefused, FrameResult
-
-if TYPE_CHECKING:
-    from depth_ros.bag.infer import InferConfig
 
 __all__ = ["InferStages", "copyable_topics", "work_items"]
 
@@ -101,7 +98,7 @@ class InferStages:
     def __init__(
         self,
         frames: FramePipeline,
-        config: "InferConfig",
+        config: Any,  # depth_ros.bag.infer.InferConfig (not imported: infer imports this module)
         writer: BagWriter,
         topics: dict[str, str],
         static_tf: StaticTransforms,
