@@ -269,3 +269,48 @@ def test_build_from_task_yaml_keys_checks_labels_then_keys(tmp_path):
     module = build_zoedepth({"n_bins": 8, "image_height": H, "image_width": W, "scene_types": [
         {"name": "corridor", "min_depth_m": 0.5, "max_depth_m": 20.0}, {"name": "room", "min_depth_m": 0.5, "max_depth_m": 8.0}]}, metric)
     assert module.group_names == ("corridor", "room") and module._group_scene.tolist() == [0, 1]
+
+
+def _task_yaml(path: Path, kind: str = "metric_depth", **model) -> Path:
+    import yaml
+
+    tree = {
+        "task": "zoedepth",
+        "trainer": {"max_steps": 1, "accelerator": "cpu", "default_root_dir": str(path.parent / "runs")},
+        "model": {"n_bins": 8, **model},
+        "data": {"data": {"height": H, "width": W, "groups": [
+            {"name": "corridor", "bags": [str(path.parent / "missing.mcap")], "label": {"kind": kind, "gt_topic": "/camera/depth/ground_truth"}}]}},
+    }
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "expected"),
+    [
+        ("relative_inverse_depth", {}, "data.data.groups: stage 2 (zoedepth) trains on metric labels only"),
+        ("metric_depth", {"min_depth_m": 5.0, "max_depth_m": 2.0}, "model.min_depth_m/max_depth_m: the bins must lie in (0, max_depth_m]"),
+    ],
+)
+def test_cli_fit_refuses_before_training_in_one_line(tmp_path, capsys, kind, model, expected):
+    from depth_ros_training.cli import main
+
+    rc = main(["fit", "--config", str(_task_yaml(tmp_path / "zoe.yaml", kind, **model))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert err[0].startswith("depth-ros-train fit: error: ") and expected in err[0]
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+def test_cli_export_writes_a_depth_metric_model(tmp_path, capsys):
+    from depth_ros.inference.spec import load_model_spec
+    from depth_ros_training.cli import main
+
+    torch.manual_seed(0)
+    module = ZoeDepthModule(image_height=H, image_width=W, n_bins=8, min_depth_m=0.2, max_depth_m=12.0, scene_types=SCENES, group_names=("corridor", "room"))
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, tmp_path / "s2.ckpt")
+    assert main(["export", str(tmp_path / "s2.ckpt"), "-o", str(tmp_path / "out")]) == 0
+    spec = load_model_spec(tmp_path / "out" / "depth.onnx")
+    assert (spec.output_kind, spec.min_depth_m, spec.max_depth_m, spec.metric) == ("depth_metric", 0.5, 20.0, True)
+    assert spec.extra["scene_types"] == "corridor,room"
+    assert "depth: " in capsys.readouterr().out
