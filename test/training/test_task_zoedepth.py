@@ -148,6 +148,18 @@ def test_relative_network_learns_ten_times_more_slowly_than_the_head():
     assert n_rel + sum(p.numel() for p in groups["metric_head"]["params"]) == sum(p.numel() for p in module.parameters())
 
 
+def test_stage1_batchnorm_statistics_stay_frozen_in_training():
+    module = ZoeDepthModule(image_height=H, image_width=W, n_bins=8)
+    bn = [m for m in module.depth_net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = bn[0].running_mean.clone()
+    module.on_train_batch_start({}, 0)  # as Lightning does before a step, without calling train()
+    module.predict(torch.randn(2, 3, H, W) * 3 + 1)
+    assert bn and not any(m.training for m in bn) and torch.equal(bn[0].running_mean, before)
+    assert module.head.training  # the head itself trains normally
+    free = ZoeDepthModule(image_height=H, image_width=W, n_bins=8, freeze_relative_bn=False).train()
+    assert all(m.training for m in free.depth_net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
 def test_heads_without_attractors_keep_the_seed_bins():
     torch.manual_seed(0)
     module = ZoeDepthModule(image_height=H, image_width=W, n_bins=16, attractors=False, output_distribution="softmax").eval()

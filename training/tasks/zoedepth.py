@@ -349,11 +349,20 @@ class ZoeDepthModule(LightningModule):
         """Train mode, with the stage-1 network's BatchNorm layers kept in eval mode when
         ``freeze_relative_bn`` (see the module docstring)."""
         super().train(mode)
-        if mode and self.config.freeze_relative_bn:
+        if mode:
+            self._freeze_relative_bn()
+        return self
+
+    def _freeze_relative_bn(self) -> None:
+        if self.config.freeze_relative_bn:
             for layer in self.depth_net.modules():
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                     layer.eval()
-        return self
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Lightning does not call train() when fit starts (it keeps the modules' modes), so the
+        # frozen statistics are (re)applied here, before every step
+        self._freeze_relative_bn()
 
     # -- forward -----------------------------------------------------------------------------
     def predict(self, x: Tensor, scene: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
