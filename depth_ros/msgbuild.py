@@ -138,6 +138,20 @@ class MessageBuilder:
             roi=(roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify),
         )
 
+    def camera_info_for(self, info: Any, camera: Any, header: Any) -> Any:
+        """The CameraInfo of a depth image made from ``info``'s camera: a copy of ``info``
+        (:meth:`copy_camera_info`) when it has no distortion; for a distorted camera the
+        rectified ``camera`` the depth was computed in (D zero, plumb_bob, R identity,
+        K and P from ``camera.K``), as the rectified images of image_proc are described."""
+        if not any(float(v) != 0.0 for v in info.d):
+            return self.copy_camera_info(info, header)
+        K = np.asarray(camera.K, dtype=np.float64)
+        P = np.concatenate([K, np.zeros((3, 1))], axis=1)
+        return self.camera_info(
+            self.header(header), height=camera.height, width=camera.width, distortion_model="plumb_bob",
+            d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1),
+        )
+
     # -- clouds -----------------------------------------------------------------------------
     def pointcloud(self, cloud: np.ndarray, header: Any, is_dense: bool | None = None) -> Any:
         """sensor_msgs/PointCloud2 of a structured cloud (core.pointcloud.make_cloud), ``header``

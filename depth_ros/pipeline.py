@@ -41,6 +41,7 @@ import numpy as np
 
 from depth_ros import msgconv
 from depth_ros.config_fields import check_described_fields, described
+from depth_ros.core.distortion import RECTIFY_MODES, DistortionError, FrameRectifier
 from depth_ros.core.pointcloud import forget_camera, make_cloud
 from depth_ros.core.postprocess import DepthPostprocessor, DepthResult, PostprocessConfig
 from depth_ros.core.preprocess import preprocess
@@ -105,6 +106,10 @@ class FrameConfig:
     publish_cloud: bool = described(True, "publish depth/points (the node builds it only while someone subscribes)")
     cloud_decimation: int = described(1, "point cloud stride in pixels (1 = every pixel)", min_value=1, max_value=16)
     cloud_rgb: bool = described(False, "xyzrgb cloud (point_step 32) instead of xyz (point_step 16)")
+    rectify: str = described(
+        "auto", "lens distortion: auto (images whose camera_info has a non-zero D are rectified as image_proc does, "
+        "with maps built once per camera; depth, cloud and depth/camera_info describe the rectified camera: D zero, "
+        "K = P[:3, :3]) or off (the images are already rectified: D is ignored)", choices=RECTIFY_MODES)
     scale_policy: str = described(
         "auto", "where metric scale comes from: auto (model if metric, else sparse_alignment when sparse points are "
         "given, else none), model (already metric), none, fixed, canonical_focal, sparse_alignment, ground_plane",
@@ -355,6 +360,7 @@ class FramePipeline:
         self.has_sparse = has_sparse
         self.config = config
         self._postprocessor = make_postprocessor(spec, config, has_sparse)
+        self._rectifier = FrameRectifier(config.rectify)
         self.camera: Any = None  # the previous frame's CameraModel
 
     @property
@@ -368,6 +374,8 @@ class FramePipeline:
             ModelError: the new scale policy does not fit the model (config unchanged).
         """
         self._postprocessor = make_postprocessor(self.spec, config, self.has_sparse)
+        if config.rectify != self.config.rectify:
+            self._rectifier = FrameRectifier(config.rectify)
         self.config = config
 
     def reset(self) -> None:
@@ -427,6 +435,19 @@ class FramePipeline:
         except InputError as exc:
             raise FrameRefused("size_mismatch", str(exc)) from None
         return rgb, camera
+
+    def rectify(self, rgb: np.ndarray, camera: "CameraModel", info: Any) -> "tuple[np.ndarray, CameraModel]":
+        """(rgb, camera) of the rectified camera when ``camera`` is distorted (``rectify: auto``,
+        :mod:`depth_ros.core.distortion`; the new intrinsics from ``info``'s P), else as given.
+
+        Raises:
+            FrameRefused: bad_camera_info (a distortion model or coefficients that cannot be
+                rectified).
+        """
+        try:
+            return self._rectifier(rgb, camera, getattr(info, "p", None), getattr(info, "r", None))
+        except DistortionError as exc:
+            raise FrameRefused("bad_camera_info", str(exc)) from None
 
     def preprocess(self, rgb: np.ndarray, camera: "CameraModel") -> np.ndarray:
         """The network input (ModelSpec layout, float32) of one frame.

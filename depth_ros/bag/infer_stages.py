@@ -122,7 +122,8 @@ class InferStages:
         if frame.info is None:
             raise FrameRefused("missing_camera_info", f"no camera_info within {self.config.stamp_tolerance_ns} ns")
         compressed = frame.image.raw.msgtype == COMPRESSED_IMAGE_TYPE
-        return self.frames.decode(frame.image.msg, frame.info.msg, compressed)
+        rgb, camera = self.frames.decode(frame.image.msg, frame.info.msg, compressed)
+        return self.frames.rectify(rgb, camera, frame.info.msg)
 
     def _lidar_points_cam(self, frame: SyncedFrame[_Item]) -> np.ndarray | None:
         """LiDAR points of the frame in the camera optical frame, (N, 3) float32 metres."""
@@ -219,7 +220,7 @@ class InferStages:
         write(self.topics["depth"], build.depth_image(result.depth_m, header, self.frames.config.depth_encoding), log_ns)
         if "depth_mm" in self.topics:
             write(self.topics["depth_mm"], build.depth_image(result.depth_m, header, "16UC1"), log_ns)
-        write(self.topics["camera_info"], build.copy_camera_info(frame.info.msg, header), log_ns)
+        write(self.topics["camera_info"], build.camera_info_for(frame.info.msg, result.camera, header), log_ns)
         if cloud is not None:
             write(self.topics["points"], build.pointcloud(cloud, header), log_ns)
         info = build.depth_info(

@@ -40,12 +40,15 @@ from depth_ros.errors import InputError
 
 __all__ = [
     "COEFFICIENT_COUNTS",
+    "RECTIFY_MODES",
     "SUPPORTED_MODELS",
     "DistortionError",
+    "FrameRectifier",
     "Rectifier",
     "check_distortion",
     "distort_pixels",
     "is_distorted",
+    "rectified_projection",
     "undistort_pixels",
 ]
 
@@ -244,3 +247,67 @@ class Rectifier:
         cv2 = _cv2()
         src = depth.astype(np.float32, copy=False)
         return cv2.remap(src, self._maps.nearest, None, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
+
+
+#: FrameConfig ``rectify`` values: rectify distorted cameras, or trust that the images are
+#: already rectified (``D`` then ignored).
+RECTIFY_MODES = ("auto", "off")
+
+
+def rectified_projection(p: Any, r: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(new_K, R) from CameraInfo's ``p`` (12 numbers) and ``r`` (9): ``P[:3, :3]`` when it is a
+    usable projection (finite, positive focal lengths), the rotation ``R`` when it is one; None
+    for either otherwise (then ``K`` / the identity are used, as OpenCV's ``undistort`` does)."""
+    P = np.asarray(p if p is not None else (), dtype=np.float64).reshape(-1)
+    R = np.asarray(r if r is not None else (), dtype=np.float64).reshape(-1)
+    new_K = None
+    if P.size == 12 and np.all(np.isfinite(P)):
+        K3 = P.reshape(3, 4)[:, :3]
+        if K3[0, 0] > 0 and K3[1, 1] > 0 and K3[2, 2] == 1.0:
+            new_K = K3.copy()
+    rot = None
+    if R.size == 9 and np.all(np.isfinite(R)):
+        R3 = R.reshape(3, 3)
+        if np.allclose(R3 @ R3.T, np.eye(3), atol=1e-6) and np.linalg.det(R3) > 0:
+            rot = R3.copy()
+    return new_K, rot
+
+
+class FrameRectifier:
+    """Rectifies the frames of a stream whose camera may change: the :class:`Rectifier` of the
+    current camera (size, K, D, model, P, R) is kept and rebuilt only when the camera changes.
+
+    Args:
+        mode: ``auto`` (rectify every camera with a non-zero ``D``) or ``off`` (the images are
+            already rectified: a non-zero ``D`` is dropped from the camera, with no remap).
+    """
+
+    def __init__(self, mode: str = "auto") -> None:
+        if mode not in RECTIFY_MODES:
+            raise ValueError(f"rectify must be one of {', '.join(RECTIFY_MODES)}, got {mode!r}")
+        self.mode = mode
+        self._key: tuple[Any, ...] | None = None
+        self._rectifier: Rectifier | None = None
+
+    def __call__(self, image: np.ndarray, camera: CameraModel, p: Any = None, r: Any = None) -> tuple[np.ndarray, CameraModel]:
+        """(image, camera) of the rectified camera; unchanged when ``camera`` has no distortion.
+
+        Raises:
+            DistortionError: see :func:`check_distortion`.
+        """
+        if not is_distorted(camera):
+            return image, camera
+        if self.mode == "off":
+            return image, CameraModel(camera.width, camera.height, camera.K)
+        new_K, R = rectified_projection(p, r)
+        key = (camera.width, camera.height, camera.K.tobytes(), camera.D.tobytes(), camera.distortion_model,
+               None if new_K is None else new_K.tobytes(), None if R is None else R.tobytes())
+        if key != self._key or self._rectifier is None:
+            self._rectifier = Rectifier(camera, new_K=new_K, R=R)
+            self._key = key
+        return self._rectifier.rectify_image(image), self._rectifier.rectified
+
+    @property
+    def current(self) -> Rectifier | None:
+        """The Rectifier of the last distorted camera seen (None before one)."""
+        return self._rectifier

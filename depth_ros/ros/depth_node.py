@@ -318,7 +318,7 @@ class DepthNode(FrameWorker, Node):
             self.pipeline.reset()
         pipeline = self.pipeline
         config = pipeline.config  # the FrameConfig, swapped whole on a parameter change
-        rgb, camera = pipeline.decode(pair.image, pair.info)
+        rgb, camera = pipeline.rectify(*pipeline.decode(pair.image, pair.info), pair.info)
         header = pair.image.header
         # Followed here (not only in run) so that a change is logged even when this frame fails.
         change = pipeline.follow_camera(camera)
@@ -329,7 +329,7 @@ class DepthNode(FrameWorker, Node):
         # Depth first: the cloud (several MB) must not delay the image.
         self.depth_pub.publish(build.depth_image(out.depth_m, header, config.depth_encoding))
         latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6  # DepthInfo: received -> depth published
-        self.info_pub.publish(build.copy_camera_info(pair.info, header))
+        self.info_pub.publish(build.camera_info_for(pair.info, out.camera, header))
         if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:
             self.cloud_pub.publish(build.pointcloud(pipeline.cloud(out), header))
             self.clouds_built += 1

@@ -116,6 +116,7 @@ class DepthNodeConfig:
     publish_cloud: bool = _frame("publish_cloud")
     cloud_decimation: int = _frame("cloud_decimation")
     cloud_rgb: bool = _frame("cloud_rgb")
+    rectify: str = _frame("rectify")
     scale_policy: str = _frame("scale_policy")
     scale_fixed: float = _frame("scale_fixed")
     camera_height_m: float = _frame("camera_height_m")

@@ -188,9 +188,11 @@ class _Messages:
         K = cam.K
         P = np.zeros((3, 4))
         P[:3, :3] = K
+        distorted = cam.D.size > 0  # SynthConfig.distortion_model: the camera's own model and D
         return self.build.camera_info(
             self.header(frame.stamp_ns, CAMERA_FRAME), height=cam.height, width=cam.width,
-            distortion_model="plumb_bob", d=np.zeros(5), k=K, r=np.eye(3), p=P,
+            distortion_model=cam.distortion_model if distorted else "plumb_bob",
+            d=cam.D if distorted else np.zeros(5), k=K, r=np.eye(3), p=P,
         )
 
     def odometry(self, frame: Frame) -> Any:
