@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from depth_ros.bag.reader import CAMERA_INFO_TYPE, IMAGE_TYPE, POINTCLOUD2_TYPE, looks_like_depth, looks_like_mask
+from depth_ros.bag.reader import IMAGE_TYPE, POINTCLOUD2_TYPE, looks_like_depth, looks_like_mask
+from depth_ros.core.distortion import Rectifier, is_distorted, rectified_projection
 from depth_ros.errors import BagError, DepthRosError, InputError
 
 from depth_ros_training.eval.boundary import si_boundary_f1, si_boundary_recall
@@ -337,6 +338,7 @@ class _Truth:
     mask_topic: str | None = None
     image_topic: str = ""
     camera_info_topic: str = ""
+    rectifier: Any = None  # a depth_ros.core.distortion.Rectifier when the camera is distorted
 
 
 def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
@@ -354,6 +356,13 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
         first_info = reader.deserialize(next(reader.messages([info_topic])))
         try:
             camera = msgconv.camera_info_to_model(first_info)
+            rectifier = None
+            if is_distorted(camera):
+                # the model runs on rectified images (the frame pipeline's rectify: auto), so the
+                # truth is compared in the rectified camera too: dense truth and masks remapped
+                # (nearest), LiDAR projected through the rectified intrinsics
+                rectifier = Rectifier(camera, *rectified_projection(first_info.p, first_info.r))
+                camera = rectifier.rectified
         except InputError as exc:
             raise BagError(f"{bag}: camera_info {info_topic} unusable: {exc}") from None
         camera_frame = str(first_info.header.frame_id)
@@ -382,7 +391,7 @@ def _open_truth(bag: Path, config: EvalConfig) -> _Truth:
             except InputError as exc:
                 note = f"{pose_topic}'s frame {traj.body_frame!r} does not connect to the camera: {exc}"
     used_mask = mask_topic if config.boundary else None
-    return _Truth(bag, topic, kind, camera, camera_frame, trajectory, note, used_mask, image_topic, info_topic)
+    return _Truth(bag, topic, kind, camera, camera_frame, trajectory, note, used_mask, image_topic, info_topic, rectifier)
 
 
 def _auto_mask_topic(reader: Any, topics: dict[str, Any], image_topic: str | None) -> str | None:
@@ -417,6 +426,8 @@ def _iter_truth(truth: _Truth) -> Iterator[tuple[int, np.ndarray] | None]:
                     if str(msg.encoding) not in DEPTH_ENCODINGS:
                         raise BagError(f"{truth.path}: truth {truth.topic} has encoding {msg.encoding!r}; need 32FC1 (m) or 16UC1 (mm)")
                     depth = msgconv.image_to_depth_m(msg)
+                    if truth.rectifier is not None:
+                        depth = truth.rectifier.rectify_depth(depth)
                 else:
                     frame = str(msg.header.frame_id)
                     if frame not in T_cache:
@@ -445,7 +456,10 @@ def _read_masks(truth: _Truth) -> dict[int, np.ndarray]:
         for message in reader.messages([truth.mask_topic]):
             msg = reader.deserialize(message)
             try:
-                masks[msgconv.stamp_to_ns(msg.header.stamp)] = mask_from_image(msg)
+                mask = mask_from_image(msg)
+                if truth.rectifier is not None:
+                    mask = np.nan_to_num(truth.rectifier.rectify_depth(mask.astype(np.float32))).astype(mask.dtype)
+                masks[msgconv.stamp_to_ns(msg.header.stamp)] = mask
             except InputError as exc:
                 raise BagError(f"{truth.path}: {truth.mask_topic}: {exc}") from None
     return masks
@@ -553,6 +567,8 @@ def _sheet_frames(report: ModelReport) -> list[Any]:
                     image = msgconv.compressed_to_rgb(msg) if topic.msgtype.endswith("CompressedImage") else msgconv.image_to_rgb(msg)
                 except InputError:
                     continue
+                if cand.truth.rectifier is not None and image.shape[:2] == gt.shape:
+                    image = cand.truth.rectifier.rectify_image(image)
                 rgb = image if image.shape[:2] == gt.shape else None
                 break
         label = f"{what}: {cand.truth.path.name}\n@ {cand.stamp_ns / 1e9:.3f} s\nAbsRel {cand.abs_rel:.3f} (median-scaled)"
