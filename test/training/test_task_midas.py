@@ -2,7 +2,6 @@
 ``depth-ros infer --scale lidar`` on the export."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
