@@ -138,3 +138,30 @@ def test_eval_compares_in_the_rectified_camera(tmp_path, monkeypatch):
     # measured: AbsRel 0.011 vs 0.068, boundary F1 0.69 vs 0.44
     assert rectified.summary["metric"]["abs_rel"] < 0.02 < 0.05 < raw.summary["metric"]["abs_rel"]
     assert rectified.summary["boundary"]["f1"] > raw.summary["boundary"]["f1"] + 0.1
+
+
+def test_training_sees_the_rectified_camera(tmp_path):
+    """The training index of a distorted bag: the camera is the rectified one (D empty), frames
+    and ground-truth labels come rectified, close to those of the pinhole bag of the scene."""
+    from depth_ros.synthetic import write_bag
+    from depth_ros_training.data.bag_index import BagMessageReader, load_or_build_index
+    from depth_ros_training.data.dataset import read_frame_rgb
+    from depth_ros.msgconv import image_to_depth_m
+
+    cfg = dict(BASE, frames=3)
+    out = {}
+    for name, extra in (("pinhole", {}), ("distorted", {"distortion_model": "plumb_bob", "distortion_coeffs": MODELS["plumb_bob"]})):
+        bag = write_bag(SynthConfig(**cfg, **extra), tmp_path / f"{name}.mcap")
+        index = load_or_build_index(bag, cache_dir=tmp_path / "cache")
+        reader = BagMessageReader(index.bag_path)
+        gt = index.rectify_label(image_to_depth_m(reader.read(index.gt_depth_topic, int(index.gt_depth_log_ns[1]))))
+        out[name] = (index, read_frame_rgb(reader, index, 1).astype(float), gt)
+    index, rgb, gt = out["distorted"]
+    assert index.raw_camera is not None and index.raw_camera.distortion_model == "plumb_bob"
+    assert index.camera.D.size == 0 and np.allclose(index.camera.K, SynthConfig(**cfg).camera.K)
+    assert out["pinhole"][0].raw_camera is None
+    again = load_or_build_index(index.bag_path, cache_dir=tmp_path / "cache")  # from the cache file
+    assert again.raw_camera == index.raw_camera and np.array_equal(again.camera.K, index.camera.K)
+    _, rgb_p, gt_p = out["pinhole"]
+    assert np.abs(rgb[INNER] - rgb_p[INNER]).mean() < 4.0  # grey levels (14 unrectified)
+    assert np.nanmedian(np.abs(gt[INNER] - gt_p[INNER]) / gt_p[INNER]) < 0.01

@@ -34,6 +34,7 @@ from depth_ros.bag.reader import (
     select_camera_topics,
 )
 from depth_ros.core.camera import CameraModel
+from depth_ros.core.distortion import DistortionError, Rectifier, is_distorted, rectified_projection
 from depth_ros.errors import BagError, InputError
 
 from depth_ros_training.data.geometry import interpolate_poses
@@ -43,10 +44,12 @@ __all__ = ["BagIndex", "BagMessageReader", "IndexOptions", "load_or_build_index"
 log = logging.getLogger(__name__)
 
 #: 2: topics chosen and /tf_static read by depth_ros.bag's rules (an index built by the old
-#: rules may name another camera topic, so it is rebuilt).
-INDEX_VERSION = 2
+#: rules may name another camera topic, so it is rebuilt). 3: distorted cameras rectified.
+INDEX_VERSION = 3
 IMAGE_TYPES = {IMAGE_TYPE: "raw", COMPRESSED_IMAGE_TYPE: "compressed"}
 ODOM_TYPE = "nav_msgs/msg/Odometry"
+#: Rectification maps of distorted training cameras, per (bag, rectified K): built once per process.
+_RECTIFIERS: dict[tuple[str, bytes], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,11 @@ class BagIndex:
     Attributes:
         bag_path: the bag (.mcap / .db3 file or rosbag2 directory).
         image_topic / image_kind: the camera topic and "raw" | "compressed".
-        camera: the CameraInfo intrinsics at the recorded image resolution.
+        camera: the intrinsics of the images training sees, at the recorded resolution: the
+            CameraInfo's, or for a distorted camera (non-zero D) the rectified camera (D empty,
+            K = CameraInfo's P[:3, :3], as the frame pipeline rectifies at run time).
+        raw_camera: the recorded, distorted camera when the images are rectified (see
+            :meth:`rectify_image`), else None.
         camera_frame: CameraInfo ``header.frame_id``.
         image_log_ns: (N,) int64 bag log times (used to fetch the message).
         image_stamp_ns: (N,) int64 header stamps, increasing.
@@ -111,9 +118,28 @@ class BagIndex:
     gt_depth_topic: str | None
     gt_depth_log_ns: np.ndarray
     notes: tuple[str, ...] = field(default_factory=tuple)
+    raw_camera: CameraModel | None = None
 
     def __len__(self) -> int:
         return len(self.image_stamp_ns)
+
+    def _rectifier(self) -> Any:
+        from depth_ros.core.distortion import Rectifier
+
+        key = (self.bag_path, self.camera.K.tobytes())
+        rect = _RECTIFIERS.get(key)
+        if rect is None:
+            rect = _RECTIFIERS[key] = Rectifier(self.raw_camera, new_K=self.camera.K)
+        return rect
+
+    def rectify_image(self, rgb: np.ndarray) -> np.ndarray:
+        """A recorded image as the camera :attr:`camera` sees it (rectified when ``raw_camera``)."""
+        return rgb if self.raw_camera is None else self._rectifier().rectify_image(rgb)
+
+    def rectify_label(self, label: np.ndarray) -> np.ndarray:
+        """A (H, W) label registered to the recorded camera (depth, mask), in :attr:`camera`'s
+        geometry: nearest-pixel remap when rectified, invalid outside (NaN)."""
+        return label if self.raw_camera is None else self._rectifier().rectify_depth(label)
 
     # -- cache (de)serialisation: npz with a JSON header, no pickle ------------------------
     def save(self, path: Path) -> None:
@@ -128,6 +154,13 @@ class BagIndex:
                 "K": self.camera.K.tolist(),
                 "D": self.camera.D.tolist(),
                 "distortion_model": self.camera.distortion_model,
+            },
+            "raw_camera": None if self.raw_camera is None else {
+                "width": self.raw_camera.width,
+                "height": self.raw_camera.height,
+                "K": self.raw_camera.K.tolist(),
+                "D": self.raw_camera.D.tolist(),
+                "distortion_model": self.raw_camera.distortion_model,
             },
             "camera_frame": self.camera_frame,
             "has_odometry": self.has_odometry,
@@ -154,6 +187,7 @@ class BagIndex:
             if meta.get("version") != INDEX_VERSION:
                 raise ValueError(f"index version {meta.get('version')} != {INDEX_VERSION}")
             cam = meta["camera"]
+            raw = meta.get("raw_camera")
             return cls(
                 bag_path=meta["bag_path"],
                 image_topic=meta["image_topic"],
@@ -168,6 +202,7 @@ class BagIndex:
                 gt_depth_topic=meta["gt_depth_topic"],
                 gt_depth_log_ns=data["gt_depth_log_ns"],
                 notes=tuple(meta["notes"]),
+                raw_camera=None if raw is None else CameraModel(raw["width"], raw["height"], np.array(raw["K"]), np.array(raw["D"]), raw["distortion_model"]),
             )
 
 
@@ -252,7 +287,13 @@ def build_index(bag_path: Path, options: IndexOptions) -> BagIndex:
             image_option="image_topic", camera_info_option="camera_info_topic",
         )
         notes: list[str] = []
-        camera, camera_frame = _read_camera(reader, info_topic, bag_path)
+        raw_camera, camera_frame, rectified_K = _read_camera(reader, info_topic, bag_path)
+        camera = raw_camera
+        if is_distorted(raw_camera):
+            try:  # the images are rectified as the runtime does (D refused as it would be)
+                camera = Rectifier(raw_camera, new_K=rectified_K).rectified
+            except DistortionError as exc:
+                raise BagError(f"{bag_path}: camera_info {info_topic}: {exc}") from None
         image_log_ns, image_stamp_ns = _image_stamps(reader, image_topic, notes)
 
         n = len(image_stamp_ns)
@@ -283,15 +324,18 @@ def build_index(bag_path: Path, options: IndexOptions) -> BagIndex:
         gt_depth_topic=gt_topic,
         gt_depth_log_ns=gt_log_ns,
         notes=tuple(notes),
+        raw_camera=raw_camera if camera is not raw_camera else None,
     )
 
 
-def _read_camera(reader: BagReader, info_topic: str, bag_path: Path) -> tuple[CameraModel, str]:
-    """(camera, frame_id) of the first CameraInfo; a later change of the intrinsics is refused."""
+def _read_camera(reader: BagReader, info_topic: str, bag_path: Path) -> tuple[CameraModel, str, np.ndarray | None]:
+    """(camera, frame_id, rectified K from P or None) of the first CameraInfo; a later change
+    of the intrinsics is refused."""
     from depth_ros.msgconv import camera_info_to_model
 
     camera = None
     camera_frame = ""
+    rectified_K = None
     for message in reader.messages([info_topic]):
         msg = reader.deserialize(message)
         try:
@@ -300,11 +344,12 @@ def _read_camera(reader: BagReader, info_topic: str, bag_path: Path) -> tuple[Ca
             raise BagError(f"{bag_path}: camera_info {info_topic} unusable: {exc}") from None
         if camera is None:
             camera, camera_frame = model, str(msg.header.frame_id)
+            rectified_K = rectified_projection(msg.p, msg.r)[0]
         elif model != camera:
             raise BagError(f"{bag_path}: camera_info on {info_topic} changes during the bag; split the bag")
     if camera is None:
         raise BagError(f"{bag_path}: {info_topic} has no messages; training needs the intrinsics")
-    return camera, camera_frame
+    return camera, camera_frame, rectified_K
 
 
 def _image_stamps(reader: BagReader, image_topic: str, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -338,7 +338,7 @@ class BagSequenceDataset(Dataset):
         else:
             from depth_ros.msgconv import image_to_depth_m
 
-            depth = image_to_depth_m(self.readers[bag].read(index.gt_depth_topic, log_ns))
+            depth = index.rectify_label(image_to_depth_m(self.readers[bag].read(index.gt_depth_topic, log_ns)))
             if self.config.crop is not None:
                 x0, y0, cw, ch = self.config.crop
                 depth = depth[y0 : y0 + ch, x0 : x0 + cw]
@@ -432,7 +432,8 @@ def color_jitter_sample(sample: dict[str, Any], strength: float, mean: tuple[flo
 
 
 def read_frame_rgb(reader: BagMessageReader, index: BagIndex, frame: int) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of frame ``frame`` of an indexed bag, at recorded resolution.
+    """(H, W, 3) uint8 RGB of frame ``frame`` of an indexed bag, at recorded resolution, as the
+    index's camera sees it (rectified for a distorted camera: :meth:`BagIndex.rectify_image`).
 
     Raises:
         InputError: the image's size differs from the bag's CameraInfo.
@@ -446,7 +447,7 @@ def read_frame_rgb(reader: BagMessageReader, index: BagIndex, frame: int) -> np.
             f"{index.bag_path}: image {frame} is {rgb.shape[1]}x{rgb.shape[0]}, camera_info says "
             f"{index.camera.width}x{index.camera.height}"
         )
-    return rgb
+    return index.rectify_image(rgb)  # a distorted camera's image as index.camera (rectified) sees it
 
 
 def resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
