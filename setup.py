@@ -35,6 +35,7 @@ setup(
             "depth-ros = depth_ros.cli:main",
             "depth-ros-train = depth_ros_training.cli:main",
             "depth_node = depth_ros.ros.depth_node:main",
+            "depth_lifecycle_node = depth_ros.ros.lifecycle:main",
             "pose_node = depth_ros.ros.pose_node:main",
         ],
     },

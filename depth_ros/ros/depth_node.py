@@ -151,6 +151,8 @@ class DepthNode(FrameWorker, Node):
         self.monitor = FrameMonitor()  # /diagnostics
         self.diagnostics: Any = None
         self._last_scale: tuple[str, int] = ("", 0)  # scale source and support of the newest frame
+        self._subscriptions_made: list[Any] = []
+        self._parameter_callback_added = False
 
     # -- set-up ---------------------------------------------------------------------------
     def configure(self) -> None:
@@ -161,11 +163,16 @@ class DepthNode(FrameWorker, Node):
             ModelError, BackendError, FileNotFoundError: the model cannot be loaded or
                 is not a depth model.
         """
-        from depth_ros.msg import DepthInfo
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+        self.load_model()
+        self.advertise()
+        self.start()
 
-        from depth_ros.ros import qos
+    def load_model(self) -> None:
+        """Load the model (the heavy step; a lifecycle node's ``configure``).
 
+        Raises:
+            as :meth:`configure`.
+        """
         if not self.config.model_path:
             raise ParameterError("parameter 'model_path': not set (path of an .onnx model or torch checkpoint)")
         backend = self._backend_factory(self.config)
@@ -174,12 +181,28 @@ class DepthNode(FrameWorker, Node):
             f"model '{self.pipeline.spec.name}' ({self.pipeline.spec.output_kind}, "
             f"{self.pipeline.spec.input_width}x{self.pipeline.spec.input_height}) on {getattr(backend, 'name', '?')}"
         )
-        self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
+        if not self._parameter_callback_added:
+            self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
+            self._parameter_callback_added = True
+
+    def advertise(self) -> None:
+        """Create the output publishers."""
+        from depth_ros.msg import DepthInfo
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        from depth_ros.ros import qos
 
         self.depth_pub = qos.advertise(self, Image, "depth/image", qos.output_qos())
         self.info_pub = qos.advertise(self, CameraInfo, "depth/camera_info", qos.output_qos())
         self.cloud_pub = qos.advertise(self, PointCloud2, "depth/points", qos.output_qos())
         self.meta_pub = qos.advertise(self, DepthInfo, "depth/info", qos.info_qos())
+
+    def start(self) -> None:
+        """Subscribe to the camera, start /diagnostics and the worker (frames flow from here)."""
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        from depth_ros.ros import qos
+
         if self.config.image_transport == "compressed":
             self._subscribe(CompressedImage, "image/compressed", self._on_image)
         else:
@@ -187,9 +210,21 @@ class DepthNode(FrameWorker, Node):
         self._subscribe(CameraInfo, "camera_info", self._on_info)
         self._subscribe(PointCloud2, "sparse_points", self._on_sparse)
         qos.warn_unused_overrides(self)
-        self.diagnostics = self._start_diagnostics()
+        if self.diagnostics is None:
+            self.diagnostics = self._start_diagnostics()
+        if self._slot.closed:  # started again after stop(): a new mailbox, the counts kept
+            old, self._slot = self._slot, LatestSlot()
+            self._slot.dropped, self._slot.put_count = old.dropped, old.put_count
         self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
         self._worker.start()
+
+    def stop(self) -> None:
+        """Undo :meth:`start`: unsubscribe, stop the worker (after the frame in progress);
+        the publishers and the model stay."""
+        for sub in self._subscriptions_made:
+            self.destroy_subscription(sub)
+        self._subscriptions_made.clear()
+        self.shutdown()
 
     def _start_diagnostics(self) -> Any:
         """The /diagnostics timer: rates, counters, latency, backend and scale health."""
@@ -222,7 +257,9 @@ class DepthNode(FrameWorker, Node):
         from depth_ros.ros import qos
 
         guarded = self._guard.guard(self.resolve_topic_name(topic), callback)
-        return qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
+        sub = qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
+        self._subscriptions_made.append(sub)
+        return sub
 
     def _set_config(self, config: DepthNodeConfig) -> None:
         if self.pipeline is not None:

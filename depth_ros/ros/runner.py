@@ -27,7 +27,7 @@ from depth_ros.ros.qos import OVERRIDE_PREFIX
 __all__ = ["add_arguments", "check_params_file", "run", "run_nodes"]
 
 
-NODE_NAMES = {"depth": "depth_node", "pose": "pose_node"}
+NODE_NAMES = {"depth": "depth_node", "depth_lifecycle": "depth_node", "pose": "pose_node"}
 TEARDOWN_TIMEOUT_S = 10.0
 SPIN_WAKE_S = 1.0  # longest wait in rcl before the main thread checks for Ctrl-C again
 EXIT_TEARDOWN_HUNG = 1  # faulthandler's exit status when the teardown hung and the process ended without it
@@ -109,6 +109,7 @@ def check_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
 #: for their ``main`` (the console entry points), so importing them here would be a cycle.
 NODE_FACTORIES = {
     "depth": ("depth_ros.ros.depth_node", "create_depth_node"),
+    "depth_lifecycle": ("depth_ros.ros.lifecycle", "create_lifecycle_depth_node"),
     "pose": ("depth_ros.ros.pose_node", "create_pose_node"),
 }
 
@@ -224,6 +225,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose-model", help="pose model (sets pose_node model_path)")
     parser.add_argument("--backend", help="inference backend for both nodes (auto, onnxruntime, tensorrt, torch, ...)")
     parser.add_argument("--use-pose", action="store_true", help="also run the visual-odometry node")
+    parser.add_argument("--lifecycle", action="store_true",
+                        help="run the depth node as a managed (lifecycle) node: it loads its model on 'configure' and "
+                             "subscribes on 'activate' (ros2 lifecycle set /depth_node configure, then activate)")
     parser.add_argument("--namespace", default="", help="namespace of the nodes and their relative topics")
     parser.add_argument("--image-topic", default="", help="remap 'image' (and 'image/compressed') to this topic")
     parser.add_argument("--camera-info-topic", default="", help="remap 'camera_info' to this topic")
@@ -266,5 +270,7 @@ def run(args: argparse.Namespace) -> int:
     for kind, cls in (("depth", DepthNodeConfig), ("pose", PoseNodeConfig)):
         for name, value in overrides[kind].items():
             config_from_mapping(cls, {name: value}, source=f"{kind} node option")
-    kinds = ["depth", "pose"] if args.use_pose else ["depth"]
+    depth = "depth_lifecycle" if args.lifecycle else "depth"
+    overrides[depth] = overrides.pop("depth")
+    kinds = [depth, "pose"] if args.use_pose else [depth]
     return run_nodes(kinds, args=build_ros_args(args), program="depth-ros run", overrides=overrides)

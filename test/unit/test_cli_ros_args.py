@@ -49,3 +49,22 @@ def test_without_ros_args_nothing_is_added() -> None:
     args = parse_command_line(["play", "b.mcap"])
     assert args.ros_argv is None
     assert build_ros_args(parse_command_line(["run"])) == ["depth-ros-run"]
+
+
+def test_run_lifecycle_starts_the_managed_depth_node(monkeypatch) -> None:
+    """``depth-ros run --lifecycle``: the depth node kind is the managed one, with the same
+    parameter overrides (its node name, depth_node, keeps params files applying)."""
+    import argparse
+
+    from depth_ros.ros import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "run_nodes", lambda kinds, **kw: calls.append((kinds, kw["overrides"])) or 0)
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    for argv, kinds in ((["--model", "m.onnx"], ["depth"]), (["--lifecycle", "--model", "m.onnx", "--use-pose"], ["depth_lifecycle", "pose"])):
+        calls.clear()
+        assert runner.run(parser.parse_args(argv)) == 0
+        [(got, overrides)] = calls
+        assert got == kinds and overrides[kinds[0]]["model_path"] == "m.onnx"
+    assert runner.NODE_NAMES["depth_lifecycle"] == "depth_node"
