@@ -1,7 +1,7 @@
 """Replay a recorded bag into the depth (and pose) nodes, on the bag's clock.
 
     ros2 launch depth_ros replay.launch.py bag:=/path/run.mcap model:=/path/model.onnx [rate:=1.0] [loop:=true] \
-        [image_transport:=compressed]
+        [image_transport:=compressed] [sparse_points_topic:=/lidar/points_in_camera]
 
 The bag is played by the package's ``play`` executable (the same code as ``depth-ros play``:
 rosbags reads MCAP and sqlite3 bags, /clock is published), and the nodes run with
@@ -25,7 +25,10 @@ def generate_launch_description():
     # the topic the nodes read: <image_topic> (raw) or <image_topic>/compressed
     played_image = [LaunchConfiguration("image_topic"),
                     PythonExpression(["'/compressed' if '", transport, "' == 'compressed' else ''"])]
-    play_args = [bag, "--clock", "--rate", rate, "--topics", played_image, LaunchConfiguration("camera_info_topic")]
+    sparse = LaunchConfiguration("sparse_points_topic")
+    # the LiDAR topic is played when the bag has it (scale_policy: sparse_alignment), else skipped
+    play_args = [bag, "--clock", "--rate", rate, "--topics", played_image, LaunchConfiguration("camera_info_topic"),
+                 "--optional-topics", sparse]
     return LaunchDescription([
         DeclareLaunchArgument("bag", description="rosbag2 to replay: .mcap, .db3 or bag directory"),
         DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
@@ -35,6 +38,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "image_transport", default_value="raw",
             description="raw: play and read image_topic; compressed: '<image_topic>/compressed' (CompressedImage)"),
+        DeclareLaunchArgument(
+            "sparse_points_topic", default_value="sparse_points",
+            description="PointCloud2 in the camera optical frame (scale_policy: sparse_alignment); played when the bag has it"),
         DeclareLaunchArgument("model", default_value="", description="depth model (.onnx or torch checkpoint)"),
         DeclareLaunchArgument("pose_model", default_value="", description="pose_6dof model (with use_pose)"),
         DeclareLaunchArgument("use_pose", default_value="false", description="also run the visual-odometry node"),
@@ -53,6 +59,7 @@ def generate_launch_description():
                 "image_topic": LaunchConfiguration("image_topic"),
                 "camera_info_topic": LaunchConfiguration("camera_info_topic"),
                 "image_transport": transport,
+                "sparse_points_topic": sparse,
                 "model": LaunchConfiguration("model"),
                 "pose_model": LaunchConfiguration("pose_model"),
                 "use_pose": LaunchConfiguration("use_pose"),

@@ -190,10 +190,14 @@ def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.Monkey
             for transport, image in (("raw", "/cam/image"), ("compressed", "/cam/image/compressed")):
                 values = {"image_topic": "/cam/image", "camera_info_topic": "/cam/info", "image_transport": transport}
                 assert [_render(t, values) for t in played] == [image, "/cam/info"]
+            # the LiDAR topic for sparse_alignment: played only when the bag has it
+            optional = argv[argv.index("--optional-topics") + 1]
+            assert _render(optional, {"sparse_points_topic": "/lidar/cam"}) == "/lidar/cam"
         include = next(a for a in actions if type(a).__name__ == "IncludeLaunchDescription")
         included_args = set(_declared_arguments(ast.parse((REPO / "launch" / "depth.launch.py").read_text())))
         assert set(dict(include.kwargs["launch_arguments"])) <= included_args
         assert "image_transport" in dict(include.kwargs["launch_arguments"])
+        assert "sparse_points_topic" in dict(include.kwargs["launch_arguments"])
 
 
 def _render(value: Any, arguments: dict[str, str]) -> str:
