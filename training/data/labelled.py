@@ -466,9 +466,10 @@ class LabelledBagDataset(Dataset):
             depth = image_to_depth_m(bag.reader.read(topic, ref.label_log_ns))
         except InputError as exc:
             raise BagError(f"{bag.index.bag_path}: label topic {topic}: {exc}") from None
-        cam = bag.index.camera
+        cam = bag.index.raw_camera or bag.index.camera  # the recorded size (raw_camera when rectified)
         if depth.shape != (cam.height, cam.width):
             raise BagError(f"{bag.index.bag_path}: label topic {topic} is {depth.shape[1]}x{depth.shape[0]}, the camera {cam.width}x{cam.height}; a gt_topic must be registered to the camera")
+        depth = bag.index.rectify_label(depth)  # as the (rectified) image sees it, nearest neighbour
         if self.config.crop is not None:
             x0, y0, w, h = self.config.crop
             depth = depth[y0 : y0 + h, x0 : x0 + w]
