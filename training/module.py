@@ -60,6 +60,7 @@ from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.losses import ScDepthTerms, edge_aware_smoothness, sc_depth_loss, scale_intrinsics, velocity_loss
 from depth_ros_training.losses.hints import depth_hint_loss, hint_depth, min_reprojection_error
 from depth_ros_training.models import DispNet, PoseNet, disp_to_depth, pose_vec_to_mat
+from depth_ros_training.models.light_dispnet import LightDispNet
 from depth_ros_training.module_config import HintConfig, LossWeights, NetworkConfig, OptimConfig, PoseConfig
 from depth_ros_training.phases import DepthPrediction, LossTerms, PhotometricTerms, PosePrediction, StepInputs
 
@@ -90,7 +91,7 @@ class DepthTrainingModule(LightningModule):
 
     Args:
         num_layers, min_depth_m, max_depth_m, init_depth_m, encoder_weights_path, mean, std,
-            image_height, image_width, num_scales, network_dtype: :class:`NetworkConfig`.
+            image_height, image_width, num_scales, network_dtype, depth_network: :class:`NetworkConfig`.
             ``mean``/``std`` are the ModelSpec's; the batch's images are normalised with them
             (as the exported model takes its input) and :meth:`to_unit_range` brings them back
             to [0, 1] for the losses. With ``num_scales`` > 1, scale k (resolution / 2^k) is
@@ -161,6 +162,7 @@ class DepthTrainingModule(LightningModule):
         ranking_tau: float = 0.03,
         log_images_every_n_steps: int = 100,
         auto_mask_error: str = "photometric",
+        depth_network: str = "resnet",
     ) -> None:
         super().__init__()
         args = dict(locals())
@@ -173,7 +175,10 @@ class DepthTrainingModule(LightningModule):
             raise ValueError(f"log_images_every_n_steps must be an integer >= 1, got {log_images_every_n_steps!r}")
         self.save_hyperparameters()
         net = self.network
-        self.depth_net = DispNet(num_layers=net.num_layers, num_scales=net.num_scales, weights_path=net.encoder_weights_path)
+        if net.depth_network == "light":
+            self.depth_net: torch.nn.Module = LightDispNet(num_scales=net.num_scales)
+        else:
+            self.depth_net = DispNet(num_layers=net.num_layers, num_scales=net.num_scales, weights_path=net.encoder_weights_path)
         self.pose_net = PoseNet(num_layers=net.num_layers, weights_path=net.encoder_weights_path)
         if net.init_depth_m is not None:
             self._init_output_depth(float(net.init_depth_m))

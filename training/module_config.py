@@ -26,6 +26,8 @@ _C = TypeVar("_C")
 
 LR_SCHEDULES = ("constant", "step", "onecycle")
 NETWORK_DTYPES = ("float32", "bfloat16")
+#: NetworkConfig.depth_network values.
+DEPTH_NETWORKS = ("resnet", "light")
 WARP_POSE_SOURCES = ("network", "odometry")
 POSE_PAIRS = ("all", "one")
 
@@ -55,6 +57,9 @@ class NetworkConfig:
         image_height, image_width: network input size in pixels (recorded for export).
         num_scales: disparity scales the losses see (1..4).
         network_dtype: ``"float32"`` or ``"bfloat16"`` (the networks' passes under autocast).
+        depth_network: ``"resnet"`` (DispNet on a ResNet-``num_layers`` encoder) or ``"light"``
+            (:class:`~depth_ros_training.models.light_dispnet.LightDispNet`, for real time on a
+            CPU; PoseNet keeps its ResNet).
     """
 
     num_layers: int = 18
@@ -68,6 +73,7 @@ class NetworkConfig:
     image_width: int = 416
     num_scales: int = 1
     network_dtype: str = "float32"
+    depth_network: str = "resnet"
 
     from_hparams = classmethod(_from_hparams)
 
@@ -80,6 +86,11 @@ class NetworkConfig:
             raise ValueError(f"num_scales must be an integer in 1..4, got {self.num_scales!r}")
         if self.network_dtype not in NETWORK_DTYPES:
             raise ValueError(f"network_dtype must be float32 or bfloat16, got {self.network_dtype!r}")
+        if self.depth_network not in DEPTH_NETWORKS:
+            raise ValueError(f"depth_network must be one of {', '.join(DEPTH_NETWORKS)}, got {self.depth_network!r}")
+        if self.depth_network == "light" and self.encoder_weights_path is not None:
+            raise ValueError("encoder_weights_path: the light depth network has no ResNet encoder to load into; "
+                             "use depth_network: resnet, or leave encoder_weights_path unset")
         mean, std = self.mean, self.std
         if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean) or not all(math.isfinite(v) and v > 0 for v in std):
             raise ValueError(f"mean and std must be 3 finite numbers each, std > 0, got mean {mean}, std {std}")

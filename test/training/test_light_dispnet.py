@@ -67,3 +67,23 @@ def test_exports_to_onnx_with_parity(tmp_path):
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
     assert np.abs(got - want).max() < 1e-5
+
+
+def test_sc_depth_task_trains_and_exports_the_light_network(tmp_path):
+    """``model.depth_network: light``: the SC-Depth task builds LightDispNet, a step runs, the
+    export is a disparity_sigmoid model of LightDispNet's size, and the checkpoint reloads it."""
+    from depth_ros_training.export import export_module
+    from depth_ros_training.module import DepthTrainingModule
+
+    torch.manual_seed(0)
+    module = DepthTrainingModule(image_height=64, image_width=96, depth_network="light", init_depth_m=3.0)
+    assert isinstance(module.depth_net, LightDispNet)
+    assert module.predict_depth(torch.rand(1, 3, 64, 96))[0].shape == (1, 1, 64, 96)
+    result = export_module(module, tmp_path, pose=False, check_parity=True, tensorrt="off")
+    assert result.parity_max_abs_error["depth"] < 1e-4
+    light_params = sum(p.numel() for p in LightDispNet().parameters())
+    assert (tmp_path / "depth.onnx").stat().st_size < 2 * 4 * light_params  # not a ResNet's 57 MB
+    with pytest.raises(ValueError, match="depth_network must be one of resnet, light"):
+        DepthTrainingModule(depth_network="tiny")
+    with pytest.raises(ValueError, match="light depth network has no ResNet encoder"):
+        DepthTrainingModule(depth_network="light", encoder_weights_path="enc.pt")
