@@ -381,12 +381,7 @@ class DepthNode(FrameWorker, Node):
         self._last_scale = (out.scale_source, out.scale_support)
         self.monitor.frame_published(latency_ms, out.scale_source, out.scale_support)
 
-    # -- tear-down ------------------------------------------------------------------------
-    def shutdown(self) -> None:
-        """Stop the worker (waits for the frame in progress)."""
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
+    # (tear-down: FrameWorker.shutdown stops the worker)
 
 
 def make_depth_node_class() -> type:

@@ -347,6 +347,13 @@ class FrameWorker:
                     reason = exc.reason if isinstance(exc, Refused) else type(exc).__name__
                     monitor.frame_failed(reason, one_line(str(exc))[:200])
 
+    def shutdown(self) -> None:
+        """Stop the worker (waits for the frame in progress, at most 10 s)."""
+        self._slot.close()
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.join(timeout=10.0)
+
     def _context_ok(self) -> bool:
         import rclpy
 

@@ -285,11 +285,6 @@ class PoseNode(FrameWorker, Node):
             self._tf.sendTransform(tf)
         self.frames_published += 1
 
-    def shutdown(self) -> None:
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
-
 
 def make_pose_node_class() -> type:
     """The node class (:class:`PoseNode`; kept for callers of the former factory)."""
