@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from typing import Callable
-
 import numpy as np
 
+from bench_pointcloud import timeit  # the same timing (warm-up, median / min ms)
 from depth_ros.core.camera import CameraModel
 from depth_ros.core.distortion import Rectifier
 
@@ -30,16 +28,6 @@ CAMERAS = {
     "plumb_bob": CameraModel(WIDTH, HEIGHT, K, np.array([-0.283, 0.074, 1.9e-4, 1.8e-5, 0.0]), "plumb_bob"),
     "equidistant": CameraModel(WIDTH, HEIGHT, K, np.array([-0.01, 0.02, -0.01, 0.002]), "equidistant"),
 }
-
-
-def timeit(fn: Callable[[], object], repeats: int) -> dict[str, float]:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_ms": round(1e3 * float(np.median(times)), 3), "min_ms": round(1e3 * min(times), 3)}
 
 
 def main() -> None:
