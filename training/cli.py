@@ -51,16 +51,16 @@ from typing import Any, Callable, Sequence
 from depth_ros.errors import DepthRosError, one_line
 from depth_ros.logsetup import configure_logging
 
+# Trainer construction and --ckpt_path last live in depth_ros_training.trainer (the task runners
+# use them too); the names stay importable from here.
+from depth_ros_training.trainer import ConfigError, _build_trainer, _trainer_key, resolve_last_checkpoint
+
 __all__ = ["ConfigError", "describe_error", "main", "resolve_last_checkpoint"]
 
 log = logging.getLogger(__name__)
 
 _VERBOSE_FLAGS = ("-v", "--verbose")
 _VERBOSE_HELP = "debug logging, and the traceback of an error"
-
-
-class ConfigError(DepthRosError, ValueError):
-    """A configuration value refused when its object was built; the message names the key."""
 
 
 _TRAINER_SKIP = {"callbacks", "logger", "plugins", "profiler"}
@@ -124,40 +124,6 @@ def _refusing_instantiator(group: str, cls: type) -> Callable[..., Any]:
             raise ConfigError(_name_key(group, parameters, str(exc))) from exc
 
     return instantiate
-
-
-def _trainer_key(message: str) -> str:
-    """Lightning names a Trainer argument as ```max_steps```: say ``trainer.max_steps``
-    (or prefix ``trainer:`` when it names none)."""
-    from lightning.pytorch import Trainer
-
-    parameters = set(inspect.signature(Trainer).parameters)
-    named = re.sub(r"`(\w+)`", lambda m: f"trainer.{m.group(1)}" if m.group(1) in parameters else m.group(0), message)
-    return named if named != message else f"trainer: {message}"
-
-
-def _build_trainer(trainer_kwargs: dict[str, Any], **extra: Any):  # -> pl.Trainer
-    import lightning.pytorch as pl
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    try:
-        return pl.Trainer(**trainer_kwargs, **extra)
-    except (ValueError, MisconfigurationException) as exc:
-        if isinstance(exc, DepthRosError):
-            raise
-        raise ConfigError(_trainer_key(str(exc))) from exc
-
-
-def resolve_last_checkpoint(root: Path) -> str | None:
-    """``--ckpt_path last``: the newest ``last.ckpt`` of the runs under ``root``
-    (``lightning_logs/version_*/checkpoints``), or None (with a warning: a fresh start) when there
-    is none. Lightning's own ``"last"`` looks only in the new run's empty directory."""
-    runs = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime_ns)
-    if not runs:
-        log.warning("--ckpt_path last: no %s to resume from; starting a new run", root / "lightning_logs/version_*/checkpoints/last.ckpt")
-        return None
-    log.info("--ckpt_path last: resuming from %s", runs[-1])
-    return str(runs[-1])
 
 
 def _fit_or_validate(command: str, argv: list[str]) -> int:

@@ -605,9 +605,9 @@ def run_zoedepth(command: str, argv: list[str]) -> int:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from depth_ros_training.checkpoint import ResumeCheckpoint, SafeCheckpointIO, checkpoint_callbacks
-    from depth_ros_training.cli import _build_trainer, resolve_last_checkpoint
+    from depth_ros_training.trainer import _build_trainer, resolve_last_checkpoint
     from depth_ros_training.data.labelled import LabelledDataModule, check_label_sources
-    from depth_ros_training.tasks.run import TaskConfigError, _data_objects, _link_sizes, parse_task_argv
+    from depth_ros_training.tasks.config import TaskConfigError, _data_objects, _link_sizes, parse_task_argv
 
     tree = parse_task_argv(argv)
     tree["task"] = "zoedepth"
