@@ -3,7 +3,7 @@
     ros2 launch depth_ros depth.launch.py model:=/path/model.onnx \
         image_topic:=/camera/image_raw camera_info_topic:=/camera/camera_info \
         [use_pose:=true pose_model:=/path/pose.onnx] [namespace:=front] \
-        [image_transport:=compressed] [sparse_points_topic:=/lidar/points_in_camera]
+        [image_transport:=compressed] [sparse_points_topic:=/lidar/points_in_camera] [lifecycle:=true]
 
 Parameters: the ``model``, ``pose_model`` and ``backend`` arguments set model_path / backend;
 ``params_file`` (default: the package's config/depth.yaml) sets the rest and, if it names
@@ -14,9 +14,9 @@ depth_ros/ros/depth_node.py and pose_node.py. Without a ROS install, the same se
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, Shutdown
-from launch.conditions import IfCondition
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -56,6 +56,10 @@ def generate_launch_description():
             description="ROS 2 params file for depth_node and pose_node"),
         DeclareLaunchArgument("use_pose", default_value="false", description="also run the visual-odometry node (pose_node)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
+        DeclareLaunchArgument(
+            "lifecycle", default_value="false",
+            description="run the depth node as a managed (lifecycle) node: it loads the model on 'configure' and "
+                        "subscribes on 'activate' (a lifecycle manager or `ros2 lifecycle set` drives it)"),
         Node(
             package="depth_ros",
             executable="depth_node",
@@ -70,6 +74,22 @@ def generate_launch_description():
             remappings=depth_remappings,
             output="screen",
             on_exit=Shutdown(reason="depth_node exited"),
+            condition=UnlessCondition(LaunchConfiguration("lifecycle")),
+        ),
+        LifecycleNode(  # the same node, managed (depth_ros/ros/lifecycle.py)
+            package="depth_ros",
+            executable="depth_lifecycle_node",
+            name="depth_node",
+            namespace=namespace,
+            parameters=[
+                {"model_path": LaunchConfiguration("model"), "backend": LaunchConfiguration("backend"),
+                 "image_transport": image_transport, "use_sim_time": use_sim_time},
+                params_file,
+            ],
+            remappings=depth_remappings,
+            output="screen",
+            on_exit=Shutdown(reason="depth_node exited"),
+            condition=IfCondition(LaunchConfiguration("lifecycle")),
         ),
         Node(
             package="depth_ros",

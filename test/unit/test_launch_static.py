@@ -26,7 +26,7 @@ from depth_ros.ros.params import DepthNodeConfig, PoseNodeConfig
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
-NODE_CONFIGS = {"depth_node": DepthNodeConfig, "pose_node": PoseNodeConfig}
+NODE_CONFIGS = {"depth_node": DepthNodeConfig, "depth_lifecycle_node": DepthNodeConfig, "pose_node": PoseNodeConfig}
 BUILTIN_PARAMETERS = {"use_sim_time"}
 
 
@@ -72,7 +72,7 @@ def test_cmake_installs_executables_launch_and_config() -> None:
 def test_nodes_are_installed_executables_with_declared_parameters(path: Path) -> None:
     tree = ast.parse(path.read_text())
     exes = cmake_executables()
-    nodes = _calls(tree, "Node")
+    nodes = _calls(tree, "Node") + _calls(tree, "LifecycleNode")
     assert nodes, f"{path.name} starts no Node"
     for call in nodes:
         package, executable = _kw(call, "package"), _kw(call, "executable")
@@ -140,7 +140,7 @@ def _stub_modules() -> dict[str, types.ModuleType]:
         "launch.launch_description_sources": ["PythonLaunchDescriptionSource"],
         "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution", "PythonExpression", "TextSubstitution"],
         "launch_ros": [],
-        "launch_ros.actions": ["Node"],
+        "launch_ros.actions": ["Node", "LifecycleNode"],
         "launch_ros.substitutions": ["FindPackageShare"],
     }
     mods = {}
@@ -169,6 +169,13 @@ def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.Monkey
         assert _render(remaps["sparse_points"], {"sparse_points_topic": "/lidar/cam"}) == "/lidar/cam"
         assert _render(remaps["image/compressed"], {"image_topic": "/cam/image"}) == "/cam/image/compressed"
         assert "condition" in nodes[1].kwargs  # pose only with use_pose
+        # lifecycle:=true starts the managed depth node instead of the plain one, same set-up
+        [managed] = [a for a in actions if type(a).__name__ == "LifecycleNode"]
+        assert managed.kwargs["executable"] == "depth_lifecycle_node" and managed.kwargs["name"] == "depth_node"
+        assert type(managed.kwargs["condition"]).__name__ == "IfCondition"
+        assert type(nodes[0].kwargs["condition"]).__name__ == "UnlessCondition"
+        assert managed.kwargs["remappings"] == nodes[0].kwargs["remappings"]
+        nodes = nodes + [managed]
         for node in nodes:
             # a node that exits (bad model, crash) ends the launch instead of leaving the rest running
             assert type(node.kwargs.get("on_exit")).__name__ == "Shutdown", node.kwargs["executable"]
