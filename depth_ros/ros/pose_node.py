@@ -36,9 +36,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from rclpy.node import Node
 
+from depth_ros.core.distortion import FrameRectifier
 from depth_ros.errors import ModelError
 from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
-from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, decode_pair
+from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, Refused, decode_pair, refusing_as
 from depth_ros.ros.params import ParameterError, PoseNodeConfig, declare_config, on_set_parameters_callback
 from depth_ros.ros.pose_math import invert, matrix_to_quaternion, pose_vector_to_T, rotation_vector
 from depth_ros.ros.sync import LatestSlot, Pair, StampPairer
@@ -157,6 +158,8 @@ class PoseNode(FrameWorker, Node):
             self.get_logger().warning(f"pose model '{spec.name}' is not metric: translation is up to scale")
         self.tracker = PoseTracker(spec.pose_convention, int(cfg.max_gap_s * 1e9))
         self._prev: tuple[int, np.ndarray] | None = None
+        # distorted cameras rectified as the depth node does (its rectify: auto), maps once per camera
+        self._rectifier = FrameRectifier("auto")
         self.add_on_set_parameters_callback(on_set_parameters_callback(lambda: self.config, self._set_config))
         self.odom_pub = qos.advertise(self, Odometry, "odom", qos.info_qos())
         self.pose_pub = qos.advertise(self, PoseStamped, "pose", qos.info_qos())
@@ -227,6 +230,8 @@ class PoseNode(FrameWorker, Node):
         from depth_ros.core.preprocess import preprocess_pair
 
         rgb, camera = decode_pair(pair.image, pair.info, self.config.image_transport == "compressed")
+        with refusing_as("bad camera_info"):
+            rgb, camera = self._rectifier(rgb, camera, getattr(pair.info, "p", None), getattr(pair.info, "r", None))
         why = self.tracker.needs_reset(pair.stamp_ns, camera)
         if why is not None:
             if why != "first frame":

@@ -233,3 +233,64 @@ def test_both_nodes_follow_a_camera_change_in_process(tmp_path: Any) -> None:
             node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_pose_node_rectifies_a_distorted_camera(tmp_path: Any) -> None:
+    """The pose node, fed in-process a camera_info with plumb_bob distortion and a P: the frames
+    it chains are of the rectified camera (D empty, K from P), as the depth node's; an unknown
+    distortion model with a non-zero D is refused per frame, never run as a pinhole."""
+    import os
+    import random
+    import time
+
+    import rclpy
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from depth_ros.ros.pose_node import create_pose_node
+
+    os.environ.setdefault("ROS_LOG_DIR", str(tmp_path))
+
+    class PoseDouble:
+        name = "double"
+        spec = ModelSpec(output_kind="pose_6dof", input_height=24, input_width=32, input_channels=6, name="p",
+                         metric=True, output_name="pose", pose_convention="T_src_tgt")
+
+        def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+            return {"pose": np.array([[0, 0, 0, 0, 0, 0.1]], np.float32)}
+
+    P = [45.0, 0.0, 31.5, 0.0, 0.0, 45.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+    def pair(stamp_ns: int, model: str) -> tuple[CameraInfo, Image]:
+        info = CameraInfo(width=64, height=48, k=[float(v) for v in CAM_A.K.reshape(-1)], distortion_model=model,
+                          d=[-0.2, 0.05, 0.0, 0.0, 0.0], p=P, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0])
+        image = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(48 * 64 * 3))
+        for msg in (info, image):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
+            msg.header.frame_id = "cam"
+        return info, image
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=random.SystemRandom().randint(0, 101))
+    node = None
+    try:
+        node = create_pose_node(context=ctx, namespace="/pr", backend_factory=lambda c: PoseDouble(),
+                                parameter_overrides=[Parameter("model_path", value="p.onnx")])
+        node.configure()
+        subs = {s.topic_name: s for s in node.subscriptions}
+        for i, model in enumerate(("plumb_bob", "plumb_bob", "fov")):
+            info, image = pair(100 * S + i * S // 10, model)
+            subs["/pr/camera_info"].callback(info)
+            subs["/pr/image"].callback(image)
+            deadline = time.monotonic() + 20.0
+            while node.frames_published + node.frames_skipped < i + 1:
+                assert time.monotonic() < deadline, f"frame {i} neither published nor skipped"
+                time.sleep(0.01)
+        assert (node.frames_published, node.frames_skipped) == (2, 1)
+        cam = node.tracker.camera
+        assert cam.D.size == 0 and np.allclose(cam.K, np.array(P).reshape(3, 4)[:, :3])
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
