@@ -78,6 +78,10 @@ def test_play_into_depth_node(bag: tuple[Path, list[int]], depth_node: NodeProce
         graph.wait_until(lambda: len(meta) >= 1 and meta[-1].header.stamp.sec * S + meta[-1].header.stamp.nanosec == stamps[-1],
                          20.0, "the last frame's depth")
         graph.spin_for(0.3)
+        # A player that is not looping exits by itself after "published": wait for that, rather
+        # than send SIGINT into its teardown (under load it was still tearing down, and a SIGINT
+        # landing after rclpy's shutdown ended it with -2).
+        graph.wait_until(lambda: player.proc.poll() is not None, 30.0, "the player to exit")
     finally:
         code = player.stop()
     assert code == 0, player.log()
