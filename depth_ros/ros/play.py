@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -209,8 +211,20 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # A Ctrl-C (launch's SIGINT) that lands during the teardown, after rclpy has put
+        # Python's own handler back, would raise KeyboardInterrupt out of here and end the
+        # process by the signal (exit -2) instead of 0: the process is stopping already, so
+        # SIGINT is ignored from here on (SIGTERM still ends a teardown that hangs).
+        _ignore_sigint()
         node.destroy_node()
         rclpy.try_shutdown()
+        _ignore_sigint()
+
+
+def _ignore_sigint() -> None:
+    """Ignore SIGINT from now on (``rclpy.try_shutdown`` restores the handler it found)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
