@@ -194,6 +194,25 @@ def trimmed_mae(
     return _masked_image_mean(ordered.view(b, 1, 1, -1), kept.view(b, 1, 1, -1))
 
 
+def _normalized_pair(prediction: Tensor, target: Tensor, valid: Tensor | None, name: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Both maps normalised per image by median/MAD on the valid pixels (the shift- and
+    scale-invariant losses' common first step).
+
+    Args:
+        prediction, target, valid: as :func:`trimmed_mae`; ``name`` is the loss named in errors.
+
+    Returns:
+        ``(pred_n, tgt_n, mask)``: the normalised maps (B, 1, H, W) and the valid mask (B, 1, H, W)
+        bool. Invalid target pixels (NaN labels) are set to 0 before normalising, so no NaN
+        reaches the gradient.
+    """
+    mask = check_map_pair(prediction, target, valid, name)
+    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
+    pred_n, _, _ = normalize_median_mad(prediction, mask)
+    tgt_n, _, _ = normalize_median_mad(torch.where(mask, target, zero), mask)
+    return pred_n, tgt_n, mask
+
+
 def normalized_mae(prediction: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
     """MAE after median / mean-absolute-deviation normalisation of both maps (relative labels).
 
@@ -207,10 +226,7 @@ def normalized_mae(prediction: Tensor, target: Tensor, valid: Tensor | None = No
     Returns:
         scalar tensor; 0 for any ``prediction = a * target + b`` with ``a > 0``.
     """
-    mask = check_map_pair(prediction, target, valid, "normalized_mae")
-    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
-    pred_n, _, _ = normalize_median_mad(prediction, mask)
-    tgt_n, _, _ = normalize_median_mad(torch.where(mask, target, zero), mask)
+    pred_n, tgt_n, mask = _normalized_pair(prediction, target, valid, "normalized_mae")
     return _masked_image_mean((pred_n - tgt_n).abs(), mask)
 
 
@@ -391,10 +407,7 @@ def ssi_gradient_loss(prediction: Tensor, target: Tensor, valid: Tensor | None =
     Returns:
         scalar tensor; 0 for any ``prediction = a * target + b`` with ``a > 0``.
     """
-    mask = check_map_pair(prediction, target, valid, "ssi_gradient_loss")
-    zero = torch.zeros((), dtype=prediction.dtype, device=prediction.device)
-    pred_n, _, _ = normalize_median_mad(prediction, mask)
-    tgt_n, _, _ = normalize_median_mad(torch.where(mask, target, zero), mask)
+    pred_n, tgt_n, mask = _normalized_pair(prediction, target, valid, "ssi_gradient_loss")
     return multiscale_derivative_loss(pred_n, tgt_n, mask, "scharr", 1, num_scales)
 
 
