@@ -26,6 +26,25 @@ def _billion_laughs(root_key: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _refused_in_child(setup: str, call: str, error_import: str) -> str:
+    """Run ``call`` in a child process under :data:`SMALL_AS` (after the import line ``setup``)
+    and check that it raises the exception that ``error_import`` imports (``from m import E``),
+    not a crash or ``MemoryError``. Returns the child's stdout, ``REFUSED: <message>``."""
+    error = error_import.rsplit(" ", 1)[-1]
+    code = textwrap.dedent(f"""
+        {setup}
+        {error_import}
+        try:
+            {call}
+        except {error} as exc:
+            print("REFUSED:", exc)
+    """)
+    proc = run_limited([sys.executable, "-c", code], as_bytes=SMALL_AS)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "REFUSED:" in proc.stdout, proc.stdout
+    return proc.stdout
+
+
 def test_billion_laughs_scene_config_is_refused_within_memory(tmp_path: Path) -> None:
     cfg = tmp_path / "scene.yaml"
     cfg.write_text(_billion_laughs("frames"))
@@ -58,17 +77,9 @@ def test_a_huge_config_is_refused_before_it_is_read(tmp_path: Path) -> None:
     cfg = tmp_path / "scene.yaml"
     with open(cfg, "wb") as f:  # sparse: 4 GiB claimed, nothing on disk
         f.truncate(4 << 30)
-    code = textwrap.dedent(f"""
-        from depth_ros.synthetic.config import load_config
-        from depth_ros.errors import InputError
-        try:
-            load_config({str(cfg)!r})
-        except InputError as exc:
-            print("REFUSED:", exc)
-    """)
-    proc = run_limited([sys.executable, "-c", code], as_bytes=SMALL_AS)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "REFUSED:" in proc.stdout and "larger than" in proc.stdout
+    out = _refused_in_child("from depth_ros.synthetic.config import load_config", f"load_config({str(cfg)!r})",
+                            "from depth_ros.errors import InputError")
+    assert "larger than" in out
 
 
 def test_safeio_primitives() -> None:
@@ -92,17 +103,9 @@ def test_billion_laughs_bag_metadata_is_a_bag_error_within_memory(tmp_path: Path
     bag = tmp_path / "bag"
     bag.mkdir()
     (bag / "metadata.yaml").write_text(_billion_laughs("rosbag2_bagfile_information"))
-    code = textwrap.dedent(f"""
-        from depth_ros.bag.reader import BagReader
-        from depth_ros.errors import BagError
-        try:
-            BagReader({str(bag)!r}).open()
-        except BagError as exc:
-            print("REFUSED:", exc)
-    """)
-    proc = run_limited([sys.executable, "-c", code], as_bytes=SMALL_AS)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "REFUSED:" in proc.stdout and "bag" in proc.stdout
+    out = _refused_in_child("from depth_ros.bag.reader import BagReader", f"BagReader({str(bag)!r}).open()",
+                            "from depth_ros.errors import BagError")
+    assert "bag" in out
 
 
 @pytest.mark.parametrize(
@@ -117,14 +120,6 @@ def test_billion_laughs_bag_metadata_is_a_bag_error_within_memory(tmp_path: Path
 def test_bad_params_files_are_one_line_within_memory(tmp_path: Path, body: bytes | None, needle: str) -> None:
     params = tmp_path / "params.yaml"
     params.write_bytes(body if body is not None else _billion_laughs("depth_node").encode())
-    code = textwrap.dedent(f"""
-        from depth_ros.ros.params import ParameterError
-        from depth_ros.ros.runner import check_params_file
-        try:
-            check_params_file({str(params)!r})
-        except ParameterError as exc:
-            print("REFUSED:", exc)
-    """)
-    proc = run_limited([sys.executable, "-c", code], as_bytes=SMALL_AS)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "REFUSED:" in proc.stdout and "params.yaml" in proc.stdout and needle in proc.stdout, proc.stdout
+    out = _refused_in_child("from depth_ros.ros.runner import check_params_file", f"check_params_file({str(params)!r})",
+                            "from depth_ros.ros.params import ParameterError")
+    assert "params.yaml" in out and needle in out, out
