@@ -157,6 +157,48 @@ class RecordingLogger:
         self.lines.append(("error", text))
 
 
+class PoseDouble:
+    """pose_6dof double at a (height, width) network size: always 0.1 m along z."""
+
+    name = "double"
+
+    def __init__(self, height: int, width: int) -> None:
+        self.spec = ModelSpec(output_kind="pose_6dof", input_height=height, input_width=width, input_channels=6,
+                              name="p", metric=True, output_name="pose", pose_convention="T_src_tgt")
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"pose": np.array([[0, 0, 0, 0, 0, 0.1]], np.float32)}
+
+
+def camera_pair(stamp_ns: int, cam: CameraModel, **info_fields: Any) -> tuple[Any, Any]:
+    """(CameraInfo, Image) of ``cam`` (black rgb8) stamped ``stamp_ns`` in frame "cam";
+    ``info_fields`` are further CameraInfo fields (distortion_model, d, p, r)."""
+    from sensor_msgs.msg import CameraInfo, Image
+
+    info = CameraInfo(width=cam.width, height=cam.height, k=[float(v) for v in cam.K.reshape(-1)], **info_fields)
+    image = Image(height=cam.height, width=cam.width, encoding="rgb8", step=cam.width * 3,
+                  data=bytes(cam.height * cam.width * 3))
+    for msg in (info, image):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
+        msg.header.frame_id = "cam"
+    return info, image
+
+
+def feed_frames(node: Any, ns: str, pairs: list[tuple[Any, Any]], timeout_s: float = 20.0) -> None:
+    """Hand each (camera_info, image) pair to the node's subscription callbacks (camera_info
+    first) and wait until the node has published or skipped that frame."""
+    import time
+
+    subs = {s.topic_name: s for s in node.subscriptions}
+    for i, (info, image) in enumerate(pairs):
+        subs[f"{ns}/camera_info"].callback(info)
+        subs[f"{ns}/image"].callback(image)
+        deadline = time.monotonic() + timeout_s
+        while node.frames_published + node.frames_skipped < i + 1:
+            assert time.monotonic() < deadline, f"{node.get_name()}: frame {i} neither published nor skipped"
+            time.sleep(0.01)
+
+
 @pytest.mark.ros
 def test_both_nodes_follow_a_camera_change_in_process(tmp_path: Any) -> None:
     """The real node classes, fed in-process: after a camera_info of another size and focal the
@@ -164,33 +206,14 @@ def test_both_nodes_follow_a_camera_change_in_process(tmp_path: Any) -> None:
     its odometry naming the change and goes on chaining (its previous frame was of the old size)."""
     import os
     import random
-    import time
 
     import rclpy
     from rclpy.parameter import Parameter
-    from sensor_msgs.msg import CameraInfo, Image
 
     from depth_ros.ros.depth_node import create_depth_node
     from depth_ros.ros.pose_node import create_pose_node
 
     os.environ.setdefault("ROS_LOG_DIR", str(tmp_path))
-
-    class PoseDouble:
-        name = "double"
-        spec = ModelSpec(output_kind="pose_6dof", input_height=NET_H, input_width=NET_W, input_channels=6, name="p",
-                         metric=True, output_name="pose", pose_convention="T_src_tgt")
-
-        def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-            return {"pose": np.array([[0, 0, 0, 0, 0, 0.1]], np.float32)}
-
-    def pair(stamp_ns: int, cam: CameraModel) -> tuple[CameraInfo, Image]:
-        info = CameraInfo(width=cam.width, height=cam.height, k=[float(v) for v in cam.K.reshape(-1)])
-        image = Image(height=cam.height, width=cam.width, encoding="rgb8", step=cam.width * 3,
-                      data=bytes(cam.height * cam.width * 3))
-        for msg in (info, image):
-            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
-            msg.header.frame_id = "cam"
-        return info, image
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=random.SystemRandom().randint(0, 101))
@@ -198,7 +221,7 @@ def test_both_nodes_follow_a_camera_change_in_process(tmp_path: Any) -> None:
     try:
         depth = create_depth_node(context=ctx, namespace="/cc", backend_factory=lambda c: PlaneBackend(),
                                   parameter_overrides=[Parameter("model_path", value="d.onnx")])
-        pose = create_pose_node(context=ctx, namespace="/cc", backend_factory=lambda c: PoseDouble(),
+        pose = create_pose_node(context=ctx, namespace="/cc", backend_factory=lambda c: PoseDouble(NET_H, NET_W),
                                 parameter_overrides=[Parameter("model_path", value="p.onnx")])
         nodes = [depth, pose]
         logs = {}
@@ -206,16 +229,8 @@ def test_both_nodes_follow_a_camera_change_in_process(tmp_path: Any) -> None:
             node.configure()
             logs[node.get_name()] = rec = RecordingLogger()
             node.get_logger = lambda rec=rec: rec  # the worker's log lines, recorded
-            subs = {s.topic_name: s for s in node.subscriptions}
-            t = 100 * S
-            for i, cam in enumerate((CAM_A, CAM_A, CAM_B, CAM_B)):
-                info, image = pair(t + i * S // 10, cam)
-                subs["/cc/camera_info"].callback(info)
-                subs["/cc/image"].callback(image)
-                deadline = time.monotonic() + 20.0
-                while node.frames_published + node.frames_skipped < i + 1:
-                    assert time.monotonic() < deadline, f"{node.get_name()}: frame {i} neither published nor skipped"
-                    time.sleep(0.01)
+            feed_frames(node, "/cc", [camera_pair(100 * S + i * S // 10, cam)
+                                      for i, cam in enumerate((CAM_A, CAM_A, CAM_B, CAM_B))])
             assert (node.frames_published, node.frames_skipped) == (4, 0), rec.lines
 
         changes = [(level, text) for level, text in logs["depth_node"].lines if "camera changed" in text]
@@ -241,51 +256,26 @@ def test_pose_node_rectifies_a_distorted_camera(tmp_path: Any) -> None:
     distortion model with a non-zero D is refused per frame, never run as a pinhole."""
     import os
     import random
-    import time
 
     import rclpy
     from rclpy.parameter import Parameter
-    from sensor_msgs.msg import CameraInfo, Image
 
     from depth_ros.ros.pose_node import create_pose_node
 
     os.environ.setdefault("ROS_LOG_DIR", str(tmp_path))
 
-    class PoseDouble:
-        name = "double"
-        spec = ModelSpec(output_kind="pose_6dof", input_height=24, input_width=32, input_channels=6, name="p",
-                         metric=True, output_name="pose", pose_convention="T_src_tgt")
-
-        def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-            return {"pose": np.array([[0, 0, 0, 0, 0, 0.1]], np.float32)}
-
     P = [45.0, 0.0, 31.5, 0.0, 0.0, 45.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0]
-
-    def pair(stamp_ns: int, model: str) -> tuple[CameraInfo, Image]:
-        info = CameraInfo(width=64, height=48, k=[float(v) for v in CAM_A.K.reshape(-1)], distortion_model=model,
-                          d=[-0.2, 0.05, 0.0, 0.0, 0.0], p=P, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0])
-        image = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(48 * 64 * 3))
-        for msg in (info, image):
-            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
-            msg.header.frame_id = "cam"
-        return info, image
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=random.SystemRandom().randint(0, 101))
     node = None
     try:
-        node = create_pose_node(context=ctx, namespace="/pr", backend_factory=lambda c: PoseDouble(),
+        node = create_pose_node(context=ctx, namespace="/pr", backend_factory=lambda c: PoseDouble(24, 32),
                                 parameter_overrides=[Parameter("model_path", value="p.onnx")])
         node.configure()
-        subs = {s.topic_name: s for s in node.subscriptions}
-        for i, model in enumerate(("plumb_bob", "plumb_bob", "fov")):
-            info, image = pair(100 * S + i * S // 10, model)
-            subs["/pr/camera_info"].callback(info)
-            subs["/pr/image"].callback(image)
-            deadline = time.monotonic() + 20.0
-            while node.frames_published + node.frames_skipped < i + 1:
-                assert time.monotonic() < deadline, f"frame {i} neither published nor skipped"
-                time.sleep(0.01)
+        feed_frames(node, "/pr", [camera_pair(100 * S + i * S // 10, CAM_A, distortion_model=model,
+                                              d=[-0.2, 0.05, 0.0, 0.0, 0.0], p=P, r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0])
+                                  for i, model in enumerate(("plumb_bob", "plumb_bob", "fov"))])
         assert (node.frames_published, node.frames_skipped) == (2, 1)
         cam = node.tracker.camera
         assert cam.D.size == 0 and np.allclose(cam.K, np.array(P).reshape(3, 4)[:, :3])
