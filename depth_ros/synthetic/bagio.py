@@ -42,8 +42,9 @@ from typing import Any, Callable, Collection
 
 import numpy as np
 
-from depth_ros.errors import InputError
+from depth_ros.bag.odometry_msg import odometry_message
 from depth_ros.core.rotation import matrix_to_quaternion
+from depth_ros.errors import InputError
 from depth_ros.msgbuild import MessageBuilder
 from depth_ros.synthetic.config import SynthConfig
 from depth_ros.synthetic.render import Frame, Renderer
@@ -143,12 +144,6 @@ class _Messages:
         self.build = MessageBuilder.for_typestore(typestore)  # the outputs' builder (node, depth-ros infer)
         t = typestore.types
         self.CompressedImage = t["sensor_msgs/msg/CompressedImage"]
-        self.Odometry = t["nav_msgs/msg/Odometry"]
-        self.PoseWithCovariance = t["geometry_msgs/msg/PoseWithCovariance"]
-        self.TwistWithCovariance = t["geometry_msgs/msg/TwistWithCovariance"]
-        self.Pose = t["geometry_msgs/msg/Pose"]
-        self.Twist = t["geometry_msgs/msg/Twist"]
-        self.Point = t["geometry_msgs/msg/Point"]
         self.Vector3 = t["geometry_msgs/msg/Vector3"]
         self.Quaternion = t["geometry_msgs/msg/Quaternion"]
         self.Transform = t["geometry_msgs/msg/Transform"]
@@ -197,25 +192,10 @@ class _Messages:
 
     def odometry(self, frame: Frame) -> Any:
         T = frame.T_world_base
-        qx, qy, qz, qw = (float(c) for c in matrix_to_quaternion(T[:3, :3]))
-        v, w = frame.v_base_mps, frame.omega_base_radps
-        return self.Odometry(
-            header=self.header(frame.stamp_ns, ODOM_FRAME),
-            child_frame_id=BASE_FRAME,
-            pose=self.PoseWithCovariance(
-                pose=self.Pose(
-                    position=self.Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
-                    orientation=self.Quaternion(x=qx, y=qy, z=qz, w=qw),
-                ),
-                covariance=np.diag(_POSE_VAR).reshape(-1),
-            ),
-            twist=self.TwistWithCovariance(
-                twist=self.Twist(
-                    linear=self.Vector3(x=float(v[0]), y=float(v[1]), z=float(v[2])),
-                    angular=self.Vector3(x=float(w[0]), y=float(w[1]), z=float(w[2])),
-                ),
-                covariance=np.diag(_TWIST_VAR).reshape(-1),
-            ),
+        return odometry_message(
+            self.ts.types, self.header(frame.stamp_ns, ODOM_FRAME), BASE_FRAME, T[:3, 3],
+            matrix_to_quaternion(T[:3, :3]), frame.v_base_mps, frame.omega_base_radps,
+            pose_covariance=np.diag(_POSE_VAR), twist_covariance=np.diag(_TWIST_VAR),
         )
 
     def lidar(self, frame: Frame) -> Any:
