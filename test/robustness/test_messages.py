@@ -31,25 +31,11 @@ from depth_ros.errors import InputError
 from depth_ros.ros.intake import FrameIntake, MessageGuard, Refused
 from depth_ros.ros.sync import StampOrder, StampPairer
 
+from doubles import RecordingLogger
+
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
 IMAGE_TOPIC, INFO_TOPIC = "/cam/image_raw", "/cam/camera_info"
-
-
-class RecordingLogger:
-    """An rclpy-logger double: keeps (level, text)."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-
-    def warning(self, text: str) -> None:
-        self.lines.append(("warning", text))
-
-    def error(self, text: str) -> None:
-        self.lines.append(("error", text))
-
-    def texts(self, level: str) -> list[str]:
-        return [t for lv, t in self.lines if lv == level]
 
 
 def msg_at(sec: int, nanosec: int, **fields: Any) -> SimpleNamespace:

@@ -14,6 +14,8 @@ from depth_ros.ros.intake import Refused
 from depth_ros.ros.params import DepthNodeConfig
 from depth_ros.ros.pose_node import PoseTracker
 
+from doubles import RecordingLogger
+
 NET_W, NET_H = 16, 12
 CAM_A = CameraModel.from_intrinsics(64, 48, 50.0, 50.0, 31.5, 23.5)
 CAM_B = CameraModel.from_intrinsics(96, 72, 80.0, 78.0, 50.0, 30.0)  # another size, focal and centre
@@ -141,20 +143,6 @@ def test_pose_tracker_resets_on_a_camera_change_with_the_reason() -> None:
     assert tracker.needs_reset(3 * S // 10, CAM_B) is None  # the new camera chains again
     # callers that do not pass a camera keep the old behaviour
     assert tracker.needs_reset(4 * S // 10) is None
-
-
-class RecordingLogger:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-
-    def info(self, text: str) -> None:
-        self.lines.append(("info", text))
-
-    def warning(self, text: str) -> None:
-        self.lines.append(("warning", text))
-
-    def error(self, text: str) -> None:
-        self.lines.append(("error", text))
 
 
 class PoseDouble:
