@@ -47,7 +47,10 @@ __all__ = [
 ]
 
 METADATA_KEY = "depth_ros.model_spec"
-SPEC_VERSION = 1
+#: Version 2 added the training camera beyond ``train_fx_px``: ``train_fy_px`` and the training
+#: image size before the resize (``train_image_width_px``, ``train_image_height_px``). A version 1
+#: spec loads with them None (unknown); a spec newer than this is refused.
+SPEC_VERSION = 2
 
 # -- bounds on an untrusted contract ---------------------------------------------------------
 # A spec comes from a model file, a sidecar or a checkpoint, i.e. from whoever made the model;
@@ -202,7 +205,16 @@ class ModelSpec:
             formula); False means "up to scale", a scale policy is needed for metres.
         scale_source: how the model got metric scale ("velocity_supervision", "metric_labels",
             "canonical_focal", "none").
-        train_fx_px: focal length (px, at input resolution) of the training camera, or None.
+        train_fx_px: horizontal focal length of the training camera in pixels *at the network
+            input* (after any training crop and the resize to input_width x input_height), or
+            None (unknown). A metric model's depth is corrected by the focal ratio on another
+            camera (:func:`depth_ros.core.scale.focal_ratio`).
+        train_fy_px: the vertical one, px at the network input, or None (unknown; then
+            ``train_fx_px`` stands for both).
+        train_image_width_px, train_image_height_px: size in pixels of the training images
+            before their resize to the network input (after any training crop), or None
+            (unknown: the input size itself). Their ratio is the trained aspect, which a run
+            on another camera crops or pads to (:mod:`depth_ros.core.aspect`). Both or neither.
         pose_convention: for pose networks, "T_tgt_src" (maps points of the source frame into
             the target frame) or "T_src_tgt".
         name: a human-readable model name.
@@ -225,6 +237,9 @@ class ModelSpec:
     metric: bool = False
     scale_source: str = "none"
     train_fx_px: float | None = None
+    train_fy_px: float | None = None
+    train_image_width_px: int | None = None
+    train_image_height_px: int | None = None
     pose_convention: Literal["T_tgt_src", "T_src_tgt"] = "T_tgt_src"
     name: str = "unnamed"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -267,17 +282,39 @@ class ModelSpec:
                 f"{self.output_kind} models take {expected_channels} input channels, spec says {self.input_channels}"
             )
         _check_choice("pose_convention", self.pose_convention, ("T_tgt_src", "T_src_tgt"))
-        if self.train_fx_px is not None:
-            fx = _check_real("train_fx_px", self.train_fx_px)
-            if not (math.isfinite(fx) and fx > 0):
-                raise ModelSpecError(f"train_fx_px must be a positive number, got {fx}")
-            object.__setattr__(self, "train_fx_px", fx)
+        self._check_training_camera()
         version = _check_int("version", self.version, 1, None)
         if version > SPEC_VERSION:
             raise ModelSpecError(
                 f"model spec version {version} is newer than this depth_ros understands ({SPEC_VERSION})"
             )
         object.__setattr__(self, "extra", _check_extra(self.extra))
+
+    def _check_training_camera(self) -> None:
+        """Types and ranges of the training camera fields (all optional)."""
+        for name in ("train_fx_px", "train_fy_px"):
+            value = getattr(self, name)
+            if value is not None:
+                f = _check_real(name, value)
+                if not (math.isfinite(f) and f > 0):
+                    raise ModelSpecError(f"{name} must be a positive number, got {f}")
+                object.__setattr__(self, name, f)
+        size = (self.train_image_width_px, self.train_image_height_px)
+        if (size[0] is None) != (size[1] is None):
+            raise ModelSpecError(
+                f"train_image_width_px and train_image_height_px go together, got {_show(size[0])} and {_show(size[1])}"
+            )
+        for name in ("train_image_width_px", "train_image_height_px"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _check_int(name, getattr(self, name), 1, 1 << 15))
+
+    @property
+    def train_aspect(self) -> float:
+        """Width / height of the images the network was trained on, before their resize (the
+        network input's own aspect when the spec does not record them)."""
+        if self.train_image_width_px is not None and self.train_image_height_px is not None:
+            return self.train_image_width_px / self.train_image_height_px
+        return self.input_width / self.input_height
 
     @property
     def is_depth(self) -> bool:

@@ -94,3 +94,46 @@ def test_unreadable_model_file(tmp_path: Path) -> None:
         load_model_spec(bad)
     with pytest.raises(FileNotFoundError):
         load_model_spec(tmp_path / "missing.onnx")
+
+
+# -- the training camera (spec version 2) ------------------------------------------------------
+_V1_SIDECAR = """\
+output_kind: depth_metric
+input_height: 128
+input_width: 384
+metric: true
+train_fx_px: 200.0
+version: 1
+name: old
+"""
+
+
+def test_version_1_spec_loads_with_the_new_camera_fields_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text(_V1_SIDECAR)
+    spec = ModelSpec.from_yaml(path)
+    assert spec.version == 1 and spec.train_fx_px == 200.0
+    assert (spec.train_fy_px, spec.train_image_width_px, spec.train_image_height_px) == (None, None, None)
+    assert spec.train_aspect == pytest.approx(384 / 128)  # unknown: the network input's own aspect
+
+
+def test_training_camera_round_trips_and_gives_the_trained_aspect() -> None:
+    spec = make_spec(train_fx_px=250.0, train_fy_px=125.0, train_image_width_px=640, train_image_height_px=480)
+    assert spec.version == 2
+    back = ModelSpec.from_json(spec.to_json())
+    assert back == spec and back.train_fy_px == 125.0
+    assert back.train_aspect == pytest.approx(4 / 3)  # not the 640x192 input's 10:3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train_fy_px": -1.0}, "train_fy_px must be a positive number"),
+        ({"train_fy_px": "300"}, "train_fy_px must be a number"),
+        ({"train_image_width_px": 640}, "go together"),
+        ({"train_image_width_px": 0, "train_image_height_px": 480}, "train_image_width_px must be an integer"),
+    ],
+)
+def test_bad_training_camera_is_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(ModelSpecError, match=message):
+        make_spec(**overrides)
