@@ -82,6 +82,13 @@ def frame(k: int, nanosec: int | None = None, image_nanosec: int | None = None, 
             (IMAGE, image(sec, ns if image_nanosec is None else image_nanosec))]
 
 
+def infer_records(tmp_path: Path, records: list[tuple[str, Any]], config: InferConfig | None = None) -> Any:
+    """``records`` written to ``tmp_path/in.mcap`` (:func:`write_bag`) and run through
+    ``infer_bag`` with the constant backend into ``tmp_path/out.mcap``; returns its summary."""
+    bag = write_bag(tmp_path / "in.mcap", records)
+    return infer_bag(bag, tmp_path / "out.mcap", ConstantBackend(), config if config is not None else InferConfig())
+
+
 def read(path: Path) -> dict[str, list[Any]]:
     from rosbags.highlevel import AnyReader
 
@@ -100,9 +107,8 @@ def stamp(msg: Any) -> int:
 def test_image_with_a_bad_stamp_is_skipped_and_the_run_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                                  overlap: bool) -> None:
     records = frame(0) + frame(1, image_nanosec=1_500_000_000) + frame(2)
-    bag = write_bag(tmp_path / "in.mcap", records)
     with caplog.at_level(logging.WARNING, logger="depth_ros.bag.infer"):
-        summary = infer_bag(bag, tmp_path / "out.mcap", ConstantBackend(), InferConfig(overlap=overlap))
+        summary = infer_records(tmp_path, records, InferConfig(overlap=overlap))
     assert (summary.frames_in, summary.frames_out) == (3, 2)
     # frame 1's camera_info waits for an image that never pairs: nothing else is skipped
     assert summary.skipped == {"bad_stamp": 1}
@@ -116,8 +122,7 @@ def test_image_with_a_bad_stamp_is_skipped_and_the_run_goes_on(tmp_path: Path, c
 
 def test_camera_info_with_a_bad_stamp_is_dropped_and_counted(tmp_path: Path) -> None:
     records = frame(0) + frame(1, info_nanosec=4_000_000_000) + frame(2)
-    bag = write_bag(tmp_path / "in.mcap", records)
-    summary = infer_bag(bag, tmp_path / "out.mcap", ConstantBackend(), InferConfig())
+    summary = infer_records(tmp_path, records)
     assert (summary.frames_in, summary.frames_out) == (3, 2)
     assert summary.skipped == {"missing_camera_info": 1}
     assert summary.messages_dropped == {INFO: 1}
@@ -126,9 +131,8 @@ def test_camera_info_with_a_bad_stamp_is_dropped_and_counted(tmp_path: Path) -> 
 
 def test_only_bad_stamps_is_a_one_line_bag_error_not_a_crash(tmp_path: Path) -> None:
     records = frame(0, nanosec=1_500_000_000) + frame(1, nanosec=1_600_000_000)
-    bag = write_bag(tmp_path / "in.mcap", records)
     with pytest.raises(BagError, match=r"no depth frame could be made from 2 image\(s\) .*2 bad_stamp"):
-        infer_bag(bag, tmp_path / "out.mcap", ConstantBackend(), InferConfig())
+        infer_records(tmp_path, records)
     assert not (tmp_path / "out.mcap").exists()
 
 
@@ -136,9 +140,8 @@ def test_only_bad_stamps_is_a_one_line_bag_error_not_a_crash(tmp_path: Path) -> 
 def test_duplicated_image_is_written_once_and_warned_once(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                           overlap: bool) -> None:
     records = frame(0) + frame(1) + [frame(1)[1], frame(1)[1]] + frame(2) + [frame(0)[1]]  # frame 1 thrice, 0 again late
-    bag = write_bag(tmp_path / "in.mcap", records)
     with caplog.at_level(logging.WARNING, logger="depth_ros.bag.infer"):
-        summary = infer_bag(bag, tmp_path / "out.mcap", ConstantBackend(), InferConfig(overlap=overlap))
+        summary = infer_records(tmp_path, records, InferConfig(overlap=overlap))
     assert (summary.frames_in, summary.frames_out) == (6, 3)
     assert summary.skipped == {"duplicate_stamp": 3}
     out = read(tmp_path / "out.mcap")
@@ -152,8 +155,7 @@ def test_duplicated_image_is_written_once_and_warned_once(tmp_path: Path, caplog
 def test_camera_info_with_absurd_focal_length_is_refused_and_no_far_point_is_written(tmp_path: Path) -> None:
     absurd = [1e-30, 0.0, 3.5, 0.0, 1e-30, 2.5, 0.0, 0.0, 1.0]
     records = frame(0) + frame(1, kk=absurd) + frame(2, kk=[6.0, 0.0, 1e12, 0.0, 6.0, 2.5, 0.0, 0.0, 1.0])
-    bag = write_bag(tmp_path / "in.mcap", records)
-    summary = infer_bag(bag, tmp_path / "out.mcap", ConstantBackend(), InferConfig())
+    summary = infer_records(tmp_path, records)
     assert (summary.frames_out, summary.skipped) == (1, {"bad_camera_info": 2})
     clouds = read(tmp_path / "out.mcap")["/cam/depth/points"]
     assert [stamp(c) for c in clouds] == [T0]
@@ -167,9 +169,8 @@ def test_skip_warning_is_one_printable_line(tmp_path: Path, caplog: pytest.LogCa
     records = frame(0)
     bad = frame(1)
     bad[1][1].encoding = "yuv\n\x1b[2J"
-    bag = write_bag(tmp_path / "in.mcap", records + bad)
     with caplog.at_level(logging.WARNING, logger="depth_ros.bag.infer"):
-        summary = infer_bag(bag, tmp_path / "out.mcap", ConstantBackend(), InferConfig())
+        summary = infer_records(tmp_path, records + bad)
     assert summary.skipped == {"unsupported_encoding": 1}
     texts = [r.getMessage() for r in caplog.records if "unsupported_encoding" in r.getMessage()]
     assert len(texts) == 2 and all("\n" not in t and "\x1b" not in t for t in texts), texts
