@@ -39,7 +39,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 from rclpy.node import Node
@@ -49,6 +49,7 @@ from depth_ros.pipeline import FramePipeline, FrameResult
 from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
 from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, decode_pair, frame_refusals, refusing_as
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
+from depth_ros.ros.runner import node_main
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
 
 __all__ = ["DepthNode", "DepthPipeline", "FrameOutput", "create_depth_node", "main", "make_depth_node_class"]
@@ -394,11 +395,8 @@ def create_depth_node(**kwargs: Any) -> Any:
     return DepthNode(**kwargs)
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """Entry point of ``depth_node``: exit code 0, or 1 on a configuration error."""
-    from depth_ros.ros.runner import run_nodes
-
-    return run_nodes(["depth"], args=args, program="depth_node")
+#: Entry point of ``depth_node``: exit code 0, or 1 on a configuration error.
+main = node_main("depth", "depth_node")
 
 
 if __name__ == "__main__":

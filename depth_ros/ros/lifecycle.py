@@ -22,12 +22,13 @@ its log); the node survives any message while active, as the plain node does.
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from depth_ros.errors import DepthRosError
 from depth_ros.ros.depth_node import DepthNode
+from depth_ros.ros.runner import node_main
 
 __all__ = ["LifecycleDepthNode", "create_lifecycle_depth_node", "main"]
 
@@ -75,11 +76,8 @@ def create_lifecycle_depth_node(**kwargs: Any) -> LifecycleDepthNode:
     return LifecycleDepthNode(**kwargs)
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """Entry point of ``depth_lifecycle_node``."""
-    from depth_ros.ros.runner import run_nodes
-
-    return run_nodes(["depth_lifecycle"], args=args, program="depth_lifecycle_node")
+#: Entry point of ``depth_lifecycle_node``: exit code 0, or 1 on a configuration error.
+main = node_main("depth_lifecycle", "depth_lifecycle_node")
 
 
 if __name__ == "__main__":

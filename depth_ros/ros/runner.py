@@ -11,20 +11,21 @@ is reported (exit code 1) naming the parameter. The nodes share a SingleThreaded
 callbacks never block; each node's work runs in its own worker thread); Ctrl-C shuts them down
 cleanly (exit code 0).
 
-:func:`run_nodes` is also the body of the ``depth_node`` and ``pose_node`` executables.
+:func:`run_nodes` is also the body of the node executables (``depth_node``,
+``depth_lifecycle_node``, ``pose_node``); :func:`node_main` makes such an entry point.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from depth_ros.errors import DepthRosError
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, PoseNodeConfig, config_from_mapping
 from depth_ros.ros.qos import OVERRIDE_PREFIX
 
-__all__ = ["add_arguments", "check_params_file", "run", "run_nodes"]
+__all__ = ["add_arguments", "check_params_file", "node_main", "run", "run_nodes"]
 
 
 NODE_NAMES = {"depth": "depth_node", "depth_lifecycle": "depth_node", "pose": "pose_node"}
@@ -218,6 +219,21 @@ def run_nodes(
 
 
 # -- CLI ----------------------------------------------------------------------------------
+def node_main(kind: str, program: str) -> Callable[[Sequence[str] | None], int]:
+    """The console entry point of one node executable: ``main(args=None)`` runs the node of
+    ``kind`` (a key of :data:`NODE_FACTORIES`) through :func:`run_nodes`, with ``program`` (the
+    executable's name) in its error messages. ``main`` returns the exit code: 0 after a clean
+    shutdown, 1 on a configuration error."""
+    if kind not in NODE_FACTORIES:
+        raise ValueError(f"unknown node kind {kind!r} (expected one of {sorted(NODE_FACTORIES)})")
+
+    def main(args: Sequence[str] | None = None) -> int:
+        return run_nodes([kind], args=args, program=program)
+
+    main.__doc__ = f"Entry point of ``{program}``: exit code 0, or 1 on a configuration error."
+    return main
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "--params-file", dest="params_file", metavar="YAML",
                         help="ROS 2 params file (e.g. config/depth.yaml); checked before start")
