@@ -16,6 +16,11 @@ Outputs, for an input image topic ``<ns>/<name>`` (e.g. ``/camera/image_raw``):
 * ``<ns>/depth/camera_info``: the camera_info of the depth image (camera resolution)
 * ``<ns>/depth/points``: sensor_msgs/PointCloud2, organized xyz (or xyzrgb), optical frame
 * ``<ns>/depth/info``: depth_ros/msg/DepthInfo, how the depth was made
+* ``<ns>/odom``: nav_msgs/Odometry, with a pose model (``pose_model``): the pose node's visual
+  odometry (:class:`depth_ros.pose_pipeline.PosePipeline`, the node's code and defaults): pose of
+  the camera (child frame = the image's frame_id, or ``PoseConfig.camera_frame``) in
+  ``PoseConfig.odom_frame`` (the camera at the first frame after a reset), twist in the camera
+  frame; metric when the pose model is, else up to scale
 * the input image, camera_info, LiDAR and ``/tf_static`` topics, copied byte for byte.
 
 Every output copies the input image's header (stamp and frame_id) and is logged at the input
@@ -45,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from depth_ros.bag.infer_runner import network_on_gpu, run_overlapped, run_sequential
 from depth_ros.bag.infer_stages import InferStages, copyable_topics, work_items
 from depth_ros.bag.infer_summary import SKIP_REASONS, STAGES, InferSummary, SkipLog
+from depth_ros.bag.odometry_msg import ODOMETRY_TYPE
 from depth_ros.bag.reader import TF_STATIC_TOPIC, BagReader, camera_namespace, select_camera_topics, select_lidar_topic
 from depth_ros.bag.tf import StaticTransforms
 from depth_ros.bag.typestore import DEPTH_INFO_TYPE, output_typestore
@@ -52,6 +58,7 @@ from depth_ros.bag.writer import BagWriter, check_not_input, check_output_path
 from depth_ros.core.postprocess import DepthPostprocessor
 from depth_ros.core.scale import ScaleConfig
 from depth_ros.errors import BagError, DepthRosError, ModelError
+from depth_ros.pose_pipeline import PoseConfig, PosePipeline, check_pose_kind
 from depth_ros.pipeline import (
     SYNC_TOLERANCE_MS,
     FrameConfig,
@@ -127,6 +134,8 @@ class InferConfig:
             (a .db3 output is always written from one thread).
         copy_inputs: copy the input image, camera_info, LiDAR and /tf_static topics.
         compression: None or "zstd" for the output storage.
+        pose: the visual odometry's options when a pose model is given (the pose node's
+            ``max_gap_s``, ``odom_frame``, ``camera_frame``, with its defaults).
     """
 
     image_topic: str | None = None
@@ -150,6 +159,7 @@ class InferConfig:
     overlap: bool | None = None
     copy_inputs: bool = True
     compression: str | None = None
+    pose: PoseConfig = PoseConfig()
 
     def __post_init__(self) -> None:
         frame = self.frame if self.frame is not None else FrameConfig()
@@ -183,12 +193,17 @@ class InferConfig:
             raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
         if self.compression not in (None, "zstd"):
             raise ValueError(f"compression must be None or 'zstd', got {self.compression!r}")
+        if not isinstance(self.pose, PoseConfig):
+            raise ValueError(f"pose must be a PoseConfig, got {type(self.pose).__name__}")
 
 
-def output_topics(image_topic: str, config: InferConfig) -> dict[str, str]:
-    """Output role -> topic name for an input image topic (see the module docstring)."""
+def output_topics(image_topic: str, config: InferConfig, odometry: bool = False) -> dict[str, str]:
+    """Output role -> topic name for an input image topic (see the module docstring);
+    ``odometry``: a pose model runs too."""
     depth_ns = f"{camera_namespace(image_topic)}/depth"
     topics = {"depth": f"{depth_ns}/image", "camera_info": f"{depth_ns}/camera_info", "info": f"{depth_ns}/info"}
+    if odometry:
+        topics["odom"] = f"{camera_namespace(image_topic)}/odom"
     if config.cloud:
         topics["points"] = f"{depth_ns}/points"
     if config.depth_16uc1:
@@ -202,6 +217,7 @@ _OUTPUT_TYPES = {
     "camera_info": "sensor_msgs/msg/CameraInfo",
     "points": "sensor_msgs/msg/PointCloud2",
     "info": DEPTH_INFO_TYPE,
+    "odom": ODOMETRY_TYPE,
 }
 
 
@@ -222,7 +238,11 @@ def _backend_options(config: InferConfig) -> dict[str, Any]:
     return options
 
 
-def _load_backend(model: "InferenceBackend | str | Path", config: InferConfig) -> "InferenceBackend":
+def _load_backend(model: "InferenceBackend | str | Path", config: InferConfig, what: str = "model",
+                  check_kind: Callable[["ModelSpec"], None] = check_depth_kind) -> "InferenceBackend":
+    """A backend for a model file (its kind checked by ``check_kind`` from the spec, before the
+    weights load), or ``model`` itself when it is a loaded backend. ``what`` names the file in
+    errors ("model", "pose model")."""
     backend = config.backend
     if isinstance(model, (str, Path)):
         from depth_ros.inference.backend import create_backend
@@ -231,17 +251,31 @@ def _load_backend(model: "InferenceBackend | str | Path", config: InferConfig) -
 
         path = Path(model)
         if not path.is_file():
-            raise ModelError(f"model file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+            raise ModelError(f"{what} file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
         if path.suffix.lower() == ".onnx":
-            check_depth_kind(load_model_spec(path))  # the clearest message, before loading weights
+            check_kind(load_model_spec(path))  # the clearest message, before loading weights
         try:
             return create_backend(path, backend=backend, **_backend_options(config))
         except DepthRosError:
             raise
         except Exception as exc:  # a runtime's own error on a damaged file
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {text})") from None
+            raise ModelError(f"{path}: cannot load the {what} ({type(exc).__name__}: {text})") from None
     return model
+
+
+def _pose_pipeline(pose_model: "InferenceBackend | str | Path", config: InferConfig) -> PosePipeline:
+    """The pose node's step on ``pose_model`` (a file or a loaded pose backend).
+
+    Raises:
+        ModelError: missing or unloadable file, or not a pose_6dof model (one line).
+    """
+    who = "depth-ros infer --pose-model"
+    backend = _load_backend(pose_model, config, "pose model", lambda spec: check_pose_kind(spec, who))
+    pipeline = PosePipeline(backend, config.pose, who=who)
+    if not pipeline.spec.metric:
+        _log.warning("pose model '%s' is not metric: the odometry's translation is up to scale", pipeline.spec.name)
+    return pipeline
 
 
 def _check_depth_model(backend: "InferenceBackend") -> "ModelSpec":
@@ -283,6 +317,7 @@ def infer_bag(
     *,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    pose_model: "InferenceBackend | str | Path | None" = None,
 ) -> InferSummary:
     """Run depth inference over a bag's camera stream and write the results to an MCAP.
 
@@ -293,6 +328,8 @@ def infer_bag(
         config: options (defaults: automatic topics, cloud on, auto scale).
         progress: called with the number of images handled after each one.
         on_start: called once with the number of images that will be handled.
+        pose_model: a pose_6dof model (file or loaded backend): also write its visual
+            odometry (``<ns>/odom``, see the module docstring), frame by frame as the pose node.
 
     Returns:
         The :class:`InferSummary`.
@@ -301,8 +338,8 @@ def infer_bag(
         BagError: the input cannot be read (missing, truncated, corrupt, topics absent or
             ambiguous), the output cannot be written, or not one frame could be processed;
             no output file is left.
-        ModelError: the model is not a depth model or does not run on its spec'd input;
-            raised before any frame is read.
+        ModelError: the model is not a depth model (or ``pose_model`` not a pose model) or
+            does not run on its spec'd input; raised before any frame is read.
     """
     config = config or InferConfig()
     in_path, out_path = Path(in_path), Path(out_path)
@@ -314,12 +351,16 @@ def infer_bag(
         _check_depth_model(backend)  # create_backend ran the contract check for a model file
     assert config.frame is not None  # set by InferConfig.__post_init__
     frames = FramePipeline(backend, config.frame, has_sparse=config.lidar_topic is not None, contract_checked=True)
+    pose = _pose_pipeline(pose_model, config) if pose_model is not None else None
     spec = frames.spec
     started = time.perf_counter()
     summary = InferSummary(
         input_path=str(in_path), output_path=str(out_path), model=spec.name,
         output_kind=spec.output_kind, backend=backend.name,
     )
+    if pose is not None:
+        summary.pose_model = pose.spec.name
+        summary.timing_s["pose"] = 0.0
     skips = SkipLog()
     typestore = output_typestore()
     with BagReader(in_path, default_typestore=typestore) as reader:
@@ -330,7 +371,7 @@ def infer_bag(
         lidar_topic = select_lidar_topic(topics_in, config.lidar_topic, source=str(in_path)) if config.lidar_topic else None
         static_tf = reader.static_transforms() if lidar_topic else StaticTransforms()
         summary.image_topic, summary.camera_info_topic, summary.lidar_topic = image_topic, info_topic, lidar_topic
-        out_topics = output_topics(image_topic, config)
+        out_topics = output_topics(image_topic, config, odometry=pose is not None)
         total = topics_in[image_topic].count
         if config.max_frames is not None:
             total = min(total, config.max_frames)
@@ -350,7 +391,7 @@ def infer_bag(
             for role, topic in out_topics.items():
                 writer.add_topic(topic, _OUTPUT_TYPES[role])
             summary.output_topics = sorted(set(out_topics.values()) | set(copied))
-            pipeline = InferStages(frames, config, writer, out_topics, static_tf, summary, skips, progress)
+            pipeline = InferStages(frames, config, writer, out_topics, static_tf, summary, skips, progress, pose)
             # sqlite3 connections belong to the thread that opened them: .db3 output runs in one thread
             overlap = config.overlap if config.overlap is not None else network_on_gpu(backend)
             summary.overlapped = overlap and out_path.suffix == ".mcap"

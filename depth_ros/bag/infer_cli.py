@@ -3,6 +3,12 @@
 Example::
 
     depth-ros infer in.mcap -o out.mcap --model model.onnx --scale lidar --lidar-topic /lidar/points
+    depth-ros infer in.mcap -o out.mcap --model depth.onnx --pose-model pose.onnx   # + <ns>/odom
+
+With ``--pose-model``, the pose node's visual odometry is written too (nav_msgs/Odometry on
+``<ns>/odom``, :class:`depth_ros.pose_pipeline.PosePipeline`: the node's code and defaults;
+``--pose-max-gap`` is its ``max_gap_s``), so ``depth-ros-train eval --pred`` can score its
+trajectory (ATE / RPE) without recording the live node.
 
 The frame flags (range, scale policy and its fields, cloud, encoding) are generated from
 :class:`depth_ros.pipeline.FrameConfig`: the depth node's parameters of the same names (``-``
@@ -23,7 +29,7 @@ from typing import Any
 
 from depth_ros.errors import DepthRosError
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_pose_arguments", "pose_config_from_args", "run"]
 
 #: Older spellings of the frame flags, kept as aliases of the generated ones.
 FRAME_FLAG_ALIASES: dict[str, tuple[str, ...]] = {
@@ -85,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("in_bag", metavar="IN_BAG", help="input rosbag2: .mcap or .db3 file, or a bag directory")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.mcap", help="output MCAP file (written atomically)")
     parser.add_argument("--model", required=True, metavar="M.onnx", help="model file (.onnx with its spec, or a checkpoint)")
+    add_pose_arguments(parser)
     from depth_ros.inference.backend import BACKEND_CHOICES  # numpy only: cheap at --help time
 
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="inference backend (default: auto)")
@@ -104,6 +111,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_frame_arguments(parser)
+
+
+def add_pose_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--pose-model`` and ``--pose-max-gap`` (shared by ``depth-ros infer`` and ``depth-ros-train eval``)."""
+    from depth_ros.pose_pipeline import PoseConfig
+
+    parser.add_argument("--pose-model", metavar="P.onnx",
+                        help="pose_6dof model: also write its visual odometry (<ns>/odom), as the pose node computes it")
+    parser.add_argument("--pose-max-gap", type=float, default=PoseConfig.max_gap_s, metavar="S",
+                        help=f"with --pose-model: frames further apart reset the odometry, seconds (default {PoseConfig.max_gap_s:g}: the pose node's max_gap_s)")
+
+
+def pose_config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~depth_ros.pose_pipeline.PoseConfig` of the parsed flags (ValueError on a bad value)."""
+    from depth_ros.pose_pipeline import PoseConfig
+
+    return PoseConfig(max_gap_s=args.pose_max_gap)
 
 
 def frame_config_from_args(args: argparse.Namespace) -> Any:
@@ -144,6 +168,7 @@ def config_from_args(args: argparse.Namespace) -> "Any":
             backend=args.backend,
             threads=args.threads,
             compression=None if args.compression == "none" else args.compression,
+            pose=pose_config_from_args(args),
         )
     except (ValueError, OverflowError) as exc:
         raise DepthRosError(f"bad option: {exc}") from None
@@ -171,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         # log records go through tqdm.write while the bar is shown, so they do not tear it
         with logging_redirect_tqdm():
-            summary = infer_bag(args.in_bag, args.output, args.model, config, progress=progress, on_start=on_start)
+            summary = infer_bag(args.in_bag, args.output, args.model, config, progress=progress, on_start=on_start,
+                                pose_model=args.pose_model)
     finally:
         if bar is not None:
             bar.close()

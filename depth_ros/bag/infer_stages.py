@@ -19,15 +19,17 @@ import numpy as np
 
 from depth_ros import msgconv
 from depth_ros.bag.infer_summary import InferSummary, SkipLog
+from depth_ros.bag.odometry_msg import odometry_message
 from depth_ros.bag.reader import COMPRESSED_IMAGE_TYPE, TF_STATIC_TOPIC, BagMessage, BagReader
 from depth_ros.bag.sync import FrameSynchronizer, SyncedFrame
 from depth_ros.bag.tf import StaticTransforms
 from depth_ros.bag.typestore import output_typestore
 from depth_ros.bag.writer import BagWriter
 from depth_ros.core.camera import CameraModel
-from depth_ros.errors import BagError, InputError
+from depth_ros.errors import BagError, InputError, one_line
 from depth_ros.msgbuild import MessageBuilder
 from depth_ros.pipeline import FramePipeline, FrameRefused, FrameResult
+from depth_ros.pose_pipeline import PosePipeline, PoseStep
 
 __all__ = ["InferStages", "copyable_topics", "work_items"]
 
@@ -77,9 +79,13 @@ class _Ready:
 
 @dataclass
 class _Inferred:
+    """A frame after the network(s): depth outputs, and the pose step (or why there is none)
+    when a pose model runs."""
+
     ready: _Ready
     outputs: dict[str, np.ndarray]
     inference_ms: float
+    pose: PoseStep | FrameRefused | None = None
 
 
 _WorkItem = Union[_Copy, _Skip, _Ready, _Inferred]
@@ -87,8 +93,9 @@ _WorkItem = Union[_Copy, _Skip, _Ready, _Inferred]
 
 class InferStages:
     """Per-frame work of :func:`infer_bag` in three stages around the frame pipeline:
-    :meth:`prepare` (decode + preprocess), :meth:`infer` (the network), :meth:`finish`
-    (postprocess, cloud, write).
+    :meth:`prepare` (decode + preprocess), :meth:`infer` (the network, and the pose network
+    on the frame and its predecessor when ``pose`` is given), :meth:`finish` (postprocess,
+    cloud, write).
 
     Each stage keeps its own timer in ``summary.timing_s``; when the stages overlap (see
     :func:`~depth_ros.bag.infer_runner.run_overlapped`) the timers add up to more than the
@@ -105,8 +112,10 @@ class InferStages:
         summary: InferSummary,
         skips: SkipLog,
         progress: Callable[[int], None] | None = None,
+        pose: PosePipeline | None = None,
     ) -> None:
         self.frames = frames
+        self.pose = pose
         self.progress = progress
         self.config = config
         self.writer = writer
@@ -114,7 +123,9 @@ class InferStages:
         self.static_tf = static_tf
         self.summary = summary
         self.skips = skips
-        self.build = MessageBuilder.for_typestore(output_typestore())
+        typestore = output_typestore()
+        self.build = MessageBuilder.for_typestore(typestore)
+        self.types = typestore.types  # the odometry's classes (nav_msgs, geometry_msgs)
         self._lidar_T: dict[tuple[str, str], np.ndarray] = {}
 
     # stage helpers ---------------------------------------------------------------------
@@ -166,7 +177,19 @@ class InferStages:
             return item
         outputs, inference_ms = self.frames.infer(item.tensor, where=f"the frame at stamp {item.frame.stamp_ns} ns")
         self.summary.timing_s["backend"] += inference_ms * 1e-3
-        return _Inferred(item, outputs, inference_ms)
+        return _Inferred(item, outputs, inference_ms, self._pose_step(item))
+
+    def _pose_step(self, item: _Ready) -> PoseStep | FrameRefused | None:
+        """The pose node's step on a frame (in bag order: the network stage is one thread)."""
+        if self.pose is None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            return self.pose.process(item.frame.stamp_ns, item.rgb, item.camera, item.frame.info.msg)
+        except FrameRefused as refused:
+            return refused
+        finally:
+            self.summary.timing_s["pose"] += time.perf_counter() - t0
 
     def finish(self, item: _WorkItem) -> None:
         """Postprocess, build the cloud and write (stage 3); copies and skips are recorded here
@@ -183,6 +206,8 @@ class InferStages:
             raise TypeError(f"unexpected work item {type(item).__name__}")
         timing = self.summary.timing_s
         ready, frame = item.ready, item.ready.frame
+        if item.pose is not None:
+            self._write_odometry(frame, item.pose)  # the pose node publishes whatever the depth node makes of the frame
         t0 = time.perf_counter()
         try:
             result = self.frames.postprocess(item.outputs, ready.rgb, ready.camera, ready.sparse_cam, item.inference_ms)
@@ -203,6 +228,31 @@ class InferStages:
         self.summary.scale_sources[source] = self.summary.scale_sources.get(source, 0) + 1
         if self.progress is not None:
             self.progress(1)
+
+    def _write_odometry(self, frame: SyncedFrame[_Item], step: PoseStep | FrameRefused) -> None:
+        """Write the frame's odometry, or count (and log once per reason) why there is none."""
+        summary = self.summary
+        if isinstance(step, FrameRefused):
+            if step.reason not in summary.pose_skipped:
+                _log.warning("no odometry for the frame at stamp %d ns: %s: %s (further ones are counted)",
+                             frame.stamp_ns, step.reason, one_line(str(step)))
+            summary.pose_skipped[step.reason] = summary.pose_skipped.get(step.reason, 0) + 1
+            return
+        if step.reset is not None and step.reset != "first frame":
+            _log.info("odometry reset at stamp %d ns: %s", frame.stamp_ns, step.reset)
+            summary.odometry_resets += 1
+        assert self.pose is not None
+        t0 = time.perf_counter()
+        header = frame.image.msg.header
+        fields = step.odometry()
+        msg = odometry_message(
+            self.types, self.build.header_at(step.stamp_ns, self.pose.config.odom_frame),
+            self.pose.config.child_frame(str(header.frame_id)), fields.position_m, fields.orientation_xyzw,
+            fields.linear_mps, fields.angular_radps,
+        )
+        self.writer.write(self.topics["odom"], msg, frame.image.raw.log_time_ns)
+        summary.timing_s["write"] += time.perf_counter() - t0
+        summary.odometry_out += 1
 
     def _skipped(self, frame: SyncedFrame[_Item], reason: str, detail: str) -> None:
         if reason == "bad_stamp":  # no stamp to name: the frame's log time instead

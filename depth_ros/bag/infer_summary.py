@@ -43,6 +43,13 @@ class InferSummary:
             ``overlapped``: they then add up to more than ``wall_s``).
         scale_sources: DepthInfo.scale_source -> frames.
         messages_dropped: topic -> camera_info / LiDAR messages dropped for an invalid stamp.
+        pose_model: the pose model's name when one ran ("" otherwise); its time is
+            ``timing_s["pose"]``.
+        odometry_out: odometry messages written (one per frame the pose model could use).
+        odometry_resets: times the odometry restarted after the first frame (gap, stamp back,
+            camera change), as the pose node's warnings.
+        pose_skipped: reason -> frames whose odometry was not written (the pose network's
+            input or output refused), the depth of those frames not affected.
     """
 
     input_path: str
@@ -63,6 +70,10 @@ class InferSummary:
     messages_dropped: dict[str, int] = field(default_factory=dict)
     bytes_written: int = 0
     overlapped: bool = False
+    pose_model: str = ""
+    odometry_out: int = 0
+    odometry_resets: int = 0
+    pose_skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def frames_skipped(self) -> int:
@@ -87,7 +98,8 @@ class InferSummary:
         """A few human-readable lines (the CLI prints them)."""
         per_frame = max(self.frames_out, 1)
         timing = f"wall {self.wall_s / per_frame * 1e3:.1f}; stages" + (" (overlapping)" if self.overlapped else "")
-        timing += ": " + ", ".join(f"{s} {self.timing_s.get(s, 0.0) / per_frame * 1e3:.1f}" for s in STAGES)
+        stages = STAGES + (("pose",) if "pose" in self.timing_s else ())
+        timing += ": " + ", ".join(f"{s} {self.timing_s.get(s, 0.0) / per_frame * 1e3:.1f}" for s in stages)
         lines = [
             f"wrote {self.output_path}: {self.frames_out} depth frames from {self.frames_in} images "
             f"({self.frames_skipped} skipped) in {self.wall_s:.2f} s, {self.fps:.1f} FPS",
@@ -97,6 +109,10 @@ class InferSummary:
             f"scale source: {self.scale_source or 'n/a'}",
             f"  ms per frame: {timing}",
         ]
+        if self.pose_model:
+            lines.append(f"  odometry of pose model {self.pose_model}: {self.odometry_out} poses, "
+                         f"{self.odometry_resets} reset(s)"
+                         + "".join(f", {n} not written ({r})" for r, n in sorted(self.pose_skipped.items())))
         for reason, count in sorted(self.skipped.items()):
             lines.append(f"  skipped {count}: {reason} ({SKIP_REASONS.get(reason, reason)})")
         for topic, count in sorted(self.messages_dropped.items()):
