@@ -173,6 +173,22 @@ class Rig:
         self.sent_ns[stamp_ns] = time.monotonic_ns()
         self.img_pub.publish(img)
 
+    def warm_up(self) -> int:
+        """Send frames (0.1 s of stamps apart, from 1 s) until one depth image comes back:
+        discovery both ways, the backend's first-run allocations. Returns the last stamp sent."""
+        t = 1 * S
+        while not self.depth_recv_ns:
+            t += S // 10
+            self.send(t)
+            self.spin_for(0.2)
+        return t
+
+    def wait_for_meta(self, stamp_ns: int, timeout_s: float = 10.0) -> None:
+        """Spin until the DepthInfo of ``stamp_ns`` is in, or ``timeout_s`` has passed."""
+        deadline = time.monotonic() + timeout_s
+        while stamp_ns not in self.meta and time.monotonic() < deadline:
+            self.spin_for(0.05)
+
     def node_rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -202,15 +218,41 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"median": round(float(np.median(a)), 3), "p90": round(float(np.percentile(a, 90)), 3), "n": int(a.size)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--rate-hz", type=float, default=5.0)
+def add_rig_arguments(parser: argparse.ArgumentParser, rate_hz: float) -> None:
+    """The options of a node bench's :class:`Rig` and input: --rate-hz (default ``rate_hz``),
+    --width/--height of the images (640x480), --model (default: a generated one), --cloud."""
+    parser.add_argument("--rate-hz", type=float, default=rate_hz)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--dispnet", action="store_true", help="export and run DispNet ResNet-18 at 640x192 (needs torch)")
     parser.add_argument("--cloud", action="store_true", help="subscribe to depth/points (the node builds clouds)")
+
+
+def result_head(bench: str, args: argparse.Namespace, model: Path) -> dict[str, Any]:
+    """The first fields of a node bench's JSON result: which bench, image, model, cloud, rate."""
+    return {
+        "bench": bench,
+        "image": f"{args.width}x{args.height} rgb8",
+        "model": Path(model).name,
+        "cloud_subscribed": bool(args.cloud),
+        "rate_hz": args.rate_hz,
+    }
+
+
+def print_result(result: dict[str, Any], node_exit_code: int) -> int:
+    """Print a node bench's JSON result with a note on the figures and the node's exit code
+    added; returns 0 (the bench's own exit code: a node that exited badly is reported, not raised)."""
+    result["note"] = "noisy (shared machine)"
+    result["node_exit_code"] = node_exit_code
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60)
+    add_rig_arguments(parser, rate_hz=5.0)
+    parser.add_argument("--dispnet", action="store_true", help="export and run DispNet ResNet-18 at 640x192 (needs torch)")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="depth_ros_bench_"))
@@ -223,11 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     rig = Rig(model, args.width, args.height, args.cloud, tmp)
     try:
         # Warm-up until frames flow both ways (discovery, onnxruntime first-run allocations).
-        t = 1 * S
-        while not rig.depth_recv_ns:
-            t += S // 10
-            rig.send(t)
-            rig.spin_for(0.2)
+        t = rig.warm_up()
         for _ in range(5):
             t += S // 10
             rig.send(t)
@@ -241,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.monotonic()
             rig.send(t)
             rig.spin_for(max(0.0, period - (time.monotonic() - start)))
-        deadline = time.monotonic() + 10
-        while (stamps[-1] not in rig.meta) and time.monotonic() < deadline:
-            rig.spin_for(0.05)
+        rig.wait_for_meta(stamps[-1])
         e2e, node_ms, inf_ms = [], [], []
         for s in stamps:
             if s in rig.depth_recv_ns and s in rig.meta:
@@ -255,11 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         med_inf = float(np.median(inf_ms)) if inf_ms else float("nan")
         med_over = float(np.median(overhead)) if overhead else float("nan")
         result = {
-            "bench": "node_latency",
-            "image": f"{args.width}x{args.height} rgb8",
-            "model": Path(model).name,
-            "cloud_subscribed": bool(args.cloud),
-            "rate_hz": args.rate_hz,
+            **result_head("node_latency", args, model),
             "frames_sent": len(stamps),
             "frames_received": len(e2e),
             "frames_dropped": int(rig.meta[max(rig.meta)].frames_dropped) if rig.meta else None,
@@ -271,13 +303,10 @@ def main(argv: list[str] | None = None) -> int:
             "transport_ms": _stats(transport),
             "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", ""),
             "fastdds_profiles_file": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
-            "note": "noisy (shared machine)",
         }
     finally:
         exit_code = rig.close()
-    result["node_exit_code"] = exit_code
-    print(json.dumps(result, indent=2))
-    return 0
+    return print_result(result, exit_code)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ rgb8 images + camera_infos at ``rate_hz``. Reported (JSON on stdout):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,17 +27,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_node_latency import S, Rig, _stats, conv_depth_model  # noqa: E402
+from bench_node_latency import S, Rig, _stats, add_rig_arguments, conv_depth_model, print_result, result_head  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration-s", type=float, default=120.0)
-    parser.add_argument("--rate-hz", type=float, default=30.0)
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--cloud", action="store_true")
+    add_rig_arguments(parser, rate_hz=30.0)
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="depth_ros_soak_"))
@@ -46,11 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     rig = Rig(model, args.width, args.height, args.cloud, tmp)
     rss: list[tuple[float, int]] = []
     try:
-        t = 1 * S
-        while not rig.depth_recv_ns:  # warm-up: discovery both ways
-            t += S // 10
-            rig.send(t)
-            rig.spin_for(0.2)
+        rig.warm_up()  # discovery both ways
         # the node's counters run from its start: subtract what the warm-up left in them
         warm = max(rig.meta.values(), key=lambda m: m.frames_received)
         base_received, base_dropped = int(warm.frames_received), int(warm.frames_dropped)
@@ -70,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 next_rss = now + 1.0
             rig.spin_for(max(0.0, start + (i + 1) * period - time.monotonic()))
         elapsed = time.monotonic() - start
-        deadline = time.monotonic() + 10
-        last = stamps[-1]
-        while last not in rig.meta and time.monotonic() < deadline:
-            rig.spin_for(0.05)
+        rig.wait_for_meta(stamps[-1])
         rss.append((time.monotonic() - start, rig.node_rss_kb()))
         got = sorted(s for s in stamps if s in rig.meta)
         node_ms = [rig.meta[s].latency_ms for s in got]
@@ -84,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         received = int(final.frames_received) - base_received if final else None
         dropped = int(final.frames_dropped) - base_dropped if final else None
         result = {
-            "bench": "node_soak",
-            "image": f"{args.width}x{args.height} rgb8",
-            "model": Path(model).name,
-            "cloud_subscribed": bool(args.cloud),
-            "rate_hz": args.rate_hz,
+            **result_head("node_soak", args, model),
             "duration_s": round(elapsed, 1),
             "achieved_input_hz": round(len(stamps) / elapsed, 2),
             "frames_sent": len(stamps),
@@ -105,13 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             "node_ms_last_quarter": _stats(last_q),
             "latency_trend_ratio": round(float(np.median(last_q)) / float(np.median(first)), 3) if got else None,
             "inference_ms": _stats([rig.meta[s].inference_ms for s in got]),
-            "note": "noisy (shared machine)",
         }
     finally:
         code = rig.close()
-    result["node_exit_code"] = code
-    print(json.dumps(result, indent=2))
-    return 0
+    return print_result(result, code)
 
 
 if __name__ == "__main__":
