@@ -4,10 +4,13 @@ Examples::
 
     depth-ros-train eval --model a.onnx --model b.onnx run1.mcap run2.mcap -o eval_out
     depth-ros-train eval --pred run1_depth.mcap run1.mcap --truth-topic /lidar/points
+    depth-ros-train eval --model depth.onnx --pose-model pose.onnx run1.mcap   # + ATE / RPE
 
 The models run through ``depth-ros infer``'s pipeline (the nodes' preprocess, backend,
 postprocess and scale policy). Prints the models side by side, writes ``summary.json``,
-``frames.csv`` and PNG plots (:mod:`.plots`) under ``--output-dir``. User errors are one line on stderr and exit code 1.
+``frames.csv`` and PNG plots (:mod:`.plots`) under ``--output-dir``. ``--pose-model`` (one,
+shared by every ``--model``) also runs the pose node's visual odometry in each model run and
+reports its ATE / RPE against the truth bag's odometry (the same figures under every model). User errors are one line on stderr and exit code 1.
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``eval`` flags (one per :class:`~depth_ros_training.eval.evaluate.EvalConfig` field users set)."""
     parser.add_argument("bags", nargs="+", metavar="BAG", help="truth bags: .mcap / .db3 file or bag directory")
     parser.add_argument("--model", action="append", default=[], metavar="M", help="model to evaluate (.onnx with its spec, or a checkpoint); repeat for several")
+    from depth_ros.bag.infer_cli import add_pose_arguments
+
+    add_pose_arguments(parser)
     parser.add_argument("--pred", action="append", default=[], metavar="PRED.mcap", help="depth written by `depth-ros infer`, one per BAG in order (instead of --model)")
     parser.add_argument("-o", "--output-dir", default="eval_results", metavar="DIR", help="where summary.json and frames.csv go (default: eval_results)")
     parser.add_argument("--truth-topic", metavar="T", help="truth: depth Image (32FC1 m / 16UC1 mm) or PointCloud2 topic (default: the only one)")
@@ -54,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Any:
     """An :class:`EvalConfig` from the parsed flags (a bad value -> one-line DepthRosError)."""
     from depth_ros.bag.infer import parse_scale
+    from depth_ros.bag.infer_cli import pose_config_from_args
 
     from depth_ros_training.eval.evaluate import EvalConfig
 
@@ -67,9 +74,25 @@ def config_from_args(args: argparse.Namespace) -> Any:
             pred_topic=args.pred_topic, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
             lidar_topic=args.lidar_topic, scale=args.scale, backend=args.backend, threads=args.threads,
             range_edges_m=edges, boundary=not args.no_boundary, flicker=not args.no_flicker,
+            pose_model=args.pose_model, pose=pose_config_from_args(args),
         )
     except (ValueError, OverflowError) as exc:
         raise DepthRosError(f"bad option: {exc}") from None
+
+
+def _odometry_line(odometry: dict[str, Any] | None) -> str:
+    """The odometry part of a bag's line: its ATE / RPE, or why there is none."""
+    if not odometry:
+        return ""
+    if "error" in odometry:
+        return f"; no odometry error: {odometry['error']}"
+    se3, sim3 = odometry["se3"], odometry["sim3"]
+    text = (f"; odometry {odometry['topic']} vs {odometry['reference']} ({odometry['matched']} poses, "
+            f"{odometry['path_length_m']:.2f} m): ATE {se3['ate']['rmse_m']:.4f} m (se3), "
+            f"{sim3['ate']['rmse_m']:.4f} m (sim3, scale {sim3['ate']['scale']:.3f})")
+    if se3["rpe"]:
+        text += f", RPE {se3['rpe']['translation_pct']:.2f} % {se3['rpe']['rotation_deg_per_m']:.3f} deg/m"
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                     line += f"; {frames['all_nan_predictions']} predictions NaN everywhere"
                 if bag.get("flicker_note"):
                     line += f"; no flicker: {bag['flicker_note']}"
-                print(line)
+                print(line + _odometry_line(bag.get("odometry")))
         plots = [p.name for k, p in paths.items() if k not in ("summary", "frames")]
         print(f"wrote {paths['summary']}, {paths['frames'].name}" + (f" and the plots {', '.join(plots)}" if plots else " (no plots)"))
     return 0 if all(math.isfinite(r.summary["median"]["abs_rel"]) for r in reports) else 1

@@ -21,8 +21,13 @@ median(truth) / median(prediction), Depth Pro's boundary F1 (dense truth only,
 ``/tf_static``), and, with ``mask_topic``, Depth Pro's boundary recall against an object mask. Aggregates are the mean over frames of the per-frame values (the KITTI /
 monodepth2 convention: every frame weighs the same); the by-range table pools pixels.
 
-Where the prediction bag carries a nav_msgs/Odometry trajectory (``--pred`` with a recorded
-pose-node output), ATE / RPE against the truth bag's odometry (:mod:`~depth_ros_training.eval.odometry`).
+Odometry of a pose model: with ``pose_model`` (``--pose-model``, one pose model shared by every
+``--model``), each model run also runs the pose node's visual odometry
+(``depth-ros infer --pose-model``, :class:`depth_ros.pose_pipeline.PosePipeline`); where the
+prediction bag carries a nav_msgs/Odometry trajectory (that, or ``--pred`` with a recorded
+pose-node output), ATE (se(3) and sim(3) alignment) and RPE against the truth bag's odometry
+(:mod:`~depth_ros_training.eval.odometry`), the truth's body moved to the estimate's frame
+through ``/tf_static`` (base_link -> camera optical frame).
 
 Memory: one model's predicted depth images of one bag are held (float32) while the truth bag
 is streamed past them.
@@ -40,9 +45,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from depth_ros.bag.odometry_msg import ODOMETRY_TYPE
 from depth_ros.bag.reader import IMAGE_TYPE, POINTCLOUD2_TYPE, looks_like_depth, looks_like_mask
 from depth_ros.core.distortion import Rectifier, is_distorted, rectified_projection
 from depth_ros.errors import BagError, DepthRosError, InputError
+from depth_ros.pose_pipeline import PoseConfig
 
 from depth_ros_training.eval.boundary import si_boundary_f1, si_boundary_recall
 from depth_ros_training.eval.metrics import METRIC_NAMES, RangeErrors, compute_depth_metrics, mean_metrics, scale_ratio_stats
@@ -64,7 +71,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 #: Mask encodings: 8-bit ones are alpha (foreground where > 0.1 of full scale, as Depth Pro's
 #: matting masks), wider ones instance / object ids (foreground where not 0).
@@ -97,6 +103,9 @@ class EvalConfig:
         range_edges_m: depth ranges of the by-range table.
         boundary, flicker: compute them (they cost more than the plain metrics).
         static_tol: relative truth self-disagreement above which a pixel is not static (flicker).
+        pose_model: a pose_6dof model run beside every model (``--model``) for the odometry's
+            ATE / RPE; None: none (a ``--pred`` bag brings its own odometry).
+        pose: the pose model's visual-odometry options (the pose node's defaults).
     """
 
     min_depth_m: float = 1e-3
@@ -117,6 +126,8 @@ class EvalConfig:
     boundary: bool = True
     flicker: bool = True
     static_tol: float = 0.02
+    pose_model: str | None = None
+    pose: PoseConfig = PoseConfig()
 
     def __post_init__(self) -> None:
         if not (0 < self.min_depth_m < self.max_depth_m) or not math.isfinite(self.max_depth_m):
@@ -132,6 +143,8 @@ class EvalConfig:
             raise ValueError(f"range_edges_m must be increasing, got {edges}")
         if not self.static_tol > 0:
             raise ValueError(f"static_tol must be > 0, got {self.static_tol}")
+        if not isinstance(self.pose, PoseConfig):
+            raise ValueError(f"pose must be a PoseConfig, got {type(self.pose).__name__}")
 
 
 # -- pure helpers -----------------------------------------------------------------------------
@@ -713,7 +726,36 @@ def _summarise(report: ModelReport, acc: _Accumulator, config: EvalConfig) -> di
         {k: _mean([r[k] for r in pairs]) for k in ("flicker", "flicker_scaled", "flicker_truth")} | {"pairs": len(pairs)}
         if pairs else None
     )
+    out["odometry"] = _odometry_summary(report.bags)
     return out
+
+
+#: The odometry figures of the summary: name -> path in a bag's ``evaluate_trajectory`` result.
+_ODOMETRY_FIGURES = {
+    "ate_se3_rmse_m": ("se3", "ate", "rmse_m"),
+    "ate_sim3_rmse_m": ("sim3", "ate", "rmse_m"),
+    "sim3_scale": ("sim3", "ate", "scale"),
+    "rpe_se3_translation_pct": ("se3", "rpe", "translation_pct"),
+    "rpe_sim3_translation_pct": ("sim3", "rpe", "translation_pct"),
+    "rpe_rotation_deg_per_m": ("se3", "rpe", "rotation_deg_per_m"),
+}
+
+
+def _odometry_summary(bags: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean over the bags with an odometry result of each :data:`_ODOMETRY_FIGURES`; None
+    when no bag has one."""
+    results = [b["odometry"] for b in bags if isinstance(b.get("odometry"), dict) and "se3" in b["odometry"]]
+    if not results:
+        return None
+
+    def figure(result: dict[str, Any], path: tuple[str, ...]) -> float:
+        value: Any = result
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return float(value) if isinstance(value, (int, float)) else float("nan")
+
+    out: dict[str, Any] = {name: _mean([figure(r, path) for r in results]) for name, path in _ODOMETRY_FIGURES.items()}
+    return out | {"bags": len(results), "aggregation": "mean over bags"}
 
 
 def _run_model(model: str, truth: _Truth, out_path: Path, config: EvalConfig, progress: Callable[[int], None] | None) -> dict[str, Any]:
@@ -724,15 +766,20 @@ def _run_model(model: str, truth: _Truth, out_path: Path, config: EvalConfig, pr
         infer_config = InferConfig(  # the camera the truth was read for
             image_topic=truth.image_topic, camera_info_topic=truth.camera_info_topic, lidar_topic=config.lidar_topic,
             cloud=False, copy_inputs=False, overwrite=True, backend=config.backend, threads=config.threads, scale=config.scale,
+            pose=config.pose,
         )
     except ValueError as exc:
         raise DepthRosError(f"bad option: {exc}") from None
-    summary = infer_bag(bag, out_path, model, infer_config, progress=progress)
-    return {
+    summary = infer_bag(bag, out_path, model, infer_config, progress=progress, pose_model=config.pose_model)
+    out = {
         "model": summary.model, "output_kind": summary.output_kind, "backend": summary.backend,
         "scale_source": summary.scale_source, "frames_in": summary.frames_in, "frames_out": summary.frames_out,
         "skipped": dict(summary.skipped), "fps": summary.fps,
     }
+    if config.pose_model is not None:
+        out["pose"] = {"model": summary.pose_model, "poses": summary.odometry_out, "resets": summary.odometry_resets,
+                       "not_written": dict(summary.pose_skipped)}
+    return out
 
 
 def _unique_names(paths: Sequence[str]) -> list[str]:
@@ -771,6 +818,8 @@ def evaluate(
         raise DepthRosError("give either models (--model) or prediction bags (--pred), not both or neither")
     if preds and len(preds) != len(bags):
         raise DepthRosError(f"--pred needs one prediction bag per truth bag, got {len(preds)} for {len(bags)}")
+    if preds and config.pose_model is not None:
+        raise DepthRosError("--pose-model runs beside --model; a --pred bag brings its own odometry (depth-ros infer --pose-model)")
     truths = [_open_truth(b, config) for b in bags]
     reports: list[ModelReport] = []
     sources = [str(m) for m in (models or preds)]
@@ -848,7 +897,8 @@ def _score_bag(
     del predictions
     if config.flicker and truth.trajectory is None:
         bag_info["flicker_note"] = truth.pose_note
-    bag_info["odometry"] = _odometry(pred_path, truth, config) if inference is None else None
+    # a model run writes odometry only with a pose model; a --pred bag may carry a recorded one
+    bag_info["odometry"] = _odometry(pred_path, truth, config) if inference is None or config.pose_model else None
     report.bags.append(bag_info)
 
 
@@ -858,11 +908,13 @@ def _odometry(pred_path: Path, truth: _Truth, config: EvalConfig) -> dict[str, A
 
     found = _read_pred_trajectory(pred_path, None)
     if found is None:
-        return None
+        return {"error": "the pose model wrote fewer than two poses"} if config.pose_model else None
     topic, est = found
     with BagReader(truth.path) as reader:
         ref_topic = _odometry_topic(reader.topics, config.pose_topic, str(truth.path), required=False)
         if ref_topic is None:
+            if config.pose_model:  # asked for: say why there is no figure
+                return {"topic": topic, "reference": None, "error": f"{truth.path}: no single nav_msgs/Odometry topic to compare with (name one with --pose-topic)"}
             return None
         ref = _read_trajectory(reader, ref_topic)
         tf = reader.static_transforms()
@@ -904,6 +956,11 @@ _TABLE_ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("flicker", _get("flicker", "flicker")),
     ("flicker (scaled)", _get("flicker", "flicker_scaled")),
     ("flicker of the truth", _get("flicker", "flicker_truth")),
+    ("ATE RMSE m (se3)", _get("odometry", "ate_se3_rmse_m")),
+    ("ATE RMSE m (sim3)", _get("odometry", "ate_sim3_rmse_m")),
+    ("RPE trans % (se3)", _get("odometry", "rpe_se3_translation_pct")),
+    ("RPE trans % (sim3)", _get("odometry", "rpe_sim3_translation_pct")),
+    ("RPE rot deg/m", _get("odometry", "rpe_rotation_deg_per_m")),
 )
 
 
