@@ -32,6 +32,24 @@ def generate_launch_description():
     ]
     depth_remappings = remappings + [("sparse_points", LaunchConfiguration("sparse_points_topic"))]
     image_transport = LaunchConfiguration("image_transport")
+    lifecycle = LaunchConfiguration("lifecycle")
+
+    def node_arguments(name, model, node_remappings):
+        """Everything but the executable and the condition: the node's name, parameters, remappings."""
+        return dict(
+            name=name,
+            namespace=namespace,
+            # Later entries win: the params file may override the arguments.
+            parameters=[
+                {"model_path": model, "backend": LaunchConfiguration("backend"),
+                 "image_transport": image_transport, "use_sim_time": use_sim_time},
+                params_file,
+            ],
+            remappings=node_remappings,
+            output="screen",
+            on_exit=Shutdown(reason=f"{name} exited"),
+        )
+
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes and their outputs"),
         DeclareLaunchArgument(
@@ -60,50 +78,11 @@ def generate_launch_description():
             "lifecycle", default_value="false",
             description="run the depth node as a managed (lifecycle) node: it loads the model on 'configure' and "
                         "subscribes on 'activate' (a lifecycle manager or `ros2 lifecycle set` drives it)"),
-        Node(
-            package="depth_ros",
-            executable="depth_node",
-            name="depth_node",
-            namespace=namespace,
-            # Later entries win: the params file may override the arguments.
-            parameters=[
-                {"model_path": LaunchConfiguration("model"), "backend": LaunchConfiguration("backend"),
-                 "image_transport": image_transport, "use_sim_time": use_sim_time},
-                params_file,
-            ],
-            remappings=depth_remappings,
-            output="screen",
-            on_exit=Shutdown(reason="depth_node exited"),
-            condition=UnlessCondition(LaunchConfiguration("lifecycle")),
-        ),
-        LifecycleNode(  # the same node, managed (depth_ros/ros/lifecycle.py)
-            package="depth_ros",
-            executable="depth_lifecycle_node",
-            name="depth_node",
-            namespace=namespace,
-            parameters=[
-                {"model_path": LaunchConfiguration("model"), "backend": LaunchConfiguration("backend"),
-                 "image_transport": image_transport, "use_sim_time": use_sim_time},
-                params_file,
-            ],
-            remappings=depth_remappings,
-            output="screen",
-            on_exit=Shutdown(reason="depth_node exited"),
-            condition=IfCondition(LaunchConfiguration("lifecycle")),
-        ),
-        Node(
-            package="depth_ros",
-            executable="pose_node",
-            name="pose_node",
-            namespace=namespace,
-            parameters=[
-                {"model_path": LaunchConfiguration("pose_model"), "backend": LaunchConfiguration("backend"),
-                 "image_transport": image_transport, "use_sim_time": use_sim_time},
-                params_file,
-            ],
-            remappings=remappings,
-            output="screen",
-            on_exit=Shutdown(reason="pose_node exited"),
-            condition=IfCondition(LaunchConfiguration("use_pose")),
-        ),
+        Node(package="depth_ros", executable="depth_node", condition=UnlessCondition(lifecycle),
+             **node_arguments("depth_node", LaunchConfiguration("model"), depth_remappings)),
+        # the same node, managed (depth_ros/ros/lifecycle.py)
+        LifecycleNode(package="depth_ros", executable="depth_lifecycle_node", condition=IfCondition(lifecycle),
+                      **node_arguments("depth_node", LaunchConfiguration("model"), depth_remappings)),
+        Node(package="depth_ros", executable="pose_node", condition=IfCondition(LaunchConfiguration("use_pose")),
+             **node_arguments("pose_node", LaunchConfiguration("pose_model"), remappings)),
     ])

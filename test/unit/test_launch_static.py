@@ -79,16 +79,20 @@ def test_nodes_are_installed_executables_with_declared_parameters(path: Path) ->
         assert isinstance(package, ast.Constant) and package.value == "depth_ros"
         assert isinstance(executable, ast.Constant) and executable.value in exes, ast.dump(call)
         params = _kw(call, "parameters")
-        if params is None:
+        if params is None:  # given through **kwargs: checked on the built actions (test_node_parameters_are_declared)
             continue
         assert isinstance(params, ast.List)
-        config = NODE_CONFIGS[executable.value]
-        names = {f.name for f in dataclasses.fields(config)} | BUILTIN_PARAMETERS
+        names = _parameter_names(executable.value)
         for item in params.elts:
             if isinstance(item, ast.Dict):
                 for key in item.keys:
                     assert isinstance(key, ast.Constant), "parameter names must be literals"
                     assert key.value in names, f"{path.name}: {executable.value} has no parameter {key.value!r}"
+
+
+def _parameter_names(executable: str) -> set[str]:
+    """The parameters the node of ``executable`` declares (its config dataclass) and the builtins."""
+    return {f.name for f in dataclasses.fields(NODE_CONFIGS[executable])} | BUILTIN_PARAMETERS
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -154,13 +158,7 @@ def _stub_modules() -> dict[str, types.ModuleType]:
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, module in _stub_modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    namespace: dict[str, Any] = {"__name__": "launch_file"}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    ld = namespace["generate_launch_description"]()
-    assert type(ld).__name__ == "LaunchDescription"
-    actions = ld.args[0]
+    actions = _built_actions(path, monkeypatch)
     nodes = [a for a in actions if type(a).__name__ == "Node"]
     if path.name == "depth.launch.py":
         assert [n.kwargs["executable"] for n in nodes] == ["depth_node", "pose_node"]
@@ -205,6 +203,31 @@ def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.Monkey
         assert set(dict(include.kwargs["launch_arguments"])) <= included_args
         assert "image_transport" in dict(include.kwargs["launch_arguments"])
         assert "sparse_points_topic" in dict(include.kwargs["launch_arguments"])
+
+
+def _built_actions(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The actions of ``generate_launch_description()``, run against the recording stand-ins."""
+    for name, module in _stub_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    namespace: dict[str, Any] = {"__name__": "launch_file"}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    ld = namespace["generate_launch_description"]()
+    assert type(ld).__name__ == "LaunchDescription"
+    return ld.args[0]
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_node_parameters_are_declared(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every parameter a started node is given, however the launch file builds the list, is
+    declared by that node's config dataclass (or is a builtin such as use_sim_time)."""
+    nodes = [a for a in _built_actions(path, monkeypatch) if type(a).__name__ in ("Node", "LifecycleNode")]
+    assert nodes, f"{path.name} starts no Node"
+    for node in nodes:
+        executable = node.kwargs["executable"]
+        names = _parameter_names(executable) if executable in NODE_CONFIGS else BUILTIN_PARAMETERS
+        for item in node.kwargs.get("parameters", []):
+            if isinstance(item, dict):
+                assert set(item) <= names, f"{path.name}: {executable} has no parameter(s) {sorted(set(item) - names)}"
 
 
 def _render(value: Any, arguments: dict[str, str]) -> str:
