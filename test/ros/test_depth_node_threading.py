@@ -78,17 +78,24 @@ def node_rig(ros_env: dict[str, str]) -> Iterator[tuple[Any, BlockingBackend, li
     spinner.join(timeout=10)
 
 
-def test_callbacks_never_block_and_only_newest_waits(node_rig: tuple[Any, BlockingBackend, list[int]], graph: Graph) -> None:
+def camera_and_depth(graph: Graph) -> tuple[Any, Any, list[Any]]:
+    """Publishers of /thr/image and /thr/camera_info and the received /thr/depth/image list,
+    once the node has matched all three."""
     from sensor_msgs.msg import CameraInfo, Image
 
     from depth_ros.ros import qos
 
-    node, backend, _ = node_rig
     img_pub = graph.node.create_publisher(Image, "/thr/image", qos.input_qos())
     info_pub = graph.node.create_publisher(CameraInfo, "/thr/camera_info", qos.input_qos())
     depth = graph.subscribe(Image, "/thr/depth/image", 50)
     graph.wait_until(lambda: img_pub.get_subscription_count() and info_pub.get_subscription_count()
                      and graph.subscriptions["/thr/depth/image"].get_publisher_count(), 20.0, "matching")
+    return img_pub, info_pub, depth
+
+
+def test_callbacks_never_block_and_only_newest_waits(node_rig: tuple[Any, BlockingBackend, list[int]], graph: Graph) -> None:
+    node, backend, _ = node_rig
+    img_pub, info_pub, depth = camera_and_depth(graph)
     t = 1 * S
     while not depth:  # warm-up until one frame made it through (see Harness.warm_up)
         t += S // 100
@@ -125,16 +132,10 @@ def test_callbacks_never_block_and_only_newest_waits(node_rig: tuple[Any, Blocki
 
 
 def test_cloud_built_only_with_a_subscriber(node_rig: tuple[Any, BlockingBackend, list[int]], graph: Graph) -> None:
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-
-    from depth_ros.ros import qos
+    from sensor_msgs.msg import PointCloud2
 
     node, _, _ = node_rig
-    img_pub = graph.node.create_publisher(Image, "/thr/image", qos.input_qos())
-    info_pub = graph.node.create_publisher(CameraInfo, "/thr/camera_info", qos.input_qos())
-    depth = graph.subscribe(Image, "/thr/depth/image", 50)
-    graph.wait_until(lambda: img_pub.get_subscription_count() and info_pub.get_subscription_count()
-                     and graph.subscriptions["/thr/depth/image"].get_publisher_count(), 20.0, "matching")
+    img_pub, info_pub, depth = camera_and_depth(graph)
     assert node.cloud_pub.get_subscription_count() == 0
 
     def frame(t: int) -> None:
