@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from depth_ros.bag.opened import OpenedInWith
 from depth_ros.bag.tf import StaticTransforms
 from depth_ros.bag.typestore import reading_typestore
 from depth_ros.errors import BagError, InputError
@@ -85,7 +85,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class BagReader:
+class BagReader(OpenedInWith):
     """A rosbag2 opened for reading; use as a context manager.
 
     Args:
@@ -142,15 +142,7 @@ class BagReader:
             except Exception as exc:  # closing a damaged file; nothing left to save
                 _log.debug("closing %s: %s", self.path, exc)
 
-    def __enter__(self) -> "BagReader":
-        return self.open()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _end(self, ok: bool) -> None:  # leaving a ``with`` block closes, raised or not
         self.close()
 
     # -- contents --------------------------------------------------------------------------

@@ -22,11 +22,11 @@ import struct
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import numpy as np
 
+from depth_ros.bag.opened import OpenedInWith
 from depth_ros.errors import BagError
 
 if TYPE_CHECKING:
@@ -247,7 +247,7 @@ class _RosbagsStorage:
         self._writer.abort()
 
 
-class BagWriter:
+class BagWriter(OpenedInWith):
     """A rosbag2 storage file written atomically; use as a context manager.
 
     Example::
@@ -337,16 +337,8 @@ class BagWriter:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
-    def __enter__(self) -> "BagWriter":
-        return self.open()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
+    def _end(self, ok: bool) -> None:  # a ``with`` block that raised leaves the target as it was
+        if ok:
             self.commit()
         else:
             self.abort()
