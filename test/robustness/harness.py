@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from tiny_nets import export_sigmoid_convnet
+
 REPO = Path(__file__).resolve().parents[2]
 
 #: Address space for a child that imports numpy / onnxruntime only.
@@ -66,17 +68,4 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
 
 def tiny_depth_model(path: Path, spec: "object") -> Path:
     """A one-convolution disparity network exported to ONNX with ``spec`` embedded (seeded)."""
-    import torch
-
-    from depth_ros.inference.onnx_export import export_onnx
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.conv(x))
-
-    torch.manual_seed(0)
-    return export_onnx(Tiny(), spec, path)
+    return export_sigmoid_convnet(path, spec)

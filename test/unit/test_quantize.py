@@ -12,31 +12,16 @@ from depth_ros.errors import BagError, ModelError
 from depth_ros.inference.spec import ModelSpec
 from depth_ros.synthetic import SynthConfig, write_bag
 
+from tiny_nets import export_sigmoid_convnet
+
 SPEC = ModelSpec(output_kind="disparity_sigmoid", input_height=32, input_width=48, min_depth_m=0.5, max_depth_m=20.0, name="small")
 SYNTH = SynthConfig(width=96, height=64, frames=12, texture_size_px=64, lidar_beams=0, seed=5)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import torch
-
-    from depth_ros.inference.onnx_export import export_onnx
-
-    class Small(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.body = torch.nn.Sequential(
-                torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
-                torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
-                torch.nn.Conv2d(16, 1, 3, padding=1),
-            )
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.body(x))
-
     d = tmp_path_factory.mktemp("quant")
-    torch.manual_seed(0)
-    model = export_onnx(Small(), SPEC, d / "small.onnx")
+    model = export_sigmoid_convnet(d / "small.onnx", SPEC, channels=(16, 16))
     pose = d / "pose.onnx"
     pose.write_bytes(model.read_bytes())
     ModelSpec(output_kind="pose_6dof", input_height=32, input_width=48, input_channels=6, name="pose").to_yaml(d / "pose.onnx.yaml")

@@ -1,0 +1,32 @@
+"""Tiny seeded depth networks exported to ONNX, shared by the test directories (test/ is on
+sys.path through its conftest.py: import as ``from tiny_nets import ...``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["export_sigmoid_convnet"]
+
+
+def export_sigmoid_convnet(path: Path, spec: "object", channels: Sequence[int] = (), kernel: int = 3,
+                           seed: int = 0) -> Path:
+    """A small disparity network exported to ONNX with ``spec`` embedded; returns ``path``.
+
+    The network: 3x3 (``kernel``) convolutions, 3 -> ``channels``... -> 1 channel, "same"
+    padding, ReLU between them and a sigmoid on the output, so its (1, 1, H, W) output is in
+    (0, 1) at the input's size. Its weights are PyTorch's default initialisation right after
+    ``torch.manual_seed(seed)``: the same file for the same arguments.
+    """
+    import torch
+
+    from depth_ros.inference.onnx_export import export_onnx
+
+    torch.manual_seed(seed)
+    sizes = [3, *channels, 1]
+    layers: list[torch.nn.Module] = []
+    for i, (c_in, c_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers.append(torch.nn.ReLU())
+        layers.append(torch.nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2))
+    layers.append(torch.nn.Sigmoid())
+    return export_onnx(torch.nn.Sequential(*layers), spec, path)
