@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from depth_ros import msgconv
 from depth_ros.config_fields import check_described_fields, described
+from depth_ros.core.aspect import ASPECT_POLICIES
 from depth_ros.core.distortion import RECTIFY_MODES
 from depth_ros.core.postprocess import DepthPostprocessor, PostprocessConfig
 from depth_ros.core.scale import SCALE_POLICIES as CORE_SCALE_POLICIES
@@ -89,6 +90,10 @@ class FrameConfig:
         "auto", "lens distortion: auto (images whose camera_info has a non-zero D are rectified as image_proc does, "
         "with maps built once per camera; depth, cloud and depth/camera_info describe the rectified camera: D zero, "
         "K = P[:3, :3]) or off (the images are already rectified: D is ignored)", choices=RECTIFY_MODES)
+    aspect: str = described(
+        "crop", "camera image vs the model's trained aspect: crop (centre-crop to it; the cropped-off bands of the "
+        "depth image are NaN, no data), pad (pad to it; every pixel gets depth) or stretch (resize as is: the "
+        "geometry is squashed, warned once)", choices=ASPECT_POLICIES)
     scale_policy: str = described(
         "auto", "where metric scale comes from: auto (model if metric, else sparse_alignment when sparse points are "
         "given, else none), model (already metric), none, fixed, canonical_focal, sparse_alignment, ground_plane",

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from depth_ros import msgconv
+from depth_ros.core.aspect import aspect_window, model_window
 from depth_ros.core.distortion import DistortionError, FrameRectifier
 from depth_ros.core.pointcloud import forget_camera, make_cloud
 from depth_ros.core.postprocess import DepthResult
 from depth_ros.core.preprocess import preprocess
-from depth_ros.core.scale import ScaleUnavailableError
+from depth_ros.core.scale import FOCAL_TOLERANCE, ScaleUnavailableError, focal_ratio
 from depth_ros.errors import BackendError, DepthRosError, InputError
 from depth_ros.frame_config import (
     DEPTH_ENCODINGS,
@@ -49,6 +50,7 @@ from depth_ros.frame_config import (
 
 if TYPE_CHECKING:
     from depth_ros.core.camera import CameraModel
+    from depth_ros.inference.spec import ModelSpec
 
 __all__ = [
     "DEPTH_ENCODINGS",
@@ -62,6 +64,7 @@ __all__ = [
     "SPARSE_MODES",
     "SYNC_TOLERANCE_MS",
     "ScaleChoice",
+    "camera_warnings",
     "check_depth_kind",
     "make_postprocessor",
     "parse_scale",
@@ -121,6 +124,69 @@ class FrameResult:
     confidence: np.ndarray | None = None
 
 
+def camera_warnings(spec: "ModelSpec", camera: "CameraModel", aspect: str, scale_policy: str) -> list[str]:
+    """What the user is told, once, about a camera the model was not trained on.
+
+    * ``aspect: stretch`` on a camera whose aspect differs from ``spec.train_aspect``: both
+      aspects and the squash factor; ``crop`` / ``pad`` on such a camera for a spec that does
+      not record its training image size (stretched all the same:
+      :func:`~depth_ros.core.aspect.model_window`).
+    * A metric model under scale policy ``model`` (not ``canonical_inverse_depth``, whose
+      formula takes the camera's focal length): a spec without a training focal length (the
+      depth is right only on a camera with the training focal length); a focal ratio that is
+      corrected (:func:`~depth_ros.core.scale.focal_ratio`; DepthInfo: ``model_focal``, scale
+      = the factor), with the factor; axes whose ratios differ (a stretched image).
+
+    Args:
+        camera: the frame's camera (before the aspect window).
+        aspect: ``FrameConfig.aspect``.
+        scale_policy: the resolved scale policy (``auto`` already resolved).
+
+    Returns:
+        One line per finding; empty when camera and model agree.
+    """
+    out: list[str] = []
+    window = model_window(spec, camera.width, camera.height, aspect)
+    cam_aspect = camera.width / camera.height
+    mismatch = not aspect_window(camera.width, camera.height, spec.train_aspect, "crop").is_full
+    if mismatch and aspect != "stretch" and window.is_full:
+        out.append(
+            f"model '{spec.name}' records no training image size (its spec: train_image_width_px, "
+            f"train_image_height_px): camera {camera.width}x{camera.height} (aspect {cam_aspect:.4g}) is stretched to "
+            f"its {spec.input_width}x{spec.input_height} input (aspect {spec.train_aspect:.4g}), not {'cropped' if aspect == 'crop' else 'padded'}"
+        )
+    elif mismatch and aspect == "stretch":
+        out.append(
+            f"camera {camera.width}x{camera.height} (aspect {cam_aspect:.4g}) is stretched to model '{spec.name}' "
+            f"(trained aspect {spec.train_aspect:.4g}): a {max(cam_aspect, spec.train_aspect) / min(cam_aspect, spec.train_aspect):.3g}x "
+            "squash of the geometry; aspect: crop or pad keeps it"
+        )
+    if scale_policy != "model" or spec.output_kind == "canonical_inverse_depth":
+        return out
+    net = window.camera(camera).resized(spec.input_width, spec.input_height)
+    ratio = focal_ratio(spec, window.camera(camera))
+    if ratio is None:
+        out.append(
+            f"model '{spec.name}' is metric but its spec records no training focal length: its depth is right only on "
+            f"a camera with the training camera's focal length (this one: fx {net.fx:.6g} px at the network input); "
+            "a spec with train_fx_px has depth corrected by f_cam / f_train"
+        )
+        return out
+    factor = (ratio[0] * ratio[1]) ** 0.5
+    if abs(factor - 1.0) > FOCAL_TOLERANCE:
+        out.append(
+            f"model '{spec.name}': this camera's focal length at the network input (fx {net.fx:.6g}, fy {net.fy:.6g} px) "
+            f"differs from the training camera's ({spec.train_fx_px:.6g} px): depth multiplied by the focal ratio "
+            f"{factor:.4g} (DepthInfo scale_source model_focal)"
+        )
+    if abs(ratio[0] / ratio[1] - 1.0) > FOCAL_TOLERANCE:
+        out.append(
+            f"model '{spec.name}': focal ratios differ by axis (x {ratio[0]:.4g}, y {ratio[1]:.4g}): the image is "
+            "stretched against the training camera; depth is corrected by their geometric mean only"
+        )
+    return out
+
+
 class FramePipeline:
     """Image + CameraInfo -> depth, cloud and DepthInfo values (ROS-free).
 
@@ -156,6 +222,7 @@ class FramePipeline:
         self._postprocessor = make_postprocessor(spec, config, has_sparse)
         self._rectifier = FrameRectifier(config.rectify)
         self.camera: Any = None  # the previous frame's CameraModel
+        self._warned: set[str] = set()
 
     @property
     def backend_name(self) -> str:
@@ -183,6 +250,11 @@ class FramePipeline:
 
         old, self.camera = self.camera, camera
         change = camera_change(old, camera)
+        if old is None or change is not None:
+            for text in camera_warnings(self.spec, camera, self.config.aspect, self._postprocessor.scaler.config.policy):
+                if text not in self._warned:  # once per pipeline, even for a camera that comes back
+                    self._warned.add(text)
+                    _log.warning("%s", text)
         if change is None:
             return ""
         self.reset()
@@ -250,7 +322,7 @@ class FramePipeline:
             FrameRefused: preprocess (the frame cannot be fed to the network).
         """
         try:
-            return preprocess(rgb, camera, self.spec).tensor
+            return preprocess(rgb, camera, self.spec, self.config.aspect).tensor
         except (InputError, ValueError) as exc:
             raise FrameRefused("preprocess", str(exc)) from None
 
@@ -283,21 +355,24 @@ class FramePipeline:
                 (NaN / Inf or an unusable shape).
         """
         change = self.follow_camera(camera)
+        window = model_window(self.spec, camera.width, camera.height, self.config.aspect)
         try:
-            result: DepthResult = self._postprocessor(dict(outputs), camera, sparse_points_cam)
+            result: DepthResult = self._postprocessor(dict(outputs), window.camera(camera), sparse_points_cam)
         except ScaleUnavailableError as exc:  # the model is fine; the scale input is not
             raise FrameRefused("scale_failed", str(exc)) from None
         except InputError as exc:
             raise FrameRefused("non_finite_output", str(exc)) from None
         depth_m = np.asarray(result.depth_m, dtype=np.float32)
-        if depth_m.shape != (camera.height, camera.width):
+        if depth_m.shape != (window.height, window.width):
             raise FrameRefused("non_finite_output", f"postprocess returned depth of shape {depth_m.shape}, "
-                               f"expected {(camera.height, camera.width)}")
+                               f"expected {(window.height, window.width)}")
+        depth_m = window.paste(depth_m)  # camera resolution, registered; cropped-off bands NaN
+        confidence = None if result.confidence is None else window.paste(result.confidence, 0.0)
         valid = float(np.count_nonzero(np.isfinite(depth_m))) / max(depth_m.size, 1)
         return FrameResult(
             depth_m=depth_m, rgb=rgb, camera=camera, scale=float(result.scale), shift=float(result.shift),
             scale_source=str(result.scale_source), scale_support=int(result.scale_support), valid_fraction=valid,
-            inference_ms=float(inference_ms), camera_change=change, confidence=result.confidence,
+            inference_ms=float(inference_ms), camera_change=change, confidence=confidence,
         )
 
     def cloud(self, result: FrameResult) -> np.ndarray | None:

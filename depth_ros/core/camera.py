@@ -7,7 +7,7 @@ camera optical frame (REP 103: x right, y down, z forward) projects to
 
 Intrinsics change with the image only through :func:`rescale_intrinsics` (which
 :meth:`CameraModel.resized` and the training losses' image pyramids both call) and
-:meth:`CameraModel.cropped`; nothing else rescales K.
+:meth:`CameraModel.cropped` / :meth:`CameraModel.padded`; nothing else rescales K.
 """
 from __future__ import annotations
 
@@ -154,6 +154,22 @@ class CameraModel:
         K = self.K.copy()
         K[0, 2] -= x0
         K[1, 2] -= y0
+        return CameraModel(width, height, K, self.D, self.distortion_model)
+
+    def padded(self, left: int, top: int, width: int, height: int) -> "CameraModel":
+        """The same camera seen through the image placed at (left, top) in a larger
+        (width, height) canvas (bands added around it; the inverse of :meth:`cropped`).
+
+        Convention: the principal point moves by the band, ``c' = c + left`` (``+ top``);
+        focal lengths do not change.
+        """
+        if left < 0 or top < 0 or left + self.width > width or top + self.height > height:
+            raise ValueError(
+                f"padding ({left}, {top}) to {width}x{height} does not hold the {self.width}x{self.height} image"
+            )
+        K = self.K.copy()
+        K[0, 2] += left
+        K[1, 2] += top
         return CameraModel(width, height, K, self.D, self.distortion_model)
 
     def pixel_rays(self) -> np.ndarray:

@@ -71,6 +71,7 @@ class DepthResult:
         scale: multiplier of depth (or of inverse depth when ``shift`` is used).
         shift: inverse-depth shift (1/m) of scale+shift alignment, else 0.
         scale_source: DepthInfo.scale_source (``model``, ``none``, ``fixed``,
+            ``model_focal`` (a metric model corrected by the focal ratio, ``scale`` = the factor),
             ``canonical_focal``, ``sparse_alignment``, ``ground_plane``, or ``<policy>_held``
             when the last good alignment was reused).
         scale_support: sparse points / ground pixels behind this frame's scale; 0 if none.

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depth_ros.core.aspect import AspectWindow, model_window
 from depth_ros.core.camera import CameraModel
 from depth_ros.inference.spec import ModelSpec
 
-__all__ = ["Preprocessed", "normalize", "preprocess", "preprocess_pair", "resize_rgb"]
+__all__ = ["Preprocessed", "mean_colour", "normalize", "preprocess", "preprocess_pair", "resize_rgb"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,13 @@ class Preprocessed:
         tensor: float32 ``(1, C, h, w)`` (NCHW) or ``(1, h, w, C)`` (NHWC) as the spec says;
             C = 3, or 6 for :func:`preprocess_pair`.
         camera: the camera at the network input resolution (w, h).
+        window: the part of the camera image the network sees (:mod:`depth_ros.core.aspect`);
+            None for the whole image stretched.
     """
 
     tensor: np.ndarray
     camera: CameraModel
+    window: AspectWindow | None = None
 
 
 def _check_rgb(rgb: np.ndarray, camera: CameraModel, name: str = "rgb") -> np.ndarray:
@@ -92,23 +96,36 @@ def normalize(rgb: np.ndarray, spec: ModelSpec, out: np.ndarray | None = None, c
     return out
 
 
-def preprocess(rgb: np.ndarray, camera: CameraModel, spec: ModelSpec) -> Preprocessed:
-    """Resize and normalize one image for a depth network.
+def mean_colour(spec: ModelSpec) -> np.ndarray:
+    """(3,) uint8 RGB of the model's mean colour: zero after :func:`normalize` (pad bands)."""
+    mean = np.asarray(spec.mean if spec.color_order == "rgb" else spec.mean[::-1], dtype=np.float64)
+    return np.clip(np.round(mean * 255.0), 0, 255).astype(np.uint8)
+
+
+def preprocess(rgb: np.ndarray, camera: CameraModel, spec: ModelSpec, aspect: str = "stretch") -> Preprocessed:
+    """Crop or pad to the trained aspect, resize and normalize one image for a depth network.
 
     Args:
         rgb: (H, W, 3) uint8 RGB at the camera resolution.
         camera: intrinsics at (W, H).
-        spec: the model contract (3-channel input).
+        spec: the model contract (3-channel input; ``train_aspect``).
+        aspect: ``stretch`` (the whole image resized as it is; training and the tools that
+            feed a model its own camera), ``crop`` or ``pad`` to ``spec.train_aspect`` first
+            (:func:`depth_ros.core.aspect.model_window`: only when the spec records its training
+            image size; pad bands in the mean colour).
 
     Returns:
-        :class:`Preprocessed` with a float32 (1, 3, h, w) or (1, h, w, 3) tensor and the camera
-        rescaled to (w, h) = (spec.input_width, spec.input_height) by :meth:`CameraModel.resized`.
+        :class:`Preprocessed` with a float32 (1, 3, h, w) or (1, h, w, 3) tensor, the camera of
+        the window rescaled to (w, h) = (spec.input_width, spec.input_height) by
+        :meth:`CameraModel.resized`, and the window.
     """
     if spec.input_channels != 3:
         raise ValueError(f"preprocess makes 3-channel input; this model takes {spec.input_channels} (use preprocess_pair)")
     rgb = _check_rgb(rgb, camera)
-    small = resize_rgb(rgb, spec.input_width, spec.input_height)
-    return Preprocessed(normalize(small, spec), camera.resized(spec.input_width, spec.input_height))
+    window = model_window(spec, camera.width, camera.height, aspect)
+    view = window.take(rgb, mean_colour(spec))
+    small = resize_rgb(view, spec.input_width, spec.input_height)
+    return Preprocessed(normalize(small, spec), window.camera(camera).resized(spec.input_width, spec.input_height), window)
 
 
 def preprocess_pair(rgb_tgt: np.ndarray, rgb_src: np.ndarray, camera: CameraModel, spec: ModelSpec) -> Preprocessed:

@@ -12,8 +12,15 @@ Policies (``ScaleConfig.policy``; the name is also the ``scale_source`` reported
 
 * ``none``: scale 1, depth as the kind's formula gives it (up to scale for relative models).
 * ``fixed``: a known multiplier ``fixed_scale``.
-* ``model``: the model is metric (``ModelSpec.is_metric``); scale 1. A
-  ``canonical_inverse_depth`` model reports ``canonical_focal``.
+* ``model``: the model is metric (``ModelSpec.is_metric``); scale 1, source ``model``, unless
+  the spec records its training focal length (``train_fx_px``, px at the network input) and
+  the camera's at the network input differs: then ``scale = f_cam / f_train``
+  (:func:`focal_ratio`), source ``model_focal``. Assumption (pinhole): the network infers depth
+  from apparent size, which is ``f / z``; the same scene seen with focal ``f_cam`` looks as it
+  would at depth ``z f_train / f_cam`` to the training camera, so the predicted depth is
+  multiplied by ``f_cam / f_train``. A ``canonical_inverse_depth`` model reports
+  ``canonical_focal`` and is never corrected: its formula already uses the camera's focal
+  length.
 * ``canonical_focal``: Depth Pro; the kind's formula ``f_px / (W_px * w)`` is already metric.
 * ``sparse_alignment``: robust fit against sparse metric points (LiDAR) already in the camera
   optical frame, projected with K. ``scale``: trimmed least squares of ``log(z / depth)``
@@ -48,6 +55,7 @@ from depth_ros.errors import InputError
 from depth_ros.inference.spec import ModelSpec, ModelSpecError
 
 __all__ = [
+    "FOCAL_TOLERANCE",
     "SCALE_POLICIES",
     "MetricScaler",
     "ScaleConfig",
@@ -57,6 +65,7 @@ __all__ = [
     "fit_ground_plane",
     "fit_scale",
     "fit_scale_shift",
+    "focal_ratio",
     "ground_points",
     "sample_at_points",
     "validate_scale_policy",
@@ -176,6 +185,44 @@ class ScaleEstimate:
     def inverse_depth(self, x: np.ndarray | float) -> np.ndarray | float:
         """Metric inverse depth (1/m) from unscaled inverse depth ``x``."""
         return self.scale * x + self.shift if self.affine else x / self.scale
+
+
+#: A focal ratio within this of 1 is no mismatch (what rounding a resize to whole pixels gives).
+FOCAL_TOLERANCE = 1e-3
+
+
+def focal_ratio(spec: ModelSpec, camera: CameraModel) -> tuple[float, float] | None:
+    """``(f_cam / f_train)`` per axis at the network input, or None when the spec has no
+    training focal length.
+
+    Args:
+        spec: the model's contract (``train_fx_px``, ``train_fy_px``: px at its input size).
+        camera: the camera of the image the network sees (after any aspect crop or pad), at
+            its own resolution; rescaled here to the network input with
+            :meth:`CameraModel.resized`.
+
+    Returns:
+        (ratio x, ratio y); y is the x ratio's twin ``fy / train_fx_px`` when the spec has no
+        ``train_fy_px``.
+    """
+    if spec.train_fx_px is None:
+        return None
+    net = camera.resized(spec.input_width, spec.input_height)
+    return net.fx / spec.train_fx_px, net.fy / (spec.train_fy_px if spec.train_fy_px is not None else spec.train_fx_px)
+
+
+def _model_estimate(spec: ModelSpec, camera: CameraModel) -> ScaleEstimate:
+    """The ``model`` policy: scale 1, or the focal ratio ``sqrt(r_x r_y)`` (geometric mean of the
+    axes; they differ only on a stretched image) when it is off 1 by more than FOCAL_TOLERANCE."""
+    if spec.output_kind == "canonical_inverse_depth":
+        return ScaleEstimate(1.0, source="canonical_focal")
+    ratio = focal_ratio(spec, camera)
+    if ratio is None:
+        return ScaleEstimate(1.0, source="model")
+    factor = math.sqrt(ratio[0] * ratio[1])
+    if abs(factor - 1.0) <= FOCAL_TOLERANCE:
+        return ScaleEstimate(1.0, source="model")
+    return ScaleEstimate(factor, source="model_focal")
 
 
 def validate_scale_policy(config: ScaleConfig, spec: ModelSpec) -> None:
@@ -518,8 +565,7 @@ class MetricScaler:
         if policy == "fixed":
             return ScaleEstimate(float(self.config.fixed_scale), source="fixed")
         if policy in ("model", "canonical_focal"):
-            canonical = self.spec.output_kind == "canonical_inverse_depth"
-            return ScaleEstimate(1.0, source="canonical_focal" if canonical else "model")
+            return _model_estimate(self.spec, camera)
         if policy == "sparse_alignment":
             return self._sparse(x, camera, sparse_points_cam)
         return self._ground(x, camera)

@@ -117,6 +117,7 @@ class DepthNodeConfig:
     cloud_decimation: int = _frame("cloud_decimation")
     cloud_rgb: bool = _frame("cloud_rgb")
     rectify: str = _frame("rectify")
+    aspect: str = _frame("aspect")
     scale_policy: str = _frame("scale_policy")
     scale_fixed: float = _frame("scale_fixed")
     camera_height_m: float = _frame("camera_height_m")

@@ -40,6 +40,15 @@ def test_crop_shifts_principal_point() -> None:
         make_camera().cropped(100, 0, 600, 480)
 
 
+def test_pad_shifts_principal_point_and_undoes_a_crop() -> None:
+    cam = make_camera()
+    padded = cam.padded(40, 0, 720, 480)
+    assert (padded.size, padded.cx, padded.cy, padded.fx) == ((720, 480), cam.cx + 40, cam.cy, cam.fx)
+    assert padded.cropped(40, 0, 640, 480) == cam
+    with pytest.raises(ValueError, match="does not hold"):
+        cam.padded(100, 0, 720, 480)
+
+
 def test_projection_of_rays_returns_pixel_centres() -> None:
     cam = make_camera()
     rays = cam.pixel_rays()
