@@ -8,6 +8,14 @@ Pose: input ``image`` (1, 6, h, w) = ``[target, source]`` channels (the runtime'
 ``preprocess_pair``), output ``pose`` (1, 6) = ``T_src_tgt`` as axis-angle (rad) +
 translation (metres when metric), ModelSpec ``pose_6dof`` with ``pose_convention="T_src_tgt"``.
 
+Both specs record the training camera (spec version 2): the training images' size before their
+resize to the network input (after the data config's crop; its aspect is what the runtime crops
+another camera to) and the focal lengths in pixels *at the network input*
+(``train_fx_px``, ``train_fy_px``; a metric model on another camera is corrected by the focal
+ratio). The camera is the training data's (:func:`training_camera`): given, or taken from the
+data module of the trainer the module was fitted by; unknown (fields None, warned) otherwise,
+e.g. for a checkpoint exported on its own.
+
 Both files are checked against PyTorch in ONNX Runtime on a random input (inside
 :func:`depth_ros.inference.onnx_export.export_onnx`) and again here on a smooth image-like input,
 whose max abs error is reported. Each written file is then loaded the way the nodes and
@@ -27,10 +35,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from depth_ros.core.camera import CameraModel
 from depth_ros.errors import ModelError
 from depth_ros.inference.spec import ModelSpec
 
-__all__ = ["DepthExportWrapper", "ExportResult", "PoseExportWrapper", "export_checkpoint", "export_module", "specs_for"]
+__all__ = [
+    "DepthExportWrapper",
+    "ExportResult",
+    "PoseExportWrapper",
+    "export_checkpoint",
+    "export_module",
+    "run_training_camera",
+    "specs_for",
+    "training_camera",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +85,54 @@ class ExportResult:
     specs: dict[str, ModelSpec] = field(default_factory=dict)
 
 
-def specs_for(module: "object", name: str | None = None) -> tuple[ModelSpec, ModelSpec]:
-    """(depth spec, pose spec) of a :class:`DepthTrainingModule` from its hyper-parameters."""
+def training_camera(dataset: "object") -> CameraModel | None:
+    """The camera of a training dataset's images before their resize: the (rectified) index
+    camera of its bags, cropped as the data config says; None when its bags' cameras differ
+    (no one training camera to record; warned).
+
+    Args:
+        dataset: a :class:`~depth_ros_training.data.dataset.BagSequenceDataset` (``indexes``,
+            ``config.crop``).
+    """
+    crop = getattr(getattr(dataset, "config", None), "crop", None)
+    cameras = []
+    for index in getattr(dataset, "indexes", []):
+        camera = index.camera
+        cameras.append(camera.cropped(*crop) if crop is not None else camera)
+    if not cameras:
+        return None
+    first = cameras[0]
+    if any(c.size != first.size or not np.allclose(c.K, first.K, rtol=1e-6) for c in cameras[1:]):
+        log.warning("the training bags' cameras differ (%s): no training camera recorded in the model spec",
+                    ", ".join(sorted({f"{c.width}x{c.height} fx {c.fx:.6g}" for c in cameras})))
+        return None
+    return first
+
+
+def _attached_training_camera(module: "object") -> CameraModel | None:
+    """The training camera of the data module of the trainer ``module`` was fitted by, if any."""
+    trainer = getattr(module, "_trainer", None)  # Lightning's property raises when detached
+    dataset = getattr(getattr(trainer, "datamodule", None), "train_set", None)
+    return training_camera(dataset) if dataset is not None else None
+
+
+def _camera_fields(camera: CameraModel | None, width: int, height: int) -> dict[str, object]:
+    """The spec's training camera fields: the image size and the focal lengths (px) at the
+    network input (``width`` x ``height``), through :meth:`CameraModel.resized`."""
+    if camera is None:
+        return {}
+    net = camera.resized(width, height)
+    return {"train_image_width_px": camera.width, "train_image_height_px": camera.height,
+            "train_fx_px": net.fx, "train_fy_px": net.fy}
+
+
+def specs_for(module: "object", name: str | None = None, train_camera: CameraModel | None = None) -> tuple[ModelSpec, ModelSpec]:
+    """(depth spec, pose spec) of a :class:`DepthTrainingModule` from its hyper-parameters.
+
+    Args:
+        train_camera: the training images' camera before their resize (:func:`training_camera`),
+            or None (the spec's training camera fields stay unknown).
+    """
     hp = module.hparams  # type: ignore[attr-defined]
     pose_supervised = float(hp.get("pose_supervision_weight", 0.0)) > 0
     metric = float(hp.velocity_weight) > 0 or pose_supervised
@@ -87,6 +151,7 @@ def specs_for(module: "object", name: str | None = None) -> tuple[ModelSpec, Mod
         metric=metric,
         scale_source="velocity_supervision" if metric else "none",
         extra=extra,
+        **_camera_fields(train_camera, int(hp.image_width), int(hp.image_height)),
     )
     base = name or f"sc_depth_resnet{hp.num_layers}_{hp.image_width}x{hp.image_height}"
     depth = ModelSpec(output_kind="disparity_sigmoid", output_name="depth", name=base, **common)
@@ -125,8 +190,12 @@ def _parity(path: Path, module: nn.Module, spec: ModelSpec) -> float:
     return float(np.max(np.abs(got.astype(np.float64) - want)))
 
 
-def export_module(module: "object", output_dir: str | Path, pose: bool = True, name: str | None = None, check_parity: bool = True, tensorrt: Literal["auto", "on", "off"] = "auto") -> ExportResult:
+def export_module(module: "object", output_dir: str | Path, pose: bool = True, name: str | None = None, check_parity: bool = True, tensorrt: Literal["auto", "on", "off"] = "auto", train_camera: CameraModel | None = None) -> ExportResult:
     """Export a trained :class:`DepthTrainingModule` (see the module docstring).
+
+    Args:
+        train_camera: the training images' camera before their resize; None: the one of the
+            data module the module was fitted with, when it is still attached to its trainer.
 
     Raises:
         ModelError: export or parity failed (atol 1e-4 on the export's own check).
@@ -136,7 +205,12 @@ def export_module(module: "object", output_dir: str | Path, pose: bool = True, n
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    depth_spec, pose_spec = specs_for(module, name)
+    if train_camera is None:
+        train_camera = _attached_training_camera(module)
+    if train_camera is None:
+        log.warning("no training camera known: the model spec records no training aspect or focal length "
+                    "(a run on another camera is neither cropped to the trained aspect nor focal-corrected)")
+    depth_spec, pose_spec = specs_for(module, name, train_camera)
     result = ExportResult()
     jobs = [("depth", DepthExportWrapper(module.depth_net), depth_spec)]  # type: ignore[attr-defined]
     if pose:
@@ -213,6 +287,38 @@ def load_module(checkpoint: str | Path) -> "object":
     return module.eval()
 
 
-def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, pose: bool = True, name: str | None = None, check_parity: bool = True, tensorrt: Literal["auto", "on", "off"] = "auto") -> ExportResult:
-    """``depth-ros-train export``: load a checkpoint and :func:`export_module` it."""
-    return export_module(load_module(checkpoint), output_dir, pose=pose, name=name, check_parity=check_parity, tensorrt=tensorrt)
+def run_training_camera(checkpoint: str | Path) -> CameraModel | None:
+    """The training camera of the ``fit`` run a checkpoint belongs to: the run's saved
+    ``config.yaml`` (``<version dir>/config.yaml`` beside ``checkpoints/``) names the bags and
+    the crop; their indexes (cached by training) give the camera. None, logged, when the run's
+    configuration is not there or no longer loads (bags moved, another data config)."""
+    path = Path(checkpoint).resolve().parent.parent / "config.yaml"
+    if not path.is_file():
+        log.info("%s: no config.yaml of the fit run beside the checkpoint's directory", checkpoint)
+        return None
+    from types import SimpleNamespace
+
+    import yaml
+
+    from depth_ros_training.data.bag_index import load_or_build_index
+    from depth_ros_training.data.dataset import DataConfig
+
+    try:
+        data = dict((yaml.safe_load(path.read_text()) or {})["data"]["data"])
+        config = DataConfig(**data)
+        indexes = [load_or_build_index(bag, config.index_options, config.cache_dir) for bag in config.bags]
+    except Exception as exc:  # any reason the old run's data cannot be opened: the camera stays unknown
+        log.warning("%s: the training camera could not be read from the run's data (%s: %s)", path, type(exc).__name__,
+                    " ".join(str(exc).split())[:200])
+        return None
+    return training_camera(SimpleNamespace(indexes=indexes, config=config))
+
+
+def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, pose: bool = True, name: str | None = None, check_parity: bool = True, tensorrt: Literal["auto", "on", "off"] = "auto", train_camera: CameraModel | None = None) -> ExportResult:
+    """``depth-ros-train export``: load a checkpoint and :func:`export_module` it. A checkpoint
+    does not hold its training camera: ``train_camera``, else the one of its fit run
+    (:func:`run_training_camera`), is recorded."""
+    if train_camera is None:
+        train_camera = run_training_camera(checkpoint)
+    return export_module(load_module(checkpoint), output_dir, pose=pose, name=name, check_parity=check_parity,
+                         tensorrt=tensorrt, train_camera=train_camera)

@@ -46,6 +46,16 @@ def test_specs_embedded(exported):
     assert pose.metric
 
 
+def test_specs_record_the_training_camera_of_the_fit_run(exported):
+    # the 256x128 synthetic camera (fx = 0.58 * width) trained at 128x64: aspect 2, focal halved
+    _, out = exported
+    for kind in ("depth", "pose"):
+        spec = load_model_spec(out / f"{kind}.onnx")
+        assert spec.version == 2
+        assert (spec.train_image_width_px, spec.train_image_height_px) == (256, 128)
+        assert spec.train_fx_px == pytest.approx(0.58 * 256 * 0.5) and spec.train_fy_px == pytest.approx(0.58 * 256 * 0.5)
+
+
 def test_onnx_matches_pytorch_on_real_frames(exported):
     import onnxruntime as ort
 
