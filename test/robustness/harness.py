@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from depth_ros.inference.spec import ModelSpec
+from depth_ros.synthetic import SynthConfig
+
 from tiny_nets import export_sigmoid_convnet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +69,15 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
     assert "\x1b" not in err, repr(err)
 
 
-def tiny_depth_model(path: Path, spec: "object") -> Path:
+#: The tiny model's spec: a 48x32 metric sigmoid-disparity network, 0.5-20 m.
+TINY_SPEC = ModelSpec(
+    output_kind="disparity_sigmoid", input_height=32, input_width=48, metric=True,
+    min_depth_m=0.5, max_depth_m=20.0, name="tiny", scale_source="velocity_supervision",
+)
+#: A short synthetic camera bag (64x48, 4 frames, no LiDAR) for the tiny model.
+TINY_SYNTH = SynthConfig(width=64, height=48, frames=4, texture_size_px=64, lidar_beams=0)
+
+
+def tiny_depth_model(path: Path, spec: ModelSpec = TINY_SPEC) -> Path:
     """A one-convolution disparity network exported to ONNX with ``spec`` embedded (seeded)."""
     return export_sigmoid_convnet(path, spec)

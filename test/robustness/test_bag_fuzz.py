@@ -16,16 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from depth_ros.inference.spec import ModelSpec
-from depth_ros.synthetic import SynthConfig, write_bag as synth_bag
+from depth_ros.synthetic import write_bag as synth_bag
 
-from harness import TORCH_AS, run_limited, tiny_depth_model
+from harness import TINY_SYNTH as SYNTH, TORCH_AS, run_limited, tiny_depth_model
 
-SYNTH = SynthConfig(width=64, height=48, frames=4, texture_size_px=64, lidar_beams=0)
-SPEC = ModelSpec(
-    output_kind="disparity_sigmoid", input_height=32, input_width=48, metric=True,
-    min_depth_m=0.5, max_depth_m=20.0, name="tiny", scale_source="velocity_supervision",
-)
 CASES_PER_STORAGE = 60
 
 
@@ -91,7 +85,7 @@ _RUNNER = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_depth_model(tmp_path_factory.mktemp("fuzz_model") / "tiny.onnx", SPEC)
+    return tiny_depth_model(tmp_path_factory.mktemp("fuzz_model") / "tiny.onnx")
 
 
 @pytest.mark.parametrize("suffix", [".mcap", ".db3"])

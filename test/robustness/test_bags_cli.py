@@ -17,16 +17,10 @@ import pytest
 from depth_ros.bag.writer import BagWriter, remove_stale_tmpdirs
 from depth_ros.bag.typestore import output_typestore
 from depth_ros.cli import main
-from depth_ros.inference.spec import ModelSpec
-from depth_ros.synthetic import SynthConfig, write_bag as synth_bag
+from depth_ros.synthetic import write_bag as synth_bag
 
-from harness import REPO, TORCH_AS, assert_one_line_error, run_limited, tiny_depth_model
+from harness import REPO, TINY_SYNTH as SYNTH, TORCH_AS, assert_one_line_error, run_limited, tiny_depth_model
 
-SYNTH = SynthConfig(width=64, height=48, frames=4, texture_size_px=64, lidar_beams=0)
-SPEC = ModelSpec(
-    output_kind="disparity_sigmoid", input_height=32, input_width=48, metric=True,
-    min_depth_m=0.5, max_depth_m=20.0, name="tiny", scale_source="velocity_supervision",
-)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +29,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     d = tmp_path_factory.mktemp("bags")
-    model = tiny_depth_model(d / "tiny.onnx", SPEC)
+    model = tiny_depth_model(d / "tiny.onnx")
     bag = synth_bag(SYNTH, d / "s.mcap")
     # the same messages as a rosbag2 bag *directory* (metadata.yaml + one storage file)
     bag_dir = d / "dir_bag"
