@@ -244,3 +244,19 @@ def test_the_pipeline_checks_the_contract_once_at_construction() -> None:
     assert Counting.calls == 1
     FramePipeline(Counting(8, 8), FrameConfig(), contract_checked=True)  # the loader did it
     assert Counting.calls == 1
+
+
+def test_aspect_policy_is_a_parameter_a_flag_and_old_files_without_it_still_load() -> None:
+    assert FrameConfig().aspect == "crop"
+    assert param_info(DepthNodeConfig, "aspect").choices == ("crop", "pad", "stretch")
+    args = _parser().parse_args(["in.mcap", "-o", "out.mcap", "--model", "m.onnx", "--aspect", "stretch"])
+    assert config_from_args(args).frame.aspect == "stretch"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["in.mcap", "-o", "out.mcap", "--model", "m.onnx", "--aspect", "squash"])
+    # a params file written before the aspect policy existed
+    data = yaml.safe_load((REPO / "config" / "depth.yaml").read_text())
+    params = dict(data["/**/depth_node"]["ros__parameters"])
+    del params["aspect"]
+    assert config_from_mapping(DepthNodeConfig, params, source="old.yaml").frame_config().aspect == "crop"
+    with pytest.raises(ParameterError, match="parameter 'aspect'"):
+        DepthNodeConfig(aspect="squash")
