@@ -20,11 +20,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from depth_ros.errors import BagError, InputError
+from depth_ros.errors import InputError
+from depth_ros_training.recipes import QuickRecipe
 
 __all__ = ["DemoSettings", "add_arguments", "eval_config", "evaluate_depth_bag", "run", "score_scenes"]
 
@@ -32,21 +32,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DemoSettings:
-    """The demo's compute plan (defaults: the full demo, ~5 min of training on 2 cores).
+class DemoSettings(QuickRecipe):
+    """The demo's compute plan (defaults: the full demo, ~5 min of training on 2 cores): the
+    scenes, the network input and the budget; the training settings are
+    :class:`~depth_ros_training.recipes.QuickRecipe`'s (its fields are this class's too).
 
     Camera 384x128 (fx = 0.7 w), network input 64x192 (half resolution); the camera moves at
-    1 m/s at 10 Hz and the source frames are +-2 frames away (``stride=2``). Sixteen 75-frame
-    training corridors, three 100-frame test corridors with other seeds. Adam with a one-cycle
-    schedule at a high peak rate (``lr``, the run is short and starts from random weights) for
-    ``train_seconds`` of wall-clock time. Scale from odometry: velocity supervision (weight 1)
-    plus the full odometry pose as PoseNet's target; the photometric terms warp with the bag's
-    odometry poses (``warp_pose_source="odometry"``) and PoseNet sees one of the two sources per
-    sample (``pose_pairs="one"``). No geometry term and no self-discovered mask, so the source
-    frames' depths are not predicted; depth hints from a plane sweep (``hint_weight=2``); depth
-    starts at ``init_depth_m``. Training samples are mirrored half the time and colour-jittered.
-
-    Why these values, and the AbsRel each alternative measured: docs/training-notes.md.
+    1 m/s at 10 Hz and the source frames are +-2 frames away (the recipe's ``stride=2``).
+    Sixteen 75-frame training corridors, three 100-frame test corridors with other seeds.
+    Training runs for ``train_seconds`` of wall-clock time (``max_steps``: stop earlier).
     """
 
     camera_width: int = 384
@@ -60,33 +54,13 @@ class DemoSettings:
     rate_hz: float = 10.0
     speed_mps: float = 1.0
     scene: str = "corridor"
-    stride: int = 2
-    frame_offsets: tuple[int, ...] = (-1, 1)
-    hint_offsets: tuple[int, ...] = ()
-    batch_size: int = 4
-    lr: float = 1e-3
     train_seconds: float = 300.0
     max_steps: int = -1
-    velocity_weight: float = 1.0
-    geometry_weight: float = 0.0
-    smoothness_weight: float = 0.1
-    source_depth_grad: bool = False
-    pose_supervision_weight: float = 1.0
-    warp_pose_source: str = "odometry"
-    pose_pairs: str = "one"
-    num_scales: int = 1
-    hint_weight: float = 2.0
-    network_dtype: str = "auto"
-    self_mask: bool = False
-    hflip: bool = True
-    color_jitter: float = 0.2
-    init_depth_m: float = 3.0
-    min_depth_m: float = 0.5
-    max_depth_m: float = 30.0
     train_seed: int = 0
     test_seed: int = 2001  # 1001-1005 were used to choose the settings above
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.net_height % 32 or self.net_width % 32:
             raise InputError(f"network size must be multiples of 32, got {self.net_width}x{self.net_height}")
         if self.test_scenes < 1:
@@ -94,8 +68,6 @@ class DemoSettings:
         train = set(range(self.train_seed, self.train_seed + self.train_scenes))
         if train & set(range(self.test_seed, self.test_seed + self.test_scenes)):
             raise InputError("the test scenes must differ from the training scenes (use another seed)")
-        if self.network_dtype not in ("auto", "float32", "bfloat16"):
-            raise InputError(f"network_dtype must be auto|float32|bfloat16, got {self.network_dtype!r}")
         if not self.train_seconds > 0:
             raise InputError(f"train_seconds must be positive, got {self.train_seconds}")
 
@@ -205,82 +177,25 @@ def _synthesize(s: DemoSettings, workdir: Path) -> tuple[list[Path], list[Path]]
     return train, test
 
 
-class _StepTimer:
-    """Lightning callback measuring the wall time of training steps."""
-
-    def __init__(self) -> None:
-        from lightning.pytorch import Callback
-
-        outer = self
-
-        class _Cb(Callback):
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
-                outer._t0 = time.perf_counter()
-
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-                outer.times.append(time.perf_counter() - outer._t0)
-
-        self.times: list[float] = []
-        self._t0 = 0.0
-        self.callback = _Cb()
-
-
 def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) -> tuple[Any, dict[str, Any]]:
-    import lightning.pytorch as pl
-
-    from depth_ros_training.callbacks import EpochProgressBar, tidy_lightning_output
-    from depth_ros_training.data import DataConfig
     from depth_ros_training.datamodule import BagDataModule
-    from depth_ros_training.module import DepthTrainingModule, bf16_supported
+    from depth_ros_training.recipes import quick_data_config, train_on_budget
 
-    native_bf16 = bf16_supported()
-    network_dtype = ("bfloat16" if native_bf16 else "float32") if s.network_dtype == "auto" else s.network_dtype
-    log.info("networks train in %s (%s native bfloat16 on this CPU)", network_dtype, "with" if native_bf16 else "no")
     started = time.perf_counter()
-    pl.seed_everything(0, workers=True, verbose=False)
-    data = DataConfig(bags=tuple(str(b) for b in train_bags), height=s.net_height, width=s.net_width, stride=s.stride, frame_offsets=s.frame_offsets, hint_offsets=s.hint_offsets, val_fraction=0.0, require_odometry=True, cache_frames=True, hflip=s.hflip, color_jitter=s.color_jitter)
-    dm = BagDataModule(data, batch_size=s.batch_size, num_workers=0)
-
-    def model(schedule_seconds: float) -> DepthTrainingModule:
-        return DepthTrainingModule(
-            image_height=s.net_height, image_width=s.net_width, lr=s.lr, lr_schedule="onecycle", schedule_seconds=schedule_seconds,
-            velocity_weight=s.velocity_weight, geometry_weight=s.geometry_weight, smoothness_weight=s.smoothness_weight,
-            min_depth_m=s.min_depth_m, max_depth_m=s.max_depth_m, pose_from_inverse=True,
-            source_depth_grad=s.source_depth_grad, pose_supervision_weight=s.pose_supervision_weight,
-            warp_pose_source=s.warp_pose_source, init_depth_m=s.init_depth_m, pose_pairs=s.pose_pairs,
-            num_scales=s.num_scales, hint_weight=s.hint_weight, use_self_mask=s.self_mask,
-            network_dtype=network_dtype,
-        )
-
-    # frames are decoded once up front, so the budget is spent on optimisation
-    dm.setup("fit")
-    for i in range(len(dm.train_set)):
-        dm.train_set[i]
-    remaining = max(1.0, s.train_seconds - (time.perf_counter() - started))
-    timer = _StepTimer()
-    net = model(schedule_seconds=remaining)
-    tidy_lightning_output()
-    trainer = pl.Trainer(
-        max_steps=s.max_steps, max_time=timedelta(seconds=remaining),
-        callbacks=[timer.callback] + ([] if quiet else [EpochProgressBar()]),
-        gradient_clip_val=1.0, logger=False, enable_checkpointing=False, num_sanity_val_steps=0,
-        enable_model_summary=False, limit_val_batches=0, enable_progress_bar=not quiet,
-    )
-    trainer.fit(net, dm)
-    steps = trainer.global_step
-    log.info("training: %d steps of %d samples in %.0f s (%.2f s per step)", steps, s.batch_size, sum(timer.times), sum(timer.times) / max(1, steps))
+    dm = BagDataModule(quick_data_config(s, train_bags, s.net_height, s.net_width), batch_size=s.batch_size, num_workers=0)
+    run = train_on_budget(s, dm, s.train_seconds, max_steps=s.max_steps, started=started, progress_bar=not quiet)
     ckpt = workdir / "last.ckpt"
-    trainer.save_checkpoint(str(ckpt), weights_only=False)  # full: optimizer state too, so a run can resume
+    run.trainer.save_checkpoint(str(ckpt), weights_only=False)  # full: optimizer state too, so a run can resume
     info = {
-        "steps": steps,
-        "step_s": sum(timer.times) / max(1, steps),
-        "samples_seen": steps * s.batch_size,
-        "train_samples": len(dm.train_set) if dm.train_set is not None else 0,
+        "steps": run.steps,
+        "step_s": run.step_s,
+        "samples_seen": run.steps * s.batch_size,
+        "train_samples": run.train_samples,
         "wall_s": time.perf_counter() - started,
-        "network_dtype": network_dtype,
+        "network_dtype": run.network_dtype,
         "checkpoint": str(ckpt),
     }
-    return net.eval(), info
+    return run.module, info
 
 
 def run(args: argparse.Namespace) -> int:
