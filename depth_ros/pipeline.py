@@ -4,15 +4,21 @@
 
     Image / CompressedImage + CameraInfo (message objects: rclpy or rosbags, duck-typed)
       -> decode      (msgconv: RGB (H, W, 3) uint8 + CameraModel; untrusted input checked)
-      -> preprocess  (core.preprocess: the network input of the ModelSpec)
+      -> rectify     (core.distortion: when D != 0 and rectify is auto)
+      -> preprocess  (core.preprocess: the aspect window, core.aspect: crop / pad / stretch to
+                      the trained aspect; then the network input of the ModelSpec)
       -> infer       (the backend; timed)
-      -> postprocess (core.postprocess: metric depth (H, W) float32 m, NaN invalid, scale policy)
+      -> postprocess (core.postprocess on the window's camera: metric depth float32 m, NaN
+                      invalid, scale policy incl. the focal ratio of metric models; pasted back
+                      at camera resolution (H, W), cropped-off bands NaN)
       -> cloud       (core.pointcloud: organized xyz / xyzrgb, optional)
 
 ROS-free. :class:`FramePipeline` checks the model once at construction (a depth kind, and the
 output contract dry run of :func:`~depth_ros.inference.backend.check_output_contract` unless
 the loader already ran it); each step can be called on its own (the bag tool overlaps them in
-threads) or all at once with :meth:`FramePipeline.run`.
+threads) or all at once with :meth:`FramePipeline.run`. What does not agree between the camera and
+the model's training camera (aspect, focal length) is logged once per pipeline
+(:func:`camera_warnings`; docs/cameras.md).
 
 :class:`~depth_ros.frame_config.FrameConfig` (in :mod:`depth_ros.frame_config`, re-exported
 here with the scale policy's spellings) is the one configuration of the frame path.
