@@ -114,6 +114,14 @@ def test_preprocess_crop_sees_the_centre_band_at_the_network_size() -> None:
     assert stretched.camera.fy == pytest.approx(250.0 * 64 / 240) and stretched.window.is_full
 
 
+def test_pad_bands_are_the_mean_colour_zero_after_normalisation() -> None:
+    spec = metric_spec(color_order="bgr", mean=(0.2, 0.4, 0.6), std=(0.25, 0.25, 0.25))
+    pre = preprocess(encoded_image(CAM), CAM, spec, "pad")
+    left_band = pre.tensor[0, :, :, :20]  # 200 of 720 canvas columns -> 53 of 192 network columns
+    assert np.abs(left_band).max() < 1.0 / 255 / 0.25 + 1e-6  # the uint8 rounding of the mean only
+    assert pre.camera.cx == pytest.approx((CAM.cx + 200 + 0.5) * NET_W / 720 - 0.5)
+
+
 # -- the frame pipeline ----------------------------------------------------------------------
 def test_crop_publishes_registered_depth_with_nan_bands_and_the_cloud_only_in_the_band() -> None:
     pipe = pipeline(DecodingBackend(metric_spec()))
