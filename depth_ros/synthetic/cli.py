@@ -32,8 +32,8 @@ The YAML file holds SynthConfig fields (the flag names above with underscores), 
   scene: corridor
   moving_objects: 2
 Unknown keys are errors. Topics: /camera/image_raw, /camera/image_raw/compressed (--jpeg),
-/camera/camera_info, /camera/depth/ground_truth (32FC1 m), /camera/object_mask (--object-mask:
-16UC1 box instance ids, 0 = room), /odom, /lidar/points, /tf_static.
+/camera/camera_info, /camera/depth/ground_truth (32FC1 m), /camera/object_mask (16UC1 box
+instance ids, 0 = room; on by default, --object-mask false drops it), /odom, /lidar/points, /tf_static.
 """
 
 

@@ -76,7 +76,7 @@ class SynthConfig:
     jpeg: bool = _f(False, "also write /camera/image_raw/compressed (jpeg)")
     jpeg_quality: int = _f(90, "jpeg quality 1..100")
     object_mask: bool = _f(
-        False, "also write /camera/object_mask (16UC1 box instance ids, 0 = room) for boundary recall"
+        True, "also write /camera/object_mask (16UC1 box instance ids, 0 = room) for boundary recall"
     )
     lidar_beams: int = _f(16, "LiDAR beams (rows); 0 disables the LiDAR")
     lidar_azimuth_samples: int = _f(360, "LiDAR samples per beam over 360 degrees")

@@ -44,6 +44,7 @@ def test_bag_round_trip(tmp_path: Path, suffix: str) -> None:
         "/camera/image_raw": "sensor_msgs/msg/Image",
         "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
         "/camera/depth/ground_truth": "sensor_msgs/msg/Image",
+        "/camera/object_mask": "sensor_msgs/msg/Image",  # on by default
         "/odom": "nav_msgs/msg/Odometry",
         "/lidar/points": "sensor_msgs/msg/PointCloud2",
         "/tf_static": "tf2_msgs/msg/TFMessage",
@@ -101,7 +102,7 @@ def test_mcap_is_self_describing_for_foxglove(tmp_path: Path) -> None:
     with open(path, "rb") as fh:
         reader = make_reader(fh, decoder_factories=[DecoderFactory()])
         summary = reader.get_summary()
-        assert summary is not None and summary.statistics.message_count == 2 * 5 + 1
+        assert summary is not None and summary.statistics.message_count == 2 * 6 + 1  # 6 per frame with the object mask
         assert {s.encoding for s in summary.schemas.values()} == {"ros2msg"}
         assert {c.message_encoding for c in summary.channels.values()} == {"cdr"}
         decoded = {ch.topic: msg for _, ch, _, msg in reader.iter_decoded_messages(topics=["/odom", "/camera/camera_info"])}
@@ -144,11 +145,23 @@ def test_object_mask_option(tmp_path: Path) -> None:
     assert any(np.asarray(m.data).any() for _, m in bag["/camera/object_mask"]), "no frame sees a box"
     # deterministic: the same config writes the same bytes; without the option nothing changes
     assert write_bag(cfg, tmp_path / "m2.mcap").read_bytes() == path.read_bytes()
-    plain = write_bag(CFG.replace(frames=3), tmp_path / "p.mcap")
+    plain = write_bag(CFG.replace(frames=3, object_mask=False), tmp_path / "p.mcap")
     assert "/camera/object_mask" not in _read(plain)["_types"]
-    assert write_bag(CFG.replace(frames=3), tmp_path / "p2.mcap").read_bytes() == plain.read_bytes()
+    assert write_bag(CFG.replace(frames=3, object_mask=False), tmp_path / "p2.mcap").read_bytes() == plain.read_bytes()
     with pytest.raises(InputError, match="object_mask=false"):
-        write_bag(CFG, tmp_path / "n.mcap", topics=["/camera/object_mask"])
+        write_bag(CFG.replace(object_mask=False), tmp_path / "n.mcap", topics=["/camera/object_mask"])
+
+
+def test_object_mask_is_on_by_default(tmp_path: Path) -> None:
+    """A default synthetic bag carries the mask (boundary recall out of the box), and the
+    camera chosen automatically is still the colour image, not the mask."""
+    from depth_ros.bag.reader import BagReader, select_camera_topics
+
+    assert SynthConfig().object_mask is True
+    path = write_bag(CFG.replace(frames=2), tmp_path / "d.mcap")
+    with BagReader(path) as reader:
+        assert reader.topics["/camera/object_mask"].count == 2
+        assert select_camera_topics(reader.topics, None, None, source=str(path)) == ("/camera/image_raw", "/camera/camera_info")
 
 
 def test_topic_selection(tmp_path: Path) -> None:

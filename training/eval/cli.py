@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output-dir", default="eval_results", metavar="DIR", help="where summary.json and frames.csv go (default: eval_results)")
     parser.add_argument("--truth-topic", metavar="T", help="truth: depth Image (32FC1 m / 16UC1 mm) or PointCloud2 topic (default: the only one)")
     parser.add_argument("--pose-topic", metavar="T", help="nav_msgs/Odometry of the truth bag for the flicker's camera motion (default: the only one)")
-    parser.add_argument("--mask-topic", metavar="T", help="object mask Image of the truth bag (mono8 alpha or instance ids) for the mask boundary recall (default: the only Image topic with 'mask' in its name, e.g. /camera/object_mask of `depth-ros synth --object-mask true`)")
+    parser.add_argument("--mask-topic", metavar="T", help="object mask Image of the truth bag (mono8 alpha or instance ids) for the mask boundary recall (default: the only Image topic with 'mask' in its name, e.g. /camera/object_mask of `depth-ros synth`)")
     parser.add_argument("--pred-topic", metavar="T", help="depth topic of a --pred bag (default: the only .../depth/image)")
     parser.add_argument("--image-topic", metavar="T", help="colour image topic (default: the only one)")
     parser.add_argument("--camera-info-topic", metavar="T", help="CameraInfo topic (default: <ns>/camera_info)")
