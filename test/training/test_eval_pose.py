@@ -14,19 +14,14 @@ from depth_ros.errors import DepthRosError, ModelError
 from depth_ros.synthetic import SynthConfig, write_bag
 from depth_ros_training.eval.cli import add_arguments, run
 
-from posenet_onnx import constant_depth_model, image_dependent_pose_model
+from posenet_onnx import odometry_test_files
 
 SYNTH = SynthConfig(width=48, height=32, frames=8, texture_size_px=64, lidar_beams=0, seed=3)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("eval_pose")
-    return {
-        "depth": constant_depth_model(d / "plane.onnx", 2.0, "plane_2m"),
-        "pose": image_dependent_pose_model(d / "pose.onnx"),
-        "bag": write_bag(SYNTH, d / "s.mcap"),
-    }
+    return odometry_test_files(tmp_path_factory.mktemp("eval_pose"), SYNTH)
 
 
 def _run(tmp_path: Path, *argv: Any) -> tuple[int, dict[str, Any]]:

@@ -18,21 +18,16 @@ from depth_ros.cli import main
 from depth_ros.core.rotation import matrix_to_quaternion
 from depth_ros.inference.backend import create_backend
 from depth_ros.pose_pipeline import PoseConfig, PosePipeline
-from depth_ros.synthetic import SynthConfig, render_sequence, write_bag
+from depth_ros.synthetic import SynthConfig, render_sequence
 
-from posenet_onnx import constant_depth_model, image_dependent_pose_model
+from posenet_onnx import odometry_test_files
 
 SYNTH = SynthConfig(width=64, height=48, frames=6, texture_size_px=64, lidar_beams=0, seed=5)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("infer_pose")
-    return {
-        "depth": constant_depth_model(d / "plane.onnx", 2.0, "plane_2m"),
-        "pose": image_dependent_pose_model(d / "pose.onnx"),
-        "bag": write_bag(SYNTH, d / "s.mcap"),
-    }
+    return odometry_test_files(tmp_path_factory.mktemp("infer_pose"), SYNTH)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, str]:
