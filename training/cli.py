@@ -8,6 +8,7 @@ Usage::
     depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt]
     depth-ros-train eval --model M [--model M2 ...] BAG [BAG ...] [-o DIR]   (or --pred PRED.mcap)
     depth-ros-train pretrain --config config/pretrain.yaml [--data.data.bags '[a.mcap]']
+    depth-ros-train adapt BAG [BAG ...] [--minutes M] [--teacher T.onnx] [--truth-topic T] [-o OUTDIR]
 
 Add ``-v`` / ``--verbose`` anywhere for debug logging and the traceback of an error.
 
@@ -248,6 +249,16 @@ def _eval_main(argv: list[str]) -> int:
     return eval_cli.run(parser.parse_args(argv))
 
 
+def _adapt_main(argv: list[str]) -> int:
+    from depth_ros_training import adapt
+
+    parser = argparse.ArgumentParser(
+        prog="depth-ros-train adapt", description="a robot's bags -> a metric depth model in minutes (the quick recipe), evaluated on a held-out segment")
+    adapt.add_arguments(parser)
+    parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
+    return adapt.run(parser.parse_args(argv))
+
+
 def _pretrain_main(argv: list[str]) -> int:
     from depth_ros_training.pretrain.cli import run
 
@@ -301,6 +312,7 @@ _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "export": _export_main,
     "eval": _eval_main,
     "pretrain": _pretrain_main,
+    "adapt": _adapt_main,
 }
 
 
@@ -310,9 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = any(a in _VERBOSE_FLAGS for a in rest)
     configure_logging(verbose)
     if command not in _COMMANDS:
-        print("usage: depth-ros-train {fit,validate,export,eval,pretrain} ... [-v] (fit --help for the options)", file=sys.stderr)
+        print("usage: depth-ros-train {fit,validate,export,eval,pretrain,adapt} ... [-v] (fit --help for the options)", file=sys.stderr)
         return 2
-    if command not in ("export", "eval"):  # their argparse parsers know the flag; jsonargparse's is kept free of it
+    if command not in ("export", "eval", "adapt"):  # their argparse parsers know the flag; jsonargparse's is kept free of it
         rest = [a for a in rest if a not in _VERBOSE_FLAGS]
     try:
         return _COMMANDS[command](rest)
