@@ -24,8 +24,10 @@ depth, :mod:`depth_ros_training.tasks`; same layout, ``data.data.groups`` for th
 see :mod:`depth_ros_training.tasks.run`). ``export`` reads the task from the checkpoint.
 
 Checkpoints go to ``<default_root_dir>/lightning_logs/version_N/checkpoints``: one after each
-validation, and ``last.ckpt`` (the full training state) also every ``checkpoint.every_minutes``
-of training or ``checkpoint.every_n_steps`` steps, independent of validation
+validation (``fit`` also validates at its last step, whatever ``trainer.val_check_interval``:
+:class:`~depth_ros_training.validate_at_end.ValidateAtEnd`), and ``last.ckpt`` (the full training
+state) also every ``checkpoint.every_minutes`` of training or ``checkpoint.every_n_steps`` steps,
+independent of validation
 (:class:`~depth_ros_training.checkpoint.ResumeCheckpoint`); resume a stopped or killed run with
 ``--ckpt_path <that dir>/last.ckpt`` or ``--ckpt_path last`` (the newest run's). Checkpoints are
 read with ``weights_only=True``.
@@ -152,6 +154,7 @@ def _fit_or_validate_sc_depth(command: str, argv: list[str]) -> int:
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.logline import PeriodicLogLine, wants_log_lines
     from depth_ros_training.module import DepthTrainingModule
+    from depth_ros_training.validate_at_end import ValidateAtEnd
 
     tidy_lightning_output()
     parser = build_parser(command)
@@ -173,6 +176,8 @@ def _fit_or_validate_sc_depth(command: str, argv: list[str]) -> int:
         callbacks.append(EpochProgressBar())
     if command == "fit" and wants_log_lines():
         callbacks.append(PeriodicLogLine())  # a log file cannot show the bar
+    if command == "fit":
+        callbacks.append(ValidateAtEnd())  # a run shorter than the validation interval is validated once
     trainer = _build_trainer(trainer_kwargs, logger=logger, callbacks=callbacks, plugins=[SafeCheckpointIO()])
     if trainer.is_global_zero:
         log_dir = Path(logger.log_dir)
