@@ -244,24 +244,25 @@ def _export_main(argv: list[str]) -> int:
     return 0
 
 
+def _run_argparse_command(command: str, description: str, module: Any, argv: list[str]) -> int:
+    """A subcommand whose module provides ``add_arguments(parser)`` and ``run(args)``."""
+    parser = argparse.ArgumentParser(prog=f"depth-ros-train {command}", description=description)
+    module.add_arguments(parser)
+    parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
+    return module.run(parser.parse_args(argv))
+
+
 def _eval_main(argv: list[str]) -> int:
     from depth_ros_training.eval import cli as eval_cli
 
-    parser = argparse.ArgumentParser(
-        prog="depth-ros-train eval", description="depth models measured on bags with depth or LiDAR truth")
-    eval_cli.add_arguments(parser)
-    parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
-    return eval_cli.run(parser.parse_args(argv))
+    return _run_argparse_command("eval", "depth models measured on bags with depth or LiDAR truth", eval_cli, argv)
 
 
 def _adapt_main(argv: list[str]) -> int:
     from depth_ros_training import adapt
 
-    parser = argparse.ArgumentParser(
-        prog="depth-ros-train adapt", description="a robot's bags -> a metric depth model in minutes (the quick recipe), evaluated on a held-out segment")
-    adapt.add_arguments(parser)
-    parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
-    return adapt.run(parser.parse_args(argv))
+    description = "a robot's bags -> a metric depth model in minutes (the quick recipe), evaluated on a held-out segment"
+    return _run_argparse_command("adapt", description, adapt, argv)
 
 
 def _pretrain_main(argv: list[str]) -> int:
