@@ -19,6 +19,7 @@ from typing import Any, Mapping, TypeVar
 
 from depth_ros_training.losses.hints import HINT_LOSSES
 from depth_ros_training.losses.sc_depth import AUTO_MASK_ERRORS
+from depth_ros_training.models.normalization import check_mean_std
 
 __all__ = ["HintConfig", "LossWeights", "NetworkConfig", "OptimConfig", "PoseConfig"]
 
@@ -53,7 +54,8 @@ class NetworkConfig:
         init_depth_m: start the depth network at this depth everywhere (the bias of its output
             layer) instead of the sigmoid's midpoint; None: the midpoint.
         encoder_weights_path: optional local ResNet state_dict for both encoders.
-        mean, std: the ModelSpec's input normalisation (per channel, of [0, 1] pixels).
+        mean, std: the ModelSpec's input normalisation (per channel, of [0, 1] pixels), applied
+            to the [0, 1] images of a batch right before the depth and pose networks.
         image_height, image_width: network input size in pixels (recorded for export).
         num_scales: disparity scales the losses see (1..4).
         network_dtype: ``"float32"`` or ``"bfloat16"`` (the networks' passes under autocast).
@@ -91,9 +93,7 @@ class NetworkConfig:
         if self.depth_network == "light" and self.encoder_weights_path is not None:
             raise ValueError("encoder_weights_path: the light depth network has no ResNet encoder to load into; "
                              "use depth_network: resnet, or leave encoder_weights_path unset")
-        mean, std = self.mean, self.std
-        if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean) or not all(math.isfinite(v) and v > 0 for v in std):
-            raise ValueError(f"mean and std must be 3 finite numbers each, std > 0, got mean {mean}, std {std}")
+        check_mean_std(self.mean, self.std)
 
 
 @dataclass(frozen=True)

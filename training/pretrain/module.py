@@ -29,6 +29,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from depth_ros_training.models.normalization import ImageNormalization
 from depth_ros_training.pretrain.gradient_field import GradientFieldConfig, gradient_field
 from depth_ros_training.pretrain.moco import MoCo, MoCoOutput
 
@@ -95,8 +96,7 @@ class PretrainModule(pl.LightningModule):
         self.save_hyperparameters()
         self.gradient_config = GradientFieldConfig(canny_low, canny_high, canny_kernel_size, canny_sigma)
         self.moco = MoCo(num_layers, key, dim, queue_size, momentum, temperature, bn_splits)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.input_norm = ImageNormalization(mean, std)  # [0, 1] views -> the encoder's input
         self._photometric: dict[tuple[int, int], torch.nn.Module] = {}
 
     # -- augmentation on the device -------------------------------------------------------
@@ -118,7 +118,8 @@ class PretrainModule(pl.LightningModule):
         return aug(rgb).clamp(0.0, 1.0)
 
     def normalise(self, rgb: Tensor) -> Tensor:
-        return (rgb - self.mean) / self.std
+        """(B, 3, h, w) RGB in [0, 1] -> the depth network's input (``(x - mean) / std``)."""
+        return self.input_norm(rgb)
 
     def views(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(query (B, 3, h, w) normalised, key view (B, 1, h, w) G or (B, 3, h, w) normalised)."""

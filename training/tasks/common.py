@@ -25,6 +25,7 @@ from depth_ros.errors import ModelError
 from depth_ros.inference.spec import ModelSpec
 
 from depth_ros_training.losses.midas import align_scale_shift
+from depth_ros_training.models.normalization import normalize_image
 
 __all__ = [
     "NETWORKS",
@@ -144,12 +145,11 @@ class LabelledInputs:
 
 
 def step_inputs(batch: Mapping[str, Tensor], mean: Sequence[float], std: Sequence[float]) -> LabelledInputs:
-    """A collated batch of labelled samples -> :class:`LabelledInputs` (normalised image)."""
+    """A collated batch of labelled samples ([0, 1] images) -> :class:`LabelledInputs`, whose
+    ``image`` is the network input: the batch's images normalised with ``mean`` / ``std``."""
     image01 = batch["image"]
-    m = torch.tensor(mean, dtype=image01.dtype, device=image01.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=image01.dtype, device=image01.device).view(1, 3, 1, 1)
     return LabelledInputs(
-        image=(image01 - m) / s,
+        image=normalize_image(image01, mean, std),
         image01=image01,
         target=batch["target"],
         valid=batch["valid"].bool(),

@@ -56,6 +56,7 @@ from depth_ros.errors import ModelError
 from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.losses.silog import silog_loss
 from depth_ros_training.models.dispnet import DispNet
+from depth_ros_training.models.normalization import ImageNormalization
 from depth_ros_training.models.zoe_bins import MetricBinsConfig, MetricBinsHead, dispnet_features
 from depth_ros_training.models.zoe_router import RoutedMetricHeads, router_loss
 
@@ -322,8 +323,7 @@ class ZoeDepthModule(LightningModule):
         self.scene_names = [s.name for s in c.scene_types]
         self.group_names = tuple(str(g) for g in group_names)
         self.register_buffer("_group_scene", torch.tensor(self._group_to_scene(), dtype=torch.int64), persistent=False)
-        self.register_buffer("_mean", torch.tensor(c.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(c.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.input_norm = ImageNormalization(c.mean, c.std)  # the batch's [0, 1] images -> the network's input
         self._val: dict[str, list] = {"metrics": [], "router_hits": []}
 
     def _group_to_scene(self) -> list[int]:
@@ -389,7 +389,7 @@ class ZoeDepthModule(LightningModule):
     def _inputs(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor | None]:
         """(normalised images (B, 3, H, W), metric label depth (B, 1, H, W) metres NaN invalid,
         scene-type indices (B,) int64 or None)."""
-        x = (batch["image"] - self._mean) / self._std
+        x = self.input_norm(batch["image"])
         valid = batch["valid"] & (batch["target"] > 0)
         depth = torch.where(valid, 1.0 / torch.where(valid, batch["target"], torch.ones_like(batch["target"])), torch.full_like(batch["target"], float("nan")))
         scene = self._group_scene[batch["group"].long()] if self.config.routed else None
