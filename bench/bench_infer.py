@@ -20,7 +20,11 @@ uses: depth_ros.bag.mcap_writer).
 
 Usage:
     python bench/bench_infer.py [--frames 15] [--repeats 7] [--net 480x640] [--threads N]
-        [--variants]
+        [--train-image HxW] [--variants]
+
+``--train-image`` records a training image size in the model's spec: a camera of another aspect
+is then cropped to it (the default aspect policy; ``--aspect pad`` / ``stretch`` for the others).
+Without it the spec has no trained aspect and every camera is stretched to the input, as before.
 
 ``--variants`` also runs end to end with the reader / writer stages in threads beside the
 network (the default only for GPU backends), without the cloud, with the xyzrgb cloud, with
@@ -61,7 +65,7 @@ def _make_bag(workdir: Path, frames: int, width: int, height: int) -> tuple[Path
     return path, time.perf_counter() - t0
 
 
-def _make_model(workdir: Path, net_h: int, net_w: int) -> Path:
+def _make_model(workdir: Path, net_h: int, net_w: int, train_image: tuple[int, int] | None = None) -> Path:
     import torch
 
     from depth_ros.inference.onnx_export import export_onnx
@@ -74,11 +78,12 @@ def _make_model(workdir: Path, net_h: int, net_w: int) -> Path:
     spec = ModelSpec(
         output_kind="disparity_sigmoid", input_height=net_h, input_width=net_w, metric=True,
         min_depth_m=0.1, max_depth_m=50.0, name="dispnet18", scale_source="velocity_supervision",
+        **({} if train_image is None else {"train_image_height_px": train_image[0], "train_image_width_px": train_image[1]}),
     )
     return export_onnx(net, spec, workdir / "dispnet18.onnx")
 
 
-def _inputs(bag: Path, spec: Any) -> list[np.ndarray]:
+def _inputs(bag: Path, spec: Any, aspect: str) -> list[np.ndarray]:
     """The network inputs of every frame, made by the same code the pipeline runs."""
     from depth_ros import msgconv
     from depth_ros.bag.reader import BagReader
@@ -92,7 +97,7 @@ def _inputs(bag: Path, spec: Any) -> list[np.ndarray]:
     out = []
     for stamp in sorted(images):
         camera = msgconv.camera_info_to_model(infos[stamp])
-        out.append(preprocess(msgconv.image_to_rgb(images[stamp]), camera, spec).tensor)
+        out.append(preprocess(msgconv.image_to_rgb(images[stamp]), camera, spec, aspect).tensor)
     return out
 
 
@@ -235,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera", type=_size, default=(480, 640), help="camera HxW (default 480x640)")
     parser.add_argument("--net", type=_size, default=(480, 640), help="network input HxW (default 480x640)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
+    parser.add_argument("--train-image", type=_size, default=None, help="training image HxW recorded in the spec (its aspect is cropped to)")
+    parser.add_argument("--aspect", default=None, help="aspect policy (default: FrameConfig's)")
     parser.add_argument("--variants", action="store_true")
     parser.add_argument("--writers-only", action="store_true", help="only the writer comparison (no model)")
     args = parser.parse_args(argv)
@@ -242,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
 
     from depth_ros.inference.backend import create_backend
+    from depth_ros.pipeline import FrameConfig
 
     with tempfile.TemporaryDirectory(prefix="bench_infer_") as tmp:
         workdir = Path(tmp)
@@ -252,21 +260,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         bag, synth_s = _make_bag(workdir, args.frames, cam_w, cam_h)
         t0 = time.perf_counter()
-        model = _make_model(workdir, net_h, net_w)
+        model = _make_model(workdir, net_h, net_w, args.train_image)
+        frame = FrameConfig() if args.aspect is None else FrameConfig(aspect=args.aspect)
         export_s = time.perf_counter() - t0
         # as infer_bag creates it from a path: ONNX Runtime workers do not spin between runs
         options: dict[str, Any] = {"allow_spinning": False}
         if args.threads:
             options["threads"] = args.threads
         backend = create_backend(model, backend="onnxruntime-cpu", **options)
-        inputs = _inputs(bag, backend.spec)
+        inputs = _inputs(bag, backend.spec, frame.aspect)
         out = workdir / "out.mcap"
         _backend_only(backend, inputs[:2])  # warm-up
         # B0 E0 B1 E1 ... E(n-1) Bn: each end-to-end run against the mean of the backend-only
         # runs just before and after it, so slow load drift cancels pair by pair.
         backend_s, e2e_s, summaries = [_backend_only(backend, inputs)], [], []
         for _ in range(args.repeats):
-            wall, summary = _end_to_end(bag, out, backend)
+            wall, summary = _end_to_end(bag, out, backend, frame=frame)
             e2e_s.append(wall)
             summaries.append(summary)
             backend_s.append(_backend_only(backend, inputs))
@@ -280,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "note": "noisy (shared machine)"},
             "camera": f"{cam_w}x{cam_h}",
             "network_input": f"{net_w}x{net_h}",
+            "train_image": None if args.train_image is None else f"{args.train_image[1]}x{args.train_image[0]}",
+            "aspect": frame.aspect,
             "model": "ResNet-18 DispNet (disparity_sigmoid), ONNX",
             "backend": backend.name,
             "ort_allow_spinning": False,
@@ -311,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                 "zstd": {"compression": "zstd"},
             }.items():
                 base = _backend_only(backend, inputs)
-                wall, summary = _end_to_end(bag, out, backend, **config)
+                wall, summary = _end_to_end(bag, out, backend, frame=frame, **config)
                 variants[name] = {
                     "overhead": round(wall / base - 1.0, 4),
                     "stages_ms_per_frame": _stages(summary),
@@ -320,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             spinning = create_backend(model, backend="onnxruntime-cpu", **{**options, "allow_spinning": True})
             _backend_only(spinning, inputs[:2])
             base = _backend_only(spinning, inputs)
-            wall, summary = _end_to_end(bag, out, spinning)
+            wall, summary = _end_to_end(bag, out, spinning, frame=frame)
             variants["ort_spinning"] = {
                 "backend_only_ms_per_frame": round(base / frames * 1e3, 2),
                 "overhead": round(wall / base - 1.0, 4),
