@@ -311,6 +311,21 @@ def _cut_log_ns(index: Any, holdout: float) -> int:
     return int(index.image_log_ns[k])
 
 
+def _check_teacher(path: str) -> None:
+    """The teacher is a depth model with a contract (embedded or a YAML sidecar).
+
+    Raises:
+        InputError / ModelSpecError: no such file, no contract, not a depth model.
+    """
+    from depth_ros.inference.spec import load_model_spec
+
+    if not Path(path).is_file():
+        raise InputError(f"--teacher {path}: no such file")
+    spec = load_model_spec(path)
+    if not spec.is_depth:
+        raise InputError(f"--teacher {path} is a {spec.output_kind} model, not a depth model")
+
+
 # -- the run -----------------------------------------------------------------------------------
 @dataclass
 class AdaptResult:
@@ -319,7 +334,8 @@ class AdaptResult:
     Attributes:
         models: {"depth": path, "pose": path}.
         input_size: (height, width) of the network input; crop: the camera crop (or None).
-        train: steps, step_s, train_samples, wall_s, network_dtype, stride, validation figures.
+        train: steps, step_s, train_samples, network_dtype, stride, the last step's loss terms
+            (``terms``) and the last validation's figures (``validation``).
         evaluation: {"bags": [...], "truth_topic", "frames", "median_abs_rel", "metric_abs_rel",
             "median_scale"} on the held-out segments, or None without truth.
         run_line, launch_line: the commands that run the model.
@@ -390,9 +406,10 @@ def _train(config: AdaptConfig, plan: _Plan, train_bags: list[Path], heldout: li
                           enable_checkpointing=True)
     run = train_on_budget(recipe, dm, seconds, started=started, callbacks=callbacks, progress_bar=not quiet_bar, default_root_dir=str(out),
                           module_overrides=TEACHER_WEIGHTS if config.teacher else None, **validation)
-    metrics = {k: float(v) for k, v in run.trainer.callback_metrics.items() if k.startswith("val/") and k.count("/") == 1}
+    logged = run.trainer.callback_metrics
     info = {"steps": run.steps, "step_s": run.step_s, "train_samples": run.train_samples, "network_dtype": run.network_dtype,
-            "stride": plan.stride, "validation": metrics}
+            "stride": plan.stride, "terms": {k: float(v) for k, v in logged.items() if k.startswith("train/")},
+            "validation": {k: float(v) for k, v in logged.items() if k.startswith("val/")}}
     return run.module, info
 
 
@@ -441,8 +458,8 @@ def run_adapt(config: AdaptConfig) -> AdaptResult:
     out.mkdir(parents=True, exist_ok=True)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    if config.teacher is not None and not Path(config.teacher).is_file():
-        raise InputError(f"--teacher {config.teacher}: no such file")
+    if config.teacher is not None:
+        _check_teacher(config.teacher)
     plan = _check_and_plan(config, out / "index")
     log.info("camera %dx%d at %.1f Hz on %s: network input %dx%d (crop %s), stride %d, truth %s",
              plan.camera_width, plan.camera_height, plan.rate_hz, plan.image_topic, plan.width, plan.height, plan.crop, plan.stride, plan.truth_topic)

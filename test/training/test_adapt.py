@@ -98,14 +98,29 @@ def test_split_bag_cuts_at_the_log_time_and_keeps_static_topics_in_both(tmp_path
         assert b.deserialize(first_held).header.stamp is not None
 
 
-def test_adapt_end_to_end(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    """One adapt run (12 s of training) on a 36-frame 128x96 bag: (bag, output dir, printed text)."""
+    import contextlib
+    import io
+
+    tmp = tmp_path_factory.mktemp("adapt")
+    bag = _bag(tmp, frames=36)  # 6 held-out frames: enough for one validation sample at stride 2
+    out = tmp / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["adapt", str(bag), "--minutes", "0.2", "-o", str(out), "--threads", "1"])
+    assert code == 0, printed.getvalue()
+    return bag, out, printed.getvalue()
+
+
+@pytest.mark.slow
+def test_adapt_end_to_end(adapted):
+    import torch
+
     from depth_ros.inference.spec import load_model_spec
 
-    bag = _bag(tmp_path, frames=36)  # 6 held-out frames: enough for one validation sample at stride 2
-    out = tmp_path / "out"
-    code = main(["adapt", str(bag), "--minutes", "0.2", "-o", str(out), "--threads", "1"])
-    printed = capsys.readouterr().out
-    assert code == 0, printed
+    _, out, printed = adapted
     depth, pose = out / "model" / "depth.onnx", out / "model" / "pose.onnx"
     assert depth.is_file() and pose.is_file()
     spec = load_model_spec(depth)
@@ -113,20 +128,36 @@ def test_adapt_end_to_end(tmp_path, capsys):
     result = json.loads((out / "adapt.json").read_text())
     assert result["crop"] is None and result["input_size"] == [96, 128]
     assert result["train"]["steps"] >= 1 and result["train"]["stride"] == 2
+    assert "train/normal" not in result["train"]["terms"]  # no teacher, no teacher terms
     # validation ran on the held-out segment (at the end of the budget) and wrote a weights-only checkpoint
-    assert "val/loss" in result["train"]["validation"]
+    assert "val/loss" in result["train"]["validation"] and "val/abs_rel_median" in result["train"]["validation"]
     ckpts = list((out / "checkpoints").glob("*.ckpt"))
     assert len(ckpts) == 1
-    import torch
-
     assert "optimizer_states" not in torch.load(ckpts[0], weights_only=True)
     ev = result["evaluation"]
-    assert ev["truth_topic"] == "/camera/depth/ground_truth" and ev["frames"] >= 3
+    assert ev["truth_topic"] == "/camera/depth/ground_truth" and ev["frames"] >= 5
     assert math.isfinite(ev["median_abs_rel"]) and math.isfinite(ev["metric_abs_rel"]) and ev["median_abs_rel"] <= ev["metric_abs_rel"] + 1e-6
     # the printed lines run the exported models on the bag's camera
     assert f"--model {depth}" in printed and f"--pose-model {pose}" in printed and "--image-topic /camera/image_raw" in printed
     assert f"ros2 launch depth_ros depth.launch.py model:={depth}" in printed and "camera_info_topic:=/camera/camera_info" in printed
     assert f"median-scaled {ev['median_abs_rel']:.3f}" in printed
+
+
+@pytest.mark.slow
+def test_adapt_with_a_teacher_trains_its_terms(adapted, tmp_path):
+    bag, first, _ = adapted
+    out = tmp_path / "out"
+    assert main(["adapt", str(bag), "--minutes", "0.1", "--teacher", str(first / "model" / "depth.onnx"), "-o", str(out), "--threads", "1"]) == 0
+    terms = json.loads((out / "adapt.json").read_text())["train"]["terms"]
+    assert terms["train/normal"] > 0 and "train/normal_ranking" in terms
+
+
+def test_adapt_refuses_a_teacher_that_is_not_a_depth_model(adapted, tmp_path, capsys):
+    bag, first, _ = adapted
+    assert main(["adapt", str(bag), "--teacher", str(first / "model" / "pose.onnx"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pose.onnx is a pose_6dof model, not a depth model" in err
+    assert not (tmp_path / "out" / "split").exists()
 
 
 def test_adapt_refuses_a_bag_without_odometry_in_one_line(tmp_path, capsys):
