@@ -270,7 +270,13 @@ class FramePipeline:
     def camera_text(self) -> str:
         """The current camera in a few words (for /diagnostics)."""
         cam = self.camera
-        return "none yet" if cam is None else f"{cam.width}x{cam.height} fx {cam.fx:.6g} fy {cam.fy:.6g} px"
+        if cam is None:
+            return "none yet"
+        text = f"{cam.width}x{cam.height} fx {cam.fx:.6g} fy {cam.fy:.6g} px"
+        window = model_window(self.spec, cam.width, cam.height, self.config.aspect)
+        if not window.is_full:
+            text += f"; the model sees a {window.width}x{window.height} {'pad' if window.is_pad else 'crop'}"
+        return text
 
     # -- the steps ----------------------------------------------------------------------------
     @staticmethod

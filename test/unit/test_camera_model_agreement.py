@@ -231,3 +231,11 @@ def test_relative_model_gets_no_focal_warning(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.WARNING, logger="depth_ros.pipeline"):
         pipeline(ConstantBackend(spec, 0.5), scale_policy="fixed", scale_fixed=2.0).run(encoded_image(CAM), CAM)
     assert not [r for r in caplog.records if "focal" in r.getMessage()]
+
+
+def test_camera_text_names_the_window_the_model_sees() -> None:
+    pipe = pipeline(ConstantBackend(metric_spec(), 4.0))
+    pipe.run(encoded_image(CAM), CAM)
+    assert pipe.camera_text() == "320x240 fx 250 fy 250 px; the model sees a 320x107 crop"
+    pipe.update_config(FrameConfig(max_range_m=50.0, aspect="stretch"))
+    assert pipe.camera_text() == "320x240 fx 250 fy 250 px"
