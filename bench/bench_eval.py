@@ -33,6 +33,17 @@ repeats, two runs (second run in brackets):
   recall 57.9 (37.2), flicker of one pair 75.8 (46.7); relative to the plain metrics:
   boundary F1 x0.83 (x0.93), mask recall x1.42 (x2.06), flicker x1.87 (x2.58).
 
+* **synth_object_mask**: ``depth-ros synth``'s cost of the object mask (now on by default):
+  :func:`~depth_ros.synthetic.write_bag` of the same 640x480 config with ``object_mask`` off and
+  on, alternating (medians of wall and process CPU seconds), and the bag sizes.
+* **odometry_ms**: :func:`~depth_ros_training.eval.odometry.evaluate_trajectory` (ATE and RPE,
+  se3 and sim3) of the bag's camera trajectory against a drifting copy of it.
+
+Third run (2026-12-06, same machine, load ~7, default 20 frames, 3 repeats): end to end
+plain 7.3 frames/s, boundary x2.15, flicker x2.01, all x3.08 (2.4 frames/s); object mask in
+``depth-ros synth``: CPU 1.05 -> 1.10 s (x1.05), wall 2.1 -> 2.4 s, bag 44.4 -> 56.7 MB for
+20 frames; ATE + RPE of 20 poses 1.4 ms.
+
 The end-to-end ``boundary`` setting includes reading the mask topic and both boundary
 scores. In memory the plain metrics are a fraction of the plain setting's time per frame: the
 rest is reading and decoding both bags, stamp matching and the by-range tables.
@@ -156,6 +167,41 @@ def bench_per_frame(rendered: list[Any], repeats: int) -> dict[str, Any]:
     }
 
 
+def bench_synth_mask(workdir: Path, frames: int, repeats: int) -> dict[str, Any]:
+    from depth_ros.synthetic import SynthConfig, write_bag
+
+    wall: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+    size: dict[bool, int] = {}
+    for _ in range(repeats):
+        for on in (False, True):
+            config = SynthConfig(width=640, height=480, frames=frames, object_mask=on)
+            w0, c0 = time.perf_counter(), time.process_time()
+            path = write_bag(config, workdir / f"mask_{on}.mcap", overwrite=True)
+            wall[on].append(time.perf_counter() - w0)
+            cpu[on].append(time.process_time() - c0)
+            size[on] = path.stat().st_size
+    med = {k: {on: statistics.median(v[on]) for on in (False, True)} for k, v in (("wall", wall), ("cpu", cpu))}
+    return {
+        "frames": frames,
+        "wall_s": {"off": round(med["wall"][False], 2), "on": round(med["wall"][True], 2)},
+        "cpu_s": {"off": round(med["cpu"][False], 2), "on": round(med["cpu"][True], 2)},
+        "cpu_ratio_on_to_off": round(med["cpu"][True] / med["cpu"][False], 2),
+        "bag_mb": {"off": round(size[False] / 1e6, 1), "on": round(size[True] / 1e6, 1)},
+    }
+
+
+def bench_odometry(rendered: list[Any], repeats: int) -> dict[str, Any]:
+    from depth_ros_training.eval.odometry import evaluate_trajectory
+
+    stamps = np.array([f.stamp_ns for f in rendered], np.int64)
+    ref = np.stack([f.T_world_cam for f in rendered])
+    est = ref.copy()
+    est[:, :3, 3] *= 1.05  # 5 % scale drift
+    ms = _median_ms(lambda: evaluate_trajectory(stamps, ref, stamps, est, 1_000_000), repeats)
+    return {"poses": len(rendered), "ms": round(ms, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20, help="frames of the 640x480 bag (default 20)")
@@ -170,6 +216,8 @@ def main() -> None:
             "setup_s": round(setup_s, 1),
             "end_to_end": bench_end_to_end(truth, pred, args.frames, args.repeats),
             "per_frame_ms": bench_per_frame(rendered, max(5, 3 * args.repeats)),
+            "synth_object_mask": bench_synth_mask(Path(tmp), args.frames, args.repeats),
+            "odometry_ms": bench_odometry(rendered, max(5, 3 * args.repeats)),
             "note": "noisy on a shared machine: compare the ratios",
         }
     print(json.dumps(out, indent=2))
