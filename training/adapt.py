@@ -44,7 +44,7 @@ from depth_ros.errors import BagError, InputError
 from depth_ros_training.datamodule import BagDataModule
 from depth_ros_training.recipes import QUICK_INPUT_PIXELS, QUICK_RATE_HZ, QuickRecipe
 
-__all__ = ["AdaptConfig", "AdaptResult", "add_arguments", "centre_crop", "network_input_size", "run", "run_adapt", "split_bag", "stride_for_rate"]
+__all__ = ["AdaptConfig", "AdaptResult", "add_arguments", "centre_crop", "network_input_size", "run", "run_adapt", "split_bag", "squash_warning", "stride_for_rate"]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,21 @@ def network_input_size(camera_width: int, camera_height: int, pixels: int = QUIC
         if best is not None:
             return best[2], best[3]
         window *= 2
+
+
+def squash_warning(camera_width: int, camera_height: int, net_height: int, net_width: int, crop: Sequence[int] | None = None, tolerance: float = 0.1) -> str | None:
+    """A one-line warning when the network input's aspect differs from the (cropped) camera's by
+    more than ``tolerance`` (relative): training then squashes the images, and the size that
+    keeps the camera's aspect (:func:`network_input_size` at the same pixel count); else None."""
+    w, h = (crop[2], crop[3]) if crop is not None else (camera_width, camera_height)
+    factor = (w / h) / (net_width / net_height)
+    if abs(math.log(factor)) <= math.log1p(tolerance):
+        return None
+    keep_h, keep_w = network_input_size(w, h, pixels=net_height * net_width)
+    direction = "horizontally" if factor < 1 else "vertically"
+    return (f"the network input {net_width}x{net_height} (aspect {net_width / net_height:.2f}) stretches the camera's {w}x{h} images "
+            f"(aspect {w / h:.2f}) {max(factor, 1 / factor):.2f}x {direction}; {keep_w}x{keep_h} keeps their aspect "
+            f"(--data.data.height {keep_h} --data.data.width {keep_w}, or depth-ros-train adapt)")
 
 
 def centre_crop(camera_width: int, camera_height: int, net_width: int, net_height: int) -> tuple[int, int, int, int] | None:

@@ -166,6 +166,7 @@ def _fit_or_validate_sc_depth(command: str, argv: list[str]) -> int:
     model: DepthTrainingModule = objects.model
     data: BagDataModule = objects.data
     resume: ResumeCheckpoint = objects.checkpoint
+    _warn_if_stretched(data)
     trainer_kwargs = dict(cfg.trainer)
     root = Path(trainer_kwargs.get("default_root_dir") or ".")
     ckpt_path = resolve_last_checkpoint(root) if cfg.ckpt_path == "last" else cfg.ckpt_path
@@ -188,6 +189,21 @@ def _fit_or_validate_sc_depth(command: str, argv: list[str]) -> int:
     else:
         trainer.validate(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     return 0
+
+
+def _warn_if_stretched(data: Any) -> None:
+    """Log a warning when ``data.data``'s input size squashes the first bag's camera (a 4:3
+    camera under the default 416x128), naming the size that keeps its aspect."""
+    from depth_ros_training.adapt import squash_warning
+    from depth_ros_training.data.bag_index import load_or_build_index
+
+    config = data.data_config
+    if not config.bags:
+        return
+    camera = load_or_build_index(config.bags[0], config.index_options, config.cache_dir).camera
+    warning = squash_warning(camera.width, camera.height, config.height, config.width, config.crop)
+    if warning is not None:
+        log.warning("%s: %s", config.bags[0], warning)
 
 
 def _export_main(argv: list[str]) -> int:

@@ -9,7 +9,7 @@ import pytest
 from depth_ros.errors import InputError
 from depth_ros.synthetic import SynthConfig, write_bag
 
-from depth_ros_training.adapt import AdaptConfig, centre_crop, holdout_cut_ns, network_input_size, split_bag, stride_for_rate
+from depth_ros_training.adapt import AdaptConfig, centre_crop, holdout_cut_ns, network_input_size, split_bag, squash_warning, stride_for_rate
 from depth_ros_training.cli import main
 from depth_ros_training.recipes import QUICK_INPUT_PIXELS, QuickRecipe
 
@@ -43,6 +43,14 @@ def test_centre_crop_gives_the_network_aspect():
     assert (w, x0) == (752, 0) and h == round(752 * 96 / 160) and y0 == (480 - h) // 2
     x0, y0, w, h = centre_crop(1242, 375, 192, 64)  # narrower network: crop the width
     assert (h, y0) == (375, 0) and w == 1125 and x0 == (1242 - 1125) // 2
+
+
+def test_squash_warning_names_the_factor_and_the_size_that_fits():
+    text = squash_warning(640, 480, 128, 416)  # README's 416x128 on a 4:3 camera
+    assert "2.44x horizontally" in text and "--data.data.height 192 --data.data.width 256" in text
+    assert squash_warning(384, 128, 64, 192) is None and squash_warning(1242, 375, 128, 416) is None  # within 10 %
+    assert squash_warning(640, 480, 128, 416, crop=(0, 142, 640, 197)) is None  # cropped to the input's aspect
+    assert "3.31x vertically" in squash_warning(1242, 375, 128, 128)  # a wide camera under a square input
 
 
 def test_stride_keeps_the_recipes_time_between_frames():

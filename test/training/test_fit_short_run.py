@@ -2,6 +2,7 @@
 every few minutes of training (not every N steps) and once more at the last step."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -35,16 +36,19 @@ def test_shipped_config_validates_by_time_not_by_step_count():
 
 
 @pytest.mark.slow
-def test_a_short_fit_with_the_shipped_config_is_validated_and_checkpointed(tmp_path):
-    bag = write_test_bag(tmp_path / "train.mcap", SynthConfig(width=128, height=64, frames=30, lidar_beams=0, texture_size_px=64, seed=4))
+def test_a_short_fit_with_the_shipped_config_is_validated_and_checkpointed(tmp_path, caplog):
+    # a 4:3 camera under a 3:1 input: trained, with a warning naming the size that keeps the aspect
+    bag = write_test_bag(tmp_path / "train.mcap", SynthConfig(width=128, height=96, frames=30, lidar_beams=0, texture_size_px=64, seed=4))
     root = tmp_path / "runs"
     argv = [
-        "fit", "--config", str(TRAIN_YAML), "--data.data.bags", f"[{bag}]", "--data.data.height", "64", "--data.data.width", "128",
+        "fit", "--config", str(TRAIN_YAML), "--data.data.bags", f"[{bag}]", "--data.data.height", "64", "--data.data.width", "192",
         "--data.data.segment_s", "0.5", "--data.num_workers", "0", "--data.batch_size", "2", "--trainer.max_steps", "2",
         "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(root), "--checkpoint.every_minutes", "null",
     ]
-    assert main(argv) == 0
+    with caplog.at_level(logging.WARNING, logger="depth_ros_training.cli"):
+        assert main(argv) == 0
+    assert any("stretches the camera's 128x96 images" in r.getMessage() and "--data.data.height 96 --data.data.width 128" in r.getMessage() for r in caplog.records)
     checkpoints = root / "lightning_logs" / "version_0" / "checkpoints"
     # the after-validation checkpoint of step 2: validation ran at the last step of a 2-step run
     assert (checkpoints / "epoch=0-step=2.ckpt").is_file(), sorted(p.name for p in checkpoints.iterdir())
