@@ -13,8 +13,8 @@ Steps (each one line in the log):
    split at that stamp into ``OUT/split/<bag>.train.mcap`` and ``<bag>.heldout.mcap``
    (``/tf_static`` and single-message topics go to both), and only the first part is trained on;
 4. **train** :class:`~depth_ros_training.recipes.QuickRecipe` for ``--minutes`` of wall-clock
-   time (source frames 0.2 s apart whatever the camera rate), validating on the held-out
-   segment every quarter of the budget and when the budget ends, a weights-only checkpoint
+   time (source frames 0.2 s apart whatever the camera rate), validating on 16 samples of the
+   held-out segment every quarter of the budget and when the budget ends, a weights-only checkpoint
    after each validation (``OUT/checkpoints``); the held-out segment is never used to choose
    anything, so step 6 stays an honest test;
 5. **export** ``OUT/model/depth.onnx`` and ``pose.onnx`` with their ModelSpec
@@ -54,6 +54,9 @@ TF_STATIC = "/tf_static"
 TEACHER_WEIGHTS = {"normal_weight": 0.1, "normal_ranking_weight": 0.1}
 #: Validations over a run: every quarter of the budget (and when it ends).
 VALIDATIONS_PER_RUN = 4
+#: Samples of a validation, spread evenly over the held-out segments: a progress check that
+#: costs a few steps' time (the evaluation after export uses every held-out frame).
+VALIDATION_SAMPLES = 16
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class AdaptConfig:
     Attributes:
         bags: the robot's bags (.mcap / .db3 files or rosbag2 directories).
         output_dir: where everything is written.
-        minutes: wall-clock training budget (the indexing and frame decoding count against it).
+        minutes: wall-clock budget from the start to the end of training (the checks, the split,
+            frame decoding and the validations count against it; export and evaluation follow).
         teacher: an ONNX depth model whose pseudo-depth adds SC-Depth v3's normal terms.
         truth_topic: depth Image or PointCloud2 to evaluate against; None: the only one, or
             no evaluation when the bags have none.
@@ -367,9 +371,10 @@ class AdaptResult:
 
 
 def _val_dataloader(config: AdaptConfig, plan: _Plan, recipe: QuickRecipe, heldout: list[Path], cache_dir: Path) -> Any:
-    """A DataLoader over the held-out segments (no augmentation), or None when they are too short
-    for one sample."""
-    from torch.utils.data import DataLoader
+    """A DataLoader over at most :data:`VALIDATION_SAMPLES` samples spread evenly over the
+    held-out segments (no augmentation), or None when they are too short for one sample."""
+    import numpy as np
+    from torch.utils.data import DataLoader, Subset
 
     from depth_ros_training.data.dataset import BagSequenceDataset
     from depth_ros_training.recipes import quick_data_config
@@ -382,7 +387,8 @@ def _val_dataloader(config: AdaptConfig, plan: _Plan, recipe: QuickRecipe, heldo
     except BagError as exc:
         log.warning("no validation during training: %s", exc)
         return None
-    return DataLoader(dataset, batch_size=recipe.batch_size, shuffle=False, num_workers=0)
+    keep = np.unique(np.linspace(0, len(dataset) - 1, min(len(dataset), VALIDATION_SAMPLES)).round().astype(int))
+    return DataLoader(Subset(dataset, keep.tolist()), batch_size=recipe.batch_size, shuffle=False, num_workers=0)
 
 
 class _HeldOutDataModule(BagDataModule):
@@ -401,6 +407,7 @@ def _train(config: AdaptConfig, plan: _Plan, train_bags: list[Path], heldout: li
     from datetime import timedelta
 
     from depth_ros_training.checkpoint import ResumeCheckpoint, checkpoint_callbacks
+    from depth_ros_training.deadline import StopAtDeadline
     from depth_ros_training.logline import PeriodicLogLine, wants_log_lines
     from depth_ros_training.recipes import quick_data_config, train_on_budget
 
@@ -417,6 +424,7 @@ def _train(config: AdaptConfig, plan: _Plan, train_bags: list[Path], heldout: li
         callbacks.append(PeriodicLogLine(every_s=min(30.0, max(5.0, seconds / 20))))
     validation: dict[str, Any] = {}
     if val is not None:
+        callbacks.append(StopAtDeadline(started + seconds))  # max_time would not count the validations
         validation = dict(limit_val_batches=1.0, val_check_interval=timedelta(seconds=seconds / VALIDATIONS_PER_RUN), check_val_every_n_epoch=None,
                           enable_checkpointing=True)
     run = train_on_budget(recipe, dm, seconds, started=started, callbacks=callbacks, progress_bar=not quiet_bar, default_root_dir=str(out),

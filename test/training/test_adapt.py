@@ -53,6 +53,21 @@ def test_squash_warning_names_the_factor_and_the_size_that_fits():
     assert "3.31x vertically" in squash_warning(1242, 375, 128, 128)  # a wide camera under a square input
 
 
+def test_stop_at_deadline_stops_on_wall_clock_time():
+    from types import SimpleNamespace
+
+    from depth_ros_training.deadline import StopAtDeadline
+
+    now = [0.0]
+    stop = StopAtDeadline(10.0, clock=lambda: now[0])
+    trainer = SimpleNamespace(should_stop=False)
+    stop.on_train_batch_end(trainer, None, None, None, 0)
+    assert not trainer.should_stop  # 10 s left
+    now[0] = 10.0  # validations included: whatever the loop did, the clock says the time is up
+    stop.on_train_batch_end(trainer, None, None, None, 1)
+    assert trainer.should_stop
+
+
 def test_stride_keeps_the_recipes_time_between_frames():
     recipe = QuickRecipe()
     assert stride_for_rate(10.0, recipe) == 2  # the rate it was tuned at
