@@ -1,6 +1,7 @@
 """Training-step throughput of DepthTrainingModule on the CPU (prints JSON).
 
-Times, on random images (the data path is not measured): the full step (forward, SC-Depth
+Times, on random images in [0, 1] (as the samples carry them; the networks normalise them at
+their input; the data path is not measured): the full step (forward, SC-Depth
 losses, velocity term, backward, Adam), the networks alone (depth on target + sources, pose
 on every pair, forward + backward of a dummy loss), and the loss evaluation alone (forward
 and backward through the losses with the network outputs held fixed).
@@ -33,8 +34,8 @@ def _batch(b: int, h: int, w: int, sources: int = 2) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     K = torch.tensor([[0.58 * w, 0, w / 2 - 0.5], [0, 1.92 * h, h / 2 - 0.5], [0, 0, 1]], dtype=torch.float32)
     return {
-        "tgt": torch.randn(b, 3, h, w, generator=g),
-        "srcs": torch.randn(b, sources, 3, h, w, generator=g),
+        "tgt": torch.rand(b, 3, h, w, generator=g),
+        "srcs": torch.rand(b, sources, 3, h, w, generator=g),
         "K": K.expand(b, 3, 3).clone(),
         "distance_m": torch.full((b, sources), 0.5),
     }
@@ -94,8 +95,8 @@ def main() -> None:
         vecs = [v.clone().requires_grad_(True) for v in v0]
         poses = [pose_vec_to_mat(v) for v in vecs]
         inv = [torch.linalg.inv(T) for T in poses]
-        tgt01 = model.to_unit_range(batch["tgt"])
-        srcs01 = [model.to_unit_range(batch["srcs"][:, i]) for i in range(s)]
+        tgt01 = batch["tgt"]
+        srcs01 = list(batch["srcs"].unbind(1))
         src_d = list(depth[b:].view(b, s, 1, a.height, a.width).unbind(1))
         terms = sc_depth_loss(tgt01, srcs01, depth[:b], src_d, poses, inv, batch["K"])
         loss = terms.photometric + 0.5 * terms.geometry + 0.1 * edge_aware_smoothness(w[:b], tgt01)
@@ -107,8 +108,8 @@ def main() -> None:
 
         hp = model.hparams
         with torch.no_grad():
-            tgt01 = model.to_unit_range(batch["tgt"])
-            srcs01 = [model.to_unit_range(batch["srcs"][:, i]) for i in range(s)]
+            tgt01 = batch["tgt"]
+            srcs01 = list(batch["srcs"].unbind(1))
             poses = [pose_vec_to_mat(v) for v in v0]
             hint = hint_depth(tgt01, srcs01, poses, batch["K"], hp.min_depth_m, hp.max_depth_m, hp.hint_depths, hp.hint_downsample)
             min_reprojection_error(tgt01, srcs01, hint, poses, batch["K"])  # the network's error comes from the SC-Depth loss

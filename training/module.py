@@ -4,8 +4,9 @@ One shared step serves training and validation. It runs as named phases, each a 
 returns a typed result, so another training task can override one phase and keep the others
 (monodepth2's ``process_batch`` / ``predict_poses`` / ``compute_losses`` layout):
 
-1. :meth:`~DepthTrainingModule.prepare_inputs` -> :class:`StepInputs`: the batch's images for
-   the networks and in [0, 1] for the losses, intrinsics, odometry;
+1. :meth:`~DepthTrainingModule.prepare_inputs` -> :class:`StepInputs`: the batch's images in
+   [0, 1] (the losses compare them; the networks normalise them at their input), intrinsics,
+   odometry;
 2. :meth:`~DepthTrainingModule.predict_depths` -> :class:`DepthPrediction`: DispNet on the
    target (and the sources when a term uses them), every scale;
 3. :meth:`~DepthTrainingModule.predict_poses` -> :class:`PosePrediction`: PoseNet's
@@ -59,7 +60,7 @@ from torch import Tensor
 from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.losses import ScDepthTerms, edge_aware_smoothness, sc_depth_loss, scale_intrinsics, velocity_loss
 from depth_ros_training.losses.hints import depth_hint_loss, hint_depth, min_reprojection_error
-from depth_ros_training.models import DispNet, PoseNet, disp_to_depth, pose_vec_to_mat
+from depth_ros_training.models import DispNet, ImageNormalization, PoseNet, disp_to_depth, pose_vec_to_mat
 from depth_ros_training.models.light_dispnet import LightDispNet
 from depth_ros_training.module_config import HintConfig, LossWeights, NetworkConfig, OptimConfig, PoseConfig
 from depth_ros_training.phases import DepthPrediction, LossTerms, PhotometricTerms, PosePrediction, StepInputs
@@ -92,9 +93,9 @@ class DepthTrainingModule(LightningModule):
     Args:
         num_layers, min_depth_m, max_depth_m, init_depth_m, encoder_weights_path, mean, std,
             image_height, image_width, num_scales, network_dtype, depth_network: :class:`NetworkConfig`.
-            ``mean``/``std`` are the ModelSpec's; the batch's images are normalised with them
-            (as the exported model takes its input) and :meth:`to_unit_range` brings them back
-            to [0, 1] for the losses. With ``num_scales`` > 1, scale k (resolution / 2^k) is
+            ``mean``/``std`` are the ModelSpec's: the batch carries images in [0, 1], which
+            the losses compare, and ``self.input_norm`` normalises them with these right before
+            the depth and pose networks (as the exported model takes its input). With ``num_scales`` > 1, scale k (resolution / 2^k) is
             compared with the images area-downsampled to its size and each term is the mean
             over scales (export uses scale 0). ``init_depth_m`` sets the bias of DispNet's
             output layer so that it starts at that depth everywhere. ``network_dtype=
@@ -182,8 +183,7 @@ class DepthTrainingModule(LightningModule):
         self.pose_net = PoseNet(num_layers=net.num_layers, weights_path=net.encoder_weights_path)
         if net.init_depth_m is not None:
             self._init_output_depth(float(net.init_depth_m))
-        self.register_buffer("_mean", torch.tensor(net.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(net.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.input_norm = ImageNormalization(net.mean, net.std)  # [0, 1] -> the networks' input
         self._val_metrics: dict[str, list] = {"median": [], "metric": []}
         self._hint_cache: dict[int, Tensor] = {}  # sample index -> (1, H, W) hint, unmirrored
         self._hint_cache_bytes = 0
@@ -207,9 +207,9 @@ class DepthTrainingModule(LightningModule):
         return cls(**kwargs, log_images_every_n_steps=log_images_every_n_steps)
 
     # -- networks ------------------------------------------------------------------------------
-    def predict_depth(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(disparity w in (0, 1), depth_m), both (B, 1, H, W), for normalised images x (B, 3, H, W)."""
-        w = self._depth_scales(x)[0]
+    def predict_depth(self, image01: Tensor) -> tuple[Tensor, Tensor]:
+        """(disparity w in (0, 1), depth_m), both (B, 1, H, W), for images (B, 3, H, W) in [0, 1]."""
+        w = self._depth_scales(image01)[0]
         return w, self._to_depth(w)
 
     @property
@@ -221,8 +221,9 @@ class DepthTrainingModule(LightningModule):
         w, p = self.weights, self.pose
         return bool(p.source_depth_grad or w.geometry_weight > 0 or w.use_self_mask or w.ranking_weight > 0 or p.warp_pose_source != "odometry")
 
-    def predict_pose(self, tgt: Tensor, src: Tensor) -> Tensor:
-        """(B, 6) ``T_src_tgt`` (axis-angle rad, translation m) for normalised images."""
+    def predict_pose(self, tgt01: Tensor, src01: Tensor) -> Tensor:
+        """(B, 6) ``T_src_tgt`` (axis-angle rad, translation m) for images (B, 3, H, W) in [0, 1]."""
+        tgt, src = self.input_norm(tgt01), self.input_norm(src01)
         with self._network_autocast(tgt):
             vec = self.pose_net(tgt, src)
         return vec.float()
@@ -234,8 +235,10 @@ class DepthTrainingModule(LightningModule):
         """Autocast context of the networks' passes (see ``network_dtype``)."""
         return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.network.network_dtype == "bfloat16")
 
-    def _depth_scales(self, x: Tensor) -> list[Tensor]:
-        """DispNet's multi-scale outputs for ``x``, float32 whatever ``network_dtype``."""
+    def _depth_scales(self, image01: Tensor) -> list[Tensor]:
+        """DispNet's multi-scale outputs for images (N, 3, H, W) in [0, 1], float32 whatever
+        ``network_dtype``."""
+        x = self.input_norm(image01)
         with self._network_autocast(x):
             ws = self.depth_net(x)
         return [w.float() for w in ws]
@@ -279,18 +282,16 @@ class DepthTrainingModule(LightningModule):
         return torch.stack(out, dim=0)
 
     def to_unit_range(self, x: Tensor) -> Tensor:
-        """Undo the input normalisation: (B, 3, H, W) -> [0, 1]."""
-        return (x * self._std + self._mean).clamp(0.0, 1.0)
+        """A batch image (B, 3, H, W) for display, in [0, 1]: samples carry [0, 1] already, so
+        this only clamps (the image logger in :mod:`depth_ros_training.callbacks` calls it)."""
+        return x.clamp(0.0, 1.0)
 
     # -- the phases ------------------------------------------------------------------------------
     def prepare_inputs(self, batch: dict[str, Tensor]) -> StepInputs:
-        """The batch's images for the networks and in [0, 1] for the losses (see :class:`StepInputs`)."""
-        tgt, srcs = batch["tgt"], batch["srcs"]
+        """The batch's images in [0, 1], intrinsics and odometry (see :class:`StepInputs`)."""
         return StepInputs(
-            tgt=tgt,
-            srcs=srcs,
-            tgt01=self.to_unit_range(tgt),
-            srcs01=[self.to_unit_range(x) for x in srcs.unbind(1)],
+            tgt=batch["tgt"],
+            srcs=batch["srcs"],
             K=batch["K"],
             distance_m=batch.get("distance_m"),
             T_odom=batch.get("T_src_tgt_odom"),
@@ -318,7 +319,7 @@ class DepthTrainingModule(LightningModule):
         """PoseNet on the pose pairs, and the transforms the photometric terms warp with."""
         tgt, srcs, distance, T_odom = inputs.tgt, inputs.srcs, inputs.distance_m, inputs.T_odom
         b, s = inputs.batch_size, inputs.num_sources
-        src_list = list(srcs.unbind(1))
+        src_list = inputs.src_list
         if self.pose.pose_pairs == "one" and stage == "train" and s > 1:
             # one source per sample for PoseNet (it only feeds the supervised pose terms here)
             rows = torch.arange(b, device=tgt.device)
@@ -357,8 +358,8 @@ class DepthTrainingModule(LightningModule):
         for k, (w_k, src_w_k) in enumerate(zip(depths.tgt_disps, depths.src_disps)):
             depth_k = depths.tgt_depth if k == 0 else self._to_depth(w_k)
             src_depth_k = None if src_w_k is None else list(self._to_depth(src_w_k).view(b, s, 1, *w_k.shape[-2:]).unbind(1))
-            tgt01_k = inputs.tgt01 if k == 0 else F.avg_pool2d(inputs.tgt01, 2**k)
-            src01_k = inputs.srcs01 if k == 0 else [F.avg_pool2d(x, 2**k) for x in inputs.srcs01]
+            tgt01_k = inputs.tgt if k == 0 else F.avg_pool2d(inputs.tgt, 2**k)
+            src01_k = inputs.src_list if k == 0 else [F.avg_pool2d(x, 2**k) for x in inputs.src_list]
             sc_k = sc_depth_loss(
                 tgt01_k,
                 src01_k,
@@ -395,14 +396,14 @@ class DepthTrainingModule(LightningModule):
         hc = self.hint
         if not hc.hint_weight > 0:
             return LossTerms(loss=None, terms={})
-        tgt01, K, ssim_weight = inputs.tgt01, inputs.K, self.weights.ssim_weight
+        tgt01, K, ssim_weight = inputs.tgt, inputs.K, self.weights.ssim_weight
         with torch.no_grad():
-            sweep_src01, sweep_warp = inputs.srcs01, poses.warp
+            sweep_src01, sweep_warp = inputs.src_list, poses.warp
             if "hint_srcs" in batch:  # frames only the sweep sees (DataConfig.hint_offsets), odometry poses
                 T_hint, T_odom = batch["T_hint_src_tgt_odom"], inputs.T_odom
                 if T_odom is None or not (torch.isfinite(T_hint).all() and torch.isfinite(T_odom).all()):
                     raise ValueError("hint sources need odometry poses for every frame of the sample (T_hint_src_tgt_odom / T_src_tgt_odom has NaN)")
-                sweep_src01 = inputs.srcs01 + [self.to_unit_range(x) for x in batch["hint_srcs"].unbind(1)]
+                sweep_src01 = inputs.src_list + list(batch["hint_srcs"].unbind(1))
                 sweep_warp = list(T_odom.to(tgt01.dtype).unbind(1)) + list(T_hint.to(tgt01.dtype).unbind(1))
             hint = self._hints(batch, tgt01, sweep_src01, sweep_warp, K, cache=stage == "train")
             hint_error = min_reprojection_error(tgt01, sweep_src01, hint, sweep_warp, K, ssim_weight)
@@ -483,7 +484,7 @@ class DepthTrainingModule(LightningModule):
         if w.normal_weight > 0:
             add("normal", w.normal_weight, normal_matching_loss(depth, pseudo, inputs.K))
         if w.normal_ranking_weight > 0:
-            add("normal_ranking", w.normal_ranking_weight, edge_guided_normal_ranking_loss(depth, pseudo, inputs.tgt01, inputs.K))
+            add("normal_ranking", w.normal_ranking_weight, edge_guided_normal_ranking_loss(depth, pseudo, inputs.tgt, inputs.K))
         return LossTerms(loss=loss, terms=terms)
 
     # -- the shared step -------------------------------------------------------------------------

@@ -19,11 +19,9 @@ class StepInputs:
     """What the phases read from a batch.
 
     Attributes:
-        tgt: (B, 3, H, W) target image as the networks take it (normalised with the
-            ModelSpec's mean / std).
-        srcs: (B, S, 3, H, W) source images, normalised.
-        tgt01: (B, 3, H, W) target image in [0, 1] (the losses' images).
-        srcs01: S source images in [0, 1].
+        tgt: (B, 3, H, W) target image in [0, 1], as the batch carries it (the losses compare
+            these; the networks normalise them at their input).
+        srcs: (B, S, 3, H, W) source images in [0, 1].
         K: (B, 3, 3) intrinsics in pixels at (H, W).
         distance_m: (B, S) odometry distance travelled between target and source, metres
             (NaN where unknown), or None.
@@ -32,8 +30,6 @@ class StepInputs:
 
     tgt: Tensor
     srcs: Tensor
-    tgt01: Tensor
-    srcs01: list[Tensor]
     K: Tensor
     distance_m: Tensor | None
     T_odom: Tensor | None
@@ -45,6 +41,11 @@ class StepInputs:
     @property
     def num_sources(self) -> int:
         return self.srcs.shape[1]
+
+    @property
+    def src_list(self) -> list[Tensor]:
+        """The S source images, each (B, 3, H, W) in [0, 1]."""
+        return list(self.srcs.unbind(1))
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from depth_ros.core.preprocess import preprocess
+from depth_ros.core.preprocess import preprocess, resize_rgb
 from depth_ros.errors import BagError
 from depth_ros.synthetic import SynthConfig, render_sequence
 from depth_ros_training.data import bag_index as bag_index_mod
 from depth_ros_training.data import BagSequenceDataset, DataConfig, load_or_build_index
 from depth_ros.core.rotation import quaternion_to_matrix
 from depth_ros_training.data.geometry import interpolate_poses
+from depth_ros_training.models import normalize_image
 
 from bagfactory import write_test_bag
 
@@ -49,8 +50,13 @@ def test_sample_matches_runtime_preprocess_and_camera(bags):
     sample = ds[0]
     spec = ds.spec
     want = preprocess(frames[ref.tgt].rgb, SYNTH.camera, spec)
-    np.testing.assert_array_equal(sample["tgt"].numpy(), want.tensor[0])
-    np.testing.assert_array_equal(sample["srcs"][1].numpy(), preprocess(frames[ref.srcs[1]].rgb, SYNTH.camera, spec).tensor[0])
+    # samples carry [0, 1] RGB, resized as the runtime resizes: normalised with the spec's
+    # mean / std (as the training networks normalise their input) they are the runtime's tensor
+    np.testing.assert_array_equal(sample["tgt"].numpy(), resize_rgb(frames[ref.tgt].rgb, 96, 32).transpose(2, 0, 1) / np.float32(255))
+    assert 0.0 <= float(sample["tgt"].min()) and float(sample["tgt"].max()) <= 1.0
+    np.testing.assert_allclose(normalize_image(sample["tgt"], spec.mean, spec.std).numpy(), want.tensor[0], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(normalize_image(sample["srcs"][1], spec.mean, spec.std).numpy(),
+                               preprocess(frames[ref.srcs[1]].rgb, SYNTH.camera, spec).tensor[0], rtol=0, atol=2e-6)
     # K: CameraInfo rescaled by CameraModel.resized (192x64 -> 96x32), the same as preprocess's camera
     np.testing.assert_allclose(sample["K"].numpy(), SYNTH.camera.resized(96, 32).K, rtol=1e-6)
     np.testing.assert_allclose(sample["K"].numpy(), want.camera.K, rtol=1e-6)
@@ -134,11 +140,11 @@ def test_db3_and_compressed_bags(bags):
     frames = list(render_sequence(short))
     db3 = BagSequenceDataset(_config(bags["db3"]), "all")
     want = preprocess(frames[db3.samples[0].tgt].rgb, short.camera, db3.spec).tensor[0]
-    np.testing.assert_array_equal(db3[0]["tgt"].numpy(), want)
+    np.testing.assert_allclose(normalize_image(db3[0]["tgt"], db3.spec.mean, db3.spec.std).numpy(), want, rtol=0, atol=2e-6)
     jpeg = BagSequenceDataset(_config(bags["jpeg"]), "all")
     raw = db3
     assert jpeg.indexes[0].image_kind == "compressed"
-    diff = np.abs(jpeg[0]["tgt"].numpy() - raw[0]["tgt"].numpy()) * 0.225  # back to [0, 1] units
+    diff = np.abs(jpeg[0]["tgt"].numpy() - raw[0]["tgt"].numpy())  # [0, 1] units
     assert diff.mean() < 0.02  # jpeg q95 vs raw
 
 
@@ -278,10 +284,8 @@ def _warp_error(sample) -> float:
     depth and the odometry pose, over pixels that land in view."""
     from depth_ros_training.losses import inverse_warp
 
-    mean = torch.tensor([0.45] * 3).view(1, 3, 1, 1)
-    std = torch.tensor([0.225] * 3).view(1, 3, 1, 1)
-    tgt = sample["tgt"][None] * std + mean
-    src = sample["srcs"][:1] * std + mean
+    tgt = sample["tgt"][None]
+    src = sample["srcs"][:1]
     depth = torch.nan_to_num(sample["gt_depth_m"][None], nan=1.0)
     res = inverse_warp(src, depth, sample["T_src_tgt_odom"][:1], sample["K"])
     ok = (res.valid * torch.isfinite(sample["gt_depth_m"][None]).float()).bool().expand_as(tgt)
@@ -324,15 +328,12 @@ def test_augmentation_only_in_training_and_jitter_shared_by_all_frames(bags):
     s = plain[0]
     s = dict(s, srcs=torch.stack([s["tgt"], s["tgt"]]))  # sources identical to the target
     torch.manual_seed(1)
-    j = color_jitter_sample(s, 0.4, cfg.mean, cfg.std)
+    j = color_jitter_sample(s, 0.4)
     # the same colour map for every frame: identical frames stay identical, and differ from before
     torch.testing.assert_close(j["srcs"][0], j["tgt"])
     torch.testing.assert_close(j["srcs"][1], j["tgt"])
     assert float((j["tgt"] - s["tgt"]).abs().mean()) > 0.01
-    m = torch.tensor(cfg.mean).view(3, 1, 1)
-    sd = torch.tensor(cfg.std).view(3, 1, 1)
-    j01 = j["tgt"] * sd + m
-    assert float(j01.min()) >= -1e-6 and float(j01.max()) <= 1 + 1e-6
+    assert float(j["tgt"].min()) >= 0.0 and float(j["tgt"].max()) <= 1.0
     with pytest.raises(ValueError, match="color_jitter"):
         _config(bags["full"], color_jitter=1.5)
 
@@ -362,7 +363,7 @@ def test_hint_offsets_give_sweep_only_frames_with_their_poses(bags):
     S = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
     torch.testing.assert_close(flipped["T_hint_src_tgt_odom"], S @ sample["T_hint_src_tgt_odom"] @ S)
     s = dict(sample, srcs=sample["tgt"][None], hint_srcs=sample["tgt"][None])
-    j = color_jitter_sample(s, 0.4, ds.config.mean, ds.config.std)
+    j = color_jitter_sample(s, 0.4)
     torch.testing.assert_close(j["hint_srcs"][0], j["tgt"])
     # errors: reach beyond the bag, no odometry, overlap with the sources
     BagSequenceDataset(_config(bags["db3"], stride=2), "all")  # 6 frames: enough for the sources

@@ -13,8 +13,8 @@ def _batch(b: int = 2, distance: float | None = 0.05) -> dict[str, torch.Tensor]
     g = torch.Generator().manual_seed(0)
     K = torch.tensor([[64.0, 0, 63.5], [0, 64.0, 31.5], [0, 0, 1]])
     batch = {
-        "tgt": torch.randn(b, 3, H, W, generator=g),
-        "srcs": torch.randn(b, 2, 3, H, W, generator=g),
+        "tgt": torch.rand(b, 3, H, W, generator=g),
+        "srcs": torch.rand(b, 2, 3, H, W, generator=g),
         "K": K.expand(b, 3, 3).clone(),
         "gt_depth_m": torch.full((b, 1, H, W), 3.0),
     }
@@ -89,11 +89,22 @@ def test_hyperparameters_saved_and_validated():
         _model(velocity_weight=-1.0)
 
 
-def test_to_unit_range_inverts_the_normalisation():
-    m = _model()
-    img = torch.rand(1, 3, 4, 4)
-    x = (img - 0.45) / 0.225
-    torch.testing.assert_close(m.to_unit_range(x), img)
+def test_networks_take_the_batch_images_normalised_with_the_spec_mean_and_std():
+    """The batch carries [0, 1] images; DispNet and PoseNet see ``(x - mean) / std``."""
+    m = _model(mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    seen: dict[str, list] = {"depth": [], "pose": []}
+    m.depth_net.register_forward_hook(lambda mod, inp, out: seen["depth"].append(inp[0]))
+    m.pose_net.register_forward_hook(lambda mod, inp, out: seen["pose"].append(inp))
+    batch = _batch()
+    m.shared_step(batch, "train")
+    mean, std = torch.tensor([0.4, 0.5, 0.6]).view(3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(3, 1, 1)
+    frames = torch.cat([batch["tgt"], batch["srcs"].flatten(0, 1)])
+    torch.testing.assert_close(seen["depth"][0], (frames - mean) / std)
+    tgt_in, src_in = seen["pose"][0]
+    torch.testing.assert_close(tgt_in, (batch["tgt"] - mean) / std)
+    torch.testing.assert_close(src_in, (batch["srcs"][:, 0] - mean) / std)
+    # the image logger's view of a batch image is the [0, 1] image itself
+    torch.testing.assert_close(m.to_unit_range(batch["tgt"]), batch["tgt"])
 
 
 def test_depth_colormap_near_is_bright_and_invalid_is_black():
@@ -181,7 +192,7 @@ def test_odometry_warp_uses_the_bag_poses():
         _, d = m.predict_depth(frames)
     src_d = list(d[2:].view(2, 2, 1, H, W).unbind(1))
     want = sc_depth_loss(
-        m.to_unit_range(batch["tgt"]), [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)],
+        batch["tgt"], [batch["srcs"][:, i] for i in range(2)],
         d[:2], src_d, list(T.unbind(1)), [torch.linalg.inv(t) for t in T.unbind(1)], batch["K"],
     )
     torch.testing.assert_close(terms["photometric"], want.photometric, rtol=1e-4, atol=1e-6)
@@ -229,10 +240,10 @@ def test_multi_scale_terms_are_the_mean_over_the_image_pyramid():
     total, terms, depth = m.shared_step(batch, "train")
     assert depth.shape == (2, 1, H, W)
     with torch.no_grad():
-        tgt_ws = m.depth_net(batch["tgt"])
-        src_ws = m.depth_net(batch["srcs"].flatten(0, 1))
-    tgt01 = m.to_unit_range(batch["tgt"])
-    src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)]
+        tgt_ws = m.depth_net(m.input_norm(batch["tgt"]))
+        src_ws = m.depth_net(m.input_norm(batch["srcs"].flatten(0, 1)))
+    tgt01 = batch["tgt"]
+    src01 = [batch["srcs"][:, i] for i in range(2)]
     poses, inv = list(T.unbind(1)), [torch.linalg.inv(t) for t in T.unbind(1)]
     photo, smooth = [], []
     for k in range(2):
@@ -274,8 +285,8 @@ def test_depth_hint_term_matches_the_hint_functions():
     batch["T_src_tgt_odom"] = T
     total, terms, depth = m.shared_step(batch, "train")
     assert "hint" in terms and 0.0 <= float(terms["hint_fraction"]) <= 1.0
-    tgt01 = m.to_unit_range(batch["tgt"])
-    src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)]
+    tgt01 = batch["tgt"]
+    src01 = [batch["srcs"][:, i] for i in range(2)]
     poses, K = list(T.unbind(1)), batch["K"]
     want, fraction = _expected_hint_term(tgt01, src01, poses, K, depth.detach())
     torch.testing.assert_close(terms["hint"].detach(), want, rtol=1e-4, atol=1e-6)
@@ -317,8 +328,8 @@ def test_hints_are_swept_once_per_training_sample_and_mirrored_from_the_cache(mo
     swept = _counting_sweeps(monkeypatch)
     m = _model(warp_pose_source="odometry", source_depth_grad=False, hint_weight=0.4, hint_depths=8)
     batch = _odometry_batch()
-    tgt01 = m.to_unit_range(batch["tgt"])
-    src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)]
+    tgt01 = batch["tgt"]
+    src01 = [batch["srcs"][:, i] for i in range(2)]
     warp, K = list(batch["T_src_tgt_odom"].unbind(1)), batch["K"]
     first = m._hints(batch, tgt01, src01, warp, K, cache=True)
     assert swept == [2]
@@ -329,8 +340,8 @@ def test_hints_are_swept_once_per_training_sample_and_mirrored_from_the_cache(mo
     # images agrees with it (the sweep is left-right symmetric)
     flipped = [hflip_sample({k: v[i] for k, v in batch.items()}) for i in range(2)]
     fb = {k: torch.stack([f[k] for f in flipped]) for k in flipped[0]}
-    f_tgt01 = m.to_unit_range(fb["tgt"])
-    f_src01 = [m.to_unit_range(fb["srcs"][:, i]) for i in range(2)]
+    f_tgt01 = fb["tgt"]
+    f_src01 = [fb["srcs"][:, i] for i in range(2)]
     f_warp = list(fb["T_src_tgt_odom"].unbind(1))
     from_cache = m._hints(fb, f_tgt01, f_src01, f_warp, fb["K"], cache=True)
     assert swept == [2] and fb["hflip"].all()
@@ -408,10 +419,10 @@ def test_hint_sources_join_the_sweep_and_the_comparison():
     T_hint = torch.eye(4).repeat(2, 2, 1, 1)
     T_hint[:, 0, 2, 3], T_hint[:, 1, 2, 3] = 0.4, -0.4
     g = torch.Generator().manual_seed(1)
-    batch |= {"T_src_tgt_odom": T, "T_hint_src_tgt_odom": T_hint, "hint_srcs": torch.randn(2, 2, 3, H, W, generator=g)}
+    batch |= {"T_src_tgt_odom": T, "T_hint_src_tgt_odom": T_hint, "hint_srcs": torch.rand(2, 2, 3, H, W, generator=g)}
     total, terms, depth = m.shared_step(batch, "train")
-    tgt01 = m.to_unit_range(batch["tgt"])
-    src01 = [m.to_unit_range(batch["srcs"][:, i]) for i in range(2)] + [m.to_unit_range(batch["hint_srcs"][:, i]) for i in range(2)]
+    tgt01 = batch["tgt"]
+    src01 = [batch["srcs"][:, i] for i in range(2)] + [batch["hint_srcs"][:, i] for i in range(2)]
     poses, K = list(T.unbind(1)) + list(T_hint.unbind(1)), batch["K"]
     want, fraction = _expected_hint_term(tgt01, src01, poses, K, depth.detach())
     torch.testing.assert_close(terms["hint"].detach(), want, rtol=1e-4, atol=1e-6)

@@ -2,9 +2,12 @@
 
 One sample (the dictionary every part of training agrees on; B = batch, S = sources):
 
-* ``"tgt"``: (3, h, w) float32, the target image normalised exactly as the runtime's
-  :func:`depth_ros.core.preprocess.preprocess` does (so what is trained is what runs).
-* ``"srcs"``: (S, 3, h, w) float32, source images in ``DataConfig.frame_offsets`` order.
+* ``"tgt"``: (3, h, w) float32 RGB in [0, 1], the target image resized by the runtime's
+  :func:`depth_ros.core.preprocess.resize_rgb` (so what is trained is what runs); the
+  photometric losses compare these, and the networks normalise them with ``DataConfig.mean`` /
+  ``std`` at their input (:class:`~depth_ros_training.models.ImageNormalization`), as the
+  runtime's :func:`~depth_ros.core.preprocess.preprocess` does for the exported model.
+* ``"srcs"``: (S, 3, h, w) float32 in [0, 1], source images in ``DataConfig.frame_offsets`` order.
 * ``"K"``: (3, 3) float32 intrinsics in pixels at the network resolution (w, h), rescaled
   from CameraInfo through ``CameraModel.cropped`` / ``CameraModel.resized`` only.
 * ``"distance_m"``: (S,) float32 distance between the camera centres of target and source
@@ -39,7 +42,10 @@ from depth_ros.inference.spec import ModelSpec
 
 from depth_ros_training.data.bag_index import BagIndex, BagMessageReader, IndexOptions, load_or_build_index
 
-__all__ = ["BagSequenceDataset", "DataConfig", "SampleRef", "color_jitter_sample", "hflip_sample", "plan_samples", "read_frame_rgb", "resize_nearest"]
+__all__ = [
+    "BagSequenceDataset", "DataConfig", "SampleRef", "color_jitter_sample", "hflip_sample", "plan_samples", "read_frame_rgb",
+    "resize_nearest", "rgb_to_unit_chw",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +77,8 @@ class DataConfig:
         require_odometry: raise when a bag has no usable odometry (velocity supervision).
         cache_dir: where bag indexes are cached (default: next to each bag).
         cache_frames: keep decoded, preprocessed frames in memory (per worker process).
-        mean, std: normalisation (as in the exported ModelSpec).
+        mean, std: the networks' input normalisation of [0, 1] pixels (as in the exported
+            ModelSpec); samples themselves carry [0, 1] images.
         hflip: training samples are mirrored left-right with probability 0.5 (images, ground
             truth and teacher depth, ``cx -> (w - 1) - cx``, and the odometry poses
             conjugated by the x-mirror ``S = diag(-1, 1, 1, 1)``: ``T' = S T S``), which is
@@ -305,21 +312,19 @@ class BagSequenceDataset(Dataset):
         return read_frame_rgb(self.readers[bag], self.indexes[bag], frame)
 
     def load_frame(self, bag: int, frame: int) -> np.ndarray:
-        """(3, h, w) float32 network input for one frame (cached when configured)."""
+        """(3, h, w) float32 RGB in [0, 1] of one frame at network resolution (cached when
+        configured)."""
         key = (bag, frame)
         cached = self._frame_cache.get(key)
         if cached is not None:
             return cached
-        from depth_ros.core.preprocess import preprocess
+        from depth_ros.core.preprocess import resize_rgb
 
         rgb = self.load_rgb(bag, frame)
-        camera = self.indexes[bag].camera
         if self.config.crop is not None:
             x0, y0, w, h = self.config.crop
             rgb = rgb[y0 : y0 + h, x0 : x0 + w]
-            camera = camera.cropped(x0, y0, w, h)
-        pre = preprocess(np.ascontiguousarray(rgb), camera, self.spec)
-        x = np.asarray(pre.tensor, dtype=np.float32)[0]
+        x = rgb_to_unit_chw(resize_rgb(np.ascontiguousarray(rgb), self.config.width, self.config.height))
         if self.config.cache_frames:
             self._frame_cache[key] = x
         return x
@@ -380,7 +385,7 @@ class BagSequenceDataset(Dataset):
             if self.config.hflip and bool(torch.rand(()) < 0.5):
                 sample = hflip_sample(sample)
             if self.config.color_jitter > 0:
-                sample = color_jitter_sample(sample, self.config.color_jitter, self.config.mean, self.config.std)
+                sample = color_jitter_sample(sample, self.config.color_jitter)
         return sample
 
 
@@ -406,22 +411,17 @@ def hflip_sample(sample: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def color_jitter_sample(sample: dict[str, Any], strength: float, mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, Any]:
+def color_jitter_sample(sample: dict[str, Any], strength: float) -> dict[str, Any]:
     """Random brightness, contrast and saturation, the same for the target and its sources
-    (see ``DataConfig.color_jitter``); works in [0, 1] pixels and renormalises."""
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    sd = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    (see ``DataConfig.color_jitter``), of a sample's [0, 1] images (clamped to [0, 1])."""
     brightness, contrast, saturation = (1.0 + strength * (2.0 * torch.rand(3) - 1.0)).tolist()
-    tgt01 = sample["tgt"] * sd + m
-    grey_mean = tgt01.mean()  # contrast pivots on the target's mean, the same for every frame
+    grey_mean = sample["tgt"].mean()  # contrast pivots on the target's mean, the same for every frame
 
-    def jitter(x: torch.Tensor) -> torch.Tensor:
-        x01 = x * sd + m
+    def jitter(x01: torch.Tensor) -> torch.Tensor:
         x01 = x01 * brightness
         x01 = (x01 - grey_mean * brightness) * contrast + grey_mean * brightness
         grey = x01.mean(dim=-3, keepdim=True)
-        x01 = (grey + (x01 - grey) * saturation).clamp(0.0, 1.0)
-        return (x01 - m) / sd
+        return (grey + (x01 - grey) * saturation).clamp(0.0, 1.0)
 
     out = dict(sample)
     out["tgt"] = jitter(sample["tgt"])
@@ -429,6 +429,11 @@ def color_jitter_sample(sample: dict[str, Any], strength: float, mean: tuple[flo
     if "hint_srcs" in sample:
         out["hint_srcs"] = jitter(sample["hint_srcs"])
     return out
+
+
+def rgb_to_unit_chw(rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> (3, h, w) float32 in [0, 1] (``x / 255``), C-contiguous."""
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 255.0
 
 
 def read_frame_rgb(reader: BagMessageReader, index: BagIndex, frame: int) -> np.ndarray:

@@ -65,6 +65,7 @@ from depth_ros.core.camera import CameraModel
 from depth_ros.errors import BagError, InputError
 
 from depth_ros_training.data.bag_index import BagIndex, BagMessageReader, IndexOptions, load_or_build_index
+from depth_ros_training.data.dataset import rgb_to_unit_chw
 from depth_ros_training.data.labels import LABEL_KINDS, label_to_target, resize_nearest
 
 __all__ = [
@@ -522,7 +523,7 @@ class LabelledBagDataset(Dataset):
             label = resize_nearest(dense[lbox[1] : lbox[1] + lbox[3], lbox[0] : lbox[0] + lbox[2]], h, w)
         target = label_to_target(label, group.label.kind)
         sample: dict[str, Any] = {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0),
+            "image": torch.from_numpy(rgb_to_unit_chw(image)),
             "target": torch.from_numpy(target.inv_depth)[None],
             "valid": torch.from_numpy(target.valid)[None],
             "K": torch.from_numpy(camera.K.astype(np.float32)),
