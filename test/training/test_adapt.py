@@ -148,6 +148,7 @@ def test_adapt_end_to_end(adapted):
     assert depth.is_file() and pose.is_file()
     spec = load_model_spec(depth)
     assert spec.metric and (spec.input_height, spec.input_width) == (96, 128)  # the camera's 4:3, the demo's pixel count
+    assert (spec.train_image_width_px, spec.train_image_height_px) == (128, 96)  # the training camera, for the runtime's checks
     result = json.loads((out / "adapt.json").read_text())
     assert result["crop"] is None and result["input_size"] == [96, 128]
     assert result["train"]["steps"] >= 1 and result["train"]["stride"] == 2
