@@ -83,6 +83,32 @@ def test_onnx_matches_pytorch_on_real_frames(exported):
     np.testing.assert_allclose(got_pose, want_pose, atol=1e-6)
 
 
+def test_exported_model_on_an_image_equals_the_training_network_on_its_sample(exported):
+    """Samples carry [0, 1] images and the training module normalises them before its networks;
+    the exported models take the runtime's preprocess of the same frame: same outputs."""
+    import onnxruntime as ort
+
+    from depth_ros_training.data import BagSequenceDataset, DataConfig
+
+    ckpt, out = exported
+    module = load_module(ckpt).eval()
+    bag = ckpt.parents[4] / "train.mcap"
+    ds = BagSequenceDataset(DataConfig(bags=(str(bag),), height=64, width=128, val_fraction=0.0, cache_dir=str(ckpt.parents[4] / "cache")), "all")
+    ref, sample = ds.samples[2], ds[2]
+    camera = ds.indexes[0].camera
+    rgb_tgt, rgb_src = ds.load_rgb(0, ref.tgt), ds.load_rgb(0, ref.srcs[0])
+    spec, pspec = load_model_spec(out / "depth.onnx"), load_model_spec(out / "pose.onnx")
+    got = ort.InferenceSession(str(out / "depth.onnx"), providers=["CPUExecutionProvider"]).run(None, {spec.input_name: preprocess(rgb_tgt, camera, spec).tensor})[0]
+    pair = preprocess_pair(rgb_tgt, rgb_src, camera, pspec).tensor
+    got_pose = ort.InferenceSession(str(out / "pose.onnx"), providers=["CPUExecutionProvider"]).run(None, {pspec.input_name: pair})[0]
+    with torch.inference_mode():
+        want, _ = module.predict_depth(sample["tgt"][None])
+        want_pose = module.predict_pose(sample["tgt"][None], sample["srcs"][None, 0])
+    assert np.ptp(want.numpy()) > 0
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got_pose, want_pose.numpy(), atol=1e-5)
+
+
 def test_export_errors(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(tmp_path / "m")]) == 1
     assert "not found" in capsys.readouterr().err
