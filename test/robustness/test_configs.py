@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from depth_ros.errors import BagError, InputError
+from depth_ros.errors import InputError
 from depth_ros.safeio import json_nesting_exceeds, load_yaml_bounded, read_text_capped
 from depth_ros.synthetic.config import load_config
 

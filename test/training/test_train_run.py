@@ -3,7 +3,6 @@ supervision makes it metric, resume continues from the saved step."""
 from __future__ import annotations
 
 import lightning.pytorch as pl
-import numpy as np
 import pytest
 import torch
 

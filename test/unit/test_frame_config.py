@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from depth_ros.bag.infer import InferConfig, infer_bag
-from depth_ros.bag.infer_cli import FRAME_FLAG_ALIASES, add_arguments, config_from_args, frame_flag
+from depth_ros.bag.infer_cli import add_arguments, config_from_args, frame_flag
 from depth_ros.config_fields import param_info
 from depth_ros.core.scale import ScaleConfig
 from depth_ros.inference.spec import ModelSpec

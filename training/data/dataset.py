@@ -27,9 +27,7 @@ One sample (the dictionary every part of training agrees on; B = batch, S = sour
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
