@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,6 +33,8 @@ __all__ = [
     "NETWORKS",
     "ExportedTask",
     "LabelledInputs",
+    "LabelledTask",
+    "NetworkFields",
     "abs_rel",
     "aligned_abs_rel",
     "bottleneck_channels",
@@ -158,6 +162,103 @@ def step_inputs(batch: Mapping[str, Tensor], mean: Sequence[float], std: Sequenc
         group=batch["group"],
         exact=batch["exact"].bool(),
     )
+
+
+@dataclass(frozen=True)
+class NetworkFields:
+    """The fields every labelled task's config has (its subclasses add the task's own; keywords
+    only in practice, as the YAML gives them).
+
+    Attributes:
+        network: ``resnet18`` | ``resnet50`` (DispNet) | ``light`` (LightDispNet, CPU real time).
+        image_height, image_width: network input size, pixels (recorded in the ModelSpec).
+        mean, std: input normalisation of [0, 1] pixels (recorded in the ModelSpec).
+        min_depth_m, max_depth_m: the depth range the model is trusted at (ModelSpec; the clamp of
+            the validation alignment).
+        encoder_weights_path: optional local ResNet state_dict for the encoder.
+    """
+
+    network: str = "resnet18"
+    image_height: int = 128
+    image_width: int = 160
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    min_depth_m: float = 0.1
+    max_depth_m: float = 100.0
+    encoder_weights_path: str | None = None
+
+    def __post_init__(self) -> None:
+        """Normalise and check these fields (``mean``/``std`` made tuples of floats).
+
+        Raises:
+            ValueError: naming the field.
+        """
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        if self.image_height % 32 or self.image_width % 32 or min(self.image_height, self.image_width) < 64:
+            raise ValueError(f"image_height/image_width must be multiples of 32, >= 64, got {self.image_height}x{self.image_width}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"mean and std need 3 values each (std > 0), got {self.mean}, {self.std}")
+        if not 0 < self.min_depth_m < self.max_depth_m < math.inf:
+            raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {self.min_depth_m}, {self.max_depth_m}")
+
+
+class LabelledTask(pl.LightningModule):
+    """The Lightning side the labelled tasks share (MiDaS, Depth Pro): the config, the label
+    groups' names in the logs, the batch's inputs and the training step. A subclass sets
+    ``task`` and ``config_class`` (a :class:`NetworkFields` subclass) and defines ``predict``, ``compute_losses`` and ``log_terms``.
+
+    Keywords: the config's fields; ``group_names`` names the label groups in the logs.
+    """
+
+    task: str = ""
+    config_class: type
+
+    def __init__(self, group_names: tuple[str, ...] = (), **config: Any) -> None:
+        super().__init__()
+        self.config = self.config_class(**config)
+        self.group_names = tuple(group_names)
+        self.save_hyperparameters({"task": self.task, "group_names": list(self.group_names), **dataclasses.asdict(self.config)})
+        self.depth_net = build_network(self.config.network, self.config.encoder_weights_path)
+
+    def step_inputs(self, batch: Mapping[str, Tensor]) -> LabelledInputs:
+        return step_inputs(batch, self.config.mean, self.config.std)
+
+    def group_name(self, g: int) -> str:
+        return self.group_names[g] if g < len(self.group_names) else f"group{g}"
+
+    def log_group_losses(self, stage: str, per_group: Mapping[int, Tensor], batch_size: int) -> None:
+        """``<stage>/loss_<group name>`` for each label group in the batch."""
+        for g, value in per_group.items():
+            self.log(f"{stage}/loss_{self.group_name(g)}", value, batch_size=batch_size)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        inputs = self.step_inputs(batch)
+        terms = self.compute_losses(inputs, self.predict(inputs))
+        self.log_terms("train", terms, inputs.image.shape[0])
+        return terms.total
+
+    def task_spec(self, name: str | None, *, output_kind: str, metric: bool, scale_source: str, extra: Mapping[str, str]) -> ModelSpec:
+        """The exported model's spec: the config's input size, normalisation and depth range,
+        output ``depth``, named ``<task>_<network>_<W>x<H>`` unless ``name`` is given, and
+        ``extra`` after the task's and network's names."""
+        c = self.config
+        return ModelSpec(
+            output_kind=output_kind,
+            output_name="depth",
+            input_height=c.image_height,
+            input_width=c.image_width,
+            mean=c.mean,
+            std=c.std,
+            min_depth_m=c.min_depth_m,
+            max_depth_m=c.max_depth_m,
+            metric=metric,
+            scale_source=scale_source,
+            name=name or f"{self.task}_{c.network}_{c.image_width}x{c.image_height}",
+            extra={"trained_with": "depth_ros_training", "task": self.task, "network": c.network, **extra},
+        )
 
 
 def abs_rel(depth_pred: Tensor, depth_true: Tensor, valid: Tensor) -> Tensor:

@@ -39,11 +39,10 @@ and ignores the other output unless it looks for it by that name.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
@@ -60,15 +59,14 @@ from depth_ros_training.losses.depth_pro import (
 )
 from depth_ros_training.models.fov_head import FovHead, FovHeadConfig, focal_px_to_fov
 from depth_ros_training.tasks.common import (
-    NETWORKS,
     ExportedTask,
     LabelledInputs,
+    LabelledTask,
+    NetworkFields,
     abs_rel,
     bottleneck_channels,
-    build_network,
     export_task_module,
     features_and_disparity,
-    step_inputs,
 )
 
 __all__ = ["DepthProConfig", "DepthProExportWrapper", "DepthProTask", "DepthProTerms", "export_depth_pro"]
@@ -77,11 +75,10 @@ FOV_OUTPUT = "fov_deg"
 
 
 @dataclass(frozen=True)
-class DepthProConfig:
+class DepthProConfig(NetworkFields):
     """The Depth Pro task's settings (the keys of ``model:`` in config/train_depth_pro.yaml).
 
     Attributes:
-        network: ``resnet18`` | ``resnet50`` | ``light``.
         max_canonical: upper bound of the predicted canonical inverse depth (``C = max * sigmoid``).
         stage: 1 (all groups; SSI gradient loss on exact ones) or 2 (exact groups only; MAE +
             derivative losses).
@@ -92,11 +89,10 @@ class DepthProConfig:
         fov_weight: weight of the focal-length head's L2 loss (deg^2); 0 disables the head's training.
         fov_start_step: global step from which the head trains.
         lr: Adam learning rate (depth network and head).
-        image_height, image_width, mean, std, min_depth_m, max_depth_m, encoder_weights_path: as
-            :class:`~depth_ros_training.tasks.midas.MidasConfig`.
+        network, image_height, image_width, mean, std, min_depth_m, max_depth_m,
+            encoder_weights_path: :class:`~depth_ros_training.tasks.common.NetworkFields`.
     """
 
-    network: str = "resnet18"
     max_canonical: float = 2.0
     stage: int = 1
     real_discard_fraction: float = 0.2
@@ -108,19 +104,9 @@ class DepthProConfig:
     fov_weight: float = 1e-3
     fov_start_step: int = 0
     lr: float = 1e-4
-    image_height: int = 128
-    image_width: int = 160
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
-    min_depth_m: float = 0.1
-    max_depth_m: float = 100.0
-    encoder_weights_path: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if self.network not in NETWORKS:
-            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        super().__post_init__()
         if not (math.isfinite(self.max_canonical) and self.max_canonical > 0):
             raise ValueError(f"max_canonical must be > 0, got {self.max_canonical}")
         if self.stage not in (1, 2):
@@ -137,12 +123,6 @@ class DepthProConfig:
             raise ValueError(f"fov_start_step must be an integer >= 0, got {self.fov_start_step!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.image_height % 32 or self.image_width % 32 or min(self.image_height, self.image_width) < 64:
-            raise ValueError(f"image_height/image_width must be multiples of 32, >= 64, got {self.image_height}x{self.image_width}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean and std need 3 values each (std > 0), got {self.mean}, {self.std}")
-        if not 0 < self.min_depth_m < self.max_depth_m < math.inf:
-            raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {self.min_depth_m}, {self.max_depth_m}")
 
 
 @dataclass(frozen=True)
@@ -191,24 +171,19 @@ def canonical_target(inputs: LabelledInputs) -> Tensor:
     return torch.where(inputs.metric.view(-1, 1, 1, 1), c, inputs.target)
 
 
-class DepthProTask(pl.LightningModule):
+class DepthProTask(LabelledTask):
     """Depth Pro training task (see the module docstring). Keywords: :class:`DepthProConfig`'s
     fields; ``group_names`` names the label groups in the logs."""
 
     task = "depth_pro"
+    config_class = DepthProConfig
+    config: DepthProConfig
 
     def __init__(self, group_names: tuple[str, ...] = (), **config: Any) -> None:
-        super().__init__()
-        self.config = DepthProConfig(**config)
-        self.group_names = tuple(group_names)
-        self.save_hyperparameters({"task": self.task, "group_names": list(self.group_names), **asdict(self.config)})
-        self.depth_net = build_network(self.config.network, self.config.encoder_weights_path)
+        super().__init__(group_names, **config)
         self.fov_head = FovHead(FovHeadConfig(in_channels=bottleneck_channels(self.config.network), detach_features=True))
 
     # -- phases -------------------------------------------------------------------------------
-    def step_inputs(self, batch: dict[str, Tensor]) -> LabelledInputs:
-        return step_inputs(batch, self.config.mean, self.config.std)
-
     def predict(self, inputs: LabelledInputs) -> DepthProPrediction:
         bottleneck, disp = features_and_disparity(self.depth_net, inputs.image)
         return DepthProPrediction(canonical=self.config.max_canonical * disp, fov_deg=self.fov_head(bottleneck))
@@ -262,23 +237,13 @@ class DepthProTask(pl.LightningModule):
             fov=fov, per_group=per_group,
         )
 
-    def group_name(self, g: int) -> str:
-        return self.group_names[g] if g < len(self.group_names) else f"group{g}"
-
     def log_terms(self, stage: str, terms: DepthProTerms, batch_size: int) -> None:
         self.log(f"{stage}/loss", terms.total, prog_bar=True, batch_size=batch_size)
         for name in ("mae", "normalized_mae", "ssi_gradient", "mage", "male", "msge", "fov"):
             self.log(f"{stage}/{name}", getattr(terms, name), batch_size=batch_size)
-        for g, value in terms.per_group.items():
-            self.log(f"{stage}/loss_{self.group_name(g)}", value, batch_size=batch_size)
+        self.log_group_losses(stage, terms.per_group, batch_size)
 
     # -- Lightning -------------------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        inputs = self.step_inputs(batch)
-        terms = self.compute_losses(inputs, self.predict(inputs))
-        self.log_terms("train", terms, inputs.image.shape[0])
-        return terms.total
-
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         inputs = self.step_inputs(batch)
         pred = self.predict(inputs)
@@ -303,23 +268,9 @@ class DepthProTask(pl.LightningModule):
     def model_spec(self, name: str | None = None) -> ModelSpec:
         """``canonical_inverse_depth`` (metric through the frame's focal length), ``fov_deg`` recorded
         in ``extra["fov_output"]``."""
-        c = self.config
-        return ModelSpec(
-            output_kind="canonical_inverse_depth",
-            output_name="depth",
-            input_height=c.image_height,
-            input_width=c.image_width,
-            mean=c.mean,
-            std=c.std,
-            min_depth_m=c.min_depth_m,
-            max_depth_m=c.max_depth_m,
-            metric=True,
-            scale_source="canonical_focal",
-            name=name or f"depth_pro_{c.network}_{c.image_width}x{c.image_height}",
-            extra={
-                "trained_with": "depth_ros_training", "task": self.task, "network": c.network,
-                "stage": str(c.stage), "fov_output": FOV_OUTPUT, "fov_output_unit": "deg (horizontal field of view)",
-            },
+        return self.task_spec(
+            name, output_kind="canonical_inverse_depth", metric=True, scale_source="canonical_focal",
+            extra={"stage": str(self.config.stage), "fov_output": FOV_OUTPUT, "fov_output_unit": "deg (horizontal field of view)"},
         )
 
 

@@ -30,11 +30,9 @@ Variants chosen:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
@@ -42,14 +40,13 @@ from depth_ros.inference.spec import ModelSpec
 
 from depth_ros_training.losses.midas import MidasLoss, ssi_mse_loss, ssi_trimmed_mae_loss
 from depth_ros_training.tasks.common import (
-    NETWORKS,
     ExportedTask,
     LabelledInputs,
+    LabelledTask,
+    NetworkFields,
     aligned_abs_rel,
-    build_network,
     export_task_module,
     features_and_disparity,
-    step_inputs,
 )
 
 __all__ = ["MIDAS_LOSSES", "MidasConfig", "MidasExportWrapper", "MidasTask", "export_midas"]
@@ -58,44 +55,29 @@ MIDAS_LOSSES: tuple[str, ...] = ("trimmed_mae", "ssi_mse")
 
 
 @dataclass(frozen=True)
-class MidasConfig:
+class MidasConfig(NetworkFields):
     """The MiDaS task's settings (the keys of ``model:`` in config/train_midas.yaml).
 
     Attributes:
-        network: ``resnet18`` | ``resnet50`` (DispNet) | ``light`` (LightDispNet, CPU real time).
         loss: ``trimmed_mae`` (default) or ``ssi_mse``.
         alpha: weight of the gradient-matching term (0.5).
         gradient_scales: scales of the gradient-matching term (4).
         trim: fraction of the largest residuals dropped by ``trimmed_mae`` (0.2).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        image_height, image_width: network input size, pixels (recorded in the ModelSpec).
-        mean, std: input normalisation of [0, 1] pixels (recorded in the ModelSpec).
-        min_depth_m, max_depth_m: the depth range the model is trusted at (ModelSpec; the clamp of
-            the validation alignment).
-        encoder_weights_path: optional local ResNet state_dict for the encoder.
+        network, image_height, image_width, mean, std, min_depth_m, max_depth_m,
+            encoder_weights_path: :class:`~depth_ros_training.tasks.common.NetworkFields`.
     """
 
-    network: str = "resnet18"
     loss: str = "trimmed_mae"
     alpha: float = 0.5
     gradient_scales: int = 4
     trim: float = 0.2
     lr: float = 1e-4
     weight_decay: float = 0.0
-    image_height: int = 128
-    image_width: int = 160
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
-    min_depth_m: float = 0.1
-    max_depth_m: float = 100.0
-    encoder_weights_path: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if self.network not in NETWORKS:
-            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        super().__post_init__()
         if self.loss not in MIDAS_LOSSES:
             raise ValueError(f"loss must be one of {', '.join(MIDAS_LOSSES)}, got {self.loss!r}")
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
@@ -106,12 +88,6 @@ class MidasConfig:
             raise ValueError(f"trim must be in [0, 1), got {self.trim}")
         if not (math.isfinite(self.lr) and self.lr > 0) or self.weight_decay < 0:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
-        if self.image_height % 32 or self.image_width % 32 or min(self.image_height, self.image_width) < 64:
-            raise ValueError(f"image_height/image_width must be multiples of 32, >= 64, got {self.image_height}x{self.image_width}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean and std need 3 values each (std > 0), got {self.mean}, {self.std}")
-        if not 0 < self.min_depth_m < self.max_depth_m < math.inf:
-            raise ValueError(f"need 0 < min_depth_m < max_depth_m < inf, got {self.min_depth_m}, {self.max_depth_m}")
 
 
 @dataclass(frozen=True)
@@ -131,23 +107,15 @@ class MidasTerms:
     per_group: dict[int, Tensor]
 
 
-class MidasTask(pl.LightningModule):
+class MidasTask(LabelledTask):
     """MiDaS training task (see the module docstring). Keywords: :class:`MidasConfig`'s fields;
     ``group_names`` names the label groups in the logs."""
 
     task = "midas"
-
-    def __init__(self, group_names: tuple[str, ...] = (), **config: Any) -> None:
-        super().__init__()
-        self.config = MidasConfig(**config)
-        self.group_names = tuple(group_names)
-        self.save_hyperparameters({"task": self.task, "group_names": list(self.group_names), **asdict(self.config)})
-        self.depth_net = build_network(self.config.network, self.config.encoder_weights_path)
+    config_class = MidasConfig
+    config: MidasConfig
 
     # -- phases -------------------------------------------------------------------------------
-    def step_inputs(self, batch: dict[str, Tensor]) -> LabelledInputs:
-        return step_inputs(batch, self.config.mean, self.config.std)
-
     def predict(self, inputs: LabelledInputs) -> Tensor:
         """(B, 1, H, W) relative inverse depth in (0, 1)."""
         return self.depth_net(inputs.image)[0]
@@ -171,23 +139,13 @@ class MidasTask(pl.LightningModule):
             per_group[int(g)] = res.total.detach()
         return MidasTerms(total=total, data=data, gradient=grad, per_group=per_group)
 
-    def group_name(self, g: int) -> str:
-        return self.group_names[g] if g < len(self.group_names) else f"group{g}"
-
     def log_terms(self, stage: str, terms: MidasTerms, batch_size: int) -> None:
         self.log(f"{stage}/loss", terms.total, prog_bar=True, batch_size=batch_size)
         self.log(f"{stage}/ssi_{self.config.loss}", terms.data, batch_size=batch_size)
         self.log(f"{stage}/gradient_matching", terms.gradient, batch_size=batch_size)
-        for g, value in terms.per_group.items():
-            self.log(f"{stage}/loss_{self.group_name(g)}", value, batch_size=batch_size)
+        self.log_group_losses(stage, terms.per_group, batch_size)
 
     # -- Lightning -------------------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        inputs = self.step_inputs(batch)
-        terms = self.compute_losses(inputs, self.predict(inputs))
-        self.log_terms("train", terms, inputs.image.shape[0])
-        return terms.total
-
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         inputs = self.step_inputs(batch)
         pred = self.predict(inputs)
@@ -205,21 +163,7 @@ class MidasTask(pl.LightningModule):
     # -- export ----------------------------------------------------------------------------------
     def model_spec(self, name: str | None = None) -> ModelSpec:
         """``inverse_depth_relative`` (needs a runtime scale policy), input size and normalisation."""
-        c = self.config
-        return ModelSpec(
-            output_kind="inverse_depth_relative",
-            output_name="depth",
-            input_height=c.image_height,
-            input_width=c.image_width,
-            mean=c.mean,
-            std=c.std,
-            min_depth_m=c.min_depth_m,
-            max_depth_m=c.max_depth_m,
-            metric=False,
-            scale_source="none",
-            name=name or f"midas_{c.network}_{c.image_width}x{c.image_height}",
-            extra={"trained_with": "depth_ros_training", "task": self.task, "network": c.network, "loss": c.loss},
-        )
+        return self.task_spec(name, output_kind="inverse_depth_relative", metric=False, scale_source="none", extra={"loss": self.config.loss})
 
 
 class MidasExportWrapper(nn.Module):
