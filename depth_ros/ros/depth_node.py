@@ -298,17 +298,6 @@ class DepthNode(FrameWorker, Node):
         last 2 s: a camera sending a bad stream must not flood the log."""
         self._guard.warn(key, text)
 
-    def _on_image(self, msg: Any) -> None:
-        self.monitor.image_received()
-        pair = self._intake.on_image(msg, time.monotonic_ns())
-        if pair is not None:
-            self._slot.put(pair)
-
-    def _on_info(self, msg: Any) -> None:
-        pair = self._intake.on_info(msg)
-        if pair is not None:
-            self._slot.put(pair)
-
     def _on_sparse(self, msg: Any) -> None:
         # decoded by the worker, only when the policy needs it; the stamp is checked here
         if self._guard.stamp_ns(msg, self.resolve_topic_name("sparse_points")) is not None:

@@ -320,6 +320,19 @@ class FrameWorker:
     _intake: FrameIntake
     _process: Callable[[Pair], None]  # the node's per-frame work
     frames_skipped: int
+    monitor: Any  # the node's FrameMonitor (/diagnostics)
+
+    # -- the image and camera_info callbacks (never block: pair, then fill the one-frame slot) --
+    def _on_image(self, msg: Any) -> None:
+        self.monitor.image_received()
+        pair = self._intake.on_image(msg, time.monotonic_ns())
+        if pair is not None:
+            self._slot.put(pair)
+
+    def _on_info(self, msg: Any) -> None:
+        pair = self._intake.on_info(msg)
+        if pair is not None:
+            self._slot.put(pair)
 
     @property
     def frames_duplicate(self) -> int:

@@ -147,17 +147,6 @@ class PoseNode(FrameWorker, Node):
         self.pose.set_max_gap(config.max_gap_s)
         self._pairer.tolerance_ns = int(config.sync_tolerance_ms * 1e6)
 
-    def _on_image(self, msg: Any) -> None:
-        self.monitor.image_received()
-        pair = self._intake.on_image(msg, time.monotonic_ns())
-        if pair is not None:
-            self._slot.put(pair)
-
-    def _on_info(self, msg: Any) -> None:
-        pair = self._intake.on_info(msg)
-        if pair is not None:
-            self._slot.put(pair)
-
     @property
     def tracker(self) -> PoseTracker:
         """The odometry integrator (its resets, camera, current pose)."""
