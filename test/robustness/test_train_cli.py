@@ -29,6 +29,7 @@ from depth_ros.synthetic import SynthConfig  # noqa: E402
 from depth_ros_training.cli import describe_error, main  # noqa: E402
 
 from bagfactory import write_test_bag  # noqa: E402
+from step_probe import StartStep  # noqa: E402
 
 SYNTH = SynthConfig(width=128, height=64, frames=8, lidar_beams=0, seed=4)
 
@@ -156,18 +157,6 @@ def test_dataloader_worker_error_is_unwrapped() -> None:
 
 # -- resume checkpoints ----------------------------------------------------------------------
 
-class _StartStep(pl.Callback):
-    def __init__(self) -> None:
-        self.start_step: int | None = None
-        self.steps_run = 0
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.start_step = trainer.global_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.steps_run += 1
-
-
 def _resume_one_step(files: dict[str, Path], ckpt: Path, saved_step: int) -> None:
     """Resume from ``ckpt`` for one step: it must start at ``saved_step``."""
     from depth_ros_training.data import DataConfig
@@ -177,7 +166,7 @@ def _resume_one_step(files: dict[str, Path], ckpt: Path, saved_step: int) -> Non
     from depth_ros_training.checkpoint import SafeCheckpointIO
 
     data = DataConfig(bags=(str(files["ok"]),), height=64, width=128, val_fraction=0.0)
-    rec = _StartStep()
+    rec = StartStep()
     trainer = pl.Trainer(
         max_steps=saved_step + 1, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, callbacks=[rec], plugins=[SafeCheckpointIO()],

@@ -13,6 +13,7 @@ from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.module import DepthTrainingModule
 
 from bagfactory import write_test_bag
+from step_probe import StartStep
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +32,6 @@ def _trainer(tmp_path, max_steps: int, callbacks=(), checkpoint: bool = False, c
     return pl.Trainer(**kw)
 
 
-class _StartStep(pl.Callback):
-    def __init__(self) -> None:
-        self.start_step: int | None = None
-        self.steps_run = 0
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.start_step = trainer.global_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.steps_run += 1
-
-
 def test_resume_continues_from_the_saved_step(tmp_path):
     bag = write_test_bag(tmp_path / "train.mcap", SynthConfig(width=128, height=64, frames=10, lidar_beams=0, seed=4))
     data = DataConfig(bags=(str(bag),), height=64, width=128, val_fraction=0.0)
@@ -52,7 +41,7 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert saved["global_step"] == 2
-    rec = _StartStep()
+    rec = StartStep()
     resumed = DepthTrainingModule(image_height=64, image_width=128, lr_schedule="onecycle")
     trainer = _trainer(tmp_path, 3, callbacks=[rec])
     trainer.fit(resumed, BagDataModule(data, batch_size=2), ckpt_path=str(ckpt))
