@@ -128,3 +128,22 @@ def checkpoint_callbacks(resume: ResumeCheckpoint) -> list[pl.Callback]:
     if resume.enabled:
         out.append(resume)
     return out
+
+
+def rebuild_module(path: Path, data: Any, build: Callable[[dict[str, Any]], torch.nn.Module], what: str) -> torch.nn.Module:
+    """The module of a loaded Lightning checkpoint ``data`` (read with ``weights_only=True``):
+    ``build(hyper_parameters)`` constructs it and the state dict must fit exactly; eval mode.
+
+    Raises:
+        ModelError: ``<path>: not <what> (<the exception>)`` when a key is missing or the
+            parameters or weights do not fit.
+    """
+    from depth_ros.errors import ModelError
+
+    try:
+        module = build(dict(data["hyper_parameters"]))
+        module.load_state_dict(data["state_dict"], strict=True)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ModelError(f"{path}: not {what} ({type(exc).__name__}: {detail})") from None
+    return module.eval()

@@ -272,19 +272,12 @@ def load_module(checkpoint: str | Path) -> "object":
         ModelError: no such file, not a weights-only checkpoint, or not a checkpoint of this module.
     """
     from depth_ros.inference.torch_backend import load_untrusted
+    from depth_ros_training.checkpoint import rebuild_module
     from depth_ros_training.module import DepthTrainingModule
 
     path = Path(checkpoint)
-    data = load_untrusted(path)
-    try:
-        hparams = dict(data["hyper_parameters"])
-        hparams["encoder_weights_path"] = None
-        module = DepthTrainingModule(**hparams)
-        module.load_state_dict(data["state_dict"], strict=True)
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise ModelError(f"{path}: not a depth_ros training checkpoint ({type(exc).__name__}: {detail})") from None
-    return module.eval()
+    return rebuild_module(path, load_untrusted(path), lambda hp: DepthTrainingModule(**{**hp, "encoder_weights_path": None}),
+                          "a depth_ros training checkpoint")
 
 
 def run_training_camera(checkpoint: str | Path) -> CameraModel | None:

@@ -506,20 +506,17 @@ def load_zoedepth_module(checkpoint: str | Path) -> ZoeDepthModule:
         ModelError: unreadable, not weights-only, or not a checkpoint of this task.
     """
     from depth_ros.inference.torch_backend import load_untrusted
+    from depth_ros_training.checkpoint import rebuild_module
 
     path = Path(checkpoint)
     data = load_untrusted(path)
     if not is_zoedepth_checkpoint(data):
         raise ModelError(f"{path}: not a ZoeDepth stage-2 checkpoint (hyper_parameters.task is not 'zoedepth')")
-    try:
-        hp = {k: v for k, v in dict(data["hyper_parameters"]).items() if k != "task"}
-        hp["stage1_checkpoint"] = None
-        module = ZoeDepthModule(**hp)
-        module.load_state_dict(data["state_dict"], strict=True)
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise ModelError(f"{path}: not a loadable ZoeDepth stage-2 checkpoint ({type(exc).__name__}: {detail})") from None
-    return module.eval()
+
+    def build(hp: dict[str, Any]) -> ZoeDepthModule:
+        return ZoeDepthModule(**{**{k: v for k, v in hp.items() if k != "task"}, "stage1_checkpoint": None})
+
+    return rebuild_module(path, data, build, "a loadable ZoeDepth stage-2 checkpoint")
 
 
 def zoedepth_spec(module: ZoeDepthModule, name: str | None = None) -> Any:
