@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["export_sigmoid_convnet"]
+__all__ = ["export_sigmoid_convnet", "tiny_dispnet_spec"]
 
 
 def export_sigmoid_convnet(path: Path, spec: "object", channels: Sequence[int] = (), kernel: int = 3,
@@ -30,3 +30,14 @@ def export_sigmoid_convnet(path: Path, spec: "object", channels: Sequence[int] =
         layers.append(torch.nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2))
     layers.append(torch.nn.Sigmoid())
     return export_onnx(torch.nn.Sequential(*layers), spec, path)
+
+
+def tiny_dispnet_spec(height: int = 32, width: int = 48) -> "object":
+    """The spec the CLI tests give a tiny network: a metric ``disparity_sigmoid`` model (0.5 to
+    20 m, scale from velocity supervision) at ``height`` x ``width``."""
+    from depth_ros.inference.spec import ModelSpec
+
+    return ModelSpec(
+        output_kind="disparity_sigmoid", input_height=height, input_width=width, metric=True,
+        min_depth_m=0.5, max_depth_m=20.0, name="tiny-dispnet", scale_source="velocity_supervision",
+    )

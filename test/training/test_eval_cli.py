@@ -17,30 +17,16 @@ from depth_ros.synthetic import SynthConfig, write_bag
 from depth_ros_training.eval.cli import add_arguments, run
 from depth_ros_training.eval.evaluate import project_points_to_depth
 
+from tiny_nets import export_sigmoid_convnet, tiny_dispnet_spec
+
 SYNTH = SynthConfig(width=48, height=32, frames=4, texture_size_px=64, lidar_beams=16, lidar_azimuth_samples=720, seed=3)
-SPEC = ModelSpec(
-    output_kind="disparity_sigmoid", input_height=32, input_width=48, metric=True,
-    min_depth_m=0.5, max_depth_m=20.0, name="tiny-dispnet", scale_source="velocity_supervision",
-)
+SPEC = tiny_dispnet_spec()
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import torch
-
-    from depth_ros.inference.onnx_export import export_onnx
-
-    class TinyDispNet(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.conv(x))
-
     d = tmp_path_factory.mktemp("eval")
-    torch.manual_seed(0)
-    model = export_onnx(TinyDispNet(), SPEC, d / "tiny.onnx")
+    model = export_sigmoid_convnet(d / "tiny.onnx", SPEC)  # one 3x3 convolution and a sigmoid
     pose = d / "pose.onnx"
     pose.write_bytes(model.read_bytes())  # any ONNX file: the sidecar spec says it is a pose net
     ModelSpec(output_kind="pose_6dof", input_height=32, input_width=48, input_channels=6, name="pose").to_yaml(d / "pose.onnx.yaml")

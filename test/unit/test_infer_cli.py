@@ -15,32 +15,17 @@ from depth_ros.cli import main
 from depth_ros.inference.spec import ModelSpec
 from depth_ros.synthetic import SynthConfig, render_sequence, write_bag as synth_bag
 
+from tiny_nets import export_sigmoid_convnet, tiny_dispnet_spec
+
 SYNTH = SynthConfig(width=64, height=48, frames=3, texture_size_px=64, lidar_beams=0)
 # network input smaller than the camera: the resize paths of preprocess / postprocess run
-SPEC = ModelSpec(
-    output_kind="disparity_sigmoid", input_height=32, input_width=48, metric=True,
-    min_depth_m=0.5, max_depth_m=20.0, name="tiny-dispnet", scale_source="velocity_supervision",
-)
+SPEC = tiny_dispnet_spec()
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import torch
-
-    from depth_ros.inference.onnx_export import export_onnx
-
-    class TinyDispNet(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1 = torch.nn.Conv2d(3, 4, 3, padding=1)
-            self.conv2 = torch.nn.Conv2d(4, 1, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.conv2(torch.relu(self.conv1(x))))
-
     d = tmp_path_factory.mktemp("cli")
-    torch.manual_seed(0)
-    model = export_onnx(TinyDispNet(), SPEC, d / "tiny.onnx")
+    model = export_sigmoid_convnet(d / "tiny.onnx", SPEC, channels=(4,))  # 3x3 conv 3->4, ReLU, 3x3 conv 4->1, sigmoid
     pose_spec = ModelSpec(output_kind="pose_6dof", input_height=32, input_width=48, input_channels=6, name="pose")
     pose = d / "pose.onnx"
     pose.write_bytes(model.read_bytes())  # any ONNX file: the sidecar spec says it is a pose net
