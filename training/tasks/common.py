@@ -240,6 +240,21 @@ class LabelledTask(pl.LightningModule):
         self.log_terms("train", terms, inputs.image.shape[0])
         return terms.total
 
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        inputs = self.step_inputs(batch)
+        pred = self.predict(inputs)
+        self.log_terms("val", self.compute_losses(inputs, pred), inputs.image.shape[0])
+        self.log_validation_metrics(inputs, pred)
+
+    def log_validation_metrics(self, inputs: LabelledInputs, pred: Any) -> None:
+        """The task's accuracy figures of a validation batch (a subclass's; none here)."""
+
+    def log_mean_abs_rel(self, name: str, rel: Tensor) -> None:
+        """Log the mean of the finite per-image AbsRel values ``rel`` (B,) as ``name``."""
+        ok = torch.isfinite(rel)
+        if bool(ok.any()):
+            self.log(name, rel[ok].mean(), prog_bar=True, batch_size=int(ok.sum()))
+
     def task_spec(self, name: str | None, *, output_kind: str, metric: bool, scale_source: str, extra: Mapping[str, str]) -> ModelSpec:
         """The exported model's spec: the config's input size, normalisation and depth range,
         output ``depth``, named ``<task>_<network>_<W>x<H>`` unless ``name`` is given, and

@@ -244,10 +244,9 @@ class DepthProTask(LabelledTask):
         self.log_group_losses(stage, terms.per_group, batch_size)
 
     # -- Lightning -------------------------------------------------------------------------------
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        inputs = self.step_inputs(batch)
-        pred = self.predict(inputs)
-        self.log_terms("val", self.compute_losses(inputs, pred), inputs.image.shape[0])
+    def log_validation_metrics(self, inputs: LabelledInputs, pred: DepthProPrediction) -> None:
+        """``val/fov_abs_err_deg``: the focal-length head's error; ``val/abs_rel_metric``: AbsRel
+        of the depth through each frame's focal length, metric labels only."""
         metric = inputs.metric
         width = float(pred.canonical.shape[-1])
         fov_true = focal_px_to_fov(inputs.K[:, 0, 0], width)
@@ -256,10 +255,7 @@ class DepthProTask(LabelledTask):
             depth = depth_from_canonical(pred.canonical[metric], inputs.K[metric][:, 0, 0], width)
             valid = inputs.valid[metric] & torch.isfinite(depth)
             truth = 1.0 / torch.where(valid, inputs.target[metric], torch.ones_like(depth))
-            rel = abs_rel(depth.nan_to_num(1.0), truth, valid)
-            ok = torch.isfinite(rel)
-            if bool(ok.any()):
-                self.log("val/abs_rel_metric", rel[ok].mean(), prog_bar=True, batch_size=int(ok.sum()))
+            self.log_mean_abs_rel("val/abs_rel_metric", abs_rel(depth.nan_to_num(1.0), truth, valid))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.config.lr)

@@ -146,16 +146,12 @@ class MidasTask(LabelledTask):
         self.log_group_losses(stage, terms.per_group, batch_size)
 
     # -- Lightning -------------------------------------------------------------------------------
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        inputs = self.step_inputs(batch)
-        pred = self.predict(inputs)
-        self.log_terms("val", self.compute_losses(inputs, pred), inputs.image.shape[0])
+    def log_validation_metrics(self, inputs: LabelledInputs, pred: Tensor) -> None:
+        """``val/abs_rel_ssi``: AbsRel after per-image scale-and-shift alignment, metric labels only."""
         metric = inputs.metric
         if bool(metric.any()):
-            rel = aligned_abs_rel(pred[metric], inputs.target[metric], inputs.valid[metric], self.config.min_depth_m, self.config.max_depth_m)
-            ok = torch.isfinite(rel)
-            if bool(ok.any()):
-                self.log("val/abs_rel_ssi", rel[ok].mean(), prog_bar=True, batch_size=int(ok.sum()))
+            self.log_mean_abs_rel("val/abs_rel_ssi", aligned_abs_rel(
+                pred[metric], inputs.target[metric], inputs.valid[metric], self.config.min_depth_m, self.config.max_depth_m))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.depth_net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
