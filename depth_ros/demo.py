@@ -199,14 +199,18 @@ def _train(s: DemoSettings, train_bags: list[Path], workdir: Path, quiet: bool) 
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    """``depth-ros demo`` (module docstring); ``--threads`` holds for the run only."""
+    from depth_ros_training.recipes import torch_threads
 
+    with torch_threads(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from depth_ros.bag.infer import InferConfig, infer_bag
     from depth_ros_training.export import export_module
 
     s = _settings(args)
-    if args.threads is not None:
-        torch.set_num_threads(max(1, int(args.threads)))
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     stages: dict[str, float] = {}

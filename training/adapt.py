@@ -470,17 +470,22 @@ def run_adapt(config: AdaptConfig) -> AdaptResult:
 
     Raises:
         DepthRosError: a bag or option the run cannot use, found before training (one line).
-    """
-    import torch
 
+    ``config.threads`` sets torch's thread count for the run; the count before it is put back.
+    """
+    from depth_ros_training.recipes import torch_threads
+
+    with torch_threads(config.threads):
+        return _run_adapt(config)
+
+
+def _run_adapt(config: AdaptConfig) -> AdaptResult:
     from depth_ros_training.export import export_module
 
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     if config.teacher is not None:
         _check_teacher(config.teacher)
     plan = _check_and_plan(config, out / "index")

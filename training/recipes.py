@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from depth_ros.errors import InputError
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from depth_ros_training.datamodule import BagDataModule
     from depth_ros_training.module import DepthTrainingModule
 
-__all__ = ["QUICK_INPUT_PIXELS", "QUICK_RATE_HZ", "QuickRecipe", "QuickRun", "quick_data_config", "quick_module", "train_on_budget"]
+__all__ = ["QUICK_INPUT_PIXELS", "QUICK_RATE_HZ", "QuickRecipe", "QuickRun", "quick_data_config", "quick_module", "torch_threads", "train_on_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -254,3 +255,19 @@ def train_on_budget(
         module=net.eval(), trainer=trainer, steps=steps, step_s=total / max(1, steps), train_samples=len(data.train_set),
         wall_s=time.perf_counter() - started, network_dtype=network_dtype,
     )
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)`` (None: unchanged) and put the
+    process's previous count back after it: the count is process-wide, and a library call
+    (``run_adapt``, the demo's ``run``) must not change it for the code that runs next."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -131,9 +131,14 @@ def adapted(tmp_path_factory):
     bag = _bag(tmp, frames=36)  # 6 held-out frames: enough for one validation sample at stride 2
     out = tmp / "out"
     printed = io.StringIO()
+    import torch
+
+    threads = torch.get_num_threads()
     with contextlib.redirect_stdout(printed):
         code = main(["adapt", str(bag), "--minutes", "0.2", "-o", str(out), "--threads", "1"])
     assert code == 0, printed.getvalue()
+    # --threads holds for the run only: the tests after this one train with the process's count
+    assert torch.get_num_threads() == threads
     return bag, out, printed.getvalue()
 
 

@@ -102,12 +102,25 @@ def _val_abs_rel(module: MidasTask, dataset: LabelledBagDataset) -> float:
     return float(np.mean(values))
 
 
-def test_fit_lowers_ssi_abs_rel_then_export_runs_with_lidar_scale(bag: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_fit_lowers_ssi_abs_rel_then_export_runs_with_lidar_scale(bag: Path, tmp_path: Path, two_threads: None) -> None:
     """``depth-ros-train fit --config`` (task: midas, LightDispNet 96x64, 25 steps of 4, lr 2e-3,
-    seed 0, CPU) on a 24-frame synthetic bag with dense GT: held-out SSI AbsRel (per-image
-    least-squares alignment in inverse depth) 0.333 at initialisation -> 0.275 after (measured;
-    required: at least 10 % lower). Then ``export`` writes depth.onnx (inverse_depth_relative) and
-    ``depth-ros infer --scale lidar`` runs it on the bag."""
+    seed 0, CPU, 2 torch threads) on a 24-frame synthetic bag with dense GT: held-out SSI AbsRel
+    (per-image least-squares alignment in inverse depth) 0.333 at initialisation -> 0.275 after
+    (measured; required: at least 10 % lower). Then ``export`` writes depth.onnx
+    (inverse_depth_relative) and ``depth-ros infer --scale lidar`` runs it on the bag.
+
+    The thread count is fixed because the figure depends on it: a 25-step run at this rate is
+    sensitive to the summation order, and with 1 thread the same run measured 0.315 (5 % lower).
+    The count used to leak from an earlier test (``adapt --threads 1`` in the same process),
+    which made this test fail only in the whole suite."""
     from depth_ros.cli import main as depth_ros_main
     from depth_ros.inference.spec import load_model_spec
 
