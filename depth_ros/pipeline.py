@@ -25,9 +25,10 @@ here with the scale policy's spellings) is the one configuration of the frame pa
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -53,6 +54,7 @@ from depth_ros.frame_config import (
     parse_scale,
     resolve_scale_config,
 )
+from depth_ros.timing import StageTimer
 
 if TYPE_CHECKING:
     from depth_ros.core.camera import CameraModel
@@ -115,6 +117,8 @@ class FrameResult:
         camera_change: ``"<old> -> <new>"`` when this frame's camera differs from the previous
             frame's (the per-camera state was rebuilt for it), else "".
         confidence: (H, W) float32 in [0, 1], or None.
+        stage_ms: stage name -> milliseconds of this frame (:mod:`depth_ros.timing`: the
+            stages :meth:`FramePipeline.run` and its caller timed; empty when not timed).
     """
 
     depth_m: np.ndarray
@@ -128,6 +132,7 @@ class FrameResult:
     inference_ms: float
     camera_change: str = ""
     confidence: np.ndarray | None = None
+    stage_ms: Mapping[str, float] = field(default_factory=dict)
 
 
 def camera_warnings(spec: "ModelSpec", camera: "CameraModel", aspect: str, scale_policy: str) -> list[str]:
@@ -397,12 +402,23 @@ class FramePipeline:
                           decimation=config.cloud_decimation, min_range_m=config.min_range_m,
                           max_range_m=config.max_range_m)
 
-    def run(self, rgb: np.ndarray, camera: "CameraModel", sparse_points_cam: np.ndarray | None = None) -> FrameResult:
+    def run(self, rgb: np.ndarray, camera: "CameraModel", sparse_points_cam: np.ndarray | None = None,
+            timer: StageTimer | None = None) -> FrameResult:
         """Preprocess, infer and postprocess one decoded frame (the cloud is left to the caller,
-        who may not need it)."""
-        tensor = self.preprocess(rgb, camera)
+        who may not need it).
+
+        Args:
+            timer: the frame's timer, holding the caller's earlier stages (decode, rectify);
+                None: a new one. The result's ``stage_ms`` is its stages after postprocess.
+        """
+        timer = StageTimer() if timer is None else timer
+        with timer.stage("preprocess"):
+            tensor = self.preprocess(rgb, camera)
         outputs, inference_ms = self.infer(tensor)
-        return self.postprocess(outputs, rgb, camera, sparse_points_cam, inference_ms)
+        timer.add("infer", inference_ms)
+        with timer.stage("postprocess"):
+            result = self.postprocess(outputs, rgb, camera, sparse_points_cam, inference_ms)
+        return dataclasses.replace(result, stage_ms=dict(timer.ms))
 
     def depth_info_fields(self, result: FrameResult) -> dict[str, Any]:
         """The DepthInfo fields the pipeline knows (the caller adds latency and counters)."""
