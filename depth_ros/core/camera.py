@@ -114,6 +114,27 @@ class CameraModel:
         K = np.array([[fx_px, 0.0, cx_px], [0.0, fy_px, cy_px], [0.0, 0.0, 1.0]])
         return cls(width=width, height=height, K=K)
 
+    @classmethod
+    def from_fov(cls, width: int, height: int, hfov_deg: float) -> "CameraModel":
+        """A pinhole of horizontal field of view ``hfov_deg`` (degrees, in (0, 180)) over the whole
+        ``width`` (pixel edges -0.5 to width - 0.5), square pixels and the principal point at the
+        image centre: ``fx = fy = (width / 2) / tan(hfov / 2)``, ``cx = (width - 1) / 2``,
+        ``cy = (height - 1) / 2``.
+
+        Raises:
+            ValueError: ``hfov_deg`` not a finite number in (0, 180).
+        """
+        if not (isinstance(hfov_deg, (int, float)) and math.isfinite(hfov_deg) and 0.0 < hfov_deg < 180.0):
+            raise ValueError(f"horizontal field of view must be in (0, 180) degrees, got {hfov_deg!r}")
+        f = 0.5 * width / math.tan(0.5 * math.radians(hfov_deg))
+        return cls.from_intrinsics(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0)
+
+    @property
+    def hfov_deg(self) -> float:
+        """Horizontal field of view over the whole width, degrees: ``2 atan(width / (2 fx))``
+        (the principal point taken at the centre)."""
+        return math.degrees(2.0 * math.atan(0.5 * self.width / self.fx))
+
     @property
     def fx(self) -> float:
         return float(self.K[0, 0])

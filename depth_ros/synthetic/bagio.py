@@ -16,6 +16,7 @@ topic                          type                              frame_id
 /camera/image_raw/compressed   sensor_msgs/msg/CompressedImage   camera_optical_frame
 /camera/camera_info            sensor_msgs/msg/CameraInfo        camera_optical_frame
 /camera/depth/ground_truth     sensor_msgs/msg/Image 32FC1 (m)   camera_optical_frame
+/camera/depth/relative_inverse sensor_msgs/msg/Image 32FC1       camera_optical_frame
 /camera/object_mask            sensor_msgs/msg/Image 16UC1 (id)  camera_optical_frame
 /odom                          nav_msgs/msg/Odometry             odom -> base_link
 /lidar/points                  sensor_msgs/msg/PointCloud2 xyz   lidar_link
@@ -23,7 +24,13 @@ topic                          type                              frame_id
 =============================  ================================  =====================
 
 (``/camera/image_raw/compressed`` only with ``config.jpeg``; ``/lidar/points`` only with
-``config.lidar_beams > 0``; ``/camera/object_mask`` only with ``config.object_mask``.)
+``config.lidar_beams > 0``; ``/camera/object_mask`` only with ``config.object_mask``;
+``/camera/depth/relative_inverse`` only with ``config.relative_label``.)
+
+``/camera/depth/relative_inverse`` is a relative label (training's ``relative_inverse_depth`` kind
+through ``gt_topic``): ``scale / depth_m + shift`` with one (scale, shift) per bag drawn from the
+seed (:attr:`~depth_ros.synthetic.config.SynthConfig.relative_scale_shift`: scale log-uniform in
+[0.5, 5] per metre, shift uniform in [0, 1]), NaN where the depth is not finite and positive.
 
 ``/camera/object_mask`` is registered to the camera pixel for pixel (same size, frame and stamp
 as the image): the instance id of the object each pixel sees, 0 for the room (floor, ceiling,
@@ -58,6 +65,7 @@ __all__ = [
     "TOPICS",
     "BagSummary",
     "output_path",
+    "relative_inverse_label",
     "write_bag",
 ]
 
@@ -73,6 +81,7 @@ TOPICS: dict[str, str] = {
     "/camera/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
     "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
     "/camera/depth/ground_truth": "sensor_msgs/msg/Image",
+    "/camera/depth/relative_inverse": "sensor_msgs/msg/Image",
     "/camera/object_mask": "sensor_msgs/msg/Image",
     "/odom": "nav_msgs/msg/Odometry",
     "/lidar/points": "sensor_msgs/msg/PointCloud2",
@@ -96,6 +105,23 @@ class BagSummary:
     frames: int
     size_bytes: int
     message_counts: dict[str, int]
+
+
+def relative_inverse_label(depth_m: np.ndarray, scale: float, shift: float) -> np.ndarray:
+    """The relative label of a depth map: ``scale / depth_m + shift`` (an affine map of inverse depth).
+
+    Args:
+        depth_m: (H, W) metres, any float dtype.
+        scale: per metre, > 0.
+        shift: unitless, >= 0 (so every valid value is positive, as a label must be).
+
+    Returns:
+        (H, W) float32, NaN where ``depth_m`` is not finite and positive.
+    """
+    depth = np.asarray(depth_m, dtype=np.float64)
+    valid = np.isfinite(depth) & (depth > 0)
+    inv = np.divide(1.0, depth, out=np.zeros_like(depth), where=valid)
+    return np.where(valid, scale * inv + shift, np.nan).astype(np.float32)
 
 
 def output_path(config: SynthConfig, path: str | Path) -> Path:
@@ -123,6 +149,8 @@ def _select_topics(config: SynthConfig, topics: Collection[str] | None) -> list[
         disabled_by_config.add("/lidar/points")
     if not config.object_mask:
         disabled_by_config.add("/camera/object_mask")
+    if not config.relative_label:
+        disabled_by_config.add("/camera/depth/relative_inverse")
     enabled = [t for t in TOPICS if t not in disabled_by_config]
     if topics is None:
         return enabled
@@ -131,7 +159,7 @@ def _select_topics(config: SynthConfig, topics: Collection[str] | None) -> list[
         raise InputError(f"unknown synthetic topic(s) {', '.join(unknown)}; known: {', '.join(TOPICS)}")
     disabled = sorted(set(topics) - set(enabled))
     if disabled:
-        raise InputError(f"topic(s) {', '.join(disabled)} disabled by the config (jpeg=false, lidar_beams=0 or object_mask=false)")
+        raise InputError(f"topic(s) {', '.join(disabled)} disabled by the config (jpeg=false, lidar_beams=0, object_mask=false or relative_label=false)")
     return [t for t in TOPICS if t in topics]
 
 
@@ -171,6 +199,10 @@ class _Messages:
 
     def depth(self, frame: Frame) -> Any:
         return self.build.depth_image(frame.depth_m, self.header(frame.stamp_ns, CAMERA_FRAME), "32FC1")
+
+    def relative_inverse(self, frame: Frame) -> Any:
+        label = relative_inverse_label(frame.depth_m, *self.config.relative_scale_shift)
+        return self.build.depth_image(label, self.header(frame.stamp_ns, CAMERA_FRAME), "32FC1")  # 32FC1 as is
 
     def object_mask(self, frame: Frame) -> Any:
         ids = frame.instance_id  # (H, W) uint16
@@ -277,6 +309,7 @@ def write_bag_summary(
             ("/camera/image_raw/compressed", msgs.compressed),
             ("/camera/camera_info", msgs.camera_info),
             ("/camera/depth/ground_truth", msgs.depth),
+            ("/camera/depth/relative_inverse", msgs.relative_inverse),
             ("/camera/object_mask", msgs.object_mask),
             ("/odom", msgs.odometry),
             ("/lidar/points", msgs.lidar),

@@ -24,6 +24,8 @@ examples:
   depth-ros synth -o train.mcap --width 416 --height 128 --frames 2000 --seed 3
   depth-ros synth -o room.db3 --scene room --trajectory orbit --moving-objects 3 --jpeg true
   depth-ros synth -o custom.mcap --config synth.yaml --frames 50   # flags override the file
+  for s in 0 1 2 3; do depth-ros synth -o fov$s.mcap --seed $s --hfov-range-deg 50,110; done
+  depth-ros synth -o rel.mcap --relative-label true   # + /camera/depth/relative_inverse
 
 The YAML file holds SynthConfig fields (the flag names above with underscores), e.g.
   width: 640
@@ -32,8 +34,10 @@ The YAML file holds SynthConfig fields (the flag names above with underscores), 
   scene: corridor
   moving_objects: 2
 Unknown keys are errors. Topics: /camera/image_raw, /camera/image_raw/compressed (--jpeg),
-/camera/camera_info, /camera/depth/ground_truth (32FC1 m), /camera/object_mask (16UC1 box
-instance ids, 0 = room; on by default, --object-mask false drops it), /odom, /lidar/points, /tf_static.
+/camera/camera_info, /camera/depth/ground_truth (32FC1 m), /camera/depth/relative_inverse (32FC1
+scale / depth + shift, per-bag scale and shift from the seed; --relative-label true), /camera/object_mask
+(16UC1 box instance ids, 0 = room; on by default, --object-mask false drops it), /odom, /lidar/points,
+/tf_static.
 """
 
 

@@ -23,7 +23,7 @@ from depth_ros.safeio import load_yaml_bounded, read_text_capped
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_NESTING = 8
 
-__all__ = ["DISTORTION_MODELS", "SCENES", "STORAGES", "TRAJECTORIES", "SynthConfig", "coerce_value", "load_config"]
+__all__ = ["DISTORTION_MODELS", "HFOV_LIMITS_DEG", "RELATIVE_SCALE_RANGE", "RELATIVE_SHIFT_RANGE", "SCENES", "STORAGES", "TRAJECTORIES", "SynthConfig", "coerce_value", "load_config"]
 
 SCENES = ("corridor", "room")
 TRAJECTORIES = ("forward", "orbit", "random_smooth")
@@ -31,6 +31,18 @@ STORAGES = ("auto", "mcap", "sqlite3")
 DISTORTION_MODELS = ("none", "plumb_bob", "equidistant")
 
 _MAX_SIDE_PX = 8192
+#: Horizontal fields of view (degrees) ``hfov_deg`` / ``hfov_range_deg`` accept: from a short
+#: telephoto to a wide-angle pinhole (a rectified image wider than ~150 degrees wastes most pixels
+#: on its rim).
+HFOV_LIMITS_DEG = (20.0, 150.0)
+#: The relative label's per-bag affine map of inverse depth (``relative_label``): the scale is drawn
+#: log-uniformly from RELATIVE_SCALE_RANGE (per metre), the shift uniformly from RELATIVE_SHIFT_RANGE.
+RELATIVE_SCALE_RANGE = (0.5, 5.0)
+RELATIVE_SHIFT_RANGE = (0.0, 1.0)
+# SeedSequence spawn keys of the per-bag draws: streams of their own, so turning them on leaves the
+# scene, textures and trajectory (drawn from ``seed`` alone) unchanged.
+_HFOV_STREAM = 0x46_4F_56  # "FOV"
+_RELATIVE_STREAM = 0x52_45_4C  # "REL"
 _MAX_FRAMES = 1_000_000
 
 
@@ -45,6 +57,17 @@ class SynthConfig:
     Intrinsics left as ``None`` take defaults: ``fx_px = 0.58 * width`` (KITTI-like, about 81 degrees
     horizontal field of view), ``fy_px = fx_px``, principal point at the image centre
     ``((width - 1) / 2, (height - 1) / 2)`` (pixel-centre convention of CameraModel).
+
+    Field of view instead of a focal length: ``hfov_deg`` gives ``fx_px = (width / 2) / tan(hfov / 2)``
+    (:meth:`CameraModel.from_fov`); ``hfov_range_deg: "50,110"`` draws it uniformly from that range
+    with the bag's ``seed`` (a series of bags with seeds 0, 1, 2, ... gets a spread of cameras, each
+    recorded in its camera_info). Either one excludes ``fx_px`` and the other.
+
+    ``relative_label``: also write ``/camera/depth/relative_inverse``, 32FC1, ``scale / depth_m + shift``
+    with one scale (log-uniform in :data:`RELATIVE_SCALE_RANGE`, per metre) and one shift (uniform in
+    :data:`RELATIVE_SHIFT_RANGE`) per bag, drawn from ``seed`` (:attr:`relative_scale_shift`): a
+    ``relative_inverse_depth`` label (disparity up to scale and shift), NaN where the depth is not
+    finite and positive. The draws use streams of their own: the scene is the same with or without them.
     """
 
     width: int = _f(640, "image width in pixels")
@@ -53,6 +76,12 @@ class SynthConfig:
     fy_px: float | None = _f(None, "focal length y in pixels (default fx_px)")
     cx_px: float | None = _f(None, "principal point x in pixels (default (width - 1) / 2)")
     cy_px: float | None = _f(None, "principal point y in pixels (default (height - 1) / 2)")
+    hfov_deg: float | None = _f(
+        None, "horizontal field of view in degrees, [20, 150]: fx_px = (width / 2) / tan(hfov / 2), fy_px = fx_px unless given (not with fx_px)"
+    )
+    hfov_range_deg: str = _f(
+        "", "'LO,HI' degrees: draw hfov_deg uniformly from [LO, HI] with the seed, per bag (not with fx_px or hfov_deg)"
+    )
     distortion_model: str = _f(
         "none", "lens distortion of the rendered images: none, plumb_bob (radtan) or equidistant (fisheye)"
     )
@@ -78,6 +107,9 @@ class SynthConfig:
     object_mask: bool = _f(
         True, "also write /camera/object_mask (16UC1 box instance ids, 0 = room) for boundary recall"
     )
+    relative_label: bool = _f(
+        False, "also write /camera/depth/relative_inverse (32FC1: scale / depth + shift, scale and shift drawn per bag from the seed)"
+    )
     lidar_beams: int = _f(16, "LiDAR beams (rows); 0 disables the LiDAR")
     lidar_azimuth_samples: int = _f(360, "LiDAR samples per beam over 360 degrees")
     lidar_vertical_fov_deg: float = _f(30.0, "LiDAR vertical field of view in degrees, centred on the horizon")
@@ -96,6 +128,7 @@ class SynthConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and -0.5 <= value <= side - 0.5):
                 raise ValueError(f"SynthConfig.{name} must lie inside the image [-0.5, {side - 0.5}], got {value!r}")
+        self._check_fov()
         self._check_distortion()
         self._check_range("frames", 1, _MAX_FRAMES)
         if not (math.isfinite(self.rate_hz) and 0.1 <= self.rate_hz <= 1000.0):
@@ -123,6 +156,55 @@ class SynthConfig:
             raise ValueError(
                 f"SynthConfig.lidar_vertical_fov_deg must be in [0, 170] degrees, got {self.lidar_vertical_fov_deg!r}"
             )
+
+    def _check_fov(self) -> None:
+        lo, hi = HFOV_LIMITS_DEG
+        given = [name for name in ("fx_px", "hfov_deg", "hfov_range_deg") if getattr(self, name) not in (None, "")]
+        if len(given) > 1:
+            raise ValueError(f"SynthConfig: give one of fx_px, hfov_deg, hfov_range_deg, got {' and '.join(given)}")
+        if self.hfov_deg is not None and not (math.isfinite(self.hfov_deg) and lo <= self.hfov_deg <= hi):
+            raise ValueError(f"SynthConfig.hfov_deg must be in [{lo:g}, {hi:g}] degrees, got {self.hfov_deg!r}")
+        self.hfov_range  # parses and checks hfov_range_deg
+
+    @property
+    def hfov_range(self) -> tuple[float, float] | None:
+        """``hfov_range_deg`` as (low, high) degrees, or None when empty.
+
+        Raises:
+            ValueError: not two numbers ``LO,HI`` with ``20 <= LO <= HI <= 150``.
+        """
+        text = self.hfov_range_deg.strip()
+        if not text:
+            return None
+        lo, hi = HFOV_LIMITS_DEG
+        try:
+            low, high = (float(x) for x in text.split(","))
+        except ValueError:
+            raise ValueError(f"SynthConfig.hfov_range_deg must be 'LO,HI' in degrees, got {text!r}") from None
+        if not (math.isfinite(low) and math.isfinite(high) and lo <= low <= high <= hi):
+            raise ValueError(f"SynthConfig.hfov_range_deg must satisfy {lo:g} <= LO <= HI <= {hi:g} degrees, got {text!r}")
+        return low, high
+
+    @property
+    def drawn_hfov_deg(self) -> float | None:
+        """The camera's horizontal field of view in degrees when set by ``hfov_deg`` or drawn from
+        ``hfov_range_deg`` (uniform, from ``seed``'s own stream), else None (``fx_px`` or the default)."""
+        if self.hfov_deg is not None:
+            return float(self.hfov_deg)
+        bounds = self.hfov_range
+        if bounds is None:
+            return None
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _HFOV_STREAM]))
+        return float(rng.uniform(*bounds))
+
+    @property
+    def relative_scale_shift(self) -> tuple[float, float]:
+        """(scale per metre, shift) of this bag's relative label ``scale / depth_m + shift``, drawn
+        from ``seed``'s own stream (see the class docstring)."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _RELATIVE_STREAM]))
+        log_lo, log_hi = (math.log(v) for v in RELATIVE_SCALE_RANGE)
+        scale = math.exp(float(rng.uniform(log_lo, log_hi)))
+        return scale, float(rng.uniform(*RELATIVE_SHIFT_RANGE))
 
     def _check_distortion(self) -> None:
         self._check_choice("distortion_model", DISTORTION_MODELS)
@@ -173,7 +255,11 @@ class SynthConfig:
     def camera(self) -> CameraModel:
         """The camera at (width, height) with the defaults above filled in: a pinhole, or the
         distorted camera of ``distortion_model`` / ``distortion_coeffs``."""
-        fx = self.fx_px if self.fx_px is not None else 0.58 * self.width
+        hfov = self.drawn_hfov_deg
+        if hfov is not None:
+            fx = CameraModel.from_fov(self.width, self.height, hfov).fx
+        else:
+            fx = self.fx_px if self.fx_px is not None else 0.58 * self.width
         fy = self.fy_px if self.fy_px is not None else fx
         cx = self.cx_px if self.cx_px is not None else (self.width - 1) / 2.0
         cy = self.cy_px if self.cy_px is not None else (self.height - 1) / 2.0
