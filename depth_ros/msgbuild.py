@@ -48,6 +48,11 @@ def _numpy_floats(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
+def _with_data(cls: Any, fields: dict[str, Any], data: Any) -> Any:
+    """A message of ``cls`` with ``fields`` and the byte payload ``data`` (a constructor argument)."""
+    return cls(**fields, data=data)
+
+
 def _field_kinds(cls: type) -> dict[str, type]:
     """Field name -> str / float / int of a DepthInfo class (rclpy or rosbags), header left out."""
     if hasattr(cls, "get_fields_and_field_types"):  # rclpy
@@ -66,16 +71,20 @@ class MessageBuilder:
         types: message type name (see :data:`MESSAGE_TYPES`) -> message class.
         byte_array: 1-D uint8 numpy array -> what the flavour's ``uint8[]`` fields take.
         float_array: a sequence of numbers -> what its ``float64[]`` fields take.
+        with_data: (message class, the other fields, payload from ``byte_array``) -> a message
+            whose ``data`` is that payload (rclpy's constructor would copy it twice).
     """
 
     def __init__(self, types: Mapping[str, Any], byte_array: Callable[[np.ndarray], Any] = _numpy_bytes,
-                 float_array: Callable[[Any], Any] = _numpy_floats) -> None:
+                 float_array: Callable[[Any], Any] = _numpy_floats,
+                 with_data: Callable[[Any, dict[str, Any], Any], Any] = _with_data) -> None:
         missing = [t for t in MESSAGE_TYPES if t not in types]
         if missing:
             raise ValueError(f"message types missing for the builder: {missing}")
         self.types = {t: types[t] for t in MESSAGE_TYPES}
         self.byte_array = byte_array
         self.float_array = float_array
+        self.with_data = with_data
         self._info_kinds = _field_kinds(self.types[DEPTH_INFO_TYPE])
 
     @classmethod
@@ -100,10 +109,9 @@ class MessageBuilder:
     def image(self, header: Any, *, height: int, width: int, encoding: str, step: int, data: np.ndarray,
               is_bigendian: int = 0) -> Any:
         """sensor_msgs/Image with ``header`` used as is (make it with :meth:`header`)."""
-        return self.types["sensor_msgs/msg/Image"](
-            header=header, height=int(height), width=int(width), encoding=str(encoding),
-            is_bigendian=int(is_bigendian), step=int(step), data=self.byte_array(data),
-        )
+        fields = dict(header=header, height=int(height), width=int(width), encoding=str(encoding),
+                      is_bigendian=int(is_bigendian), step=int(step))
+        return self.with_data(self.types["sensor_msgs/msg/Image"], fields, self.byte_array(data))
 
     def depth_image(self, depth_m: np.ndarray, header: Any, encoding: str = "32FC1") -> Any:
         """sensor_msgs/Image of ``depth_m`` ((H, W) float metres, NaN invalid): 32FC1 m or 16UC1 mm."""
@@ -159,12 +167,13 @@ class MessageBuilder:
         T = self.types
         f = msgconv.pointcloud2_fields(cloud)
         point_field = T["sensor_msgs/msg/PointField"]
-        return T["sensor_msgs/msg/PointCloud2"](
+        fields = dict(
             header=self.header(header), height=int(f["height"]), width=int(f["width"]),
             fields=[point_field(name=n, offset=o, datatype=d, count=c) for n, o, d, c in f["fields"]],
             is_bigendian=bool(f["is_bigendian"]), point_step=int(f["point_step"]), row_step=int(f["row_step"]),
-            data=self.byte_array(f["data"]), is_dense=bool(f["is_dense"] if is_dense is None else is_dense),
+            is_dense=bool(f["is_dense"] if is_dense is None else is_dense),
         )
+        return self.with_data(T["sensor_msgs/msg/PointCloud2"], fields, self.byte_array(f["data"]))
 
     # -- DepthInfo --------------------------------------------------------------------------
     def depth_info(self, header: Any, **fields: Any) -> Any:
