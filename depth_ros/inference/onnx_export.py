@@ -3,7 +3,9 @@
 The spec goes into ``metadata_props[METADATA_KEY]`` as JSON, so :func:`load_model_spec` finds
 it with no sidecar. Output names follow :func:`depth_ros.inference.torch_backend.named_outputs`,
 so the ONNX and eager backends return the same dict keys. The input shape is fixed to the
-spec's (batch 1), which is what the TensorRT fixed-shape profile expects.
+spec's (batch 1), which is what the TensorRT fixed-shape profile expects; ``batch`` asks for a
+fixed batch of N frames or a dynamic batch axis instead (several cameras in one call, the ONNX
+Runtime backend's ``infer_batch``).
 
 After export the model is run once in ONNX Runtime on the same random input as the module and
 the outputs are compared (``check_atol``); the file is written only if they agree, and always
@@ -28,7 +30,9 @@ from depth_ros.inference.spec import METADATA_KEY, ModelSpec
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_OPSET", "embed_spec", "export_onnx", "write_atomically"]
+    from depth_ros.inference.fused_io import FusedIOConfig
+
+__all__ = ["DEFAULT_OPSET", "embed_spec", "export_fused_onnx", "export_onnx", "write_atomically"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     check_atol: float | None = 1e-4,
     seed: int = 0,
+    batch: int | None = 1,
 ) -> Path:
     """Export ``module`` to ONNX at ``path`` with ``spec`` in its metadata.
 
@@ -67,6 +72,8 @@ def export_onnx(
         check_atol: max allowed |ONNX Runtime - torch| on a random input in [0, 1) (not the
             one traced with); None skips the check (then onnxruntime is not needed).
         seed: seed of the tracing and checking inputs.
+        batch: frames per call of the exported input's first axis: 1 (the spec's shape), a
+            fixed N > 1, or None for a dynamic axis (traced and checked on 2 frames).
 
     Returns:
         ``path`` as a Path.
@@ -80,11 +87,13 @@ def export_onnx(
 
     if not isinstance(opset, int) or opset < 18:
         raise ValueError(f"opset must be an integer >= 18 for the dynamo exporter, got {opset!r}")
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        raise ValueError(f"batch must be a positive integer or None (dynamic), got {batch!r}")
     path = Path(path)
     was_training = module.training
     module = module.eval().cpu()
     try:
-        x, reference, program = _trace(module, spec, opset, seed)
+        x, reference, program = _trace(module, spec, opset, seed, batch)
     finally:
         module.train(was_training)
     proto = program.model_proto
@@ -103,17 +112,21 @@ def export_onnx(
     return path
 
 
-def _trace(module: "torch.nn.Module", spec: ModelSpec, opset: int, seed: int) -> tuple[np.ndarray, dict, object]:
+def _trace(module: "torch.nn.Module", spec: ModelSpec, opset: int, seed: int,
+           batch: int | None = 1) -> tuple[np.ndarray, dict, object]:
     """(parity input, torch outputs on it by name, ONNXProgram) for an eval-mode CPU module."""
     import torch
 
     from depth_ros.inference.torch_backend import named_outputs
 
     generator = torch.Generator().manual_seed(seed)
-    x_trace = torch.rand(spec_input_shape(spec), generator=generator, dtype=torch.float32)
+    # a dynamic axis is traced on 2 frames: the exporter specialises a dim of size 1
+    shape = (2 if batch is None else batch, *spec_input_shape(spec)[1:])
+    dynamic_shapes = None if batch is not None else {"image": {0: torch.export.Dim("batch", min=1, max=64)}}
+    x_trace = torch.rand(shape, generator=generator, dtype=torch.float32)
     # The parity input differs from the tracing input, so values baked into the graph as
     # constants during tracing (a .numpy() or .item() round trip) show up as a mismatch.
-    x_check = torch.rand(spec_input_shape(spec), generator=generator, dtype=torch.float32)
+    x_check = torch.rand(shape, generator=generator, dtype=torch.float32)
     with torch.inference_mode():
         reference = {k: v.float().numpy() for k, v in named_outputs(module(x_check), spec).items()}
     names = list(reference)
@@ -136,6 +149,7 @@ def _trace(module: "torch.nn.Module", spec: ModelSpec, opset: int, seed: int) ->
             input_names=[spec.input_name],
             output_names=names,
             opset_version=opset,
+            dynamic_shapes=dynamic_shapes,
             dynamo=True,
             verbose=False,
         )
@@ -174,3 +188,73 @@ def _check_parity(
         _log.info("export parity %s: max |onnxruntime - torch| = %.3g", name, diff)
         if not diff <= atol:
             raise ModelError(f"exported output {name!r} differs from torch by {diff:.3g} (allowed {atol:g})")
+
+
+def export_fused_onnx(
+    source: str | Path, path: str | Path, config: "FusedIOConfig", check_rtol: float | None = 0.01, seed: int = 0
+) -> Path:
+    """Write the fused-IO version of an exported depth model (:mod:`depth_ros.inference.fused_io`):
+    it takes the camera's uint8 (1, H, W, 3) image and resizes and normalises it in the graph.
+
+    Args:
+        source: an unfused ``.onnx`` with its spec (embedded, or a YAML sidecar).
+        path: destination ``.onnx``; the fused spec is embedded in it.
+        config: the camera size and colour order, the aspect window, and whether the outputs
+            come back at camera resolution.
+        check_rtol: largest allowed median relative difference between the fused model's output
+            and the unfused model's on the runtime's numpy pre-processing of an image-like frame
+            (its output resized by :func:`~depth_ros.core.postprocess.upsample` when the fused one
+            is at camera resolution); None skips the check (then onnxruntime is not needed).
+        seed: seed of the check frame.
+
+    Returns:
+        ``path`` as a Path (written atomically, only when the check passes).
+
+    Raises:
+        ModelError: the source cannot be fused, or the check failed (nothing is written then).
+        ModelSpecError: the source's spec cannot be fused (not a depth model, already fused, ...).
+    """
+    import onnx
+
+    from depth_ros.inference.fused_io import fuse_io
+    from depth_ros.inference.spec import load_model_spec
+
+    source, path = Path(source), Path(path)
+    spec = load_model_spec(source)
+    model = onnx.load(str(source))
+    fused, fused_spec = fuse_io(model, spec, config)
+    data = fused.SerializeToString()
+    if check_rtol is not None:
+        _check_fused(model.SerializeToString(), data, spec, fused_spec, check_rtol, seed)
+    write_atomically(path, lambda f: f.write(data))
+    _log.info("fused-IO model for a %dx%d %s camera: %s", config.camera_width_px, config.camera_height_px,
+              config.color_order, path)
+    return path
+
+
+def _check_fused(unfused: bytes, fused: bytes, spec: ModelSpec, fused_spec: ModelSpec, rtol: float, seed: int) -> None:
+    """The fused model against the numpy path on one image-like frame (see :func:`export_fused_onnx`)."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    from depth_ros.core.camera import CameraModel
+    from depth_ros.core.postprocess import upsample
+    from depth_ros.core.preprocess import preprocess
+    from depth_ros.inference.fused_io import output_agreement
+
+    w, h = int(fused_spec.fused_width_px), int(fused_spec.fused_height_px)  # type: ignore[arg-type]
+    coarse = (np.random.default_rng(seed).random((max(2, h // 24), max(2, w // 24), 3)) * 255).astype(np.uint8)
+    rgb = np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC))
+    camera = CameraModel.from_fov(w, h, 70.0)
+    x_fused = preprocess(rgb, camera, fused_spec).tensor
+    x_numpy = preprocess(rgb, camera, spec, fused_spec.fused_aspect).tensor
+    providers = ["CPUExecutionProvider"]
+    want = ort.InferenceSession(unfused, providers=providers).run([spec.output_name], {spec.input_name: x_numpy})[0]
+    got = ort.InferenceSession(fused, providers=providers).run([spec.output_name], {spec.input_name: x_fused})[0]
+    if fused_spec.output_at_camera_resolution:
+        want = upsample(np.asarray(want, np.float32).reshape(want.shape[-2:]), got.shape[-1], got.shape[-2])
+    diff = output_agreement(got, want)
+    _log.info("fused-IO parity: median relative difference %.3g", diff)
+    if not diff <= rtol:
+        raise ModelError(f"fused model's output differs from the numpy pre-processing path by {diff:.3g} "
+                         f"(median relative; allowed {rtol:g})")

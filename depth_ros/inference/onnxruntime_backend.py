@@ -4,6 +4,11 @@ The model's input and outputs are checked against the :class:`ModelSpec` when th
 created (:func:`depth_ros.inference.backend.check_model_io`); models with dynamic dims are
 accepted and run at the spec's input size.
 
+Batch axis: a model whose input declares a dynamic first dim, or a fixed one N > 1 (read from
+the ONNX input shape: ``batch_size`` None or N), also runs several frames in one call
+(:meth:`OnnxRuntimeBackend.infer_batch`; the multi-camera node uses it). A fixed batch N is
+checked against the spec as if it were batch 1 and a shorter batch is padded with zeros to N.
+
 Session tuning (measured on 2-core x86 machines, see bench/bench_backends.py): one intra-op
 pool with as many threads as cores this process may use, no inter-op pool (a depth network is
 one chain of convolutions, there is nothing to run in parallel at graph level), sequential
@@ -20,6 +25,7 @@ warning and reports ``name == "onnxruntime-cpu"``.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -27,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from depth_ros.errors import BackendError, ModelError
-from depth_ros.inference.contract import TensorInfo, check_input_array, check_model_io
+from depth_ros.errors import BackendError, InputError, ModelError
+from depth_ros.inference.contract import TensorInfo, check_input_array, check_model_io, spec_input_shape
 from depth_ros.inference.spec import ModelSpec
 
 __all__ = ["OPTIONS", "OnnxRuntimeBackend", "default_threads"]
@@ -39,7 +45,8 @@ _log = logging.getLogger(__name__)
 OPTIONS = frozenset({"threads", "graph_optimization", "cuda_device", "allow_spinning"})
 
 _GRAPH_LEVELS = ("disable", "basic", "extended", "all")
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(uint8)": "uint8"}
 
 
 def default_threads() -> int:
@@ -128,8 +135,13 @@ class OnnxRuntimeBackend:
             TensorInfo(i.name, tuple(i.shape), _ORT_TYPES.get(i.type, i.type)) for i in self.session.get_inputs()
         ]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        #: frames one call takes: 1, a fixed N, or None (a dynamic batch axis: any number)
+        self.batch_size: int | None = _batch_axis(inputs[0].shape) if len(inputs) == 1 and len(inputs[0].shape) == 4 else 1
+        if self.batch_size not in (None, 1):  # the spec describes one frame: check the rest of the shape
+            inputs = [dataclasses.replace(inputs[0], shape=(None, *inputs[0].shape[1:]))]
         info = check_model_io(inputs, self.output_names, spec, str(self.model_path))
-        self._input_dtype = np.float16 if info.dtype == "float16" else np.float32
+        # a fused model (spec input_format uint8_camera; checked above) takes the camera image as it is
+        self._input_dtype = np.uint8 if spec.fused else np.float16 if info.dtype == "float16" else np.float32
 
         self.providers = list(self.session.get_providers())
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
@@ -140,10 +152,45 @@ class OnnxRuntimeBackend:
         )
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Run once; ``x`` float32 of :func:`~depth_ros.inference.backend.spec_input_shape`.
+        """Run once; ``x`` of :func:`~depth_ros.inference.backend.spec_input_shape`: float32, or the
+        camera's uint8 image for a fused model (``spec.fused``).
 
         Returns every model output by name (host numpy arrays).
         """
-        x = check_input_array(x, self.spec).astype(self._input_dtype, copy=False)
+        return self._run(check_input_array(x, self.spec))
+
+    def infer_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run ``B`` frames in one call; ``x`` float32 (B, C, h, w) NCHW or (B, h, w, C) NHWC.
+
+        Returns:
+            every model output by name, its first axis the ``B`` frames.
+
+        Raises:
+            InputError: ``x`` is not a floating array of B frames of the spec's shape, or B is
+                over a fixed ``batch_size``.
+        """
+        frame = spec_input_shape(self.spec)[1:]
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "fu" or x.ndim != 4 or x.shape[1:] != frame:
+            raise InputError(f"batched network input must be a numeric (B, {', '.join(map(str, frame))}) array, "
+                             f"got {getattr(x, 'dtype', type(x).__name__)} {list(getattr(x, 'shape', ()))}")
+        if x.shape[0] < 1 or (self.batch_size is not None and x.shape[0] > self.batch_size):
+            raise InputError(f"batch of {x.shape[0]} frames; {self.model_path.name} takes 1 to {self.batch_size}")
+        return self._run(np.ascontiguousarray(x))
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The session on (B, ...) frames; a fixed batch N > B is padded, outputs cut back to B."""
+        frames = x.shape[0]
+        x = x.astype(self._input_dtype, copy=False)
+        if self.batch_size is not None and frames < self.batch_size:
+            x = np.concatenate([x, np.zeros((self.batch_size - frames, *x.shape[1:]), x.dtype)])
         outputs = self.session.run(None, {self.spec.input_name: x})
+        if frames != x.shape[0]:
+            outputs = [o[:frames] if o.ndim and o.shape[0] == x.shape[0] else o for o in outputs]
         return dict(zip(self.output_names, outputs))
+
+
+def _batch_axis(shape: tuple[Any, ...]) -> int | None:
+    """The frames a model input of ``shape`` takes per call: its fixed first dim, or None when
+    that dim is dynamic (a symbolic name, unknown or <= 0)."""
+    first = shape[0]
+    return first if isinstance(first, int) and first > 0 else None
