@@ -39,6 +39,7 @@ from depth_ros.errors import BagError, InputError
 from depth_ros.inference.spec import ModelSpec
 
 from depth_ros_training.data.bag_index import BagIndex, BagMessageReader, IndexOptions, load_or_build_index
+from depth_ros_training.data.labels import resize_nearest
 
 __all__ = [
     "BagSequenceDataset", "DataConfig", "SampleRef", "color_jitter_sample", "hflip_sample", "plan_samples", "read_frame_rgb",
@@ -451,17 +452,6 @@ def read_frame_rgb(reader: BagMessageReader, index: BagIndex, frame: int) -> np.
             f"{index.camera.width}x{index.camera.height}"
         )
     return index.rectify_image(rgb)  # a distorted camera's image as index.camera (rectified) sees it
-
-
-def resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a (H, W) array (pixel centres map to pixel centres).
-
-    Used for depth, where interpolating across an edge would invent depths that exist nowhere.
-    """
-    H, W = image.shape[:2]
-    rows = np.minimum(((np.arange(height) + 0.5) * H / height).astype(np.int64), H - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * W / width).astype(np.int64), W - 1)
-    return image[rows[:, None], cols[None, :]]
 
 
 def _thumbnails(index: BagIndex, size: tuple[int, int] = (24, 32)) -> np.ndarray:

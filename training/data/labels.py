@@ -113,8 +113,12 @@ def label_to_target(label: np.ndarray, kind: str) -> LabelTarget:
 
 
 def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
-    """Input index under the centre of each output pixel: ``floor((i + 0.5) * n_in / n_out)``."""
-    idx = np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64)
+    """Input index under the centre of each output pixel: ``floor((i + 0.5) * n_in / n_out)``.
+
+    Multiplied before dividing: ``(i + 0.5) * n_in`` is exact in float64, so the one rounding of
+    the division cannot carry a value across an integer (``n_in / n_out`` first could).
+    """
+    idx = ((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.int64)  # >= 0: truncation is floor
     return np.minimum(idx, n_in - 1)
 
 
