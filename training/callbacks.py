@@ -39,8 +39,9 @@ class DepthImageLogger(Callback):
     """Every ``every_n_steps`` training steps and after each validation, logs the target image
     and its predicted depth colormap to a TensorBoard logger (rank zero only).
 
-    Reads ``pl_module._last_train`` / ``_last_val``: {"tgt": (1, 3, H, W) normalised,
-    "depth": (1, 1, H, W) metres}.
+    Reads ``pl_module._last_train`` / ``_last_val``: {"tgt": (1, 3, H, W) in [0, 1] (the
+    samples' range; clamped for display), "depth": (1, 1, H, W) metres}; a module without them
+    logs nothing.
     """
 
     def __init__(self, every_n_steps: int = 100) -> None:
@@ -60,7 +61,7 @@ class DepthImageLogger(Callback):
         exp = self._experiment(trainer)
         if exp is None or item is None:
             return
-        image = pl_module.to_unit_range(item["tgt"])[0].float().cpu().numpy()
+        image = item["tgt"][0].float().clamp(0.0, 1.0).cpu().numpy()
         depth = item["depth"][0, 0].float().cpu().numpy()
         exp.add_image(f"{tag}/image", image, trainer.global_step)
         exp.add_image(f"{tag}/depth", colorize_inverse_depth(depth), trainer.global_step)
