@@ -19,7 +19,13 @@ Topics (relative names; remap them, e.g. ``image:=/camera/image_raw``):
 ``/diagnostics``         diagnostic_msgs/DiagnosticArray     out, every
                                                              ``diagnostics_period_s``: status
                                                              ``depth_node: depth``
-                                                             (:mod:`depth_ros.ros.diagnostics`)
+                                                             (:mod:`depth_ros.ros.diagnostics`),
+                                                             with the period's median ms per
+                                                             stage
+``depth/timing``         diagnostic_msgs/DiagnosticArray     out with ``publish_timing`` (off by
+                                                             default): ms per stage of each
+                                                             frame (:mod:`depth_ros.timing`),
+                                                             stamped as the image
 =======================  ==================================  =============================
 
 Every output copies the input image's header. Parameters: :class:`DepthNodeConfig`.
@@ -51,6 +57,7 @@ from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, decode_
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.runner import node_main
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
+from depth_ros.timing import StageTimer
 
 __all__ = ["DepthNode", "DepthPipeline", "FrameOutput", "create_depth_node", "main", "make_depth_node_class"]
 
@@ -105,23 +112,26 @@ class DepthPipeline(FramePipeline):
         """
         return decode_pair(image, info, self.node_config.image_transport == "compressed")
 
-    def run(self, rgb: np.ndarray, camera: Any, sparse_points_cam: np.ndarray | None = None) -> FrameResult:
-        """Preprocess, infer, postprocess one frame.
+    def preprocess(self, rgb: np.ndarray, camera: Any) -> np.ndarray:
+        """The network input of one frame (:meth:`FramePipeline.preprocess`).
 
-        Args:
-            sparse_points_cam: (N, 3) float32 metres in the camera optical frame, for the
-                sparse_alignment scale policy, or None.
+        Raises:
+            Refused: (an InputError) "preprocess": the frame cannot be fed to the network.
+        """
+        with frame_refusals():
+            return super().preprocess(rgb, camera)
+
+    def postprocess(self, outputs: Any, rgb: np.ndarray, camera: Any, sparse_points_cam: np.ndarray | None = None,
+                    inference_ms: float = 0.0) -> FrameResult:
+        """Metric depth of the network outputs (:meth:`FramePipeline.postprocess`).
 
         Raises:
             Refused: (an InputError) "bad model output": the network returned non-finite
-                values or an unusable shape; "preprocess": the frame cannot be fed to it;
-                "no metric scale": the scale policy had nothing to work with.
+                values or an unusable shape; "no metric scale": the scale policy had nothing
+                to work with.
         """
-        with frame_refusals():
-            tensor = self.preprocess(rgb, camera)
-        outputs, inference_ms = self.infer(tensor)
         with refusing_as("bad model output"), frame_refusals():  # a shape the contract forbids: this frame only
-            return self.postprocess(outputs, rgb, camera, sparse_points_cam, inference_ms)
+            return super().postprocess(outputs, rgb, camera, sparse_points_cam, inference_ms)
 
 
 class DepthNode(FrameWorker, Node):
@@ -149,6 +159,9 @@ class DepthNode(FrameWorker, Node):
         self.clouds_built = 0
         self.last_latency_ms = 0.0
         self.last_inference_ms = 0.0
+        self.last_stage_ms: dict[str, float] = {}  # the newest frame's ms per stage (depth_ros.timing)
+        self.last_total_ms = 0.0  # ... and its image received -> work done
+        self.timing_pub: Any = None  # depth/timing, with publish_timing
         self.monitor = FrameMonitor()  # /diagnostics
         self.diagnostics: Any = None
         self._last_scale: tuple[str, int] = ("", 0)  # scale source and support of the newest frame
@@ -197,6 +210,13 @@ class DepthNode(FrameWorker, Node):
         self.info_pub = qos.advertise(self, CameraInfo, "depth/camera_info", qos.output_qos())
         self.cloud_pub = qos.advertise(self, PointCloud2, "depth/points", qos.output_qos())
         self.meta_pub = qos.advertise(self, DepthInfo, "depth/info", qos.info_qos())
+        if self.timing_pub is not None:  # advertised again after a lifecycle cleanup
+            self.destroy_publisher(self.timing_pub)
+            self.timing_pub = None
+        if self.config.publish_timing:
+            from diagnostic_msgs.msg import DiagnosticArray
+
+            self.timing_pub = qos.advertise(self, DiagnosticArray, "depth/timing", qos.info_qos())
 
     def start(self) -> None:
         """Subscribe to the camera, start /diagnostics and the worker (frames flow from here)."""
@@ -337,39 +357,75 @@ class DepthNode(FrameWorker, Node):
 
     # -- worker ---------------------------------------------------------------------------
     def _process(self, pair: Pair) -> None:
+        """One frame: decode, depth, publish; every stage timed (:mod:`depth_ros.timing`)."""
         from depth_ros.ros import messages
 
         assert self.pipeline is not None
+        wait_ms = max(0.0, (time.monotonic_ns() - pair.received_ns) * 1e-6)  # image callback -> here
+        timer = StageTimer(start_s=time.perf_counter() - wait_ms * 1e-3)
+        timer.add("wait", wait_ms)
         if self._intake.reset_requested:
             self._intake.reset_requested = False
             self.pipeline.reset()
         pipeline = self.pipeline
         config = pipeline.config  # the FrameConfig, swapped whole on a parameter change
-        rgb, camera = pipeline.rectify(*pipeline.decode(pair.image, pair.info), pair.info)
+        with timer.stage("decode"):
+            rgb, camera = pipeline.decode(pair.image, pair.info)
+        with timer.stage("rectify"):
+            rgb, camera = pipeline.rectify(rgb, camera, pair.info)
         header = pair.image.header
         # Followed here (not only in run) so that a change is logged even when this frame fails.
         change = pipeline.follow_camera(camera)
         if change:
             self.get_logger().info(f"camera changed: {change}; per-camera state rebuilt")
-        out = pipeline.run(rgb, camera, self._sparse_points_for(header, pipeline.node_config))
+        with timer.stage("decode"):  # the sparse points, when the scale policy takes them
+            sparse = self._sparse_points_for(header, pipeline.node_config)
+        out = pipeline.run(rgb, camera, sparse, timer)
         build = messages.rclpy_builder()
         # Depth first: the cloud (several MB) must not delay the image.
-        self.depth_pub.publish(build.depth_image(out.depth_m, header, config.depth_encoding))
+        with timer.stage("fill_depth"):
+            depth_msg = build.depth_image(out.depth_m, header, config.depth_encoding)
+        with timer.stage("publish_depth"):
+            self.depth_pub.publish(depth_msg)
         latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6  # DepthInfo: received -> depth published
-        self.info_pub.publish(build.camera_info_for(pair.info, out.camera, header))
-        if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:
-            self.cloud_pub.publish(build.pointcloud(pipeline.cloud(out), header))
+        with timer.stage("fill_info"):
+            info_msg = build.camera_info_for(pair.info, out.camera, header)
+        with timer.stage("publish_info"):
+            self.info_pub.publish(info_msg)
+        if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:  # built for someone only
+            with timer.stage("cloud"):
+                cloud = pipeline.cloud(out)
+            with timer.stage("fill_cloud"):
+                cloud_msg = build.pointcloud(cloud, header)
+            with timer.stage("publish_cloud"):
+                self.cloud_pub.publish(cloud_msg)
             self.clouds_built += 1
-        self.meta_pub.publish(build.depth_info(
-            header, **pipeline.depth_info_fields(out), latency_ms=latency_ms,
-            frames_dropped=self.frames_dropped, frames_received=self.frames_received,
-            frames_skipped=self.frames_skipped_total,
-        ))
+        with timer.stage("publish_meta"):
+            self.meta_pub.publish(build.depth_info(
+                header, **pipeline.depth_info_fields(out), latency_ms=latency_ms,
+                frames_dropped=self.frames_dropped, frames_received=self.frames_received,
+                frames_skipped=self.frames_skipped_total,
+            ))
         self.frames_published += 1
         self.last_latency_ms = latency_ms
         self.last_inference_ms = out.inference_ms
         self._last_scale = (out.scale_source, out.scale_support)
-        self.monitor.frame_published(latency_ms, out.scale_source, out.scale_support)
+        self._report_timing(header, dict(timer.ms), timer.total_ms())
+        self.monitor.frame_published(latency_ms, out.scale_source, out.scale_support, self.last_stage_ms)
+
+    def _report_timing(self, header: Any, stage_ms: dict[str, float], total_ms: float) -> None:
+        """Keep the frame's times (``last_stage_ms``) and publish them on depth/timing when on."""
+        self.last_stage_ms, self.last_total_ms = stage_ms, total_ms
+        if self.timing_pub is None:
+            return
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from depth_ros.ros import messages
+        from depth_ros.ros.diagnostics import OK, StatusValue, timing_values, to_msg
+
+        status = StatusValue(OK, f"{self.get_name()}: timing", "", self.get_fully_qualified_name(),
+                             timing_values(stage_ms, total_ms))
+        self.timing_pub.publish(DiagnosticArray(header=messages.copy_header(header), status=[to_msg(status)]))
 
     # (tear-down: FrameWorker.shutdown stops the worker)
 

@@ -9,6 +9,11 @@ call. :func:`evaluate` turns them into a level and a message with the thresholds
 into the key/value pairs written as diagnostic_updater writes them (strings). Only
 :func:`to_msg` touches ROS message types (``diagnostic_msgs/msg/DiagnosticStatus``).
 
+A frame published with its per-stage times (:mod:`depth_ros.timing`) adds, per period, the
+median of each stage (``Stage <name> p50 (ms)``) and of the non-network work
+(``Non-network p50 (ms)``: every stage but the network and the wait for the worker);
+:func:`timing_values` gives one frame's times as key/values (the depth node's ``depth/timing``).
+
 Levels (the worst problem wins; the message lists every problem, worst first, ``"; "``-joined
 as diagnostic_updater merges summaries):
 
@@ -28,7 +33,9 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+from depth_ros.timing import STAGES, non_network_ms
 
 __all__ = [
     "DiagnosticsPublisher",
@@ -44,6 +51,7 @@ __all__ = [
     "evaluate",
     "percentile",
     "status_values",
+    "timing_values",
     "to_msg",
 ]
 
@@ -130,6 +138,9 @@ class PeriodStats:
         scale_support: the newest frame's scale support (points or pixels).
         scale_held: frames of the period whose scale was an older estimate (``*_held``).
         scale_problem: the newest scale input problem of the period, or "".
+        stage_p50_ms: (stage, median ms over the period's frames) in frame order
+            (:data:`depth_ros.timing.STAGES`), for the stages the frames reported.
+        non_network_p50_ms: median of the frames' non-network ms (NaN without timed frames).
     """
 
     period_s: float
@@ -145,6 +156,8 @@ class PeriodStats:
     scale_support: int = 0
     scale_held: int = 0
     scale_problem: str = ""
+    stage_p50_ms: tuple[tuple[str, float], ...] = ()
+    non_network_p50_ms: float = math.nan
 
     @property
     def latency_p50_ms(self) -> float:
@@ -187,15 +200,23 @@ class FrameMonitor:
         self._scale_support = 0
         self._scale_held = 0
         self._scale_problem = ""
+        self._stage_ms: dict[str, list[float]] = {}
+        self._non_network_ms: list[float] = []
 
     def image_received(self) -> None:
         """An image arrived (any image: staleness is about the input, not its content)."""
         self._last_input_s = self._clock()
 
-    def frame_published(self, latency_ms: float, scale_source: str = "", scale_support: int = 0) -> None:
-        """A frame's outputs were published ``latency_ms`` after its image was received."""
+    def frame_published(self, latency_ms: float, scale_source: str = "", scale_support: int = 0,
+                        stage_ms: Mapping[str, float] | None = None) -> None:
+        """A frame's outputs were published ``latency_ms`` after its image was received;
+        ``stage_ms``: its ms per stage (:mod:`depth_ros.timing`), or None."""
         with self._lock:
             self._latency_ms.append(float(latency_ms))
+            if stage_ms:
+                for name, ms in stage_ms.items():
+                    self._stage_ms.setdefault(name, []).append(float(ms))
+                self._non_network_ms.append(non_network_ms(stage_ms))
             if scale_source:
                 self._scale_source = scale_source
                 self._scale_support = int(scale_support)
@@ -224,6 +245,9 @@ class FrameMonitor:
             problem, self._scale_problem = self._scale_problem, ""
             start, self._period_start_s = self._period_start_s, now
             source, support = self._scale_source, self._scale_support
+            stages, self._stage_ms = self._stage_ms, {}
+            non_network, self._non_network_ms = sorted(self._non_network_ms), []
+        stage_p50 = tuple((name, percentile(sorted(stages[name]), 50.0)) for name in _stage_order(stages))
         period_s = max(now - start, 1e-9)
         delta = FrameCounts(*(getattr(totals, f) - getattr(prev, f) for f in FrameCounts.__dataclass_fields__))
         last_input = self._last_input_s
@@ -241,7 +265,15 @@ class FrameMonitor:
             scale_support=support,
             scale_held=held,
             scale_problem=problem,
+            stage_p50_ms=stage_p50,
+            non_network_p50_ms=percentile(non_network, 50.0),
         )
+
+
+def _stage_order(names: Any) -> list[str]:
+    """``names`` in frame order (:data:`~depth_ros.timing.STAGES`), unknown ones last, sorted."""
+    known = [n for n in STAGES if n in names]
+    return known + sorted(n for n in names if n not in STAGES)
 
 
 def evaluate(stats: PeriodStats, thresholds: DiagnosticThresholds) -> tuple[int, str]:
@@ -324,8 +356,18 @@ def status_values(name: str, hardware_id: str, stats: PeriodStats, thresholds: D
     ]
     if stats.last_failure is not None:
         values.append(("Last failure", f"{stats.last_failure[0]}: {stats.last_failure[1]}"))
+    if stats.stage_p50_ms:
+        values.append(("Non-network p50 (ms)", _num(stats.non_network_p50_ms, 2)))
+        values.extend((f"Stage {name} p50 (ms)", _num(ms, 2)) for name, ms in stats.stage_p50_ms)
     values.extend(extra)
     return StatusValue(level, name, message, hardware_id, tuple(values))
+
+
+def timing_values(stage_ms: Mapping[str, float], total_ms: float) -> tuple[tuple[str, str], ...]:
+    """One frame's times as key/values (ms, 3 decimals): ``total_ms`` (image received ->
+    work done), ``non_network_ms``, then ``<stage>_ms`` per stage in frame order."""
+    head = (("total_ms", f"{total_ms:.3f}"), ("non_network_ms", f"{non_network_ms(stage_ms):.3f}"))
+    return head + tuple((f"{name}_ms", f"{stage_ms[name]:.3f}") for name in _stage_order(stage_ms))
 
 
 def to_msg(status: StatusValue) -> Any:

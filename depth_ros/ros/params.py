@@ -143,6 +143,8 @@ class DepthNodeConfig:
     diagnostics_stale_error_s: float = _stale_error()
     diagnostics_min_output_ratio: float = _min_output_ratio()
     diagnostics_latency_warn_ms: float = _latency_warn()
+    publish_timing: bool = _p(False, "publish depth/timing (diagnostic_msgs/DiagnosticArray stamped as the image: ms per "
+                              "stage of every frame, depth_ros.timing); start-up only", read_only=True)
 
     def __post_init__(self) -> None:
         _check_fields(self)
