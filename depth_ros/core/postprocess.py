@@ -3,7 +3,8 @@
 Steps, for every depth output kind of :class:`ModelSpec`:
 
 1. Take the output named ``spec.output_name``; accept shapes (1, 1, h, w), (1, h, w) or
-   (h, w) with (h, w) the spec's input size, checked on every frame (a shape that changes
+   (h, w) with (h, w) the spec's input size (the window's camera-pixel size for a fused model
+   with ``output_at_camera_resolution``, whose step 3 is then a no-op), checked on every frame (a shape that changes
    mid-run is a :class:`ModelSpecError`, never decoded). Any NaN/Inf -> :class:`InputError`
    naming how many (the caller skips the frame).
 2. Convert it at network resolution to *unscaled inverse depth* ``x``:
@@ -34,6 +35,7 @@ import numpy as np
 from depth_ros.core.camera import CameraModel
 from depth_ros.core.scale import MetricScaler, ScaleConfig
 from depth_ros.errors import InputError
+from depth_ros.inference.contract import spec_output_size
 from depth_ros.inference.spec import ModelSpec, ModelSpecError
 
 __all__ = ["DepthPostprocessor", "DepthResult", "PostprocessConfig", "network_map", "to_inverse_depth", "upsample"]
@@ -220,10 +222,10 @@ class DepthPostprocessor:
             InputError: non-finite model output; ScaleUnavailableError (an InputError) when
                 an alignment policy has no scale for this frame.
             ModelSpecError: missing output / wrong shape (checked every frame against the
-                spec's input size).
+                spec's output size, :func:`~depth_ros.inference.contract.spec_output_size`).
         """
         spec = self.spec
-        size = (spec.input_height, spec.input_width)
+        size = spec_output_size(spec)  # the network input size, or the camera's for a fused output
         w = network_map(outputs, spec.output_name, size)
         x_net, valid = to_inverse_depth(w, spec, camera)
         x = _upsample_masked(x_net, valid, camera.width, camera.height)  # (H, W) unscaled inverse depth

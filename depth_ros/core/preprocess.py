@@ -9,6 +9,11 @@ is Pillow's bilinear (triangle) filter on uint8, which widens its support when s
 (antialiased, like ``torch.nn.functional.interpolate(..., antialias=True)``) and is plain
 bilinear interpolation when enlarging. Pillow was measured faster than a vectorized numpy
 resize at 640x480 -> 640x192 and 1024x320 (bench/bench_pointcloud.py).
+
+A fused model (``spec.fused``: pre-processing inside the graph, docs/fused-io.md) gets the
+camera image itself, ``(1, H, W, 3)`` uint8 (:func:`preprocess_fused`): no resize and no
+normalisation here; the graph's Resize (linear, half-pixel centres, antialias) is the same
+edges-to-edges triangle filter as Pillow's.
 """
 from __future__ import annotations
 
@@ -20,7 +25,16 @@ from depth_ros.core.aspect import AspectWindow, model_window
 from depth_ros.core.camera import CameraModel
 from depth_ros.inference.spec import ModelSpec
 
-__all__ = ["Preprocessed", "mean_colour", "normalize", "preprocess", "preprocess_pair", "resize_rgb"]
+__all__ = [
+    "Preprocessed",
+    "input_window",
+    "mean_colour",
+    "normalize",
+    "preprocess",
+    "preprocess_fused",
+    "preprocess_pair",
+    "resize_rgb",
+]
 
 
 @dataclass(frozen=True)
@@ -29,7 +43,8 @@ class Preprocessed:
 
     Attributes:
         tensor: float32 ``(1, C, h, w)`` (NCHW) or ``(1, h, w, C)`` (NHWC) as the spec says;
-            C = 3, or 6 for :func:`preprocess_pair`.
+            C = 3, or 6 for :func:`preprocess_pair`; uint8 ``(1, H, W, 3)`` camera image for a
+            fused spec (:func:`preprocess_fused`).
         camera: the camera at the network input resolution (w, h).
         window: the part of the camera image the network sees (:mod:`depth_ros.core.aspect`);
             None for the whole image stretched.
@@ -102,8 +117,47 @@ def mean_colour(spec: ModelSpec) -> np.ndarray:
     return np.clip(np.round(mean * 255.0), 0, 255).astype(np.uint8)
 
 
+def input_window(spec: ModelSpec, width: int, height: int, aspect: str) -> AspectWindow:
+    """The window of a ``width`` x ``height`` image the model sees: :func:`model_window` under
+    ``aspect``, or under the policy baked into a fused graph (``spec.fused_aspect``), whatever
+    ``aspect`` says (the graph's crop cannot change at run time)."""
+    return model_window(spec, width, height, spec.fused_aspect if spec.fused else aspect)
+
+
+def preprocess_fused(rgb: np.ndarray, camera: CameraModel, spec: ModelSpec) -> Preprocessed:
+    """The camera image as the input of a fused model (``spec.fused``): no resize, no normalisation.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB at the camera resolution, which must be the one the graph was
+            exported for (``spec.fused_width_px`` x ``spec.fused_height_px``).
+        camera: intrinsics at (W, H).
+        spec: a fused depth model's contract.
+
+    Returns:
+        :class:`Preprocessed` with the uint8 (1, H, W, 3) image in ``spec.fused_color_order``
+        (a view of ``rgb`` for ``rgb``; one reversed copy for ``bgr``), the camera the network
+        sees (window of ``spec.fused_aspect``, rescaled to the network input) and the window.
+
+    Raises:
+        ValueError: ``rgb`` is not uint8 (H, W, 3) of the camera, or the camera is not the size
+            the graph was exported for (one line naming both sizes).
+    """
+    rgb = _check_rgb(rgb, camera)
+    if (camera.width, camera.height) != (spec.fused_width_px, spec.fused_height_px):
+        raise ValueError(
+            f"frame is {camera.width}x{camera.height} but model '{spec.name}' has its pre-processing in the graph "
+            f"for a {spec.fused_width_px}x{spec.fused_height_px} camera (fused_width_px, fused_height_px); "
+            "export it for this camera or use the unfused model"
+        )
+    image = rgb if spec.fused_color_order == "rgb" else rgb[..., ::-1]
+    window = input_window(spec, camera.width, camera.height, spec.fused_aspect)
+    tensor = np.ascontiguousarray(image)[None]  # (1, H, W, 3) uint8; no copy for a contiguous rgb frame
+    return Preprocessed(tensor, window.camera(camera).resized(spec.input_width, spec.input_height), window)
+
+
 def preprocess(rgb: np.ndarray, camera: CameraModel, spec: ModelSpec, aspect: str = "stretch") -> Preprocessed:
-    """Crop or pad to the trained aspect, resize and normalize one image for a depth network.
+    """Crop or pad to the trained aspect, resize and normalize one image for a depth network
+    (for a fused model: :func:`preprocess_fused`, which leaves all of that to the graph).
 
     Args:
         rgb: (H, W, 3) uint8 RGB at the camera resolution.
@@ -121,6 +175,8 @@ def preprocess(rgb: np.ndarray, camera: CameraModel, spec: ModelSpec, aspect: st
     """
     if spec.input_channels != 3:
         raise ValueError(f"preprocess makes 3-channel input; this model takes {spec.input_channels} (use preprocess_pair)")
+    if spec.fused:
+        return preprocess_fused(rgb, camera, spec)
     rgb = _check_rgb(rgb, camera)
     window = model_window(spec, camera.width, camera.height, aspect)
     view = window.take(rgb, mean_colour(spec))

@@ -21,7 +21,9 @@ __all__ = [
     "check_input_array",
     "check_model_io",
     "check_output_contract",
+    "spec_input_dtype",
     "spec_input_shape",
+    "spec_output_size",
 ]
 
 
@@ -42,7 +44,8 @@ class InferenceBackend(Protocol):
         """Run the network once.
 
         Args:
-            x: float32 ``spec_input_shape(spec)``: (1, C, h, w) NCHW or (1, h, w, C) NHWC.
+            x: ``spec_input_shape(spec)`` of ``spec_input_dtype(spec)``: float32 (1, C, h, w)
+                NCHW or (1, h, w, C) NHWC; for a fused spec the camera's uint8 (1, H, W, 3).
 
         Returns:
             every output tensor by name, as host numpy arrays (float32 unless the model
@@ -70,9 +73,29 @@ class TensorInfo:
 
 
 def spec_input_shape(spec: ModelSpec) -> tuple[int, int, int, int]:
-    """The input tensor shape a spec implies: (1, C, h, w) for NCHW, (1, h, w, C) for NHWC."""
+    """The input tensor shape a spec implies: (1, C, h, w) for NCHW, (1, h, w, C) for NHWC;
+    (1, H, W, 3) at the camera size ``fused_height_px`` x ``fused_width_px`` for a fused spec."""
+    if spec.fused:
+        return (1, int(spec.fused_height_px), int(spec.fused_width_px), 3)  # type: ignore[arg-type]
     c, h, w = spec.input_channels, spec.input_height, spec.input_width
     return (1, c, h, w) if spec.layout == "NCHW" else (1, h, w, c)
+
+
+def spec_input_dtype(spec: ModelSpec) -> str:
+    """The input's numpy dtype name: "uint8" for a fused spec, else "float32"."""
+    return "uint8" if spec.fused else "float32"
+
+
+def spec_output_size(spec: ModelSpec) -> tuple[int, int]:
+    """(h, w) in pixels of a depth (or confidence) output: the network input size, or for a
+    fused spec with ``output_at_camera_resolution`` the size of its aspect window in camera pixels
+    (:func:`depth_ros.core.aspect.model_window` of ``fused_aspect``)."""
+    if spec.fused and spec.output_at_camera_resolution:
+        from depth_ros.core.aspect import model_window  # core.aspect imports the spec module only
+
+        window = model_window(spec, int(spec.fused_width_px), int(spec.fused_height_px), spec.fused_aspect)  # type: ignore[arg-type]
+        return window.height, window.width
+    return spec.input_height, spec.input_width
 
 
 def _is_dynamic(dim: Dim) -> bool:
@@ -93,7 +116,7 @@ def check_model_io(
 
     Dynamic dims (symbolic or unknown) are accepted for any size; fixed dims must equal the
     spec's. The model must have exactly one input, named ``spec.input_name``, of rank 4 and
-    float32/float16 type, and outputs named ``spec.output_name`` (and ``confidence_name``).
+    float32/float16 type (uint8 for a fused spec), and outputs named ``spec.output_name`` (and ``confidence_name``).
 
     Args:
         inputs: the model's graph inputs (initializers excluded).
@@ -129,10 +152,15 @@ def check_model_io(
     if bad:
         raise ModelError(
             f"{source}: input {info.name!r} has shape {_fmt_shape(info.shape)} but the spec says "
-            f"{list(expected)} ({spec.layout}, {spec.input_channels} channels, "
-            f"{spec.input_height}x{spec.input_width}); mismatch in dim {bad[0]}"
+            f"{list(expected)} ({_input_words(spec)}); mismatch in dim {bad[0]}"
         )
-    if info.dtype and info.dtype not in _INPUT_DTYPES:
+    if spec.fused:
+        if info.dtype and info.dtype != "uint8":
+            raise ModelError(
+                f"{source}: input {info.name!r} has type {info.dtype} but the spec's input_format is "
+                "'uint8_camera' (the camera image, uint8); re-export with fused IO or drop the fused fields"
+            )
+    elif info.dtype and info.dtype not in _INPUT_DTYPES:
         raise ModelError(f"{source}: input {info.name!r} has type {info.dtype}; depth_ros feeds float32 or float16")
     wanted_outputs = [spec.output_name] + ([spec.confidence_name] if spec.confidence_name else [])
     missing = [n for n in wanted_outputs if n not in output_names]
@@ -144,17 +172,29 @@ def check_model_io(
     return info
 
 
+def _input_words(spec: ModelSpec) -> str:
+    """The input in words, for messages."""
+    if spec.fused:
+        return f"the {spec.fused_width_px}x{spec.fused_height_px} {spec.fused_color_order} camera image, uint8 NHWC"
+    return f"{spec.layout}, {spec.input_channels} channels, {spec.input_height}x{spec.input_width}"
+
+
 def check_input_array(x: Any, spec: ModelSpec) -> np.ndarray:
-    """``x`` as a C-contiguous float32 array of the spec's input shape.
+    """``x`` as a C-contiguous array of the spec's input shape: float32, or uint8 for a fused spec.
 
     Raises:
-        InputError: ``x`` is not a floating numpy array of shape :func:`spec_input_shape`.
+        InputError: ``x`` is not a numpy array of shape :func:`spec_input_shape` and of a floating
+            type (uint8 for a fused spec).
     """
     expected = spec_input_shape(spec)
     if not isinstance(x, np.ndarray):
         raise InputError(f"network input must be a numpy array, got {type(x).__name__}")
     if x.shape != expected:
-        raise InputError(f"network input has shape {list(x.shape)}, the model takes {list(expected)} ({spec.layout})")
+        raise InputError(f"network input has shape {list(x.shape)}, the model takes {list(expected)} ({_input_words(spec)})")
+    if spec.fused:
+        if x.dtype != np.uint8:
+            raise InputError(f"network input must be uint8 (the camera image; input_format 'uint8_camera'), got {x.dtype}")
+        return np.ascontiguousarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise InputError(f"network input must be floating point, got {x.dtype}")
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -163,14 +203,15 @@ def check_input_array(x: Any, spec: ModelSpec) -> np.ndarray:
 def accepted_output_shapes(spec: ModelSpec) -> tuple[tuple[int, ...], ...]:
     """The shapes the contract allows for ``spec.output_name`` (and ``confidence_name``).
 
-    Depth kinds: one (h, w) map at the spec's input size, with optional leading singleton
-    batch/channel dims: (h, w), (1, h, w), (1, 1, h, w). ``pose_6dof``: (1, 6) or (6,).
+    Depth kinds: one (h, w) map at :func:`spec_output_size` (the spec's input size unless a fused
+    spec returns camera resolution), with optional leading singleton batch/channel dims:
+    (h, w), (1, h, w), (1, 1, h, w). ``pose_6dof``: (1, 6) or (6,).
     Anything else (a transposed (w, h) map, the same pixels reshaped, a map at another
     resolution, a multi-channel output) is refused: it would decode to garbage.
     """
     if spec.output_kind == "pose_6dof":
         return ((1, 6), (6,))
-    h, w = spec.input_height, spec.input_width
+    h, w = spec_output_size(spec)
     return ((h, w), (1, h, w), (1, 1, h, w))
 
 
@@ -203,7 +244,7 @@ def check_output_contract(
     """
     spec = backend.spec if spec is None else spec
     what = source if source is not None else f"model '{spec.name}'"
-    x = np.zeros(spec_input_shape(spec), dtype=np.float32)
+    x = np.zeros(spec_input_shape(spec), dtype=spec_input_dtype(spec))
     try:
         outputs = backend.infer(x)
     except DepthRosError as exc:
@@ -230,6 +271,7 @@ def check_output_contract(
         if out.shape not in accepted:
             raise ModelSpecError(
                 f"{what}: output {name!r} has shape {tuple(out.shape)}; its spec ({spec.output_kind}, input "
-                f"{spec.input_height}x{spec.input_width}) expects {_fmt_shapes(accepted)}"
+                f"{spec.input_height}x{spec.input_width}{', output at camera resolution' if spec.fused and spec.output_at_camera_resolution else ''}) "
+                f"expects {_fmt_shapes(accepted)}"
             )
     return dict(outputs)

@@ -16,6 +16,17 @@ Output kinds (what the network's first output means), ``w`` = network output:
   focal length and the image width, both in pixels at the *camera* resolution.
 * ``pose_6dof`` (pose networks): ``(1, 6)``: axis-angle rotation (rad) then translation;
   ``pose_convention`` says which way the transform maps.
+
+Input formats (``input_format``): ``float`` (the default, every spec before fused IO): a float32
+tensor normalised with ``mean``/``std`` at the network input size, laid out as ``layout`` says;
+the runtime resizes and normalises in numpy. ``uint8_camera``: pre-processing is inside the
+graph (docs/fused-io.md): the model takes the camera image itself, ``(1, H, W, 3)`` uint8 at
+``fused_width_px`` x ``fused_height_px`` in ``fused_color_order``, and does the aspect window
+(``fused_aspect``), the resize to ``input_width`` x ``input_height`` and the normalisation
+itself; with ``output_at_camera_resolution`` its outputs are at the window's size in camera
+pixels, not at the network input size. Fused fields are written only when the input is fused,
+so an unfused spec serialises exactly as before and a runtime that predates fused IO refuses a
+fused one (unknown keys) instead of feeding it floats.
 """
 from __future__ import annotations
 
@@ -34,6 +45,8 @@ from depth_ros.safeio import json_nesting_exceeds, load_yaml_bounded, parser_mes
 
 __all__ = [
     "DEPTH_KINDS",
+    "FUSED_ASPECTS",
+    "INPUT_FORMATS",
     "MAX_INPUT_PIXELS",
     "MAX_INPUT_SIDE",
     "MAX_SPEC_BYTES",
@@ -80,6 +93,17 @@ MAX_EXTRA_ITEMS = 64
 
 DEPTH_KINDS = ("disparity_sigmoid", "inverse_depth_relative", "depth_metric", "canonical_inverse_depth")
 OUTPUT_KINDS = DEPTH_KINDS + ("pose_6dof",)
+#: ``input_format`` values: normalised float at the network size, or the camera's uint8 image.
+INPUT_FORMATS = ("float", "uint8_camera")
+#: Aspect windows a fused graph can hold (core.aspect's policies; ``pad`` needs a mean-colour
+#: canvas the graph does not build).
+FUSED_ASPECTS = ("crop", "stretch")
+#: Kinds whose output is affine in inverse depth, so resizing the output in the graph equals
+#: the runtime's resize of inverse depth (``depth_metric``'s output is depth: not affine).
+_CAMERA_RESOLUTION_KINDS = ("disparity_sigmoid", "inverse_depth_relative", "canonical_inverse_depth")
+#: The fused fields with their unfused defaults (left out of the serialised spec at these values).
+_FUSED_DEFAULTS = {"input_format": "float", "fused_width_px": None, "fused_height_px": None,
+                   "fused_color_order": "rgb", "fused_aspect": "stretch", "output_at_camera_resolution": False}
 OutputKind = Literal[
     "disparity_sigmoid", "inverse_depth_relative", "depth_metric", "canonical_inverse_depth", "pose_6dof"
 ]
@@ -215,6 +239,17 @@ class ModelSpec:
             before their resize to the network input (after any training crop), or None
             (unknown: the input size itself). Their ratio is the trained aspect, which a run
             on another camera crops or pads to (:mod:`depth_ros.core.aspect`). Both or neither.
+        input_format: "float" (normalised float32 at the network input size) or
+            "uint8_camera" (pre-processing inside the graph; see the module docstring).
+        fused_width_px, fused_height_px: for ``uint8_camera``: the camera image size the graph
+            takes, pixels (one camera resolution per exported file); None otherwise.
+        fused_color_order: for ``uint8_camera``: channel order of the uint8 image fed ("rgb" or
+            "bgr"); the graph reorders to ``color_order`` itself.
+        fused_aspect: for ``uint8_camera``: the aspect window the graph cuts before its resize
+            ("crop" to ``train_aspect``, or "stretch": the whole image).
+        output_at_camera_resolution: for ``uint8_camera``: the outputs are resized in the graph
+            to the window's size in camera pixels (the runtime resizes nothing); only for kinds
+            whose output is affine in inverse depth.
         pose_convention: for pose networks, "T_tgt_src" (maps points of the source frame into
             the target frame) or "T_src_tgt".
         name: a human-readable model name.
@@ -240,6 +275,12 @@ class ModelSpec:
     train_fy_px: float | None = None
     train_image_width_px: int | None = None
     train_image_height_px: int | None = None
+    input_format: Literal["float", "uint8_camera"] = "float"
+    fused_width_px: int | None = None
+    fused_height_px: int | None = None
+    fused_color_order: Literal["rgb", "bgr"] = "rgb"
+    fused_aspect: Literal["crop", "stretch"] = "stretch"
+    output_at_camera_resolution: bool = False
     pose_convention: Literal["T_tgt_src", "T_src_tgt"] = "T_tgt_src"
     name: str = "unnamed"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -283,6 +324,7 @@ class ModelSpec:
             )
         _check_choice("pose_convention", self.pose_convention, ("T_tgt_src", "T_src_tgt"))
         self._check_training_camera()
+        self._check_fused_io()
         version = _check_int("version", self.version, 1, None)
         if version > SPEC_VERSION:
             raise ModelSpecError(
@@ -308,6 +350,42 @@ class ModelSpec:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _check_int(name, getattr(self, name), 1, 1 << 15))
 
+    def _check_fused_io(self) -> None:
+        """The fused input fields: all at their defaults for ``float``, complete for ``uint8_camera``."""
+        _check_choice("input_format", self.input_format, INPUT_FORMATS)
+        _check_choice("fused_color_order", self.fused_color_order, ("rgb", "bgr"))
+        _check_choice("fused_aspect", self.fused_aspect, FUSED_ASPECTS)
+        if not isinstance(self.output_at_camera_resolution, bool):
+            raise ModelSpecError(
+                f"output_at_camera_resolution must be a boolean, got {_show(self.output_at_camera_resolution)}"
+            )
+        if not self.fused:
+            set_fields = [k for k, v in _FUSED_DEFAULTS.items() if getattr(self, k) != v]
+            if set_fields:
+                raise ModelSpecError(f"{set_fields} apply only to input_format 'uint8_camera', got input_format 'float'")
+            return
+        for name in ("fused_width_px", "fused_height_px"):
+            if getattr(self, name) is None:
+                raise ModelSpecError(f"input_format 'uint8_camera' needs {name} (the camera image size the graph takes)")
+            object.__setattr__(self, name, _check_int(name, getattr(self, name), 1, MAX_INPUT_SIDE))
+        if self.fused_width_px * self.fused_height_px > MAX_INPUT_PIXELS:
+            raise ModelSpecError(
+                f"fused input {self.fused_width_px}x{self.fused_height_px} is {self.fused_width_px * self.fused_height_px} "
+                f"pixels; at most {MAX_INPUT_PIXELS} are accepted"
+            )
+        if self.output_kind not in DEPTH_KINDS:
+            raise ModelSpecError(f"input_format 'uint8_camera' is for depth models, not {self.output_kind}")
+        if self.output_at_camera_resolution and self.output_kind not in _CAMERA_RESOLUTION_KINDS:
+            raise ModelSpecError(
+                f"output_at_camera_resolution is for outputs affine in inverse depth {_CAMERA_RESOLUTION_KINDS}, "
+                f"not {self.output_kind} (its depth would be interpolated, not its inverse)"
+            )
+
+    @property
+    def fused(self) -> bool:
+        """Pre-processing is inside the graph: the model takes the camera's uint8 image."""
+        return self.input_format == "uint8_camera"
+
     @property
     def train_aspect(self) -> float:
         """Width / height of the images the network was trained on, before their resize (the
@@ -331,6 +409,9 @@ class ModelSpec:
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
         d["extra"] = dict(self.extra)
+        if not self.fused:  # an unfused spec reads as it did before fused IO existed
+            for key in _FUSED_DEFAULTS:
+                del d[key]
         return d
 
     def to_json(self) -> str:

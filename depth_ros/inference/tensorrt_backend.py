@@ -135,7 +135,9 @@ def onnx_model_io(onnx_bytes: bytes, source: str) -> tuple[list[TensorInfo], lis
 #: Largest engine I/O tensor, in elements per network input pixel. The image input has 3 or 6
 #: per pixel, a depth or confidence map 1, a pose 6 in all; 64 leaves room for extra outputs
 #: (a feature map at a quarter of the resolution with up to 1024 channels) while a deserialized
-#: engine (an untrusted cache file) cannot make this backend allocate without bound.
+#: engine (an untrusted cache file) cannot make this backend allocate without bound. For a fused
+#: model (camera-size uint8 input, maybe camera-size outputs) the pixels are those of the larger
+#: of the network input and the camera image.
 MAX_IO_ELEMENTS_PER_PIXEL = 64
 
 
@@ -146,7 +148,10 @@ def check_io_buffer_shapes(shapes: dict[str, tuple[int, ...]], spec: ModelSpec) 
         EngineLoadError: a dim still dynamic (negative), or a tensor larger than
             :data:`MAX_IO_ELEMENTS_PER_PIXEL` elements per input pixel.
     """
-    limit = MAX_IO_ELEMENTS_PER_PIXEL * spec.input_height * spec.input_width
+    pixels = spec.input_height * spec.input_width
+    if spec.fused:
+        pixels = max(pixels, int(spec.fused_height_px) * int(spec.fused_width_px))  # type: ignore[arg-type]
+    limit = MAX_IO_ELEMENTS_PER_PIXEL * pixels
     for name, shape in shapes.items():
         if any(d < 0 for d in shape):
             raise EngineLoadError(f"tensor {name!r} still has a dynamic shape {shape} after binding the input")
@@ -428,7 +433,9 @@ class TensorRTBackend:
             self._stream = torch.cuda.Stream(self._device)
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Run once; ``x`` float32 of the spec's input shape. Returns outputs as float32 host arrays."""
+        """Run once; ``x`` of the spec's input shape: float32, or the camera's uint8 image for a fused
+        model (bound to a uint8 engine input; the graph's Cast, resize and normalisation run on the
+        GPU). Returns outputs as float32 host arrays."""
         torch = self._torch
         x = check_input_array(x, self.spec)
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
@@ -448,6 +455,8 @@ def _torch_dtype(torch: Any, trt: Any, dt: Any) -> Any:
         trt.DataType.INT8: torch.int8,
         trt.DataType.BOOL: torch.bool,
     }
+    if hasattr(trt.DataType, "UINT8"):  # the camera image input of a fused model (TensorRT >= 8.5)
+        table[trt.DataType.UINT8] = torch.uint8
     if hasattr(trt.DataType, "INT64"):
         table[trt.DataType.INT64] = torch.int64
     if dt not in table:
