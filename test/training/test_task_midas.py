@@ -102,14 +102,6 @@ def _val_abs_rel(module: MidasTask, dataset: LabelledBagDataset) -> float:
     return float(np.mean(values))
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_fit_lowers_ssi_abs_rel_then_export_runs_with_lidar_scale(bag: Path, tmp_path: Path, two_threads: None) -> None:
     """``depth-ros-train fit --config`` (task: midas, LightDispNet 96x64, 25 steps of 4, lr 2e-3,
     seed 0, CPU, 2 torch threads) on a 24-frame synthetic bag with dense GT: held-out SSI AbsRel

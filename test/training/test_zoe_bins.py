@@ -521,15 +521,6 @@ def test_routed_heads_export_to_onnx_and_onnxruntime_agrees():
 # --------------------------------------------------------------------------- learning
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread than on an oversubscribed pool."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("output_distribution", ["logbinomial", "softmax"])
 def test_head_learns_metric_depth_with_silog(one_thread, output_distribution):
     """60 Adam steps of SILog on 32 synthetic images bring held-out AbsRel from > 1 (untrained
