@@ -37,6 +37,7 @@ setup(
             "depth_node = depth_ros.ros.depth_node:main",
             "depth_lifecycle_node = depth_ros.ros.lifecycle:main",
             "pose_node = depth_ros.ros.pose_node:main",
+            "multi_depth_node = depth_ros.ros.multi_depth_node:main",
         ],
     },
 )

@@ -2,17 +2,19 @@
 
     depth-ros run --config config/depth.yaml [--model M] [--pose-model P] [--use-pose]
                   [--namespace NS] [--image-topic T] [--camera-info-topic T] [--backend B]
-                  [--ros-args ...]
+                  [--cameras NS1,NS2,... [--no-batch]] [--ros-args ...]
 
 The options have the names of depth.launch.py's arguments. ``--config`` is a ROS 2 params
 file (sections ``/**/depth_node`` and ``/**/pose_node`` with ``ros__parameters``); it is
 checked against the nodes' config dataclasses before anything starts, so a typo or bad value
 is reported (exit code 1) naming the parameter. The nodes share a SingleThreadedExecutor (their
 callbacks never block; each node's work runs in its own worker thread); Ctrl-C shuts them down
-cleanly (exit code 0).
+cleanly (exit code 0). ``--cameras`` runs the multi-camera node instead
+(:mod:`depth_ros.ros.multi_depth_node`: one depth output set per camera namespace, one model,
+the cameras' frames batched where the model has a batch axis), with the same depth options.
 
 :func:`run_nodes` is also the body of the node executables (``depth_node``,
-``depth_lifecycle_node``, ``pose_node``); :func:`node_main` makes such an entry point.
+``depth_lifecycle_node``, ``pose_node``, ``multi_depth_node``); :func:`node_main` makes such an entry point.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from depth_ros.ros.qos import OVERRIDE_PREFIX
 __all__ = ["add_arguments", "check_params_file", "node_main", "run", "run_nodes"]
 
 
-NODE_NAMES = {"depth": "depth_node", "depth_lifecycle": "depth_node", "pose": "pose_node"}
+NODE_NAMES = {"depth": "depth_node", "depth_lifecycle": "depth_node", "pose": "pose_node", "multi_depth": "depth_node"}
 TEARDOWN_TIMEOUT_S = 10.0
 SPIN_WAKE_S = 1.0  # longest wait in rcl before the main thread checks for Ctrl-C again
 EXIT_TEARDOWN_HUNG = 1  # faulthandler's exit status when the teardown hung and the process ended without it
@@ -112,6 +114,7 @@ NODE_FACTORIES = {
     "depth": ("depth_ros.ros.depth_node", "create_depth_node"),
     "depth_lifecycle": ("depth_ros.ros.lifecycle", "create_lifecycle_depth_node"),
     "pose": ("depth_ros.ros.pose_node", "create_pose_node"),
+    "multi_depth": ("depth_ros.ros.multi_depth_node", "create_multi_depth_node"),
 }
 
 
@@ -181,6 +184,8 @@ def run_nodes(
         executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
+            for child in getattr(node, "child_nodes", ()):  # the multi-camera node's camera nodes
+                executor.add_node(child)
         try:
             # spin() with a bounded wait: the main thread comes back to Python at least every
             # SPIN_WAKE_S, so a Ctrl-C whose wake-up of rcl_wait is lost (seen once: the main
@@ -247,6 +252,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="", help="namespace of the nodes and their relative topics")
     parser.add_argument("--image-topic", default="", help="remap 'image' (and 'image/compressed') to this topic")
     parser.add_argument("--camera-info-topic", default="", help="remap 'camera_info' to this topic")
+    parser.add_argument("--cameras", default="", metavar="NS1,NS2,...",
+                        help="serve several camera namespaces with one model (the multi-camera node): "
+                             "<ns>/image + <ns>/camera_info in, <ns>/depth/... out")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="with --cameras: one backend call per camera even when the model has a batch axis")
     parser.add_argument("ros_args", nargs=argparse.REMAINDER,
                         help="--ros-args ... passed to ROS (remaps, -p name:=value)")
 
@@ -286,7 +296,21 @@ def run(args: argparse.Namespace) -> int:
     for kind, cls in (("depth", DepthNodeConfig), ("pose", PoseNodeConfig)):
         for name, value in overrides[kind].items():
             config_from_mapping(cls, {name: value}, source=f"{kind} node option")
+    if getattr(args, "cameras", ""):
+        return _run_cameras(args, overrides["depth"])
     depth = "depth_lifecycle" if args.lifecycle else "depth"
     overrides[depth] = overrides.pop("depth")
     kinds = [depth, "pose"] if args.use_pose else [depth]
     return run_nodes(kinds, args=build_ros_args(args), program="depth-ros run", overrides=overrides)
+
+
+def _run_cameras(args: argparse.Namespace, depth_overrides: dict[str, Any]) -> int:
+    """``depth-ros run --cameras a,b``: the multi-camera node with the depth options."""
+    cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
+    single = [flag for flag, on in (("--use-pose", args.use_pose), ("--lifecycle", args.lifecycle),
+                                    ("--image-topic", args.image_topic), ("--camera-info-topic", args.camera_info_topic)) if on]
+    if single:
+        raise ParameterError(f"--cameras: not with {', '.join(single)} (one camera's options; "
+                             "the namespaces in --cameras name the topics)")
+    overrides = {**depth_overrides, "cameras": cameras, "batch_cameras": not args.no_batch}
+    return run_nodes(["multi_depth"], args=build_ros_args(args), program="depth-ros run", overrides={"multi_depth": overrides})
