@@ -135,6 +135,7 @@ class Rig:
             self.node.create_subscription(PointCloud2, "/bench/depth/points", lambda m: None, 10)
         rgb = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
         self._rgb_bytes = rgb.reshape(-1)
+        self._image = self._info = None
         self.spin_until(lambda: self.img_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0,
                         90.0, "the node to start and subscribe")
 
@@ -156,22 +157,37 @@ class Rig:
         while time.monotonic() < end:
             self.ex.spin_once(timeout_sec=max(0.0, min(0.005, end - time.monotonic())))
 
+    def image_for(self, stamp_ns: int) -> Any:
+        """The rgb8 Image of the bench (one message object, built once, its stamp set): the
+        driver's own per-frame work stays small, it shares the cores with the node."""
+        from sensor_msgs.msg import Image
+
+        from depth_ros.ros.messages import to_byte_array, with_data
+
+        if self._image is None:
+            self._image = with_data(Image, {"height": self.height, "width": self.width, "encoding": "rgb8",
+                                            "step": self.width * 3}, to_byte_array(self._rgb_bytes))
+            self._image.header.frame_id = "camera_optical_frame"
+        self._image.header.stamp.sec, self._image.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
+        return self._image
+
+    def info_for(self, stamp_ns: int) -> Any:
+        """The CameraInfo of :meth:`image_for` (one object, its stamp set)."""
+        from sensor_msgs.msg import CameraInfo
+
+        if self._info is None:
+            w, h = self.width, self.height
+            f = 0.8 * w
+            self._info = CameraInfo(width=w, height=h, distortion_model="plumb_bob", d=[0.0] * 5,
+                                    k=[f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0])
+            self._info.header.frame_id = "camera_optical_frame"
+        self._info.header.stamp.sec, self._info.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
+        return self._info
+
     def send(self, stamp_ns: int) -> None:
-        from sensor_msgs.msg import CameraInfo, Image
-
-        from depth_ros.ros.messages import to_byte_array
-
-        w, h = self.width, self.height
-        f = 0.8 * w
-        info = CameraInfo(width=w, height=h, distortion_model="plumb_bob", d=[0.0] * 5,
-                          k=[f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0])
-        img = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=to_byte_array(self._rgb_bytes))
-        for m in (info, img):
-            m.header.stamp.sec, m.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
-            m.header.frame_id = "camera_optical_frame"
-        self.info_pub.publish(info)
+        self.info_pub.publish(self.info_for(stamp_ns))
         self.sent_ns[stamp_ns] = time.monotonic_ns()
-        self.img_pub.publish(img)
+        self.img_pub.publish(self.image_for(stamp_ns))
 
     def warm_up(self) -> int:
         """Send frames (0.1 s of stamps apart, from 1 s) until one depth image comes back:

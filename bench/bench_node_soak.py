@@ -1,94 +1,248 @@
-"""Depth node soak: 30 Hz camera input for 2 minutes; memory, queue and drops.
+"""Depth node soak: a 30 Hz camera, without then with the cloud subscribed; stages, drops, memory,
+and rclpy's own floor.
 
-    python bench/bench_node_soak.py [--duration-s 120] [--rate-hz 30] [--width 640 --height 480] [--cloud]
+    python bench/bench_node_soak.py [--duration-s 120] [--short] [--rate-hz 30]
+                                    [--width 640 --height 480] [--model M.onnx]
 
-The node (own process, the conv bench model of bench_node_latency.py unless --model) gets
-rgb8 images + camera_infos at ``rate_hz``. Reported (JSON on stdout):
+The node (own process, ``publish_timing`` on, the conv bench model of bench_node_latency.py
+unless --model) gets rgb8 images + camera_infos at ``rate_hz`` for ``duration_s`` per phase
+(``--short``: 15 s, a quick check). Phases, in one run on one node:
 
-* ``rss_growth``: node RSS at the end / RSS after the first 10 % of the run, minus 1
-  (target < 5 %);
-* queue: the node holds at most one pending frame by construction; what would show a queue
-  is latency creeping up, so ``node_ms`` of the first and last quarter are compared
-  (``latency_trend_ratio`` ~ 1 means no growth);
-* ``drop_rate``: DepthInfo.frames_dropped / DepthInfo.frames_received, the share of the
-  frames that reached the node and that it dropped (it keeps only the newest frame when
-  inference is slower than the camera); ``transport_loss_rate``: frames sent that never
-  reached the node's callback (lost in DDS: best-effort, keep-last queues), from the node's
-  own ``frames_received``; ``frames_published``: depth images that came back.
+* ``no_cloud``: nobody subscribes to depth/points (the node builds no cloud);
+* ``cloud``: this process subscribes to depth/points (a cloud per frame);
+* ``rclpy_floor``: a bare rclpy relay (own process, no depth_ros code) subscribes to the same
+  Image and publishes it again: rclpy's own cost of receiving, deserialising and publishing a
+  0.9 MB Image in Python, which no change to the node can go below.
+
+Reported per depth phase (JSON on stdout): ``received`` (DepthInfo.frames_received),
+``published`` (depth outputs that came back), ``dropped`` (DepthInfo.frames_dropped),
+``published_ratio`` = published / received (target >= 0.99), ``stage_ms`` (median of each
+stage of depth/timing, :mod:`depth_ros.timing`), ``non_network_ms`` (median of the frames'
+non-network work: every stage but ``infer`` and ``wait``; targets <= 3 ms without the cloud,
+<= 5 ms with it), ``node_ms`` (DepthInfo.latency_ms), ``cpu_ms_per_frame`` (the node
+process's CPU time, all threads, / frames published), ``transport_loss_rate`` (frames sent that
+never reached the node's callback). For the floor: ``cpu_ms_per_frame`` of the relay and its
+``publish_ms`` (the publish call alone). Whole run: ``rss_growth`` = node RSS at the end / RSS
+after the first 10 % of the first phase, minus 1 (target < 5 %); ``loadavg`` at the start and
+end (the machine is shared: compare the phases of one run, not runs).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_node_latency import S, Rig, _stats, add_rig_arguments, conv_depth_model, print_result, result_head  # noqa: E402
 
+from depth_ros.timing import STAGES  # noqa: E402
+
+SHORT_S = 15.0
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _median(values: list[float]) -> float | None:
+    return round(float(np.median(values)), 3) if values else None
+
+
+def relay_main() -> int:
+    """The bare rclpy relay (child process): /bench/relay_in -> /bench/relay_out, same Image;
+    prints the median ms of its publish call and the frames relayed when stopped (SIGINT)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = rclpy.create_node("relay")
+    pub = node.create_publisher(Image, "/bench/relay_out", QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+    publish_ms: list[float] = []
+
+    def relay(msg: Any) -> None:
+        t0 = time.perf_counter()
+        pub.publish(msg)
+        publish_ms.append((time.perf_counter() - t0) * 1e3)
+
+    node.create_subscription(Image, "/bench/relay_in", relay, qos_profile_sensor_data)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    try:
+        ex.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    print(f"RELAY {len(publish_ms)} {float(np.median(publish_ms)) if publish_ms else float('nan'):.4f}", flush=True)
+    return 0
+
+
+def drive(rig: Rig, seconds: float, rate_hz: float, first_stamp_ns: int, send: Any) -> list[int]:
+    """Send a frame every 1 / rate_hz s for ``seconds`` (stamps from ``first_stamp_ns``), spinning
+    in between; returns the stamps sent."""
+    period = 1.0 / rate_hz
+    stamps = []
+    start = time.monotonic()
+    for i in range(int(seconds * rate_hz)):
+        stamp = first_stamp_ns + int(i * period * S)
+        stamps.append(stamp)
+        send(stamp)
+        rig.spin_for(max(0.0, start + (i + 1) * period - time.monotonic()))
+    return stamps
+
+
+def depth_phase(rig: Rig, timing: dict[int, dict[str, float]], args: argparse.Namespace, first_stamp_ns: int,
+                rss: list[int]) -> tuple[dict[str, Any], int]:
+    """One phase of frames to the depth node: its figures and the next free stamp."""
+    base = max(rig.meta.values(), key=lambda m: m.frames_received)
+    base_received, base_dropped = int(base.frames_received), int(base.frames_dropped)
+    cpu0, t0 = cpu_s(rig.proc.pid), time.monotonic()
+    stamps = drive(rig, args.duration_s * 0.1, args.rate_hz, first_stamp_ns, rig.send)
+    rss.append(rig.node_rss_kb())
+    stamps += drive(rig, args.duration_s * 0.9, args.rate_hz, stamps[-1] + S // 1000, rig.send)
+    elapsed = time.monotonic() - t0
+    rig.wait_for_meta(stamps[-1])
+    cpu = cpu_s(rig.proc.pid) - cpu0
+    got = [s for s in stamps if s in rig.meta]
+    final = max((rig.meta[s] for s in got), key=lambda m: m.frames_received)
+    received = int(final.frames_received) - base_received
+    dropped = int(final.frames_dropped) - base_dropped
+    frames = [timing[s] for s in got if s in timing]
+    stage_ms = {name: _median([f[f"{name}_ms"] for f in frames if f"{name}_ms" in f]) for name in STAGES
+                if any(f"{name}_ms" in f for f in frames)}
+    return {
+        "frames_sent": len(stamps),
+        "received": received,
+        "published": len(got),
+        "dropped": dropped,
+        "published_ratio": round(len(got) / received, 4) if received else None,
+        "transport_loss_rate": round(1.0 - received / len(stamps), 4),
+        "output_hz": round(len(got) / elapsed, 2),
+        "non_network_ms": _median([f["non_network_ms"] for f in frames]),
+        "total_ms": _median([f["total_ms"] for f in frames]),
+        "stage_ms": stage_ms,
+        "node_ms": _stats([rig.meta[s].latency_ms for s in got]),
+        "cpu_ms_per_frame": round(cpu * 1e3 / max(len(got), 1), 3),
+        "timed_frames": len(frames),
+    }, stamps[-1] + S
+
+
+def floor_phase(rig: Rig, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The bare rclpy relay at the same rate and image: its CPU and publish time per frame."""
+    from sensor_msgs.msg import Image
+
+    from depth_ros.ros import qos
+
+    log = open(tmp / "relay.log", "wb")
+    proc = subprocess.Popen([sys.executable, __file__, "--relay-child"], env=dict(os.environ), stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        pub = rig.node.create_publisher(Image, "/bench/relay_in", qos.input_qos())
+        back: list[int] = []
+        rig.node.create_subscription(Image, "/bench/relay_out", lambda m: back.append(1), 10)
+        image = rig.image_for(0)
+
+        def send(stamp_ns: int) -> None:
+            image.header.stamp.sec, image.header.stamp.nanosec = stamp_ns // S, stamp_ns % S
+            pub.publish(image)
+
+        rig.spin_until(lambda: pub.get_subscription_count() > 0, 60.0, "the relay to subscribe")
+        t = 1 * S
+        while not back:  # discovery both ways
+            t += S // 10
+            send(t)
+            rig.spin_for(0.1)
+        back.clear()
+        cpu0 = cpu_s(proc.pid)
+        stamps = drive(rig, args.duration_s, args.rate_hz, 1000 * S, send)
+        rig.spin_for(0.5)
+        cpu = cpu_s(proc.pid) - cpu0
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    line = next((ln for ln in (tmp / "relay.log").read_text().splitlines() if ln.startswith("RELAY ")), "RELAY 0 nan")
+    _, _, publish_ms = line.split()
+    return {
+        "frames_sent": len(stamps),
+        "relayed_back": len(back),
+        "cpu_ms_per_frame": round(cpu * 1e3 / max(len(back), 1), 3),
+        "publish_ms": round(float(publish_ms), 3),
+        "what": "a bare rclpy node: subscribe to the Image, publish it again (receive + deserialise + publish)",
+    }
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration-s", type=float, default=120.0)
+    parser.add_argument("--duration-s", type=float, default=120.0, help="seconds per phase")
+    parser.add_argument("--short", action="store_true", help=f"{SHORT_S:g} s per phase")
+    parser.add_argument("--relay-child", action="store_true", help=argparse.SUPPRESS)
     add_rig_arguments(parser, rate_hz=30.0)
     args = parser.parse_args(argv)
+    if args.relay_child:
+        return relay_main()
+    if args.short:
+        args.duration_s = SHORT_S
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import PointCloud2
 
     tmp = Path(tempfile.mkdtemp(prefix="depth_ros_soak_"))
     model = args.model or conv_depth_model(tmp / "bench_conv.onnx")
-    rig = Rig(model, args.width, args.height, args.cloud, tmp)
-    rss: list[tuple[float, int]] = []
+    load_start = loadavg()
+    rig = Rig(model, args.width, args.height, False, tmp, extra_params={"publish_timing": True})
+    timing: dict[int, dict[str, float]] = {}
+
+    def on_timing(msg: Any) -> None:
+        timing[msg.header.stamp.sec * S + msg.header.stamp.nanosec] = {kv.key: float(kv.value) for kv in msg.status[0].values}
+
+    rig.node.create_subscription(DiagnosticArray, "/bench/depth/timing", on_timing, 50)
+    rss: list[int] = []
     try:
         rig.warm_up()  # discovery both ways
-        # the node's counters run from its start: subtract what the warm-up left in them
-        warm = max(rig.meta.values(), key=lambda m: m.frames_received)
-        base_received, base_dropped = int(warm.frames_received), int(warm.frames_dropped)
-        rig.sent_ns.clear(), rig.depth_recv_ns.clear(), rig.meta.clear()
-        period = 1.0 / args.rate_hz
-        n = int(args.duration_s * args.rate_hz)
-        start = time.monotonic()
-        next_rss = start
-        stamps = []
-        for i in range(n):
-            stamp = 100 * S + int(i * period * S)
-            stamps.append(stamp)
-            rig.send(stamp)
-            now = time.monotonic()
-            if now >= next_rss:
-                rss.append((now - start, rig.node_rss_kb()))
-                next_rss = now + 1.0
-            rig.spin_for(max(0.0, start + (i + 1) * period - time.monotonic()))
-        elapsed = time.monotonic() - start
-        rig.wait_for_meta(stamps[-1])
-        rss.append((time.monotonic() - start, rig.node_rss_kb()))
-        got = sorted(s for s in stamps if s in rig.meta)
-        node_ms = [rig.meta[s].latency_ms for s in got]
-        q = max(1, len(node_ms) // 4)
-        first, last_q = node_ms[:q], node_ms[-q:]
-        base_rss = next(kb for t_s, kb in rss if t_s >= 0.1 * args.duration_s)
-        final = max((rig.meta[s] for s in got), key=lambda m: m.frames_received) if got else None
-        received = int(final.frames_received) - base_received if final else None
-        dropped = int(final.frames_dropped) - base_dropped if final else None
+        no_cloud, next_stamp = depth_phase(rig, timing, args, 100 * S, rss)
+        clouds: list[int] = []
+        rig.node.create_subscription(PointCloud2, "/bench/depth/points", lambda m: clouds.append(1), 10)
+        t = next_stamp
+        while not clouds:  # the node has matched the cloud subscriber
+            t += S // 10
+            rig.send(t)
+            rig.spin_for(0.1)
+        cloud, _ = depth_phase(rig, timing, args, t + S, rss)
+        cloud["clouds_received"] = len(clouds)
+        rss_end = rig.node_rss_kb()
+        floor = floor_phase(rig, args, tmp)
         result = {
-            **result_head("node_soak", args, model),
-            "duration_s": round(elapsed, 1),
-            "achieved_input_hz": round(len(stamps) / elapsed, 2),
-            "frames_sent": len(stamps),
-            "frames_published": len(got),
-            "node_frames_received": received,
-            "frames_dropped": dropped,
-            "drop_rate": round(dropped / received, 3) if received else None,
-            "transport_loss_rate": round(1.0 - received / len(stamps), 3) if received is not None else None,
-            "output_hz": round(len(got) / elapsed, 2),
-            "rss_kb_start": base_rss,
-            "rss_kb_end": rss[-1][1],
-            "rss_growth": round(rss[-1][1] / base_rss - 1.0, 4),
-            "node_ms_first_quarter": _stats(first),
-            "node_ms_last_quarter": _stats(last_q),
-            "latency_trend_ratio": round(float(np.median(last_q)) / float(np.median(first)), 3) if got else None,
-            "inference_ms": _stats([rig.meta[s].inference_ms for s in got]),
+            **{k: v for k, v in result_head("node_soak", args, model).items() if k != "cloud_subscribed"},
+            "duration_s_per_phase": args.duration_s,
+            "loadavg_start": load_start,
+            "loadavg_end": loadavg(),
+            "no_cloud": no_cloud,
+            "cloud": cloud,
+            "rclpy_floor": floor,
+            "rss_kb_start": rss[0],
+            "rss_kb_end": rss_end,
+            "rss_growth": round(rss_end / rss[0] - 1.0, 4),
+            "targets": {"published_ratio_min": 0.99, "non_network_ms_no_cloud_max": 3.0,
+                        "non_network_ms_cloud_max": 5.0},
         }
     finally:
         code = rig.close()
