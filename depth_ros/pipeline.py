@@ -36,9 +36,17 @@ import numpy as np
 from depth_ros import msgconv
 from depth_ros.core.aspect import aspect_window, model_window
 from depth_ros.core.distortion import DistortionError, FrameRectifier
+from depth_ros.core.focal_fallback import (
+    PREDICTED_SUFFIX,
+    PredictedCamera,
+    UncalibratedCamera,
+    camera_from_fov_output,
+    fov_output_name,
+    unusable_intrinsics,
+)
 from depth_ros.core.pointcloud import forget_camera, make_cloud
 from depth_ros.core.postprocess import DepthResult
-from depth_ros.core.preprocess import preprocess
+from depth_ros.core.preprocess import input_window, preprocess
 from depth_ros.core.scale import FOCAL_TOLERANCE, ScaleUnavailableError, focal_ratio
 from depth_ros.errors import BackendError, DepthRosError, InputError
 from depth_ros.frame_config import (
@@ -234,6 +242,14 @@ class FramePipeline:
         self._rectifier = FrameRectifier(config.rectify)
         self.camera: Any = None  # the previous frame's CameraModel
         self._warned: set[str] = set()
+        #: the model's field-of-view output (spec extra["fov_output"]), the camera of a frame with
+        #: an unusable CameraInfo (decode_frame); None when the model has none
+        self.fov_output = fov_output_name(spec)
+        names = getattr(backend, "output_names", None)
+        if self.fov_output is not None and isinstance(names, (list, tuple)) and self.fov_output not in names:
+            _log.warning("model '%s': its spec names a field-of-view output '%s' the model does not have (outputs: %s); "
+                         "frames without a usable camera_info are refused", spec.name, self.fov_output, ", ".join(names))
+            self.fov_output = None
 
     @property
     def backend_name(self) -> str:
@@ -261,6 +277,10 @@ class FramePipeline:
 
         old, self.camera = self.camera, camera
         change = camera_change(old, camera)
+        if change is not None and isinstance(old, PredictedCamera) and isinstance(camera, PredictedCamera) \
+                and old.size == camera.size:
+            forget_camera(old)  # one predicted focal length per frame: not a camera change
+            return ""
         if old is None or change is not None:
             for text in camera_warnings(self.spec, camera, self.config.aspect, self._postprocessor.scaler.config.policy):
                 if text not in self._warned:  # once per pipeline, even for a camera that comes back
@@ -298,6 +318,42 @@ class FramePipeline:
             camera = msgconv.camera_info_to_model(info)
         except InputError as exc:
             raise FrameRefused("bad_camera_info", str(exc)) from None
+        rgb = FramePipeline.decode_image(image, compressed)
+        try:
+            msgconv.check_image_matches_camera(rgb, camera)
+        except InputError as exc:
+            raise FrameRefused("size_mismatch", str(exc)) from None
+        return rgb, camera
+
+    def decode_frame(self, image: Any, info: Any, compressed: bool) -> "tuple[np.ndarray, CameraModel]":
+        """:meth:`decode`, or the focal-length fallback (:mod:`depth_ros.core.focal_fallback`): when
+        ``info`` has no usable intrinsics (None: no camera_info at all; K all zeros; fx, fy not
+        finite and positive) and the model predicts its field of view (:attr:`fov_output`), the
+        image with an :class:`UncalibratedCamera` of its size, replaced in :meth:`postprocess` by
+        the predicted camera. A usable ``info`` is always decoded as it is.
+
+        Raises:
+            FrameRefused: as :meth:`decode` (bad_camera_info for an unusable ``info`` when the
+                model has no field-of-view output), or size_mismatch when ``info`` states a size
+                other than the image's.
+        """
+        reason = unusable_intrinsics(info) if self.fov_output is not None else None
+        if reason is None:
+            return self.decode(image, info, compressed)
+        rgb = self.decode_image(image, compressed)
+        height, width = rgb.shape[:2]
+        stated = (int(getattr(info, "width", 0) or 0), int(getattr(info, "height", 0) or 0)) if info is not None else (0, 0)
+        if stated not in ((0, 0), (width, height)):
+            raise FrameRefused("size_mismatch", f"image is {width}x{height} but its camera_info says {stated[0]}x{stated[1]}")
+        return rgb, UncalibratedCamera.of_size(width, height, reason)
+
+    @staticmethod
+    def decode_image(image: Any, compressed: bool) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of an Image (``compressed``: CompressedImage) message.
+
+        Raises:
+            FrameRefused: unsupported_encoding or bad_image.
+        """
         if compressed:
             try:
                 rgb = msgconv.compressed_to_rgb(image)
@@ -313,11 +369,7 @@ class FramePipeline:
                 rgb = msgconv.image_to_rgb(image)
             except InputError as exc:
                 raise FrameRefused("bad_image", str(exc)) from None
-        try:
-            msgconv.check_image_matches_camera(rgb, camera)
-        except InputError as exc:
-            raise FrameRefused("size_mismatch", str(exc)) from None
-        return rgb, camera
+        return rgb
 
     def rectify(self, rgb: np.ndarray, camera: "CameraModel", info: Any) -> "tuple[np.ndarray, CameraModel]":
         """(rgb, camera) of the rectified camera when ``camera`` is distorted (``rectify: auto``,
@@ -369,10 +421,13 @@ class FramePipeline:
 
         Raises:
             FrameRefused: scale_failed (no metric scale for this frame) or non_finite_output
-                (NaN / Inf or an unusable shape).
+                (NaN / Inf or an unusable shape, or no usable field of view for a frame of
+                :meth:`decode_frame`'s fallback).
         """
+        camera = self._frame_camera(outputs, camera)
         change = self.follow_camera(camera)
-        window = model_window(self.spec, camera.width, camera.height, self.config.aspect)
+        # a fused model's window is the one its graph cuts (spec.fused_aspect), not config.aspect's
+        window = input_window(self.spec, camera.width, camera.height, self.config.aspect)
         try:
             result: DepthResult = self._postprocessor(dict(outputs), window.camera(camera), sparse_points_cam)
         except ScaleUnavailableError as exc:  # the model is fine; the scale input is not
@@ -388,9 +443,33 @@ class FramePipeline:
         valid = float(np.count_nonzero(np.isfinite(depth_m))) / max(depth_m.size, 1)
         return FrameResult(
             depth_m=depth_m, rgb=rgb, camera=camera, scale=float(result.scale), shift=float(result.shift),
-            scale_source=str(result.scale_source), scale_support=int(result.scale_support), valid_fraction=valid,
+            scale_source=str(result.scale_source) + (PREDICTED_SUFFIX if isinstance(camera, PredictedCamera) else ""),
+            scale_support=int(result.scale_support), valid_fraction=valid,
             inference_ms=float(inference_ms), camera_change=change, confidence=confidence,
         )
+
+    def _frame_camera(self, outputs: Mapping[str, np.ndarray], camera: "CameraModel") -> "CameraModel":
+        """``camera``, or for an :class:`UncalibratedCamera` (:meth:`decode_frame`) the camera of
+        the model's predicted field of view (warned once per pipeline).
+
+        Raises:
+            FrameRefused: non_finite_output (no usable field of view in ``outputs``).
+        """
+        if not isinstance(camera, UncalibratedCamera):
+            return camera
+        if self.fov_output is None:
+            raise FrameRefused("bad_camera_info", f"{camera.reason}, and model '{self.spec.name}' predicts no field of view")
+        window = model_window(self.spec, camera.width, camera.height, self.config.aspect)
+        try:
+            predicted = camera_from_fov_output(outputs, self.fov_output, camera, window.width)
+        except InputError as exc:
+            raise FrameRefused("non_finite_output", str(exc)) from None
+        if "predicted_camera" not in self._warned:
+            self._warned.add("predicted_camera")
+            _log.warning("%s: each such frame's camera comes from the field of view model '%s' predicts (first: "
+                         "%.4g deg, fx = fy = %.6g px; DepthInfo scale_source ends in %s)", camera.reason,
+                         self.spec.name, predicted.fov_deg, predicted.fx, PREDICTED_SUFFIX)
+        return predicted
 
     def cloud(self, result: FrameResult) -> np.ndarray | None:
         """The organized cloud of a frame (structured (h, w) array, core.pointcloud layout), or

@@ -23,6 +23,15 @@ Outputs, for an input image topic ``<ns>/<name>`` (e.g. ``/camera/image_raw``):
   frame; metric when the pose model is, else up to scale
 * the input image, camera_info, LiDAR and ``/tf_static`` topics, copied byte for byte.
 
+A frame without a usable camera_info (K all zeros, fx / fy not finite and positive, no camera_info
+with its stamp) is skipped, unless the model predicts its field of view (a Depth Pro export: spec
+``extra["fov_output"]``): then its camera is built from the prediction (``fx = fy = (W / 2) /
+tan(fov / 2)``, principal point at the centre; :mod:`depth_ros.core.focal_fallback`), the depth
+camera_info carries that K, DepthInfo's scale_source ends in ``_predicted``
+(``canonical_focal_predicted``) and a warning says so once. A valid camera_info is always used as it
+is. A bag with no CameraInfo topic at all is accepted for such a model (every frame predicted; not
+with a LiDAR topic or a pose model, which need the camera's intrinsics).
+
 Every output copies the input image's header (stamp and frame_id) and is logged at the input
 image's log time, so it lines up with the input in Foxglove.
 
@@ -51,7 +60,15 @@ from depth_ros.bag.infer_runner import network_on_gpu, run_overlapped, run_seque
 from depth_ros.bag.infer_stages import InferStages, copyable_topics, work_items
 from depth_ros.bag.infer_summary import SKIP_REASONS, STAGES, InferSummary, SkipLog
 from depth_ros.bag.odometry_msg import ODOMETRY_TYPE
-from depth_ros.bag.reader import TF_STATIC_TOPIC, BagReader, camera_namespace, select_camera_topics, select_lidar_topic
+from depth_ros.bag.reader import (
+    CAMERA_INFO_TYPE,
+    TF_STATIC_TOPIC,
+    BagReader,
+    camera_namespace,
+    select_camera_topics,
+    select_image_topic,
+    select_lidar_topic,
+)
 from depth_ros.bag.tf import StaticTransforms
 from depth_ros.bag.typestore import DEPTH_INFO_TYPE, output_typestore
 from depth_ros.bag.writer import BagWriter, check_not_input, check_output_path
@@ -309,6 +326,28 @@ def make_postprocessor(spec: "ModelSpec", config: InferConfig) -> DepthPostproce
     return _make_frame_postprocessor(spec, config.frame, has_sparse=config.lidar_topic is not None)
 
 
+def _camera_topics(topics: dict[str, Any], config: InferConfig, frames: FramePipeline, with_pose: bool,
+                   source: str) -> tuple[str, str | None]:
+    """(image topic, camera_info topic) of the run: :func:`select_camera_topics`, or (image topic,
+    None) for a bag with no CameraInfo topic at all and a model that predicts its field of view.
+
+    Raises:
+        BagError: as :func:`select_camera_topics`; no CameraInfo topic with a LiDAR topic or a pose
+            model (they need the camera's intrinsics).
+    """
+    has_info = any(t.msgtype == CAMERA_INFO_TYPE for t in topics.values())
+    if has_info or config.camera_info_topic is not None or frames.fov_output is None:
+        return select_camera_topics(topics, config.image_topic, config.camera_info_topic, source=source)
+    image_topic = select_image_topic(topics, config.image_topic, source=source)
+    if config.lidar_topic or with_pose:
+        needs = "--lidar-topic" if config.lidar_topic else "--pose-model"
+        raise BagError(f"{source}: no CameraInfo topic, and {needs} needs the camera's intrinsics "
+                       f"(the depth model '{frames.spec.name}' alone can run on its predicted field of view)")
+    _log.warning("%s: no CameraInfo topic: every frame's camera comes from the field of view model '%s' predicts",
+                 source, frames.spec.name)
+    return image_topic, None
+
+
 def infer_bag(
     in_path: str | Path,
     out_path: str | Path,
@@ -365,12 +404,10 @@ def infer_bag(
     typestore = output_typestore()
     with BagReader(in_path, default_typestore=typestore) as reader:
         topics_in = reader.topics
-        image_topic, info_topic = select_camera_topics(
-            topics_in, config.image_topic, config.camera_info_topic, source=str(in_path)
-        )
+        image_topic, info_topic = _camera_topics(topics_in, config, frames, pose is not None, str(in_path))
         lidar_topic = select_lidar_topic(topics_in, config.lidar_topic, source=str(in_path)) if config.lidar_topic else None
         static_tf = reader.static_transforms() if lidar_topic else StaticTransforms()
-        summary.image_topic, summary.camera_info_topic, summary.lidar_topic = image_topic, info_topic, lidar_topic
+        summary.image_topic, summary.camera_info_topic, summary.lidar_topic = image_topic, info_topic or "", lidar_topic
         out_topics = output_topics(image_topic, config, odometry=pose is not None)
         total = topics_in[image_topic].count
         if config.max_frames is not None:
@@ -378,7 +415,7 @@ def infer_bag(
         if on_start is not None:
             on_start(total)
 
-        copied = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
+        copied = [image_topic] + ([info_topic] if info_topic else []) + ([lidar_topic] if lidar_topic else [])
         if TF_STATIC_TOPIC in topics_in:
             copied.append(TF_STATIC_TOPIC)
         copied = copyable_topics(copied, topics_in, reader, typestore) if config.copy_inputs else []

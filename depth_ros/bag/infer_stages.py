@@ -26,6 +26,7 @@ from depth_ros.bag.tf import StaticTransforms
 from depth_ros.bag.typestore import output_typestore
 from depth_ros.bag.writer import BagWriter
 from depth_ros.core.camera import CameraModel
+from depth_ros.core.focal_fallback import PredictedCamera, UncalibratedCamera
 from depth_ros.errors import BagError, InputError, one_line
 from depth_ros.msgbuild import MessageBuilder
 from depth_ros.pipeline import FramePipeline, FrameRefused, FrameResult
@@ -130,11 +131,14 @@ class InferStages:
 
     # stage helpers ---------------------------------------------------------------------
     def _decode(self, frame: SyncedFrame[_Item]) -> tuple[np.ndarray, CameraModel]:
-        if frame.info is None:
+        """(rgb, camera) of a frame; a frame without a usable camera_info gets the model's predicted
+        camera when it has a field-of-view output (:meth:`FramePipeline.decode_frame`)."""
+        info = frame.info.msg if frame.info is not None else None
+        if info is None and self.frames.fov_output is None:
             raise FrameRefused("missing_camera_info", f"no camera_info within {self.config.stamp_tolerance_ns} ns")
         compressed = frame.image.raw.msgtype == COMPRESSED_IMAGE_TYPE
-        rgb, camera = self.frames.decode(frame.image.msg, frame.info.msg, compressed)
-        return self.frames.rectify(rgb, camera, frame.info.msg)
+        rgb, camera = self.frames.decode_frame(frame.image.msg, info, compressed)
+        return self.frames.rectify(rgb, camera, info)
 
     def _lidar_points_cam(self, frame: SyncedFrame[_Item]) -> np.ndarray | None:
         """LiDAR points of the frame in the camera optical frame, (N, 3) float32 metres."""
@@ -183,6 +187,8 @@ class InferStages:
         """The pose node's step on a frame (in bag order: the network stage is one thread)."""
         if self.pose is None:
             return None
+        if isinstance(item.camera, UncalibratedCamera):  # its K is a placeholder until postprocess
+            return FrameRefused("bad_camera_info", f"{item.camera.reason}: the pose model needs the camera's intrinsics")
         t0 = time.perf_counter()
         try:
             return self.pose.process(item.frame.stamp_ns, item.rgb, item.camera, item.frame.info.msg)
@@ -270,7 +276,7 @@ class InferStages:
         write(self.topics["depth"], build.depth_image(result.depth_m, header, self.frames.config.depth_encoding), log_ns)
         if "depth_mm" in self.topics:
             write(self.topics["depth_mm"], build.depth_image(result.depth_m, header, "16UC1"), log_ns)
-        write(self.topics["camera_info"], build.camera_info_for(frame.info.msg, result.camera, header), log_ns)
+        write(self.topics["camera_info"], self._camera_info(frame, result.camera, header), log_ns)
         if cloud is not None:
             write(self.topics["points"], build.pointcloud(cloud, header), log_ns)
         info = build.depth_info(
@@ -279,6 +285,18 @@ class InferStages:
             frames_dropped=0, frames_received=0, frames_skipped=0,
         )
         write(self.topics["info"], info, log_ns)
+
+
+    def _camera_info(self, frame: SyncedFrame[_Item], camera: CameraModel, header: Any) -> Any:
+        """The depth image's camera_info: the input's (or its rectified camera), or for a camera
+        predicted by the model (:class:`PredictedCamera`) one with the predicted K."""
+        if not isinstance(camera, PredictedCamera):
+            return self.build.camera_info_for(frame.info.msg, camera, header)
+        K = np.asarray(camera.K, dtype=np.float64)
+        return self.build.camera_info(
+            self.build.header(header), height=camera.height, width=camera.width, distortion_model="plumb_bob",
+            d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=np.concatenate([K, np.zeros((3, 1))], axis=1).reshape(-1),
+        )
 
 
 def copyable_topics(topics: list[str], infos: dict[str, Any], reader: BagReader, typestore: Any) -> list[str]:
@@ -315,7 +333,7 @@ def work_items(reader: BagReader, pipeline: InferStages, copied: list[str]) -> I
         with_lidar=lidar_topic is not None,
         lidar_tolerance_ns=config.lidar_tolerance_ns,
     )
-    reading = [image_topic, info_topic] + ([lidar_topic] if lidar_topic else [])
+    reading = [image_topic] + ([info_topic] if info_topic else []) + ([lidar_topic] if lidar_topic else [])
     reading += [t for t in copied if t not in reading]
     recent: deque[int] = deque(maxlen=_RECENT_STAMPS)  # image stamps, to recognise duplicates
     messages = reader.messages(reading)
@@ -351,7 +369,8 @@ def work_items(reader: BagReader, pipeline: InferStages, copied: list[str]) -> I
                                 f"{raw.topic}: stamp {stamp_ns} ns was already taken by an earlier image; not written twice")
                     continue
                 recent.append(stamp_ns)
-                frames = sync.add_image(stamp_ns, item)
+                # no camera_info topic (the model's predicted camera): nothing to wait for
+                frames = sync.add_image(stamp_ns, item) if info_topic else [SyncedFrame(stamp_ns, item)]
             elif stamp_ns is None:
                 pipeline.skips.drop_message(raw.topic, stamp_error)
                 continue

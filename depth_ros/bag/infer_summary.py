@@ -103,7 +103,7 @@ class InferSummary:
         lines = [
             f"wrote {self.output_path}: {self.frames_out} depth frames from {self.frames_in} images "
             f"({self.frames_skipped} skipped) in {self.wall_s:.2f} s, {self.fps:.1f} FPS",
-            f"  input {self.input_path}: {self.image_topic} + {self.camera_info_topic}"
+            f"  input {self.input_path}: {self.image_topic} + {self.camera_info_topic or 'no camera_info (predicted camera)'}"
             + (f" + {self.lidar_topic}" if self.lidar_topic else ""),
             f"  model {self.model} ({self.output_kind}) on {self.backend}; "
             f"scale source: {self.scale_source or 'n/a'}",
