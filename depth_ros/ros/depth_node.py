@@ -162,6 +162,7 @@ class DepthNode(FrameWorker, Node):
         self.last_stage_ms: dict[str, float] = {}  # the newest frame's ms per stage (depth_ros.timing)
         self.last_total_ms = 0.0  # ... and its image received -> work done
         self.timing_pub: Any = None  # depth/timing, with publish_timing
+        self.memory_kept = False  # depth_ros.ros.memory.keep_freed_memory took effect
         self.monitor = FrameMonitor()  # /diagnostics
         self.diagnostics: Any = None
         self._last_scale: tuple[str, int] = ("", 0)  # scale source and support of the newest frame
@@ -189,6 +190,9 @@ class DepthNode(FrameWorker, Node):
         """
         if not self.config.model_path:
             raise ParameterError("parameter 'model_path': not set (path of an .onnx model or torch checkpoint)")
+        from depth_ros.ros.memory import keep_freed_memory
+
+        self.memory_kept = keep_freed_memory()  # frame buffers reused, not page-faulted in again
         backend = self._backend_factory(self.config)
         self.pipeline = DepthPipeline(backend, self.config)
         self.get_logger().info(
