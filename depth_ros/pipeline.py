@@ -459,7 +459,7 @@ class FramePipeline:
             return camera
         if self.fov_output is None:
             raise FrameRefused("bad_camera_info", f"{camera.reason}, and model '{self.spec.name}' predicts no field of view")
-        window = model_window(self.spec, camera.width, camera.height, self.config.aspect)
+        window = input_window(self.spec, camera.width, camera.height, self.config.aspect)  # the FOV spans what the network saw
         try:
             predicted = camera_from_fov_output(outputs, self.fov_output, camera, window.width)
         except InputError as exc:
