@@ -10,6 +10,11 @@ With ``--pose-model``, the pose node's visual odometry is written too (nav_msgs/
 ``--pose-max-gap`` is its ``max_gap_s``), so ``depth-ros-train eval --pred`` can score its
 trajectory (ATE / RPE) without recording the live node.
 
+A model that predicts its field of view (a Depth Pro export: spec ``extra["fov_output"]``) makes the
+camera of a frame whose camera_info is unusable (K all zeros, no camera_info; also a bag with no
+CameraInfo topic at all) from its prediction; DepthInfo's scale_source then ends in ``_predicted``
+(:mod:`depth_ros.core.focal_fallback`). A valid camera_info is always used as it is.
+
 The frame flags (range, scale policy and its fields, cloud, encoding) are generated from
 :class:`depth_ros.pipeline.FrameConfig`: the depth node's parameters of the same names (``-``
 for ``_``), with the same defaults (range 0.1-20 m, scale policy auto, cloud on, 32FC1); images
@@ -97,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="inference backend (default: auto)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the network (default: the backend's)")
     parser.add_argument("--image-topic", metavar="T", help="colour Image/CompressedImage topic (default: the only one)")
-    parser.add_argument("--camera-info-topic", metavar="T", help="CameraInfo topic (default: <ns>/camera_info)")
+    parser.add_argument("--camera-info-topic", metavar="T", help="CameraInfo topic (default: <ns>/camera_info; a bag with "
+                        "none runs on the predicted camera of a model with a field-of-view output)")
     parser.add_argument("--lidar-topic", metavar="T", help="PointCloud2 topic for --scale lidar / lidar_shift / sparse_alignment")
     parser.add_argument("--depth-16uc1", action="store_true", help="also write 16UC1 millimetre depth (<ns>/depth/image_raw)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N images")
