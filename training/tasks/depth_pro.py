@@ -33,8 +33,10 @@ bottleneck ("frozen depth features"), trained with the L2 loss on the horizontal
 i.e. after the depth network has trained (0: from the start, still without touching the depth
 network). The true FOV is ``2 atan(W / (2 fx))`` of the sample's intrinsics after its crop and resize.
 Exported as a **second output of depth.onnx** named ``fov_deg`` ((1,) degrees), recorded in the
-ModelSpec's ``extra["fov_output"]``; the runtime reads only the spec's ``output_name`` (``depth``)
-and ignores the other output unless it looks for it by that name.
+ModelSpec's ``extra["fov_output"]``; the runtime's depth comes from the spec's ``output_name``
+(``depth``) and the frame's CameraInfo, and reads ``fov_deg`` only for a frame whose CameraInfo has no
+usable intrinsics (:mod:`depth_ros.core.focal_fallback`: the camera of the predicted field of view,
+DepthInfo ``scale_source`` ``canonical_focal_predicted``).
 """
 from __future__ import annotations
 
