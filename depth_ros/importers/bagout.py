@@ -131,17 +131,13 @@ class _Messages:
         return self.t["geometry_msgs/msg/Vector3"](x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
 
     def odometry(self, stamp_ns: int, T_world_body: np.ndarray, v: np.ndarray, w: np.ndarray) -> Any:
-        t = self.t
-        p = T_world_body[:3, 3]
-        pose = t["geometry_msgs/msg/Pose"](
-            position=t["geometry_msgs/msg/Point"](x=float(p[0]), y=float(p[1]), z=float(p[2])),
-            orientation=self._quaternion(T_world_body[:3, :3]))
-        return t["nav_msgs/msg/Odometry"](
-            header=self.header(stamp_ns, ODOM_FRAME), child_frame_id=BASE_FRAME,
-            pose=t["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.diag(_POSE_VAR).reshape(-1)),
-            twist=t["geometry_msgs/msg/TwistWithCovariance"](
-                twist=t["geometry_msgs/msg/Twist"](linear=self._vector(v), angular=self._vector(w)),
-                covariance=np.diag(_TWIST_VAR).reshape(-1)))
+        """nav_msgs/Odometry of the body at ``T_world_body`` (4, 4) with twist ``v`` (3,) m/s and
+        ``w`` (3,) rad/s in the body frame (:func:`~depth_ros.bag.odometry_msg.odometry_message`)."""
+        from depth_ros.bag.odometry_msg import odometry_message
+
+        return odometry_message(
+            self.t, self.header(stamp_ns, ODOM_FRAME), BASE_FRAME, T_world_body[:3, 3], matrix_to_quaternion(T_world_body[:3, :3]),
+            v, w, pose_covariance=np.diag(_POSE_VAR), twist_covariance=np.diag(_TWIST_VAR))
 
     def tf_static(self, stamp_ns: int, edges: list[tuple[str, str, np.ndarray]]) -> Any:
         """TFMessage of ``(parent, child, T_parent_child)`` edges."""
