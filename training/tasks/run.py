@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -91,8 +91,24 @@ def check_task_labels(task: str, model: Any, data: Any) -> None:
         raise TaskConfigError("model.stage 2 trains on exact labels only; mark a metric_depth group exact: true (synthetic / rendered depth)")
 
 
-def run_task(command: str, task: str, argv: list[str]) -> int:
-    """``fit`` / ``validate`` of a labelled task (see the module docstring)."""
+def _build_labelled(task: str, model: Mapping[str, Any], data_config: Any) -> Any:
+    """:func:`build_task` then :func:`check_task_labels`: the default ``build_model`` of :func:`run_task`."""
+    module = build_task(task, model, tuple(g.name for g in data_config.groups))
+    check_task_labels(task, module, data_config)
+    return module
+
+
+def run_task(command: str, task: str, argv: list[str], build_model: Callable[[str, Mapping[str, Any], Any], Any] | None = None) -> int:
+    """``fit`` / ``validate`` of a labelled task (see the module docstring).
+
+    Args:
+        command: ``fit`` or ``validate``.
+        task: the task's name (saved as ``task`` in the tree and the run's config.yaml).
+        argv: the ``--config`` files and dotted flags.
+        build_model: ``build_model(task, model_keys, data_config)`` -> the LightningModule, its
+            label kinds checked, raising :class:`TaskConfigError` for a bad key; None: the MiDaS /
+            Depth Pro builder (:func:`build_task`, :func:`check_task_labels`). ZoeDepth passes its own.
+    """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -110,8 +126,7 @@ def run_task(command: str, task: str, argv: list[str]) -> int:
     if seed is not None:
         pl.seed_everything(int(seed), workers=True)
     data_config, batch_size, num_workers = _data_objects(tree)
-    model = build_task(task, _link_sizes(tree), tuple(g.name for g in data_config.groups))
-    check_task_labels(task, model, data_config)
+    model = (build_model or _build_labelled)(task, _link_sizes(tree), data_config)
     check_label_sources(data_config)  # a missing label topic stops here, before any step
     try:
         resume = ResumeCheckpoint(**(tree.get("checkpoint") or {}), dirpath=None)
