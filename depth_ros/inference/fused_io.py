@@ -4,28 +4,27 @@ the camera's uint8 image (docs/fused-io.md).
 :func:`fuse_io` rewrites an ONNX model whose input is the normalised float tensor of its
 :class:`ModelSpec` (``input_format`` ``float``) into one whose input is the camera image,
 ``(1, H, W, 3)`` uint8 at one camera resolution, in RGB or BGR order, with these nodes in front
-of the network (all standard ONNX, opset >= 18; every one of them runs under ONNX Runtime and
-under TensorRT's parser, the Cast first because TensorRT keeps uint8 for network I/O only)::
+of the network (standard ONNX, opset >= 13; the Cast first because TensorRT keeps uint8 for
+network I/O only)::
 
-    Cast(float) -> Transpose(NHWC -> NCHW) -> [Gather: channel order] -> [Slice: the aspect crop]
-      -> Resize(linear, half_pixel, antialias) -> Mul(1 / (255 std)) -> Add(-mean / std)
-      -> [Transpose(NCHW -> NHWC) for an NHWC network] -> the network
+    Cast(float) -> [Gather: channel order] -> [Slice: the aspect crop]
+      -> the rows resized on the (1, 1, h, 3 w) view of the NHWC image -> Transpose(NCHW)
+      -> the columns resized -> Mul(1 / (255 std)) -> Add(-mean / std)
+      -> [Transpose(NHWC) for an NHWC network] -> the network
 
-and, with ``output_at_camera_resolution``, a Resize of each output the spec names (depth,
-confidence) to the window's size in camera pixels after it.
+and, with ``output_at_camera_resolution``, each output the spec names (depth, confidence)
+resized after it to the window's size in camera pixels.
 
-Convention: Resize with ``coordinate_transformation_mode = half_pixel`` maps pixel edges to
-edges, like Pillow's resize in :func:`depth_ros.core.preprocess.resize_rgb` and
-:meth:`CameraModel.resized`; ``antialias = 1`` widens the triangle filter by the shrink factor
-when shrinking, which is Pillow's bilinear filter, and is plain bilinear when enlarging;
-``exclude_outside = 1`` renormalises the weights of taps that fall inside the image, as Pillow
-does at the borders (without it ONNX Runtime's border rows differed from Pillow's by up to 8 grey
-levels at 320x240 -> 160x64; with it the graph is within 2e-5 of torch's antialiased bilinear
-and within one grey level of Pillow, which rounds its resized image to uint8 where the graph
-keeps floats).
-The output is resized in the kind's own quantity, which for the kinds allowed
-(:data:`~depth_ros.inference.spec._CAMERA_RESOLUTION_KINDS`) is affine in inverse depth, as the
-runtime's :func:`~depth_ros.core.postprocess.upsample` of inverse depth is.
+Convention: the resizes are Pillow's bilinear filter exactly (half-pixel centres, edges to
+edges, the triangle widened by the shrink factor when shrinking, border taps renormalised), as
+:func:`depth_ros.core.preprocess.resize_rgb` and :func:`~depth_ros.core.postprocess.upsample`
+do, built from slices and MatMuls by :mod:`depth_ros.inference.resize_graph`: in float, where
+Pillow rounds a resized uint8 image to uint8 (so the network input differs by < 1 grey level).
+ONNX Runtime's own ``Resize`` (``antialias=1, exclude_outside=1``) gives the same weights but
+took longer than Pillow; ``FusedIOConfig(antialias=False)`` uses a plain bilinear ``Resize``
+instead (no antialiasing: it aliases when shrinking). The output is resized in the kind's own
+quantity, which for the kinds allowed (:data:`~depth_ros.inference.spec._CAMERA_RESOLUTION_KINDS`)
+is affine in inverse depth, as the runtime's upsample of inverse depth is.
 """
 from __future__ import annotations
 
@@ -37,12 +36,13 @@ import numpy as np
 
 from depth_ros.core.aspect import model_window
 from depth_ros.errors import ModelError
+from depth_ros.inference.resize_graph import resize_axis_nodes
 from depth_ros.inference.spec import FUSED_ASPECTS, MAX_INPUT_PIXELS, MAX_INPUT_SIDE, ModelSpec, ModelSpecError
 
 __all__ = ["FusedIOConfig", "MIN_FUSED_OPSET", "fuse_io", "fused_spec", "output_agreement"]
 
-#: Resize's ``antialias`` and ``axes`` attributes are opset 18.
-MIN_FUSED_OPSET = 18
+#: Unsqueeze with its axes as an input (opset 13); Slice with steps is opset 10.
+MIN_FUSED_OPSET = 13
 _PREFIX = "depth_ros_fused/"
 
 
@@ -58,8 +58,8 @@ class FusedIOConfig:
             aspect (the runtime's default policy) or "stretch" (the whole image).
         output_at_camera_resolution: also resize the outputs in the graph to the window's size in
             camera pixels (the runtime then resizes nothing).
-        antialias: Resize's antialias (Pillow's filter when shrinking); False gives plain
-            bilinear, for a runtime whose Resize has no antialiasing.
+        antialias: Pillow's bilinear filter, antialiased when shrinking (the numpy path's);
+            False gives one plain bilinear Resize (aliases when shrinking).
     """
 
     camera_width_px: int
@@ -145,40 +145,37 @@ def _rename_output(graph: Any, old: str, new: str) -> None:
 
 
 def _pre_nodes(helper: Any, spec: ModelSpec, config: FusedIOConfig, net_input: str) -> list[Any]:
-    """uint8 (1, H, W, 3) ``spec.input_name`` -> the normalised network input ``net_input``."""
+    """uint8 (1, H, W, 3) ``spec.input_name`` -> the normalised network input ``net_input``.
+
+    The image stays NHWC until its rows are resized, so the Transpose moves the smaller image.
+    """
     from onnx import TensorProto
 
     p = _PREFIX
-    nodes = [
-        helper.make_node("Cast", [spec.input_name], [p + "float"], to=TensorProto.FLOAT),
-        helper.make_node("Transpose", [p + "float"], [p + "nchw"], perm=[0, 3, 1, 2]),
-    ]
-    x = p + "nchw"
+    nodes = [helper.make_node("Cast", [spec.input_name], [p + "float"], to=TensorProto.FLOAT)]
+    x = p + "float"
     if config.color_order != spec.color_order:  # rgb <-> bgr: the reversed channels
         nodes += [_const(helper, p + "order", np.array([2, 1, 0], np.int64)),
-                  helper.make_node("Gather", [x, p + "order"], [p + "ordered"], axis=1)]
+                  helper.make_node("Gather", [x, p + "order"], [p + "ordered"], axis=3)]
         x = p + "ordered"
     window = model_window(spec, config.camera_width_px, config.camera_height_px, config.aspect)
     if not window.is_full:
         nodes += [
             _const(helper, p + "crop_starts", np.array([window.y0, window.x0], np.int64)),
             _const(helper, p + "crop_ends", np.array([window.y0 + window.height, window.x0 + window.width], np.int64)),
-            _const(helper, p + "crop_axes", np.array([2, 3], np.int64)),
+            _const(helper, p + "crop_axes", np.array([1, 2], np.int64)),
             helper.make_node("Slice", [x, p + "crop_starts", p + "crop_ends", p + "crop_axes"], [p + "window"]),
         ]
         x = p + "window"
-    gain = np.array([1.0 / (255.0 * s) for s in spec.std], np.float32).reshape(1, 3, 1, 1)
-    bias = np.array([-m / s for m, s in zip(spec.mean, spec.std)], np.float32).reshape(1, 3, 1, 1)
-    nodes += [
-        _const(helper, p + "input_size", np.array([1, 3, spec.input_height, spec.input_width], np.int64)),
-        helper.make_node("Resize", [x, "", "", p + "input_size"], [p + "resized"], mode="linear",
-                         coordinate_transformation_mode="half_pixel", antialias=int(config.antialias),
-                         exclude_outside=int(config.antialias)),
-        _const(helper, p + "gain", gain),
-        _const(helper, p + "bias", bias),
-        helper.make_node("Mul", [p + "resized", p + "gain"], [p + "scaled"]),
-    ]
-    if spec.layout == "NCHW":
+    nchw = spec.layout == "NCHW"
+    shape = (1, 3, 1, 1)
+    gain = np.array([1.0 / (255.0 * s) for s in spec.std], np.float32).reshape(shape)
+    bias = np.array([-m / s for m, s in zip(spec.mean, spec.std)], np.float32).reshape(shape)
+    nodes += _resize_image(helper, x, p + "resized", (window.height, window.width), (spec.input_height, spec.input_width),
+                           config.antialias)
+    nodes += [_const(helper, p + "gain", gain), _const(helper, p + "bias", bias),
+              helper.make_node("Mul", [p + "resized", p + "gain"], [p + "scaled"])]
+    if nchw:
         nodes.append(helper.make_node("Add", [p + "scaled", p + "bias"], [net_input]))
     else:
         nodes += [helper.make_node("Add", [p + "scaled", p + "bias"], [p + "normalised"]),
@@ -186,24 +183,60 @@ def _pre_nodes(helper: Any, spec: ModelSpec, config: FusedIOConfig, net_input: s
     return nodes
 
 
+def _resize_image(helper: Any, x: str, out: str, size: tuple[int, int], to: tuple[int, int], antialias: bool) -> list[Any]:
+    """Float (1, h, w, 3) NHWC ``x`` of ``size`` (h, w) -> (1, 3, H, W) NCHW ``out`` of ``to`` (H, W).
+
+    ``antialias``: Pillow's filter exactly (:mod:`depth_ros.inference.resize_graph`): the rows
+    resized on the (1, 1, h, 3 w) view of the NHWC image (no transpose of the large image), then
+    the Transpose, then the columns. Otherwise one plain bilinear Resize (no antialias).
+    """
+    p = _PREFIX
+    (h, w), (h_to, w_to) = size, to
+    if not antialias:
+        return [_const(helper, p + "input_size", np.array([1, h_to, w_to, 3], np.int64)),
+                helper.make_node("Resize", [x, "", "", p + "input_size"], [p + "nhwc_resized"], mode="linear",
+                                 coordinate_transformation_mode="half_pixel"),
+                helper.make_node("Transpose", [p + "nhwc_resized"], [out], perm=[0, 3, 1, 2])]
+    return [
+        _const(helper, p + "rows_view", np.array([1, 1, h, w * 3], np.int64)),
+        helper.make_node("Reshape", [x, p + "rows_view"], [p + "rows_in"]),
+        *resize_axis_nodes(helper, p + "rows_in", p + "rows_out", (1, 1, h, w * 3), 2, h_to, p + "rows"),
+        _const(helper, p + "nhwc_view", np.array([1, h_to, w, 3], np.int64)),
+        helper.make_node("Reshape", [p + "rows_out", p + "nhwc_view"], [p + "rows_nhwc"]),
+        helper.make_node("Transpose", [p + "rows_nhwc"], [p + "rows_nchw"], perm=[0, 3, 1, 2]),
+        *resize_axis_nodes(helper, p + "rows_nchw", out, (1, 3, h_to, w), 3, w_to, p + "cols"),
+    ]
+
+
 def _post_nodes(helper: Any, graph: Any, names: list[str], size: tuple[int, int], antialias: bool) -> list[Any]:
-    """A Resize of each graph output in ``names`` (rank >= 2, last two dims (h, w)) to ``size``."""
-    nodes = [_const(helper, _PREFIX + "output_size", np.array(size, np.int64))]
+    """Each graph output in ``names`` (h, w) map, any leading singleton dims, resized to ``size`` with
+    Pillow's filter (as :func:`~depth_ros.core.postprocess.upsample`), or plain bilinear Resize
+    without ``antialias``."""
+    nodes = []
     outputs = {o.name: o for o in graph.output}
     for name in names:
-        rank = len(outputs[name].type.tensor_type.shape.dim)
-        if rank < 2:
-            raise ModelError(f"output {name!r} has rank {rank}; a map needs at least 2 dims to be resized")
-        inner = _PREFIX + name + "_net"
-        _rename_output(graph, name, inner)
-        nodes.append(helper.make_node("Resize", [inner, "", "", _PREFIX + "output_size"], [name], mode="linear",
-                                      coordinate_transformation_mode="half_pixel", antialias=int(antialias),
-                                      exclude_outside=int(antialias), axes=[rank - 2, rank - 1]))
         dims = outputs[name].type.tensor_type.shape.dim
-        dims[rank - 2].Clear()
-        dims[rank - 2].dim_value = size[0]
-        dims[rank - 1].Clear()
-        dims[rank - 1].dim_value = size[1]
+        shape = [d.dim_value for d in dims]
+        if len(shape) < 2 or any(v <= 0 for v in shape) or any(v != 1 for v in shape[:-2]):
+            raise ModelError(f"output {name!r} has shape {shape}; resizing it needs a fixed (..., 1, h, w) map")
+        h, w = shape[-2:]
+        inner, q = _PREFIX + name + "_net", _PREFIX + name + "/"
+        _rename_output(graph, name, inner)
+        back = np.array(shape[:-2] + [size[0], size[1]], np.int64)
+        nodes += [_const(helper, q + "map4", np.array([1, 1, h, w], np.int64)), _const(helper, q + "back", back),
+                  helper.make_node("Reshape", [inner, q + "map4"], [q + "in"])]
+        if antialias:
+            nodes += resize_axis_nodes(helper, q + "in", q + "rows", (1, 1, h, w), 2, size[0], q + "rows")
+            nodes += resize_axis_nodes(helper, q + "rows", q + "out", (1, 1, size[0], w), 3, size[1], q + "cols")
+        else:
+            nodes += [_const(helper, q + "size", np.array([1, 1, size[0], size[1]], np.int64)),
+                      helper.make_node("Resize", [q + "in", "", "", q + "size"], [q + "out"], mode="linear",
+                                       coordinate_transformation_mode="half_pixel")]
+        nodes.append(helper.make_node("Reshape", [q + "out", q + "back"], [name]))
+        dims[-2].Clear()
+        dims[-2].dim_value = size[0]
+        dims[-1].Clear()
+        dims[-1].dim_value = size[1]
     return nodes
 
 
@@ -233,7 +266,7 @@ def fuse_io(model: Any, spec: ModelSpec, config: FusedIOConfig) -> tuple[Any, Mo
     opset = _opset(model)
     if opset < MIN_FUSED_OPSET:
         raise ModelError(f"model '{spec.name}' is opset {opset}; fused IO needs opset >= {MIN_FUSED_OPSET} "
-                         "(Resize antialias); re-export it at a newer opset")
+                         "(Unsqueeze axes input); re-export it at a newer opset")
     fused = onnx.ModelProto()
     fused.CopyFrom(model)
     graph = fused.graph
