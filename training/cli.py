@@ -5,7 +5,7 @@ Usage::
     depth-ros-train fit --config config/train.yaml [--ckpt_path last.ckpt] [--trainer.max_steps 2000]
     depth-ros-train fit --config config/train_midas.yaml       (task: midas / depth_pro in the YAML, or --task)
     depth-ros-train validate --config config/train.yaml --ckpt_path CKPT
-    depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt]
+    depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt] [--fuse-io 640x480 [--fuse-color bgr] ...]
     depth-ros-train eval --model M [--model M2 ...] BAG [BAG ...] [-o DIR]   (or --pred PRED.mcap)
     depth-ros-train pretrain --config config/pretrain.yaml [--data.data.bags '[a.mcap]']
     depth-ros-train adapt BAG [BAG ...] [--minutes M] [--teacher T.onnx] [--truth-topic T] [-o OUTDIR]
@@ -206,6 +206,24 @@ def _warn_if_stretched(data: Any) -> None:
         log.warning("%s: %s", config.bags[0], warning)
 
 
+def _fuse_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> "object | None":
+    """The :class:`~depth_ros.inference.fused_io.FusedIOConfig` of ``--fuse-io`` and its
+    companions, or None without ``--fuse-io`` (a companion flag alone is a usage error)."""
+    from depth_ros.inference.fused_io import FusedIOConfig
+
+    if args.fuse_io is None:
+        if args.fuse_color != "rgb" or args.fuse_aspect != "crop" or args.fuse_output_camera:
+            parser.error("--fuse-color, --fuse-aspect and --fuse-output-camera need --fuse-io WxH")
+        return None
+    try:
+        width, height = FusedIOConfig.parse_size(args.fuse_io)
+        return FusedIOConfig(width, height, color_order=args.fuse_color, aspect=args.fuse_aspect,
+                             output_at_camera_resolution=args.fuse_output_camera)
+    except ValueError as exc:
+        parser.error(f"--fuse-io: {exc}")
+    return None  # parser.error exits
+
+
 def _export_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="depth-ros-train export", description="checkpoint -> depth.onnx (+ pose.onnx) with ModelSpec")
     parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) of DepthTrainingModule")
@@ -221,10 +239,15 @@ def _export_main(argv: list[str]) -> int:
 
     parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax", help="activation range estimate (default minmax)")
     parser.add_argument("--image-topic", metavar="T", help="the calibration bag's image topic (default: as depth-ros infer chooses)")
+    parser.add_argument("--fuse-io", metavar="WxH", help="also write depth.fused.onnx: takes the camera's uint8 WxH image and resizes and normalises it in the graph (docs/fused-io.md)")
+    parser.add_argument("--fuse-color", choices=("rgb", "bgr"), default="rgb", help="channel order of the image the fused model takes (default rgb, what the runtime decodes to)")
+    parser.add_argument("--fuse-aspect", choices=("crop", "stretch"), default="crop", help="aspect window the fused graph cuts (default crop, the runtime's default policy)")
+    parser.add_argument("--fuse-output-camera", action="store_true", help="the fused model also resizes its depth back to camera resolution in the graph")
     parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
     args = parser.parse_args(argv)
     if args.int8 != (args.calibration_bag is not None):
         parser.error("--int8 and --calibration-bag go together")
+    fuse = _fuse_config(parser, args)
     from depth_ros.inference.quantize import QuantizeConfig
 
     try:
@@ -249,6 +272,12 @@ def _export_main(argv: list[str]) -> int:
         print(f"{kind}: {path}")
     for kind, err in result.parity_max_abs_error.items():
         print(f"{kind} parity (max |onnxruntime - torch|): {err:.3g}")
+    if fuse is not None:
+        from depth_ros.inference.onnx_export import export_fused_onnx
+
+        depth = Path(result.paths["depth"])
+        fused = export_fused_onnx(depth, depth.with_name(depth.stem + ".fused.onnx"), fuse, check_rtol=None if args.no_check else 0.01)
+        print(f"depth fused: {fused} (uint8 {fuse.camera_width_px}x{fuse.camera_height_px} {fuse.color_order} in)")
     if quant is not None:
         from depth_ros.inference.quantize import calibration_inputs, quantize_model
         from depth_ros.inference.spec import load_model_spec
