@@ -46,11 +46,10 @@ def with_dynamic_batch(source: Path, path: Path) -> Path:
     ("batch"); valid for a graph with no reshape over that axis (the conv bench network)."""
     import onnx
 
+    from depth_ros.inference.onnx_export import set_dynamic_batch
+
     model = onnx.load(str(source))
-    for value in [*model.graph.input, *model.graph.output]:
-        dim = value.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_value")
-        dim.dim_param = "batch"
+    set_dynamic_batch(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from depth_ros.inference.fused_io import FusedIOConfig
 
-__all__ = ["DEFAULT_OPSET", "embed_spec", "export_fused_onnx", "export_onnx", "write_atomically"]
+__all__ = ["DEFAULT_OPSET", "embed_spec", "export_fused_onnx", "export_onnx", "set_dynamic_batch", "write_atomically"]
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +48,18 @@ def embed_spec(model_proto: "object", spec: ModelSpec) -> None:
             del props[i]
     entry = props.add()
     entry.key, entry.value = METADATA_KEY, spec.to_json()
+
+
+def set_dynamic_batch(model_proto: "object") -> None:
+    """Make the first axis of every graph input and output of an ``onnx.ModelProto`` dynamic
+    (``"batch"``), for a model written at batch 1. Valid only for a graph that never reshapes
+    over that axis (convolutions and element-wise ops do not); a batched run shows whether it is.
+    """
+    graph = model_proto.graph  # type: ignore[attr-defined]
+    for value in [*graph.input, *graph.output]:
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = "batch"
 
 
 def export_onnx(

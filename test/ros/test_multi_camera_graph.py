@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from conftest import NET_H, NET_W, Graph, Harness, NodeProcess, image_msg, info_msg, node_argv
+from conftest import NET_H, NET_W, Graph, Harness, NodeProcess, _onnx_model, image_msg, info_msg, node_argv
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -31,36 +31,32 @@ def next_stamp() -> int:
     return _stamp[0]
 
 
-def image_dependent_model(path: Path, batch: str | int) -> Path:
-    """depth_metric: depth = softplus(mean over channels of the input) + 0.5 m; first axis ``batch``."""
+def image_dependent_model(path: Path, dynamic_batch: bool) -> Path:
+    """depth_metric: depth = softplus(mean over channels of the input) + 0.5 m; batch 1 or a
+    dynamic first axis."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    from depth_ros.inference.spec import METADATA_KEY, ModelSpec
+    from depth_ros.inference.onnx_export import set_dynamic_batch
+    from depth_ros.inference.spec import ModelSpec
 
     spec = ModelSpec(output_kind="depth_metric", input_height=NET_H, input_width=NET_W, name="image_mean",
                      min_depth_m=0.1, max_depth_m=80.0, metric=True, scale_source="metric_labels")
     nodes = [helper.make_node("ReduceMean", ["image"], ["m"], axes=[1], keepdims=1),
              helper.make_node("Softplus", ["m"], ["s"]), helper.make_node("Add", ["s", "half"], ["depth"])]
-    graph = helper.make_graph(
-        nodes, spec.name,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, NET_H, NET_W])],
-        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [batch, 1, NET_H, NET_W])],
-        initializer=[numpy_helper.from_array(np.array(0.5, np.float32), "half")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    prop = model.metadata_props.add()
-    prop.key, prop.value = METADATA_KEY, spec.to_json()
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    _onnx_model(path, spec, nodes, [numpy_helper.from_array(np.array(0.5, np.float32), "half")], [1, 1, NET_H, NET_W])
+    if dynamic_batch:
+        model = onnx.load(str(path))
+        set_dynamic_batch(model)
+        onnx.save(model, str(path))
     return path
 
 
 @pytest.fixture(scope="module")
 def batch_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("multi_models")
-    return {"dynamic": image_dependent_model(d / "dynamic.onnx", "batch"),
-            "single": image_dependent_model(d / "single.onnx", 1)}
+    return {"dynamic": image_dependent_model(d / "dynamic.onnx", True),
+            "single": image_dependent_model(d / "single.onnx", False)}
 
 
 def _frame(camera: str, stamp_ns: int, seed: int) -> tuple[Any, Any]:

@@ -85,3 +85,18 @@ def test_export_refuses_a_bad_batch(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch must be a positive integer or None"):
         export_onnx(_net(), SPEC, tmp_path / "m.onnx", batch=0)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_set_dynamic_batch_makes_a_batch_one_model_take_any_batch(exported: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+
+    from depth_ros.inference.onnx_export import set_dynamic_batch
+
+    model = onnx.load(str(exported["one"]))
+    set_dynamic_batch(model)
+    onnx.save(model, str(tmp_path / "dyn.onnx"))
+    backend = _backend(tmp_path / "dyn.onnx")
+    assert backend.batch_size is None
+    x = _frames(3)
+    np.testing.assert_allclose(backend.infer_batch(x)["depth"][2:3], _backend(exported["one"]).infer(x[2:3])["depth"],
+                               atol=1e-5)
