@@ -241,6 +241,14 @@ def test_the_fused_pipeline_feeds_the_camera_image_and_resizes_nothing(fused_mod
     assert calls == [f"upsample {(CAM_H, CAM_W)}"]  # only the no-op at the same size: nothing resized
 
 
+def test_a_fused_crop_model_keeps_its_crop_under_another_aspect_policy(fused_models: dict) -> None:
+    pipe = _pipeline(fused_models["crop_rgb"], "stretch")  # the graph's crop wins over config.aspect
+    frame = _scenes(frames=1)[0]
+    depth = pipe.run(frame.rgb, frame.camera).depth_m
+    rows = np.isfinite(depth).any(axis=1)
+    assert not rows[:56].any() and rows[56:184].all() and not rows[184:].any()
+
+
 def test_a_frame_of_another_size_is_refused_in_one_line(fused_models: dict) -> None:
     from depth_ros.pipeline import FrameRefused
 
