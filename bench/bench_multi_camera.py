@@ -1,7 +1,8 @@
 """Several cameras, one model: the multi-camera node against N separate depth nodes.
 
     python bench/bench_multi_camera.py [--cameras 1 2 4] [--duration-s 20] [--rate-hz 30]
-                                       [--width 640 --height 480] [--model M.onnx] [--stagger] [--short]
+                                       [--width 640 --height 480] [--model M.onnx] [--stagger] [--repeat R]
+                                       [--short]
 
 For each N in ``--cameras``, N cameras (namespaces ``/cam0`` ...) each get rgb8 images +
 camera_infos at ``rate_hz`` (all cameras on the same tick, as a synchronised rig; ``--stagger``
@@ -21,6 +22,8 @@ cameras), ``latency_ms`` (our publish -> our receipt of depth/image: median, p90
 ``node_cpu_s_per_frame`` (user + system CPU of the node processes per published frame), and
 for the multi-camera node the mean batch from its log; ratios ``multi / separate`` per N.
 ``/proc/loadavg`` before and after: the machine is shared, compare within one run only.
+``--repeat R`` runs the whole sweep R times, set-ups interleaved (load drifts during a run), and
+reports each run and the median over the R runs of published_hz and the latency median.
 ``--short``: N = 1, 2 for 6 s each.
 """
 from __future__ import annotations
@@ -191,7 +194,7 @@ def run_setup(setup: str, n: int, models: dict[str, Path], args: argparse.Namesp
                   "batch_cameras": str(setup == "multi").lower()}
         argvs = [_node_argv("depth_ros.ros.multi_depth_node", params)]
     log_dir = tmp / f"{setup}_{n}"
-    log_dir.mkdir()
+    log_dir.mkdir(parents=True)
     driver = Driver(cameras, args.width, args.height, argvs, log_dir)
     try:
         driver.warm_up()
@@ -247,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setups", nargs="+", default=["multi", "multi_unbatched", "separate"],
                         choices=["multi", "multi_unbatched", "separate"])
     parser.add_argument("--stagger", action="store_true", help="spread the cameras' frames over the period")
+    parser.add_argument("--repeat", type=int, default=1, help="sweeps, set-ups interleaved; medians over them")
     parser.add_argument("--short", action="store_true", help="N = 1, 2 for 6 s each")
     args = parser.parse_args(argv)
     if args.short:
@@ -256,20 +260,25 @@ def main(argv: list[str] | None = None) -> int:
     single = args.model or conv_depth_model(tmp / "bench_conv.onnx")
     models = {"single": single, "batch": with_dynamic_batch(single, tmp / "bench_conv_batch.onnx")}
     load_before = Path("/proc/loadavg").read_text().strip()
-    runs: dict[str, dict[str, Any]] = {}
-    for n in args.cameras:
-        for setup in args.setups:
-            runs[f"{setup}_{n}"] = run_setup(setup, n, models, args, tmp)
-            print(f"{setup} x{n}: {runs[f'{setup}_{n}']['published_hz']} Hz", file=sys.stderr, flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in range(args.repeat):
+        for n in args.cameras:
+            for setup in args.setups:
+                run = run_setup(setup, n, models, args, tmp / f"r{r}")
+                runs.setdefault(f"{setup}_{n}", []).append(run)
+                print(f"{setup} x{n}: {run['published_hz']} Hz", file=sys.stderr, flush=True)
+    medians = {key: {"published_hz": float(np.median([r["published_hz"] for r in rs])),
+                     "latency_median_ms": float(np.median([r["latency_ms"]["median"] for r in rs]))}
+               for key, rs in runs.items()}
     ratios = {}
     for n in args.cameras:
-        sep = runs.get(f"separate_{n}")
+        sep = medians.get(f"separate_{n}")
         for setup in ("multi", "multi_unbatched"):
-            run = runs.get(f"{setup}_{n}")
+            run = medians.get(f"{setup}_{n}")
             if sep and run and sep["published_hz"]:
                 ratios[f"{setup}_{n}_over_separate"] = {
                     "published_hz": round(run["published_hz"] / sep["published_hz"], 3),
-                    "latency_median": round(run["latency_ms"]["median"] / sep["latency_ms"]["median"], 3),
+                    "latency_median": round(run["latency_median_ms"] / sep["latency_median_ms"], 3),
                 }
     result = {
         "bench": "multi_camera",
@@ -280,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": Path(single).name,
         "loadavg_before": load_before,
         "loadavg_after": Path("/proc/loadavg").read_text().strip(),
+        "repeat": args.repeat,
         "runs": runs,
+        "medians": medians,
         "ratios": ratios,
         "note": "noisy (shared machine): compare ratios within one run",
     }
