@@ -13,13 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from depth_ros_training.models.dispnet import DispNet
-from depth_ros_training.models.zoe_bins import (
-    AttractorLayer,
-    ConditionalLogBinomial,
-    MetricBinsConfig,
-    MetricBinsHead,
+from depth_ros_training.models.zoe_bins import AttractorLayer, ConditionalLogBinomial, MetricBinsConfig, MetricBinsHead, dispnet_features
+from depth_ros_training.models.zoe_bins_math import (
     attractor_shift,
-    dispnet_features,
     exp_attractor,
     inv_attractor,
     log_binomial_coefficients,

@@ -64,8 +64,7 @@ Variants chosen, and where this differs from the public code (isl-org/ZoeDepth,
   decoder output and, optionally, its disparity).
 
 The pure functions (bin centres, attractor shifts, log-binomial probabilities, the shape check)
-are :mod:`depth_ros_training.models.zoe_bins_math`, re-exported here; this module holds the layers
-and the head.
+are :mod:`depth_ros_training.models.zoe_bins_math`; this module holds the layers and the head.
 """
 from __future__ import annotations
 
@@ -81,8 +80,6 @@ from depth_ros_training.models.zoe_bins_math import (
     AttractorType,
     attractor_shift,
     check_shape,
-    exp_attractor,
-    inv_attractor,
     log_binomial_coefficients,
     log_binomial_probs,
     normed_bin_centers,
@@ -97,14 +94,7 @@ __all__ = [
     "Projector",
     "SeedBinRegressor",
     "SoftmaxBinProbs",
-    "attractor_shift",
-    "check_shape",
     "dispnet_features",
-    "exp_attractor",
-    "inv_attractor",
-    "log_binomial_coefficients",
-    "log_binomial_probs",
-    "normed_bin_centers",
 ]
 
 BinCentersType = Literal["normed", "softplus"]
