@@ -7,7 +7,6 @@ test/unit/test_inference_tensorrt_logic.py and test/unit/test_inference_engine_c
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -18,23 +17,10 @@ import torch
 from depth_ros.inference.backend import create_backend, spec_input_shape
 from depth_ros.inference.onnx_export import export_onnx
 from depth_ros.inference.spec import ModelSpec
+from trt_support import TENSORRT_MARKS
 
 
-def _tensorrt_usable() -> bool:
-    if importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available():
-        return False
-    try:
-        import tensorrt
-
-        return int(str(tensorrt.__version__).split(".")[0]) >= 10
-    except Exception:
-        return False
-
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not _tensorrt_usable(), reason="needs tensorrt >= 10 and a CUDA device"),
-]
+pytestmark = TENSORRT_MARKS
 
 SPEC = ModelSpec(output_kind="disparity_sigmoid", input_height=64, input_width=96, name="gpu-test")
 

@@ -7,34 +7,19 @@ binding's dtype) is tested in test/unit/test_fused_io.py and test/unit/test_resi
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from depth_ros.inference.backend import create_backend
 from depth_ros.inference.fused_io import FusedIOConfig, output_agreement
 from depth_ros.inference.onnx_export import export_fused_onnx
 from depth_ros.inference.spec import ModelSpec
+from trt_support import TENSORRT_MARKS
 
 
-def _tensorrt_usable() -> bool:
-    if importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available():
-        return False
-    try:
-        import tensorrt
-
-        return int(str(tensorrt.__version__).split(".")[0]) >= 10
-    except Exception:
-        return False
-
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not _tensorrt_usable(), reason="needs tensorrt >= 10 and a CUDA device"),
-]
+pytestmark = TENSORRT_MARKS
 
 CAM_W, CAM_H = 320, 240
 SPEC = ModelSpec(output_kind="disparity_sigmoid", input_height=64, input_width=160, train_image_width_px=640,

@@ -83,7 +83,7 @@ def test_an_unfused_spec_serialises_without_the_fused_keys_and_old_specs_load() 
     ({"fused_width_px": 320}, "apply only to input_format 'uint8_camera'"),
     ({"output_at_camera_resolution": True}, "apply only to input_format 'uint8_camera'"),
     ({"input_format": "uint8_camera", "fused_width_px": 320, "fused_height_px": 240, "fused_aspect": "pad"}, "fused_aspect"),
-    ({"input_format": "uint8_camera", "fused_width_px": 320, "fused_height_px": 240, "fused_width_px": 0}, "fused_width_px"),
+    ({"input_format": "uint8_camera", "fused_width_px": 0, "fused_height_px": 240}, "fused_width_px"),
     ({"input_format": "rgb8"}, "input_format must be one of"),
 ])
 def test_spec_refuses_an_incomplete_or_misplaced_fused_input(overrides: dict, message: str) -> None:
