@@ -86,15 +86,8 @@ from depth_ros_training.models.zoe_bins_math import (
 )
 
 __all__ = [
-    "AttractorLayer",
-    "ConditionalLogBinomial",
-    "MetricBins",
-    "MetricBinsConfig",
-    "MetricBinsHead",
-    "Projector",
-    "SeedBinRegressor",
-    "SoftmaxBinProbs",
-    "dispnet_features",
+    "AttractorLayer", "ConditionalLogBinomial", "MetricBins", "MetricBinsConfig", "MetricBinsHead", "Projector", "SeedBinRegressor",
+    "SoftmaxBinProbs", "dispnet_features",
 ]
 
 BinCentersType = Literal["normed", "softplus"]
