@@ -385,7 +385,8 @@ class FramePipeline:
             raise FrameRefused("bad_camera_info", str(exc)) from None
 
     def preprocess(self, rgb: np.ndarray, camera: "CameraModel") -> np.ndarray:
-        """The network input (ModelSpec layout, float32) of one frame.
+        """The network input of one frame: float32 in the ModelSpec's layout, or for a fused model
+        (``spec.fused``) the camera's uint8 (1, H, W, 3) image itself (the graph resizes and normalises).
 
         Raises:
             FrameRefused: preprocess (the frame cannot be fed to the network).
