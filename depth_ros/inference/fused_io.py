@@ -137,7 +137,8 @@ def _rename_input(graph: Any, old: str, new: str) -> None:
 
 
 def _rename_output(graph: Any, old: str, new: str) -> None:
-    """The node producing graph output ``old`` now produces ``new``."""
+    """The node producing graph output ``old`` now produces ``new`` (and nodes reading it read ``new``)."""
+    _rename_input(graph, old, new)
     for node in graph.node:
         for i, name in enumerate(node.output):
             if name == old:
@@ -244,7 +245,7 @@ def fuse_io(model: Any, spec: ModelSpec, config: FusedIOConfig) -> tuple[Any, Mo
     """An ONNX model with pre-processing (and optionally the resize back) in its graph.
 
     Args:
-        model: an ``onnx.ModelProto`` of an unfused depth model (opset >= 18) with one float
+        model: an ``onnx.ModelProto`` of an unfused depth model (opset >= 13) with one float
             input named ``spec.input_name`` of the spec's shape; it is not modified.
         spec: its contract.
         config: the camera the fused model is for.

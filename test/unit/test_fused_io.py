@@ -151,6 +151,47 @@ def test_the_graph_resizes_and_normalises_like_the_numpy_path(aspect: str, order
     assert spec.fused_color_order == order and spec.fused_aspect == aspect
 
 
+def test_an_nhwc_network_gets_an_nhwc_input() -> None:
+    import onnxruntime as ort
+
+    nhwc = dataclasses.replace(SPEC, layout="NHWC")
+    model, _ = fuse_io(_identity_model(nhwc), nhwc, FusedIOConfig(CAM_W, CAM_H, aspect="stretch"))
+    rgb = _scenes(frames=1)[0].rgb
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": rgb[None]})[0]
+    want = preprocess(rgb, CameraModel.from_fov(CAM_W, CAM_H, 80.0), nhwc, "stretch").tensor
+    assert got.shape == want.shape == (1, NET_H, NET_W, 3)
+    assert float(np.abs(got - want).max()) < 1.01 / (255.0 * min(SPEC.std))
+
+
+def test_depth_and_confidence_come_back_at_the_window_size() -> None:
+    """Both outputs the spec names are resized in the graph as the runtime's upsample would."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from depth_ros.core.postprocess import upsample
+
+    spec = dataclasses.replace(SPEC, confidence_name="confidence")
+    shape = list(spec_input_shape(spec))
+    maps = [1, 1, NET_H, NET_W]
+    nodes = [helper.make_node("ReduceMean", ["image"], ["depth"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMax", ["image"], ["raw"], axes=[1], keepdims=1),
+             helper.make_node("Sigmoid", ["depth"], ["confidence"])]  # reads an output: renamed with it
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, maps) for n in ("depth", "confidence")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    fused, _ = fuse_io(model, spec, FusedIOConfig(CAM_W, CAM_H, output_at_camera_resolution=True))
+    plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rgb = _scenes(frames=1)[0].rgb
+    x = preprocess(rgb, CameraModel.from_fov(CAM_W, CAM_H, 80.0), spec, "crop").tensor
+    want_depth, want_conf = plain.run(["depth", "confidence"], {"image": x})
+    got_depth, got_conf = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["depth", "confidence"], {"image": rgb[None]})
+    assert got_depth.shape == got_conf.shape == (1, 1, 128, CAM_W)  # the crop band in camera pixels
+    np.testing.assert_allclose(got_depth[0, 0], upsample(want_depth[0, 0], CAM_W, 128), atol=0.02)
+    np.testing.assert_allclose(got_conf[0, 0], upsample(want_conf[0, 0], CAM_W, 128), atol=0.01)
+    assert output_agreement(got_depth, upsample(want_depth[0, 0], CAM_W, 128)) < 0.01
+
+
 def test_a_bgr_graph_reorders_channels_for_an_rgb_network() -> None:
     import onnxruntime as ort
 
