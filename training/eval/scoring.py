@@ -110,12 +110,16 @@ def sheet_candidates(rows: list[dict[str, Any]], predictions: dict[int, np.ndarr
 
 
 class RangeAccumulator:
+    """The by-range tables (median-scaled and metric): pixels of every frame pooled per depth range
+    (``config.range_edges_m`` up to ``max_depth_m``), inside the crop."""
+
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
         edges = tuple(e for e in config.range_edges_m if e < config.max_depth_m) + (config.max_depth_m,)
         self.ranges = {m: RangeErrors(edges, median_scaling=(m == "median"), min_depth_m=config.min_depth_m, max_depth_m=config.max_depth_m) for m in ("median", "metric")}
 
     def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Adds one frame: ``pred`` and ``gt`` (H, W) metres, NaN invalid."""
         rows, cols = _crop_box(gt.shape, self.config.crop)
         for r in self.ranges.values():
             r.add(pred[rows, cols], _capped(gt[rows, cols], self.config))
@@ -142,6 +146,14 @@ def _flicker(prev: tuple[np.ndarray, np.ndarray, np.ndarray, float], cur: tuple[
 
 
 def score_frames(report: ModelReport, acc: RangeAccumulator, preds: dict[int, np.ndarray], truth: Truth, config: EvalConfig, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    """Scores every truth message of a bag against the prediction nearest its stamp (each prediction
+    used once): a row per frame appended to ``report.frames``, pixels to ``acc``, the flicker against
+    the previous matched frame. Returns the counts (truth, matched, unmatched, skipped and why).
+
+    Raises:
+        BagError: no prediction matches a truth stamp; sizes that differ.
+        DepthRosError: the prediction is NaN in every matched frame.
+    """
     pred_stamps = np.array(sorted(preds), dtype=np.int64)
     used: set[int] = set()
     counts = {"truth": 0, "predictions": len(preds), "matched": 0, "no_valid_pixels": 0, "all_nan_predictions": 0}
@@ -220,6 +232,12 @@ def _mean(values: list[float]) -> float:
 
 
 def summarise(report: ModelReport, acc: RangeAccumulator, config: EvalConfig) -> dict[str, Any]:
+    """The summary of a report's frames: the mean over frames of each figure (median-scaled and
+    metric), the by-range tables, scale ratio, boundary, flicker and odometry figures.
+
+    Raises:
+        DepthRosError: no frame with a valid truth pixel.
+    """
     from depth_ros_training.eval.metrics import DepthMetrics
 
     rows = report.frames

@@ -96,6 +96,7 @@ def mask_from_image(msg: Any) -> np.ndarray:
 
 
 def topic_listing(topics: dict[str, Any]) -> str:
+    """``name (Type, N msgs)`` of every topic, sorted by name, for error messages ("none" when empty)."""
     return ", ".join(str(t) for t in sorted(topics.values(), key=lambda t: t.name)) or "none"
 
 
@@ -139,11 +140,15 @@ def _pose_matrix(position: Any, orientation: Any) -> np.ndarray:
 
 @dataclass
 class Trajectory:
+    """Poses of a body over time: ``stamps_ns`` (N,) int64 increasing, ``T_world_body`` (N, 4, 4)
+    (the body in the odometry frame, metres), ``body_frame`` its frame id."""
+
     stamps_ns: np.ndarray
     T_world_body: np.ndarray
     body_frame: str
 
     def lookup(self, stamp_ns: int, tolerance_ns: int) -> np.ndarray | None:
+        """``T_world_body`` (4, 4) at the stamp nearest ``stamp_ns``, or None beyond ``tolerance_ns``."""
         if not len(self.stamps_ns):
             return None
         k = int(np.searchsorted(self.stamps_ns, stamp_ns))
@@ -151,10 +156,13 @@ class Trajectory:
         return self.T_world_body[best] if abs(int(self.stamps_ns[best]) - stamp_ns) <= tolerance_ns else None
 
     def in_frame(self, T_body_frame: np.ndarray, frame: str) -> "Trajectory":
+        """The trajectory of ``frame`` rigidly attached to the body: ``T_world_frame = T_world_body @ T_body_frame``."""
         return Trajectory(self.stamps_ns, self.T_world_body @ T_body_frame, frame)
 
 
 def read_trajectory(reader: Any, topic: str) -> Trajectory:
+    """Every nav_msgs/Odometry of ``topic`` in a BagReader, sorted by header stamp (a message whose
+    stamp or pose cannot be read is skipped); the body frame is the last ``child_frame_id``."""
     from depth_ros.msgconv import stamp_to_ns
 
     stamps, poses, body = [], [], ""
@@ -173,6 +181,12 @@ def read_trajectory(reader: Any, topic: str) -> Trajectory:
 
 
 def odometry_topic(topics: dict[str, Any], name: str | None, source: str, required: bool) -> str | None:
+    """The nav_msgs/Odometry topic: ``name`` (checked), else the only one; None when there is none
+    (or several and not ``required``).
+
+    Raises:
+        BagError: ``name`` absent or of another type; several topics when ``required``.
+    """
     if name is not None:
         info = topics.get(name)
         if info is None or info.msgtype != ODOMETRY_TYPE:
@@ -256,6 +270,11 @@ def iter_truth(truth: Truth) -> Iterator[tuple[int, np.ndarray] | None]:
 
 
 def read_masks(truth: Truth) -> dict[int, np.ndarray]:
+    """Object masks of the truth bag by header stamp, (H, W) bool, rectified like the truth; {} without a mask topic.
+
+    Raises:
+        BagError: a mask message that cannot be read.
+    """
     from depth_ros import msgconv
     from depth_ros.bag.reader import BagReader
 
@@ -276,6 +295,12 @@ def read_masks(truth: Truth) -> dict[int, np.ndarray]:
 
 
 def read_predictions(pred_bag: Path, topic: str | None) -> tuple[dict[int, np.ndarray], str]:
+    """The depth images (H, W) metres of a prediction bag by header stamp, and their topic
+    (``topic``, or the only ``.../depth/image``).
+
+    Raises:
+        BagError: no such topic, none or several candidates, a message that is not a depth image, no images.
+    """
     from depth_ros import msgconv
     from depth_ros.bag.reader import BagReader
 
@@ -302,6 +327,8 @@ def read_predictions(pred_bag: Path, topic: str | None) -> tuple[dict[int, np.nd
 
 
 def read_pred_trajectory(pred_bag: Path, exclude_topic: str | None) -> tuple[str, Trajectory] | None:
+    """(topic, trajectory) of the only nav_msgs/Odometry topic of a prediction bag with two or more
+    messages (``exclude_topic`` aside), or None."""
     from depth_ros.bag.reader import BagReader
 
     with BagReader(pred_bag) as reader:
