@@ -46,7 +46,7 @@ from depth_ros.core.focal_fallback import (
 )
 from depth_ros.core.pointcloud import forget_camera, make_cloud
 from depth_ros.core.postprocess import DepthResult
-from depth_ros.core.preprocess import input_window, preprocess
+from depth_ros.core.preprocess import fused_aspect_note, input_window, preprocess
 from depth_ros.core.scale import FOCAL_TOLERANCE, ScaleUnavailableError, focal_ratio
 from depth_ros.errors import BackendError, DepthRosError, InputError
 from depth_ros.frame_config import (
@@ -242,6 +242,9 @@ class FramePipeline:
         self._rectifier = FrameRectifier(config.rectify)
         self.camera: Any = None  # the previous frame's CameraModel
         self._warned: set[str] = set()
+        note = fused_aspect_note(spec, config.aspect)  # a fused graph's crop cannot follow the policy
+        if note is not None:
+            _log.warning("%s", note)
         #: the model's field-of-view output (spec extra["fov_output"]), the camera of a frame with
         #: an unusable CameraInfo (decode_frame); None when the model has none
         self.fov_output = fov_output_name(spec)

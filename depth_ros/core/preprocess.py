@@ -27,6 +27,7 @@ from depth_ros.inference.spec import ModelSpec
 
 __all__ = [
     "Preprocessed",
+    "fused_aspect_note",
     "input_window",
     "mean_colour",
     "normalize",
@@ -122,6 +123,18 @@ def input_window(spec: ModelSpec, width: int, height: int, aspect: str) -> Aspec
     ``aspect``, or under the policy baked into a fused graph (``spec.fused_aspect``), whatever
     ``aspect`` says (the graph's crop cannot change at run time)."""
     return model_window(spec, width, height, spec.fused_aspect if spec.fused else aspect)
+
+
+def fused_aspect_note(spec: ModelSpec, aspect: str) -> str | None:
+    """What to tell the user, once, when a fused model's graph cuts another window of its camera
+    than the aspect policy ``aspect`` would (None when they agree or the model is not fused)."""
+    if not spec.fused:
+        return None
+    width, height = int(spec.fused_width_px), int(spec.fused_height_px)  # type: ignore[arg-type]
+    if model_window(spec, width, height, aspect) == input_window(spec, width, height, aspect):
+        return None
+    return (f"model '{spec.name}' has its pre-processing in the graph with aspect '{spec.fused_aspect}' for its "
+            f"{width}x{height} camera; the aspect policy '{aspect}' is not applied (export with --fuse-aspect {aspect} for it)")
 
 
 def preprocess_fused(rgb: np.ndarray, camera: CameraModel, spec: ModelSpec) -> Preprocessed:

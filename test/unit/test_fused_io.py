@@ -282,8 +282,14 @@ def test_the_fused_pipeline_feeds_the_camera_image_and_resizes_nothing(fused_mod
     assert calls == [f"upsample {(CAM_H, CAM_W)}"]  # only the no-op at the same size: nothing resized
 
 
-def test_a_fused_crop_model_keeps_its_crop_under_another_aspect_policy(fused_models: dict) -> None:
-    pipe = _pipeline(fused_models["crop_rgb"], "stretch")  # the graph's crop wins over config.aspect
+def test_a_fused_crop_model_keeps_its_crop_under_another_aspect_policy(fused_models: dict, caplog) -> None:
+    with caplog.at_level("WARNING", logger="depth_ros.pipeline"):
+        pipe = _pipeline(fused_models["crop_rgb"], "stretch")  # the graph's crop wins over config.aspect
+    assert [r.message for r in caplog.records if "aspect policy 'stretch' is not applied" in r.message]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="depth_ros.pipeline"):
+        _pipeline(fused_models["crop_rgb"], "crop")
+    assert not [r for r in caplog.records if "is not applied" in r.message]
     frame = _scenes(frames=1)[0]
     depth = pipe.run(frame.rgb, frame.camera).depth_m
     rows = np.isfinite(depth).any(axis=1)
