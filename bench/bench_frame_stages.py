@@ -2,8 +2,8 @@
 
     python bench/bench_frame_stages.py [--frames 60] [--width 640 --height 480] [--model M.onnx]
 
-The depth node's per-frame path without its executor and transport: rclpy deserialisation of
-the rgb8 Image, then the frame pipeline's stages (decode, rectify, preprocess, infer,
+The depth node's per-frame path without its executor and transport: deserialisation of the
+rgb8 Image (rclpy's, and the node's from the raw CDR bytes, :mod:`depth_ros.ros.raw_image`), then the frame pipeline's stages (decode, rectify, preprocess, infer,
 postprocess; :mod:`depth_ros.timing`), the cloud, the fill of depth/image and depth/points
 with the node's message builder and their rclpy serialisation (what ``publish`` does before
 DDS takes the bytes). Medians over ``--frames`` frames, JSON on stdout.
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from depth_ros.inference.backend import create_backend
     from depth_ros.pipeline import FrameConfig, FramePipeline
     from depth_ros.ros.messages import rclpy_builder, to_byte_array, with_data
+    from depth_ros.ros.raw_image import image_from_cdr
     from depth_ros.timing import StageTimer, non_network_ms
 
     model = args.model or conv_depth_model(Path(tempfile.mkdtemp(prefix="depth_ros_stages_")) / "bench_conv.onnx")
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     io: dict[str, list[float]] = {}
     non_network: list[float] = []
     for i in range(args.frames + 3):  # 3 warm-up frames
-        msg = _timed(io, "deserialize_image", lambda: deserialize_message(wire, Image))
+        _timed(io, "deserialize_image_rclpy", lambda: deserialize_message(wire, Image))
+        msg = _timed(io, "deserialize_image_raw", lambda: image_from_cdr(wire))  # what the node does
         timer = StageTimer()
         with timer.stage("decode"):
             frame, camera = pipe.decode(msg, info, False)

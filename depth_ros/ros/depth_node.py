@@ -230,8 +230,11 @@ class DepthNode(FrameWorker, Node):
 
         if self.config.image_transport == "compressed":
             self._subscribe(CompressedImage, "image/compressed", self._on_image)
-        else:
-            self._subscribe(Image, "image", self._on_image)
+        else:  # taken as CDR bytes: rclpy's own deserialisation copies the pixels twice
+            from depth_ros.bag.typestore import output_typestore
+
+            output_typestore()  # built now (cached), not on the first frame
+            self._subscribe(Image, "image", self._on_image_cdr, raw=True)
         self._subscribe(CameraInfo, "camera_info", self._on_info)
         self._subscribe(PointCloud2, "sparse_points", self._on_sparse)
         qos.warn_unused_overrides(self)
@@ -277,12 +280,20 @@ class DepthNode(FrameWorker, Node):
                            dropped=self.frames_dropped, skipped=self.frames_skipped_total,
                            failed=self.frames_skipped)
 
-    def _subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
-        """Subscribe with the input QoS; the callback is guarded: no message can end the node."""
+    def _subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None], raw: bool = False) -> Any:
+        """Subscribe with the input QoS; the callback is guarded: no message can end the node.
+        ``raw``: the callback gets the CDR bytes (rclpy ``raw=True``)."""
         from depth_ros.ros import qos
 
         guarded = self._guard.guard(self.resolve_topic_name(topic), callback)
-        sub = qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
+        if raw:  # qos.subscribe with raw=True (its override checks and error naming the topic)
+            import copy
+
+            sub = qos._overridden(self, "subscription", topic, lambda: self.create_subscription(
+                msg_type, topic, guarded, copy.copy(qos.input_qos()), qos_overriding_options=qos.overridable(),
+                raw=True))
+        else:
+            sub = qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
         self._subscriptions_made.append(sub)
         return sub
 
@@ -321,6 +332,11 @@ class DepthNode(FrameWorker, Node):
         """Log ``text`` unless the same problem (``key``, a fixed phrase) was logged in the
         last 2 s: a camera sending a bad stream must not flood the log."""
         self._guard.warn(key, text)
+
+    def _on_image_cdr(self, data: bytes) -> None:
+        from depth_ros.ros.raw_image import image_from_cdr
+
+        self._on_image(image_from_cdr(data))
 
     def _on_sparse(self, msg: Any) -> None:
         # decoded by the worker, only when the policy needs it; the stamp is checked here
