@@ -102,7 +102,7 @@ class Rig:
     """The depth node in a child process and this process's publishers/subscribers."""
 
     def __init__(self, model: Path, width: int, height: int, cloud: bool, log_dir: Path,
-                 extra_params: dict[str, Any] | None = None) -> None:
+                 extra_params: dict[str, Any] | None = None, node_source: Path | None = None) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -117,7 +117,10 @@ class Rig:
             argv += ["-p", f"{k}:={v}"]
         self.log_path = log_dir / "node.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        node_env = dict(env)
+        if node_source is not None:  # another checkout's depth_ros (e.g. a base commit) runs the node
+            node_env["PYTHONPATH"] = os.pathsep.join([str(node_source), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self.proc = subprocess.Popen(argv, env=node_env, stdout=self._log, stderr=subprocess.STDOUT)
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
         self.node = rclpy.create_node("bench_driver", context=self.ctx)

@@ -21,9 +21,10 @@ stage of depth/timing, :mod:`depth_ros.timing`), ``non_network_ms`` (median of t
 non-network work: every stage but ``infer`` and ``wait``; targets <= 3 ms without the cloud,
 <= 5 ms with it), ``node_ms`` (DepthInfo.latency_ms), ``cpu_ms_per_frame`` (the node
 process's CPU time, all threads, / frames published), ``transport_loss_rate`` (frames sent that
-never reached the node's callback). For the floor: ``cpu_ms_per_frame`` of the relay and its
-``publish_ms`` (the publish call alone). Whole run: ``rss_growth`` = node RSS at the end / RSS
-after the first 10 % of the first phase, minus 1 (target < 5 %); ``loadavg`` at the start and
+never reached the node's callback), ``rss_growth`` = node RSS at the phase's end / RSS after
+its first 10 %, minus 1 (target < 5 %; the cloud phase's first clouds grow the heap once). For
+the floor: ``cpu_ms_per_frame`` of the relay and its ``publish_ms`` (the publish call alone).
+Whole run: ``loadavg`` at the start and
 end (the machine is shared: compare the phases of one run, not runs).
 """
 from __future__ import annotations
@@ -106,17 +107,18 @@ def drive(rig: Rig, seconds: float, rate_hz: float, first_stamp_ns: int, send: A
     return stamps
 
 
-def depth_phase(rig: Rig, timing: dict[int, dict[str, float]], args: argparse.Namespace, first_stamp_ns: int,
-                rss: list[int]) -> tuple[dict[str, Any], int]:
+def depth_phase(rig: Rig, timing: dict[int, dict[str, float]], args: argparse.Namespace,
+                first_stamp_ns: int) -> tuple[dict[str, Any], int]:
     """One phase of frames to the depth node: its figures and the next free stamp."""
     base = max(rig.meta.values(), key=lambda m: m.frames_received)
     base_received, base_dropped = int(base.frames_received), int(base.frames_dropped)
     cpu0, t0 = cpu_s(rig.proc.pid), time.monotonic()
     stamps = drive(rig, args.duration_s * 0.1, args.rate_hz, first_stamp_ns, rig.send)
-    rss.append(rig.node_rss_kb())
+    rss_start = rig.node_rss_kb()
     stamps += drive(rig, args.duration_s * 0.9, args.rate_hz, stamps[-1] + S // 1000, rig.send)
     elapsed = time.monotonic() - t0
     rig.wait_for_meta(stamps[-1])
+    rss_end = rig.node_rss_kb()
     cpu = cpu_s(rig.proc.pid) - cpu0
     got = [s for s in stamps if s in rig.meta]
     final = max((rig.meta[s] for s in got), key=lambda m: m.frames_received)
@@ -135,10 +137,14 @@ def depth_phase(rig: Rig, timing: dict[int, dict[str, float]], args: argparse.Na
         "output_hz": round(len(got) / elapsed, 2),
         "non_network_ms": _median([f["non_network_ms"] for f in frames]),
         "total_ms": _median([f["total_ms"] for f in frames]),
+        "node_ms_minus_inference": _median([rig.meta[s].latency_ms - rig.meta[s].inference_ms for s in got]),
         "stage_ms": stage_ms,
         "node_ms": _stats([rig.meta[s].latency_ms for s in got]),
         "cpu_ms_per_frame": round(cpu * 1e3 / max(len(got), 1), 3),
         "timed_frames": len(frames),
+        "rss_kb_start": rss_start,
+        "rss_kb_end": rss_end,
+        "rss_growth": round(rss_end / rss_start - 1.0, 4),
     }, stamps[-1] + S
 
 
@@ -195,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=120.0, help="seconds per phase")
     parser.add_argument("--short", action="store_true", help=f"{SHORT_S:g} s per phase")
     parser.add_argument("--relay-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--node-source", type=Path, default=None,
+                        help="run the node from this checkout (e.g. `git archive BASE | tar -x -C DIR`): a before/after "
+                             "comparison; a node without publish_timing reports no stages")
+    parser.add_argument("--no-floor", action="store_true", help="leave out the rclpy floor phase")
     add_rig_arguments(parser, rate_hz=30.0)
     args = parser.parse_args(argv)
     if args.relay_child:
@@ -208,17 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="depth_ros_soak_"))
     model = args.model or conv_depth_model(tmp / "bench_conv.onnx")
     load_start = loadavg()
-    rig = Rig(model, args.width, args.height, False, tmp, extra_params={"publish_timing": True})
+    extra = {} if args.node_source else {"publish_timing": True}
+    rig = Rig(model, args.width, args.height, False, tmp, extra_params=extra, node_source=args.node_source)
     timing: dict[int, dict[str, float]] = {}
 
     def on_timing(msg: Any) -> None:
         timing[msg.header.stamp.sec * S + msg.header.stamp.nanosec] = {kv.key: float(kv.value) for kv in msg.status[0].values}
 
     rig.node.create_subscription(DiagnosticArray, "/bench/depth/timing", on_timing, 50)
-    rss: list[int] = []
     try:
         rig.warm_up()  # discovery both ways
-        no_cloud, next_stamp = depth_phase(rig, timing, args, 100 * S, rss)
+        no_cloud, next_stamp = depth_phase(rig, timing, args, 100 * S)
         clouds: list[int] = []
         rig.node.create_subscription(PointCloud2, "/bench/depth/points", lambda m: clouds.append(1), 10)
         t = next_stamp
@@ -226,21 +236,18 @@ def main(argv: list[str] | None = None) -> int:
             t += S // 10
             rig.send(t)
             rig.spin_for(0.1)
-        cloud, _ = depth_phase(rig, timing, args, t + S, rss)
+        cloud, _ = depth_phase(rig, timing, args, t + S)
         cloud["clouds_received"] = len(clouds)
-        rss_end = rig.node_rss_kb()
-        floor = floor_phase(rig, args, tmp)
+        floor = None if args.no_floor else floor_phase(rig, args, tmp)
         result = {
             **{k: v for k, v in result_head("node_soak", args, model).items() if k != "cloud_subscribed"},
             "duration_s_per_phase": args.duration_s,
+            "node_source": str(args.node_source or Path(__file__).resolve().parents[1]),
             "loadavg_start": load_start,
             "loadavg_end": loadavg(),
             "no_cloud": no_cloud,
             "cloud": cloud,
             "rclpy_floor": floor,
-            "rss_kb_start": rss[0],
-            "rss_kb_end": rss_end,
-            "rss_growth": round(rss_end / rss[0] - 1.0, 4),
             "targets": {"published_ratio_min": 0.99, "non_network_ms_no_cloud_max": 3.0,
                         "non_network_ms_cloud_max": 5.0},
         }
