@@ -6,7 +6,8 @@ with one :class:`StageTimer` per frame; the result is a mapping stage name -> mi
 
 ==================  =========================================================================
 ``wait``            node: the image callback took the frame -> the worker picked it up
-``decode``          message -> (H, W, 3) uint8 RGB + CameraModel (untrusted input checked)
+``decode``          message -> (H, W, 3) uint8 RGB + CameraModel (untrusted input checked;
+                    node: and the sparse points of scale policy sparse_alignment)
 ``rectify``         lens distortion removed (a no-op for an undistorted camera)
 ``preprocess``      the network input of the ModelSpec (aspect window, resize, normalise)
 ``infer``           the backend call (the network)
