@@ -19,8 +19,11 @@ for the multi-camera node its input and output get a dynamic first axis. Reporte
 stdout), per N and set-up: ``published_hz`` (depth images received per second, summed over the
 cameras), ``latency_ms`` (our publish -> our receipt of depth/image: median, p90), ``node_ms``
 (DepthInfo.latency_ms), ``dropped`` (DepthInfo.frames_dropped / frames_received over the run),
-``node_cpu_s_per_frame`` (user + system CPU of the node processes per published frame), and
+``node_cpu_s_per_frame`` (user + system CPU of the node processes per published frame),
+``node_rss_mb`` (their resident memory summed, at the end of the run), and
 for the multi-camera node the mean batch from its log; ratios ``multi / separate`` per N.
+``backend_batch_ms``: the batched model alone, one call of B frames (ms, and per frame), for
+each N: what batching saves in the network itself.
 ``/proc/loadavg`` before and after: the machine is shared, compare within one run only.
 ``--repeat R`` runs the whole sweep R times, set-ups interleaved (load drifts during a run), and
 reports each run and the median over the R runs of published_hz and the latency median.
@@ -56,6 +59,17 @@ def with_dynamic_batch(source: Path, path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _cpu_s(pid: int) -> float:
@@ -183,6 +197,29 @@ def _node_argv(module: str, params: dict[str, Any], namespace: str | None = None
     return argv
 
 
+def backend_batch_ms(model: Path, sizes: list[int], calls: int = 30) -> dict[str, dict[str, float]]:
+    """The batched model alone in ONNX Runtime (this process, default threads): median ms of one
+    call on B random frames and per frame, for each B in ``sizes``: what batching saves in the
+    network itself."""
+    from depth_ros.inference.backend import create_backend
+    from depth_ros.inference.contract import spec_input_shape
+
+    backend = create_backend(model, "onnxruntime-cpu")
+    rng = np.random.default_rng(0)
+    out = {}
+    for b in sizes:
+        x = rng.random((b, *spec_input_shape(backend.spec)[1:]), dtype=np.float32)
+        backend.infer_batch(x)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            backend.infer_batch(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+        call_ms = float(np.median(times))
+        out[str(b)] = {"call_ms": round(call_ms, 2), "per_frame_ms": round(call_ms / b, 2)}
+    return out
+
+
 def run_setup(setup: str, n: int, models: dict[str, Path], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """One set-up (multi, multi_unbatched, separate) with ``n`` cameras for ``args.duration_s``."""
     cameras = [f"/cam{i}" for i in range(n)]
@@ -213,6 +250,7 @@ def run_setup(setup: str, n: int, models: dict[str, Path], args: argparse.Namesp
         elapsed_s = time.monotonic() - start
         driver.spin_for(1.0)  # the last frames' outputs
         cpu_s = sum(_cpu_s(p.pid) for p in driver.procs) - cpu0
+        rss_mb = sum(_rss_mb(p.pid) for p in driver.procs)
     finally:
         codes, log = driver.close()
     got = [k for k in driver.recv_ns if k in driver.sent_ns]
@@ -234,6 +272,7 @@ def run_setup(setup: str, n: int, models: dict[str, Path], args: argparse.Namesp
         "node_ms": _stats(node_ms),
         "dropped_fraction": round(dropped / received, 3) if received else None,
         "node_cpu_s_per_frame": round(cpu_s / len(got), 4) if got else None,
+        "node_rss_mb": round(rss_mb, 1),
         "mean_batch": float(batches[-1]) if batches else None,
         "node_exit_codes": codes,
     }
@@ -260,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     single = args.model or conv_depth_model(tmp / "bench_conv.onnx")
     models = {"single": single, "batch": with_dynamic_batch(single, tmp / "bench_conv_batch.onnx")}
     load_before = Path("/proc/loadavg").read_text().strip()
+    network = backend_batch_ms(models["batch"], sorted(set(args.cameras)))
     runs: dict[str, list[dict[str, Any]]] = {}
     for r in range(args.repeat):
         for n in args.cameras:
@@ -290,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": load_before,
         "loadavg_after": Path("/proc/loadavg").read_text().strip(),
         "repeat": args.repeat,
+        "backend_batch_ms": network,
         "runs": runs,
         "medians": medians,
         "ratios": ratios,
