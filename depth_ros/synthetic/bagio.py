@@ -35,9 +35,8 @@ seed (:attr:`~depth_ros.synthetic.config.SynthConfig.relative_scale_shift`: scal
 ``/camera/object_mask`` is registered to the camera pixel for pixel (same size, frame and stamp
 as the image): the instance id of the object each pixel sees, 0 for the room (floor, ceiling,
 walls) and ``k + 1`` for box ``k`` (:attr:`~depth_ros.synthetic.render.Frame.instance_id`), the
-mask of Depth Pro's boundary recall (``depth-ros-train eval``). It is off by default because
-it is a second plain Image topic in the camera's namespace: tools that pick "the only colour
-image" of a bag would have to be told the camera topic.
+mask of Depth Pro's boundary recall (``depth-ros-train eval``). It is on by default
+(``object_mask: false`` drops it); it is a second plain Image topic in the camera's namespace.
 """
 from __future__ import annotations
 
