@@ -19,7 +19,8 @@ Reported per depth phase (JSON on stdout): ``received`` (DepthInfo.frames_receiv
 ``published_ratio`` = published / received (target >= 0.99), ``stage_ms`` (median of each
 stage of depth/timing, :mod:`depth_ros.timing`), ``non_network_ms`` (median of the frames'
 non-network work: every stage but ``infer`` and ``wait``; targets <= 3 ms without the cloud,
-<= 5 ms with it), ``node_ms`` (DepthInfo.latency_ms), ``cpu_ms_per_frame`` (the node
+<= 5 ms with it), ``stage_cpu_ms`` and ``non_network_cpu_ms`` (the same in the worker thread's
+CPU time: what the work costs, without the waits for a core of a loaded machine), ``node_ms`` (DepthInfo.latency_ms), ``cpu_ms_per_frame`` (the node
 process's CPU time, all threads, / frames published), ``transport_loss_rate`` (frames sent that
 never reached the node's callback), ``rss_growth`` = node RSS at the phase's end / RSS after
 its first 10 %, minus 1 (target < 5 %; the cloud phase's first clouds grow the heap once). For
@@ -125,8 +126,9 @@ def depth_phase(rig: Rig, timing: dict[int, dict[str, float]], args: argparse.Na
     received = int(final.frames_received) - base_received
     dropped = int(final.frames_dropped) - base_dropped
     frames = [timing[s] for s in got if s in timing]
-    stage_ms = {name: _median([f[f"{name}_ms"] for f in frames if f"{name}_ms" in f]) for name in STAGES
-                if any(f"{name}_ms" in f for f in frames)}
+    stage_ms, stage_cpu_ms = ({name: _median([f[f"{name}{unit}"] for f in frames if f"{name}{unit}" in f])
+                               for name in STAGES if any(f"{name}{unit}" in f for f in frames)}
+                              for unit in ("_ms", "_cpu_ms"))
     return {
         "frames_sent": len(stamps),
         "received": received,
@@ -139,6 +141,8 @@ def depth_phase(rig: Rig, timing: dict[int, dict[str, float]], args: argparse.Na
         "total_ms": _median([f["total_ms"] for f in frames]),
         "node_ms_minus_inference": _median([rig.meta[s].latency_ms - rig.meta[s].inference_ms for s in got]),
         "stage_ms": stage_ms,
+        "non_network_cpu_ms": _median([f["non_network_cpu_ms"] for f in frames if "non_network_cpu_ms" in f]),
+        "stage_cpu_ms": stage_cpu_ms,
         "node_ms": _stats([rig.meta[s].latency_ms for s in got]),
         "cpu_ms_per_frame": round(cpu * 1e3 / max(len(got), 1), 3),
         "timed_frames": len(frames),

@@ -20,6 +20,9 @@ with one :class:`StageTimer` per frame; the result is a mapping stage name -> mi
 ==================  =========================================================================
 
 Stages never overlap, so their sum is at most the frame's total (:attr:`StageTimer.total_ms`).
+Each timed block also records the CPU time of its thread (``time.thread_time``,
+:attr:`StageTimer.cpu_ms`): on a loaded machine a stage's wall time is mostly waiting for a
+core, its CPU time is the work it costs.
 """
 from __future__ import annotations
 
@@ -46,20 +49,24 @@ class StageTimer:
 
     Attributes:
         ms: stage name -> milliseconds spent in it (a stage entered twice adds up).
+        cpu_ms: stage name -> CPU milliseconds of the calling thread in the :meth:`stage`
+            blocks (stages only :meth:`add`-ed have none).
     """
 
     def __init__(self, start_s: float | None = None) -> None:
         self.start_s = time.perf_counter() if start_s is None else float(start_s)
         self.ms: dict[str, float] = {}
+        self.cpu_ms: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time the block as stage ``name`` (counted even when the block raises)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
             self.add(name, (time.perf_counter() - t0) * 1e3)
+            self.cpu_ms[name] = self.cpu_ms.get(name, 0.0) + max(0.0, (time.thread_time() - c0) * 1e3)
 
     def add(self, name: str, ms: float) -> None:
         """Add ``ms`` milliseconds (measured elsewhere) to stage ``name``.

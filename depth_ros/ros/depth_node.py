@@ -430,12 +430,12 @@ class DepthNode(FrameWorker, Node):
         self.last_latency_ms = latency_ms
         self.last_inference_ms = out.inference_ms
         self._last_scale = (out.scale_source, out.scale_support)
-        self._report_timing(header, dict(timer.ms), timer.total_ms())
+        self._report_timing(header, timer)
         self.monitor.frame_published(latency_ms, out.scale_source, out.scale_support, self.last_stage_ms)
 
-    def _report_timing(self, header: Any, stage_ms: dict[str, float], total_ms: float) -> None:
+    def _report_timing(self, header: Any, timer: StageTimer) -> None:
         """Keep the frame's times (``last_stage_ms``) and publish them on depth/timing when on."""
-        self.last_stage_ms, self.last_total_ms = stage_ms, total_ms
+        self.last_stage_ms, self.last_total_ms = dict(timer.ms), timer.total_ms()
         if self.timing_pub is None:
             return
         from diagnostic_msgs.msg import DiagnosticArray
@@ -444,7 +444,7 @@ class DepthNode(FrameWorker, Node):
         from depth_ros.ros.diagnostics import OK, StatusValue, timing_values, to_msg
 
         status = StatusValue(OK, f"{self.get_name()}: timing", "", self.get_fully_qualified_name(),
-                             timing_values(stage_ms, total_ms))
+                             timing_values(self.last_stage_ms, self.last_total_ms, timer.cpu_ms))
         self.timing_pub.publish(DiagnosticArray(header=messages.copy_header(header), status=[to_msg(status)]))
 
     # (tear-down: FrameWorker.shutdown stops the worker)

@@ -363,11 +363,18 @@ def status_values(name: str, hardware_id: str, stats: PeriodStats, thresholds: D
     return StatusValue(level, name, message, hardware_id, tuple(values))
 
 
-def timing_values(stage_ms: Mapping[str, float], total_ms: float) -> tuple[tuple[str, str], ...]:
+def timing_values(stage_ms: Mapping[str, float], total_ms: float,
+                  cpu_ms: Mapping[str, float] | None = None) -> tuple[tuple[str, str], ...]:
     """One frame's times as key/values (ms, 3 decimals): ``total_ms`` (image received ->
-    work done), ``non_network_ms``, then ``<stage>_ms`` per stage in frame order."""
+    work done), ``non_network_ms``, then ``<stage>_ms`` per stage in frame order; with
+    ``cpu_ms`` (the thread CPU time per stage, :attr:`depth_ros.timing.StageTimer.cpu_ms`) also
+    ``non_network_cpu_ms`` and ``<stage>_cpu_ms``."""
     head = (("total_ms", f"{total_ms:.3f}"), ("non_network_ms", f"{non_network_ms(stage_ms):.3f}"))
-    return head + tuple((f"{name}_ms", f"{stage_ms[name]:.3f}") for name in _stage_order(stage_ms))
+    values = head + tuple((f"{name}_ms", f"{stage_ms[name]:.3f}") for name in _stage_order(stage_ms))
+    if cpu_ms is None:
+        return values
+    return values + (("non_network_cpu_ms", f"{non_network_ms(cpu_ms):.3f}"),) + tuple(
+        (f"{name}_cpu_ms", f"{cpu_ms[name]:.3f}") for name in _stage_order(cpu_ms))
 
 
 def to_msg(status: StatusValue) -> Any:

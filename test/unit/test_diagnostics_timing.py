@@ -36,3 +36,7 @@ def test_timing_values_of_one_frame() -> None:
     assert values == {"total_ms": "20.000", "non_network_ms": "0.750", "wait_ms": "3.000", "decode_ms": "0.250",
                       "infer_ms": "12.500", "fill_depth_ms": "0.500"}
     assert list(values)[:2] == ["total_ms", "non_network_ms"]
+    with_cpu = dict(timing_values({"infer": 12.5, "decode": 0.25}, 20.0, cpu_ms={"decode": 0.125, "cloud": 1.0}))
+    assert with_cpu["non_network_cpu_ms"] == "1.125"
+    assert (with_cpu["decode_cpu_ms"], with_cpu["cloud_cpu_ms"]) == ("0.125", "1.000")
+    assert "infer_cpu_ms" not in with_cpu
