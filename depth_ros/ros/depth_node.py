@@ -333,10 +333,12 @@ class DepthNode(FrameWorker, Node):
         last 2 s: a camera sending a bad stream must not flood the log."""
         self._guard.warn(key, text)
 
-    def _on_image_cdr(self, data: bytes) -> None:
+    def _on_image_cdr(self, data: Any) -> None:
+        """The image subscription's callback: CDR bytes from rclpy (``raw=True``); a message
+        object handed in directly (an in-process caller of the callback) is taken as it is."""
         from depth_ros.ros.raw_image import image_from_cdr
 
-        self._on_image(image_from_cdr(data))
+        self._on_image(image_from_cdr(data) if isinstance(data, (bytes, bytearray, memoryview)) else data)
 
     def _on_sparse(self, msg: Any) -> None:
         # decoded by the worker, only when the policy needs it; the stamp is checked here

@@ -20,7 +20,7 @@ __all__ = ["IMAGE_TYPE", "image_from_cdr"]
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 
 
-def image_from_cdr(data: bytes) -> Any:
+def image_from_cdr(data: bytes | bytearray | memoryview) -> Any:
     """A sensor_msgs/Image (rosbags dataclass; ``data`` a uint8 view of ``data``) of CDR bytes.
 
     Raises:
@@ -31,5 +31,5 @@ def image_from_cdr(data: bytes) -> Any:
     try:
         return output_typestore().deserialize_cdr(data, IMAGE_TYPE)
     except Exception as exc:  # rosbags raises struct / index / its own errors on bad bytes
-        raise InputError(f"Image: {len(data)} bytes are not a CDR-serialised {IMAGE_TYPE} "
+        raise InputError(f"Image: {memoryview(data).nbytes} bytes are not a CDR-serialised {IMAGE_TYPE} "
                          f"({type(exc).__name__}: {exc})") from None
