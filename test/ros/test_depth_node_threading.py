@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from conftest import NET_H, NET_W, S, Graph, image_msg, info_msg
+from conftest import CX, CY, FX, FY, IMG_H, IMG_W, NET_H, NET_W, S, Graph, image_msg, info_msg
 
 pytestmark = [pytest.mark.ros]
 
@@ -167,7 +167,6 @@ def test_sparse_alignment_scales_to_points_in_the_camera_frame(node_rig: tuple[A
     from depth_ros.msg import DepthInfo
     from depth_ros.ros import qos
     from depth_ros.ros.messages import pointcloud_msg
-    from conftest import CX, CY, FX, FY, IMG_H, IMG_W
 
     node, _, _ = node_rig
     (res,) = node.set_parameters([Parameter("scale_policy", value="sparse_alignment")])
