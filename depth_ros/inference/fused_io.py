@@ -37,7 +37,7 @@ import numpy as np
 from depth_ros.core.aspect import model_window
 from depth_ros.errors import ModelError
 from depth_ros.inference.resize_graph import resize_axis_nodes
-from depth_ros.inference.spec import FUSED_ASPECTS, MAX_INPUT_PIXELS, MAX_INPUT_SIDE, ModelSpec, ModelSpecError
+from depth_ros.inference.spec import FUSED_ASPECTS, MAX_INPUT_PIXELS, MAX_INPUT_SIDE, ModelSpec, ModelSpecError, embed_spec
 
 __all__ = ["FusedIOConfig", "MIN_FUSED_OPSET", "fuse_io", "fused_spec", "output_agreement"]
 
@@ -260,8 +260,6 @@ def fuse_io(model: Any, spec: ModelSpec, config: FusedIOConfig) -> tuple[Any, Mo
     """
     import onnx
     from onnx import TensorProto, helper
-
-    from depth_ros.inference.onnx_export import embed_spec
 
     new_spec = fused_spec(spec, config)
     opset = _opset(model)

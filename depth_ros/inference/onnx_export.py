@@ -25,7 +25,7 @@ import numpy as np
 from depth_ros.errors import ModelError
 from depth_ros.safeio import write_atomically
 from depth_ros.inference.contract import spec_input_shape
-from depth_ros.inference.spec import METADATA_KEY, ModelSpec
+from depth_ros.inference.spec import ModelSpec, embed_spec  # embed_spec: re-exported here
 
 if TYPE_CHECKING:
     import torch
@@ -38,16 +38,6 @@ _log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 20
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit; larger models need external data (unsupported)
-
-
-def embed_spec(model_proto: "object", spec: ModelSpec) -> None:
-    """Set ``metadata_props[METADATA_KEY]`` of an ``onnx.ModelProto`` to ``spec`` (replacing any)."""
-    props = model_proto.metadata_props  # type: ignore[attr-defined]
-    for i in reversed(range(len(props))):
-        if props[i].key == METADATA_KEY:
-            del props[i]
-    entry = props.add()
-    entry.key, entry.value = METADATA_KEY, spec.to_json()
 
 
 def set_dynamic_batch(model_proto: "object") -> None:

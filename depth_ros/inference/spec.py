@@ -55,6 +55,7 @@ __all__ = [
     "ModelSpecError",
     "OUTPUT_KINDS",
     "SPEC_VERSION",
+    "embed_spec",
     "json_nesting_exceeds",
     "load_model_spec",
 ]
@@ -482,6 +483,16 @@ def _safe_yaml(text: str, source: str) -> Any:
     """``yaml.safe_load`` with aliases refused (a "billion laughs" sidecar made 5.8 GB of 1 KB)
     and nesting bounded (:func:`depth_ros.safeio.load_yaml_bounded`)."""
     return load_yaml_bounded(text, source, max_nesting=MAX_NESTING, what="spec YAML", error=ModelSpecError)
+
+
+def embed_spec(model_proto: "object", spec: ModelSpec) -> None:
+    """Set ``metadata_props[METADATA_KEY]`` of an ``onnx.ModelProto`` to ``spec`` (replacing any)."""
+    props = model_proto.metadata_props  # type: ignore[attr-defined]
+    for i in reversed(range(len(props))):
+        if props[i].key == METADATA_KEY:
+            del props[i]
+    entry = props.add()
+    entry.key, entry.value = METADATA_KEY, spec.to_json()
 
 
 def sidecar_candidates(model_path: str | Path) -> list[Path]:
