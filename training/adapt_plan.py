@@ -11,14 +11,11 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from depth_ros.errors import BagError, InputError
 
 from depth_ros_training.recipes import QUICK_INPUT_PIXELS, QUICK_RATE_HZ, QuickRecipe
-
-if TYPE_CHECKING:
-    from depth_ros_training.adapt import AdaptConfig
 
 __all__ = [
     "AdaptPlan", "centre_crop", "check_and_plan", "check_teacher", "holdout_cut_ns", "network_input_size", "split_bag",
@@ -194,8 +191,10 @@ class AdaptPlan:
     cuts_ns: list[int]
 
 
-def check_and_plan(config: AdaptConfig, cache_dir: Path) -> AdaptPlan:
-    """Every bag checked as ``fit`` checks it, and the run planned from the first bag's camera.
+def check_and_plan(config: Any, cache_dir: Path) -> AdaptPlan:
+    """``config``: a :class:`~depth_ros_training.adapt.AdaptConfig` (not imported here: adapt imports this module).
+
+    Every bag checked as ``fit`` checks it, and the run planned from the first bag's camera.
 
     Raises:
         BagError / InputError: one line naming the bag and topic.

@@ -466,7 +466,7 @@ def build_zoedepth(model: dict[str, Any], data_config: Any) -> ZoeDepthModule:
 
 
 def _build_for_run(task: str, model: dict[str, Any], data_config: Any) -> ZoeDepthModule:
-    """:func:`build_zoedepth` as :func:`~depth_ros_training.tasks.run.run_task` builds a model: a
+    """:func:`build_zoedepth` as :func:`~depth_ros_training.tasks.runner.run_labelled_task` builds a model: a
     bad key is a :class:`~depth_ros_training.tasks.config.TaskConfigError`, a stage-1 checkpoint
     that cannot serve stays a :class:`ModelError`."""
     from depth_ros_training.tasks.config import TaskConfigError
@@ -481,9 +481,9 @@ def _build_for_run(task: str, model: dict[str, Any], data_config: Any) -> ZoeDep
 
 def run_zoedepth(command: str, argv: list[str]) -> int:
     """``depth-ros-train fit|validate`` of ``task: zoedepth``: the labelled tasks' runner
-    (:func:`~depth_ros_training.tasks.run.run_task`, same YAML layout, trainer, checkpoints and
+    (:func:`~depth_ros_training.tasks.runner.run_labelled_task`, same YAML layout, trainer, checkpoints and
     logs) with the stage-2 builder: every label group metric, the bins in range and the stage-1
     checkpoint compatible, all checked before the first step."""
-    from depth_ros_training.tasks.run import run_task
+    from depth_ros_training.tasks.runner import run_labelled_task
 
-    return run_task(command, "zoedepth", argv, build_model=_build_for_run)
+    return run_labelled_task(command, "zoedepth", argv, _build_for_run)
