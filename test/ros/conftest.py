@@ -200,13 +200,26 @@ class Graph:
         self.rclpy.try_shutdown(context=self.context)
 
 
+# Run in the child before it becomes the node: ask Linux to send it SIGINT when the test process
+# dies (prctl PR_SET_PDEATHSIG = 1, kept across exec). A test run that is killed, so that no
+# fixture teardown runs, then leaves no node process behind to load the machine.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execvp(sys.argv[2], sys.argv[2:])"
+)
+
+
 class NodeProcess:
-    """A node running in a child process; its stderr (ROS log lines) goes to a file."""
+    """A node running in a child process; its stderr (ROS log lines) goes to a file.
+
+    The child gets SIGINT when the test process dies (see ``_DIE_WITH_PARENT``).
+    """
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        wrapped = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
+        self.proc = subprocess.Popen(wrapped, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
