@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_node_latency import S, _stats, conv_depth_model, isolated_env  # noqa: E402
+from bench_node_latency import S, _stats, conv_depth_model, isolated_env, spin_for  # noqa: E402
 
 
 def with_dynamic_batch(source: Path, path: Path) -> Path:
@@ -142,9 +142,7 @@ class Driver:
             self.ex.spin_once(timeout_sec=0.01)
 
     def spin_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=max(0.0, min(0.005, end - time.monotonic())))
+        spin_for(self.ex, seconds)
 
     def send(self, ns: str, stamp_ns: int) -> None:
         info_pub, image_pub = self.pubs[ns]

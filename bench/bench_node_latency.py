@@ -98,6 +98,14 @@ def conv_depth_model(path: Path, width: int = 256, height: int = 192, channels: 
     return path
 
 
+
+def spin_for(executor: Any, seconds: float) -> None:
+    """Spin ``executor`` for ``seconds`` of wall time, in slices of at most 5 ms."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=max(0.0, min(0.005, end - time.monotonic())))
+
+
 class Rig:
     """The depth node in a child process and this process's publishers/subscribers."""
 
@@ -156,9 +164,7 @@ class Rig:
             self.ex.spin_once(timeout_sec=0.01)
 
     def spin_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=max(0.0, min(0.005, end - time.monotonic())))
+        spin_for(self.ex, seconds)
 
     def image_for(self, stamp_ns: int) -> Any:
         """The rgb8 Image of the bench (one message object, built once, its stamp set): the

@@ -254,6 +254,20 @@ class NodeProcess:
         return self.proc.returncode
 
 
+def running_node(argv: list[str], env: dict[str, str], log_path: Path, ready: str) -> Iterator[NodeProcess]:
+    """A fixture body: start the node, wait for ``ready`` in its log, yield it, and check that it
+    shuts down cleanly (exit 0) on SIGINT afterwards. Use as ``yield from running_node(...)``."""
+    proc = NodeProcess(argv, env, log_path)
+    try:
+        proc.wait_log(ready, 60.0)
+    except AssertionError:
+        proc.stop()
+        raise
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"the node did not shut down cleanly on SIGINT (exit {code}):\n{proc.log()[-2000:]}"
+
+
 def node_argv(module: str, params: dict[str, Any], remaps: dict[str, str] | None = None) -> list[str]:
     """``python -m <module> --ros-args -p k:=v ... -r a:=b``."""
     argv = [sys.executable, "-m", module, "--ros-args"]

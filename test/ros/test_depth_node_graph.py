@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from conftest import CX, CY, FX, FY, IMG_H, IMG_W, Graph, Harness, NodeProcess, image_msg, info_msg, node_argv
+from conftest import CX, CY, FX, FY, IMG_H, IMG_W, Graph, Harness, NodeProcess, image_msg, info_msg, node_argv, running_node
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -32,11 +32,7 @@ def node_proc(ros_env: dict[str, str], models: dict[str, Path], tmp_path_factory
     argv = node_argv("depth_ros.ros.depth_node",
                      {"model_path": models["plane"], "backend": "onnxruntime-cpu", "max_range_m": 10.0},
                      {"__ns": "/cam"})
-    proc = NodeProcess(argv, ros_env, log)
-    proc.wait_log("model 'plane_2m'", 60.0)
-    yield proc
-    code = proc.stop()
-    assert code == 0, f"the node did not shut down cleanly on SIGINT (exit {code}):\n{proc.log()[-2000:]}"
+    yield from running_node(argv, ros_env, log, "model 'plane_2m'")
 
 
 @pytest.fixture(scope="module")

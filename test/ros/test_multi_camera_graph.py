@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from conftest import NET_H, NET_W, Graph, Harness, NodeProcess, _onnx_model, image_msg, info_msg, node_argv
+from conftest import NET_H, NET_W, Graph, Harness, NodeProcess, _onnx_model, image_msg, info_msg, node_argv, running_node
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -73,11 +73,7 @@ def multi_proc(ros_env: dict[str, str], batch_models: dict[str, Path],
     argv = node_argv("depth_ros.ros.multi_depth_node",
                      {"model_path": batch_models["dynamic"], "backend": "onnxruntime-cpu", "max_range_m": 10.0,
                       "cameras": "[cam_a, cam_b]"})
-    proc = NodeProcess(argv, ros_env, log)
-    proc.wait_log("batches of up to 2 frames", 60.0)
-    yield proc
-    code = proc.stop()
-    assert code == 0, f"the node did not shut down cleanly on SIGINT (exit {code}):\n{proc.log()[-2000:]}"
+    yield from running_node(argv, ros_env, log, "batches of up to 2 frames")
 
 
 @pytest.fixture(scope="module")
