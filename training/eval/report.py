@@ -79,16 +79,18 @@ _TABLE_ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     *((f"{label} (metric)", _get("metric", key)) for key, label in (("abs_rel", "AbsRel"), ("sq_rel", "SqRel"), ("rmse", "RMSE m"), ("rmse_log", "RMSE log"), ("delta1", "delta1"), ("delta2", "delta2"), ("delta3", "delta3"))),
     ("scale gt/pred mean", _get("scale_ratio", "mean")),
     ("scale gt/pred CV", _get("scale_ratio", "cv")),
-    ("boundary F1", _get("boundary", "f1")),
-    ("boundary recall (mask)", _get("mask_boundary_recall", "recall")),
-    ("flicker", _get("flicker", "flicker")),
-    ("flicker (scaled)", _get("flicker", "flicker_scaled")),
-    ("flicker of the truth", _get("flicker", "flicker_truth")),
-    ("ATE RMSE m (se3)", _get("odometry", "ate_se3_rmse_m")),
-    ("ATE RMSE m (sim3)", _get("odometry", "ate_sim3_rmse_m")),
-    ("RPE trans % (se3)", _get("odometry", "rpe_se3_translation_pct")),
-    ("RPE trans % (sim3)", _get("odometry", "rpe_sim3_translation_pct")),
-    ("RPE rot deg/m", _get("odometry", "rpe_rotation_deg_per_m")),
+    *((label, _get(group, key)) for label, group, key in (
+        ("boundary F1", "boundary", "f1"),
+        ("boundary recall (mask)", "mask_boundary_recall", "recall"),
+        ("flicker", "flicker", "flicker"),
+        ("flicker (scaled)", "flicker", "flicker_scaled"),
+        ("flicker of the truth", "flicker", "flicker_truth"),
+        ("ATE RMSE m (se3)", "odometry", "ate_se3_rmse_m"),
+        ("ATE RMSE m (sim3)", "odometry", "ate_sim3_rmse_m"),
+        ("RPE trans % (se3)", "odometry", "rpe_se3_translation_pct"),
+        ("RPE trans % (sim3)", "odometry", "rpe_sim3_translation_pct"),
+        ("RPE rot deg/m", "odometry", "rpe_rotation_deg_per_m"),
+    )),
 )
 
 
