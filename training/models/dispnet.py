@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from depth_ros_training.models.light_dispnet import check_image_batch
 from depth_ros_training.models.resnet_encoder import ResNetEncoder
 
 __all__ = ["ConvBlock", "DispNet", "conv3x3_reflect", "disp_to_depth", "NUM_CH_DEC"]
@@ -88,11 +89,7 @@ class DispNet(nn.Module):
         self.dispconv = nn.ModuleList(conv3x3_reflect(NUM_CH_DEC[s], 1) for s in range(num_scales))
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"DispNet expects (B, 3, H, W), got {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        if h % 32 or w % 32 or h < 64 or w < 64:
-            raise ValueError(f"DispNet input height and width must be multiples of 32 and >= 64, got {h}x{w}")
+        h, w = check_image_batch(x, "DispNet", min_side=64)
         features = self.encoder(x)
         out = features[4]
         disps: list[Tensor] = [x.new_empty(0)] * self.num_scales

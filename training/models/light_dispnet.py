@@ -25,7 +25,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DEC_CHANNELS", "ENC_CHANNELS", "LightDispNet", "count_macs"]
+__all__ = ["DEC_CHANNELS", "ENC_CHANNELS", "LightDispNet", "check_image_batch", "count_macs"]
+
+
+def check_image_batch(x: Tensor, network: str, min_side: int) -> tuple[int, int]:
+    """Check a depth network's input: (B, 3, H, W) with H and W multiples of 32 and >= ``min_side``.
+
+    Returns:
+        (H, W). Raises ValueError naming ``network`` otherwise.
+    """
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{network} expects (B, 3, H, W), got {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % 32 or w % 32 or h < min_side or w < min_side:
+        rule = "multiples of 32" + (f" and >= {min_side}" if min_side > 32 else "")
+        raise ValueError(f"{network} input height and width must be {rule}, got {h}x{w}")
+    return h, w
+
 
 #: Encoder channels at 1/2, 1/4, 1/8, 1/16, 1/32 of the input.
 ENC_CHANNELS = (16, 32, 64, 96, 128)
@@ -65,11 +81,7 @@ class LightDispNet(nn.Module):
         self.dispconv = nn.ModuleList(nn.Conv2d(DEC_CHANNELS[s], 1, 3, padding=1) for s in range(num_scales))
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"LightDispNet expects (B, 3, H, W), got {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        if h % 32 or w % 32 or h < 32 or w < 32:
-            raise ValueError(f"LightDispNet input height and width must be multiples of 32, got {h}x{w}")
+        check_image_batch(x, "LightDispNet", min_side=32)
         features = []
         out = x
         for stage in self.encoder:
