@@ -150,8 +150,12 @@ class MessageBuilder:
         """The CameraInfo of a depth image made from ``info``'s camera: a copy of ``info``
         (:meth:`copy_camera_info`) when it has no distortion; for a distorted camera the
         rectified ``camera`` the depth was computed in (D zero, plumb_bob, R identity,
-        K and P from ``camera.K``), as the rectified images of image_proc are described."""
-        if not any(float(v) != 0.0 for v in info.d):
+        K and P from ``camera.K``), as the rectified images of image_proc are described. A camera
+        predicted by the model (:class:`~depth_ros.core.focal_fallback.PredictedCamera`: ``info``
+        had no usable intrinsics, or is None) is described the same way, with the predicted K."""
+        from depth_ros.core.focal_fallback import PredictedCamera
+
+        if not isinstance(camera, PredictedCamera) and not any(float(v) != 0.0 for v in info.d):
             return self.copy_camera_info(info, header)
         K = np.asarray(camera.K, dtype=np.float64)
         P = np.concatenate([K, np.zeros((3, 1))], axis=1)

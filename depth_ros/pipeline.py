@@ -342,7 +342,7 @@ class FramePipeline:
         """
         reason = unusable_intrinsics(info) if self.fov_output is not None else None
         if reason is None:
-            return self.decode(image, info, compressed)
+            return FramePipeline.decode(image, info, compressed)  # not a subclass's override
         rgb = self.decode_image(image, compressed)
         height, width = rgb.shape[:2]
         stated = (int(getattr(info, "width", 0) or 0), int(getattr(info, "height", 0) or 0)) if info is not None else (0, 0)

@@ -41,3 +41,36 @@ def tiny_dispnet_spec(height: int = 32, width: int = 48) -> "object":
         output_kind="disparity_sigmoid", input_height=height, input_width=width, metric=True,
         min_depth_m=0.5, max_depth_m=20.0, name="tiny-dispnet", scale_source="velocity_supervision",
     )
+
+
+def tiny_pro_spec(height: int, width: int, fov: bool = True) -> "object":
+    """The ModelSpec of :func:`export_tiny_pro`'s network: canonical inverse depth at ``height`` x
+    ``width``, metric, with the field-of-view output ``fov_deg`` declared when ``fov``."""
+    from depth_ros.inference.spec import ModelSpec
+
+    return ModelSpec(output_kind="canonical_inverse_depth", input_height=height, input_width=width, metric=True,
+                     name="tiny-pro" if fov else "tiny-pro-nofov", scale_source="canonical_focal",
+                     extra={"fov_output": "fov_deg"} if fov else {})
+
+
+def export_tiny_pro(path: Path, height: int, width: int, fov: bool = True) -> Path:
+    """A tiny canonical-inverse-depth network, exported with a second output ``fov_deg`` ((1,)
+    degrees: 50 + 60 * sigmoid(mean of a convolution), so it depends on the image) when ``fov``."""
+    import torch
+
+    from depth_ros.inference.onnx_export import export_onnx
+
+    class TinyPro(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.depth = torch.nn.Conv2d(3, 1, 3, padding=1)
+            self.fov = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+        def forward(self, x: "torch.Tensor") -> "object":
+            canonical = 0.2 + 2.0 * torch.sigmoid(self.depth(x))  # (1, 1, h, w), > 0
+            if not fov:
+                return canonical
+            return {"depth": canonical, "fov_deg": 50.0 + 60.0 * torch.sigmoid(self.fov(x).mean(dim=(1, 2, 3)))}
+
+    return export_onnx(TinyPro(), tiny_pro_spec(height, width, fov), path)

@@ -26,7 +26,7 @@ from depth_ros.bag.tf import StaticTransforms
 from depth_ros.bag.typestore import output_typestore
 from depth_ros.bag.writer import BagWriter
 from depth_ros.core.camera import CameraModel
-from depth_ros.core.focal_fallback import PredictedCamera, UncalibratedCamera
+from depth_ros.core.focal_fallback import UncalibratedCamera
 from depth_ros.errors import BagError, InputError, one_line
 from depth_ros.msgbuild import MessageBuilder
 from depth_ros.pipeline import FramePipeline, FrameRefused, FrameResult
@@ -289,14 +289,9 @@ class InferStages:
 
     def _camera_info(self, frame: SyncedFrame[_Item], camera: CameraModel, header: Any) -> Any:
         """The depth image's camera_info: the input's (or its rectified camera), or for a camera
-        predicted by the model (:class:`PredictedCamera`) one with the predicted K."""
-        if not isinstance(camera, PredictedCamera):
-            return self.build.camera_info_for(frame.info.msg, camera, header)
-        K = np.asarray(camera.K, dtype=np.float64)
-        return self.build.camera_info(
-            self.build.header(header), height=camera.height, width=camera.width, distortion_model="plumb_bob",
-            d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=np.concatenate([K, np.zeros((3, 1))], axis=1).reshape(-1),
-        )
+        predicted by the model (:class:`PredictedCamera`) one with the predicted K
+        (:meth:`~depth_ros.msgbuild.MessageBuilder.camera_info_for`)."""
+        return self.build.camera_info_for(frame.info.msg if frame.info is not None else None, camera, header)
 
 
 def copyable_topics(topics: list[str], infos: dict[str, Any], reader: BagReader, typestore: Any) -> list[str]:

@@ -53,7 +53,7 @@ from rclpy.node import Node
 from depth_ros import msgconv
 from depth_ros.pipeline import FramePipeline, FrameResult
 from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
-from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, decode_pair, frame_refusals, refusing_as
+from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, frame_refusals, refusing_as
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.runner import node_main
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
@@ -105,12 +105,15 @@ class DepthPipeline(FramePipeline):
         self.node_config = config
 
     def decode(self, image: Any, info: Any) -> tuple[np.ndarray, Any]:  # type: ignore[override]
-        """(rgb (H, W, 3) uint8, CameraModel) of a message pair.
+        """(rgb (H, W, 3) uint8, CameraModel) of a message pair; for a camera_info without usable
+        intrinsics (K all zeros) and a model with a field-of-view output, the camera the model
+        predicts (:meth:`FramePipeline.decode_frame`; ``scale_source`` ends in ``_predicted``).
 
         Raises:
             Refused: (an InputError) "bad camera_info", "bad image" or "size mismatch".
         """
-        return decode_pair(image, info, self.node_config.image_transport == "compressed")
+        with frame_refusals():
+            return self.decode_frame(image, info, self.node_config.image_transport == "compressed")
 
     def preprocess(self, rgb: np.ndarray, camera: Any) -> np.ndarray:
         """The network input of one frame (:meth:`FramePipeline.preprocess`).

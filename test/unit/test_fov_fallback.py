@@ -24,38 +24,18 @@ from depth_ros.errors import BagError, InputError
 from depth_ros.inference.spec import ModelSpec
 from depth_ros.pipeline import FrameConfig, FramePipeline, FrameRefused
 from test_bag_support import camera_info_msg, image_msg
+from tiny_nets import export_tiny_pro, tiny_pro_spec
 
 H, W = 48, 64  # camera
 NET_H, NET_W = 24, 32  # network input (the camera's 4:3 aspect)
 
 
 def _spec(fov: bool = True) -> ModelSpec:
-    return ModelSpec(output_kind="canonical_inverse_depth", input_height=NET_H, input_width=NET_W, metric=True,
-                     name="tiny-pro" if fov else "tiny-pro-nofov", scale_source="canonical_focal",
-                     extra={"fov_output": "fov_deg"} if fov else {})
+    return tiny_pro_spec(NET_H, NET_W, fov)  # type: ignore[return-value]
 
 
 def _export(path: Path, fov: bool = True) -> Path:
-    """A tiny canonical-inverse-depth network, exported with a second output ``fov_deg`` ((1,)
-    degrees: 50 + 60 * sigmoid(mean of a convolution), so it depends on the image) when ``fov``."""
-    import torch
-
-    from depth_ros.inference.onnx_export import export_onnx
-
-    class TinyPro(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.depth = torch.nn.Conv2d(3, 1, 3, padding=1)
-            self.fov = torch.nn.Conv2d(3, 1, 3, padding=1)
-
-        def forward(self, x: Any) -> Any:
-            canonical = 0.2 + 2.0 * torch.sigmoid(self.depth(x))  # (1, 1, h, w), > 0
-            if not fov:
-                return canonical
-            return {"depth": canonical, "fov_deg": 50.0 + 60.0 * torch.sigmoid(self.fov(x).mean(dim=(1, 2, 3)))}
-
-    return export_onnx(TinyPro(), _spec(fov), path)
+    return export_tiny_pro(path, NET_H, NET_W, fov)
 
 
 @pytest.fixture(scope="module")
