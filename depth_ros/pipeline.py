@@ -22,6 +22,10 @@ the model's training camera (aspect, focal length) is logged once per pipeline
 
 :class:`~depth_ros.frame_config.FrameConfig` (in :mod:`depth_ros.frame_config`, re-exported
 here with the scale policy's spellings) is the one configuration of the frame path.
+
+Why one module of ~520 lines: the stages are methods of one class holding the per-camera state
+(rays, scale smoothing, rectification maps), so that callers can run them one by one (the bag
+tool's threads, the node's timed stages) or all at once.
 """
 from __future__ import annotations
 
