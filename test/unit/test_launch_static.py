@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from depth_ros.ros.multi_depth_node import OWN_PARAMETERS as MULTI_CAMERA_PARAMETERS
 from depth_ros.ros.params import DepthNodeConfig, PoseNodeConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +57,7 @@ def _declared_arguments(tree: ast.AST) -> dict[str, ast.Call]:
 
 
 def test_there_are_launch_files() -> None:
-    assert {p.name for p in LAUNCH_FILES} == {"depth.launch.py", "replay.launch.py"}
+    assert {p.name for p in LAUNCH_FILES} == {"depth.launch.py", "multi_depth.launch.py", "replay.launch.py"}
 
 
 def test_cmake_installs_executables_launch_and_config() -> None:
@@ -91,7 +92,10 @@ def test_nodes_are_installed_executables_with_declared_parameters(path: Path) ->
 
 
 def _parameter_names(executable: str) -> set[str]:
-    """The parameters the node of ``executable`` declares (its config dataclass) and the builtins."""
+    """The parameters the node of ``executable`` declares (its config dataclass) and the builtins;
+    the multi-camera node takes its own and passes the rest to its depth nodes."""
+    if executable == "multi_depth_node":
+        return set(MULTI_CAMERA_PARAMETERS) | _parameter_names("depth_node")
     return {f.name for f in dataclasses.fields(NODE_CONFIGS[executable])} | BUILTIN_PARAMETERS
 
 
@@ -179,6 +183,13 @@ def test_generate_launch_description_runs(path: Path, monkeypatch: pytest.Monkey
             assert type(node.kwargs.get("on_exit")).__name__ == "Shutdown", node.kwargs["executable"]
             given = {k: v for d in node.kwargs["parameters"] if isinstance(d, dict) for k, v in d.items()}
             assert _render(given["image_transport"], {"image_transport": "compressed"}) == "compressed"
+    elif path.name == "multi_depth.launch.py":
+        [node] = nodes
+        assert node.kwargs["executable"] == "multi_depth_node" and node.kwargs["name"] == "depth_node"
+        assert type(node.kwargs.get("on_exit")).__name__ == "Shutdown"
+        given = {k: v for d in node.kwargs["parameters"] if isinstance(d, dict) for k, v in d.items()}
+        assert _render(given["cameras"], {"cameras": "[front, rear]"}) == "[front, rear]"
+        assert _render(given["model_path"], {"model": "/m.onnx"}) == "/m.onnx"
     else:
         from depth_ros.ros import play
 
@@ -224,7 +235,7 @@ def test_node_parameters_are_declared(path: Path, monkeypatch: pytest.MonkeyPatc
     assert nodes, f"{path.name} starts no Node"
     for node in nodes:
         executable = node.kwargs["executable"]
-        names = _parameter_names(executable) if executable in NODE_CONFIGS else BUILTIN_PARAMETERS
+        names = _parameter_names(executable) if executable in (*NODE_CONFIGS, "multi_depth_node") else BUILTIN_PARAMETERS
         for item in node.kwargs.get("parameters", []):
             if isinstance(item, dict):
                 assert set(item) <= names, f"{path.name}: {executable} has no parameter(s) {sorted(set(item) - names)}"
