@@ -18,21 +18,14 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description():
+    default_params = PathJoinSubstitution([FindPackageShare("depth_ros"), "config", "depth.yaml"])
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node; relative camera namespaces are under it"),
-        DeclareLaunchArgument(
-            "cameras", default_value="[camera]",
-            description="camera namespaces as a YAML list, e.g. '[front, rear]' (each with image and camera_info)"),
+        DeclareLaunchArgument("cameras", default_value="[camera]", description="camera namespaces as a YAML list, e.g. '[front, rear]'"),
         DeclareLaunchArgument("model", default_value="", description="depth model: .onnx (spec embedded or YAML sidecar) or torch checkpoint"),
-        DeclareLaunchArgument(
-            "backend", default_value="auto",
-            description="inference backend: auto, tensorrt, onnxruntime, onnxruntime-cpu, onnxruntime-cuda, torch"),
-        DeclareLaunchArgument(
-            "batch_cameras", default_value="true",
-            description="run the cameras' frames in one network call when the model has a batch axis"),
-        DeclareLaunchArgument(
-            "params_file", default_value=PathJoinSubstitution([FindPackageShare("depth_ros"), "config", "depth.yaml"]),
-            description="ROS 2 params file (its depth_node section) for every camera"),
+        DeclareLaunchArgument("backend", default_value="auto", description="inference backend: auto, tensorrt, onnxruntime, onnxruntime-cpu, torch"),
+        DeclareLaunchArgument("batch_cameras", default_value="true", description="one network call for the cameras' frames (batch axis)"),
+        DeclareLaunchArgument("params_file", default_value=default_params, description="ROS 2 params file (its depth_node section) for every camera"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
         Node(
             package="depth_ros", executable="multi_depth_node", name="depth_node",

@@ -17,24 +17,17 @@ SMALL = dict(width=96, height=72, frames=6, texture_size_px=64)
 
 
 def scene_distance(scene: Scene, t_s: float, points_world: np.ndarray) -> np.ndarray:
-    """(N,) unsigned distance from each point to the nearest scene surface (room faces, boxes).
+    """(N,) unsigned distance from each point to the nearest scene surface (room faces, boxes),
+    after checking that every point lies in the room.
 
-    Written independently of the ray caster: room faces are planes of an axis-aligned box seen
-    from inside, boxes use the exact box signed distance function.
+    :meth:`Scene.distance_to_surfaces` is independent of the ray caster: room faces are planes
+    of an axis-aligned box seen from inside, boxes use the exact box signed distance function.
     """
     p = np.asarray(points_world, dtype=np.float64)
     lo, hi = np.asarray(scene.room_lo), np.asarray(scene.room_hi)
     inside = np.all((p >= lo - 1e-3) & (p <= hi + 1e-3), axis=1)
     assert inside.all(), "a hit point lies outside the room"
-    best = np.min(np.concatenate([np.abs(p - lo), np.abs(p - hi)], axis=1), axis=1)
-    for box in scene.boxes:
-        c, yaw = box.pose(t_s)
-        cy, sy = math.cos(yaw), math.sin(yaw)
-        R = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1.0]])
-        q = np.abs((p - c) @ R) - np.asarray(box.half_m)
-        sdf = np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0)
-        best = np.minimum(best, np.abs(sdf))
-    return best
+    return scene.distance_to_surfaces(p, t_s)
 
 
 def unproject_world(frame: Frame) -> np.ndarray:
