@@ -39,6 +39,12 @@ no message can end the node, and an unexpected exception is logged with its trac
 An image with the stamp of the previous one (a duplicate) or older is skipped and counted.
 A camera_info of another size or intrinsics mid-stream is followed (see :class:`DepthPipeline`)
 and logged once.
+
+No camera at all: with a model that predicts its field of view (Depth Pro's focal-length head), a
+camera_info with K all zeros gives the frame the predicted camera, and when no camera_info has
+arrived ``camera_info_timeout_s`` after the first image the images run alone with it
+(``DepthInfo.scale_source`` ends in ``_predicted``; ``depth/camera_info`` carries the predicted K)
+until a camera_info arrives. Any other model waits for camera_info.
 """
 from __future__ import annotations
 
@@ -198,6 +204,7 @@ class DepthNode(FrameWorker, Node):
         self.memory_kept = keep_freed_memory()  # frame buffers reused, not page-faulted in again
         backend = self._backend_factory(self.config)
         self.pipeline = DepthPipeline(backend, self.config)
+        self._follow_info_timeout(self.config)
         self.get_logger().info(
             f"model '{self.pipeline.spec.name}' ({self.pipeline.spec.output_kind}, "
             f"{self.pipeline.spec.input_width}x{self.pipeline.spec.input_height}) on {getattr(backend, 'name', '?')}"
@@ -306,6 +313,14 @@ class DepthNode(FrameWorker, Node):
         self.config = config
         self._order.reset_after_ns = int(config.time_jump_reset_s * 1e9)
         self._pairer.tolerance_ns = int(config.sync_tolerance_ms * 1e6)
+        self._follow_info_timeout(config)
+
+    def _follow_info_timeout(self, config: DepthNodeConfig) -> None:
+        """Images may run without camera_info (``camera_info_timeout_s``) only with a model that
+        predicts its field of view; every other model waits for camera_info."""
+        predicts_fov = self.pipeline is not None and self.pipeline.fov_output is not None
+        timeout_s = config.camera_info_timeout_s
+        self._intake.info_timeout_ns = int(timeout_s * 1e9) if predicts_fov and timeout_s > 0 else None
 
     @property
     def frames_dropped(self) -> int:

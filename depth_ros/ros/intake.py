@@ -231,6 +231,12 @@ class FrameIntake:
         frames_duplicate: images with the same stamp as the previous image (skipped: the
             same frame sent twice must not be processed twice).
         reset_requested: set when the stamps jumped back (restart); the worker clears it.
+        info_timeout_ns: None (default): every image waits for its camera_info. A number (set by a
+            node whose model predicts its field of view): when no camera_info has arrived that long
+            after the first image, images are passed on alone (``Pair.info`` None, the pipeline's
+            focal-length fallback) until a camera_info arrives; from then on images pair again (a
+            valid camera_info is never replaced by the prediction).
+        frames_without_info: images passed on alone.
     """
 
     def __init__(self, guard: MessageGuard, pairer: StampPairer, order: StampOrder | None,
@@ -245,6 +251,9 @@ class FrameIntake:
         self.frames_duplicate = 0
         self.reset_requested = False
         self._last_image_ns: int | None = None
+        self.info_timeout_ns: int | None = None
+        self.frames_without_info = 0
+        self._first_received_ns: int | None = None
 
     def on_image(self, msg: Any, received_ns: int) -> Pair | None:
         """An image arrived at ``received_ns`` (monotonic): the pair to process, or None."""
@@ -276,14 +285,33 @@ class FrameIntake:
                     f"image stamps jumped back to {stamp_ns * 1e-9:.6f} s: restart (bag loop?), state reset",
                 )
                 self.pairer.reset()
+                self._first_received_ns = None
                 self.reset_requested = True
         self._last_image_ns = stamp_ns
+        if self._first_received_ns is None:
+            self._first_received_ns = received_ns
+        if self._no_info_expected(received_ns):
+            self.frames_without_info += 1
+            return Pair(msg, None, stamp_ns, received_ns)
         pair, evicted = self.pairer.add_image(stamp_ns, msg, received_ns)
         if evicted:
             # An image whose camera_info is simply still in flight (or comes after the next
             # image, or after a restart) is not worth a warning; one given up unpaired is.
             self._warn_missing_info(stamp_ns, self.pairer.last_info_stamp_ns)
         return pair
+
+    def _no_info_expected(self, received_ns: int) -> bool:
+        """No camera_info yet, ``info_timeout_ns`` after the first image (a throttled warning)."""
+        if self.info_timeout_ns is None or self.pairer.last_info_stamp_ns is not None or self._first_received_ns is None:
+            return False
+        if received_ns - self._first_received_ns < self.info_timeout_ns:
+            return False
+        self.guard.warn(
+            "no camera_info",
+            f"no camera_info on {self.info_topic} {self.info_timeout_ns * 1e-9:g} s after the first image: images run "
+            "with the camera of the model's predicted field of view until one arrives (DepthInfo scale_source *_predicted)",
+        )
+        return True
 
     def on_info(self, msg: Any) -> Pair | None:
         """A camera_info arrived: the pair it completes, or None."""

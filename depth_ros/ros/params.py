@@ -136,6 +136,9 @@ class DepthNodeConfig:
     scale_ransac_iterations: int = _frame("scale_ransac_iterations")
     scale_seed: int = _frame("scale_seed")
     sync_tolerance_ms: float = _p(SYNC_TOLERANCE_MS, "largest |image stamp - camera_info stamp| (ms) paired as one frame", min_value=0.0, max_value=1000.0)
+    camera_info_timeout_s: float = _p(2.0, "only with a model that predicts its field of view: when no camera_info has arrived this many seconds "
+                                      "after the first image, images run alone with the predicted camera until one arrives (0: always wait for camera_info)",
+                                      min_value=0.0, max_value=3600.0)
     sparse_max_age_s: float = _p(0.2, "scale_policy sparse_alignment: use the newest 'sparse_points' cloud if its stamp is within this many seconds of the image", min_value=0.0, max_value=10.0)
     time_jump_reset_s: float = _p(1.0, "a stamp this much (s) older than the last frame resets the node (bag loop); smaller steps back are skipped", min_value=0.0, max_value=3600.0)
     diagnostics_period_s: float = _diagnostics_period()

@@ -455,3 +455,31 @@ def test_images_that_never_get_a_camera_info_are_warned_about() -> None:
     warnings = logger.texts("warning")
     assert len(warnings) == 1 and f"no camera_info received on {INFO_TOPIC} yet" in warnings[0]
     assert intake.pairer.unpaired_images == 2
+
+
+def test_images_run_alone_only_after_the_camera_info_timeout_and_pair_again_once_one_arrives() -> None:
+    """``info_timeout_ns`` (a node whose model predicts its field of view): no camera_info ever ->
+    images wait until the timeout after the first image, then pass on alone (info None); the first
+    camera_info ends that, and images pair again."""
+    intake, _, logger = depth_intake()
+    intake.info_timeout_ns = 2 * S
+    t = T0
+    assert intake.on_image(msg_ns(t), received_ns=0) is None  # waits for its camera_info
+    assert intake.on_image(msg_ns(t + S // 10), received_ns=S) is None
+    alone = intake.on_image(msg_ns(t + 2 * S // 10), received_ns=2 * S)
+    assert alone is not None and alone.info is None and alone.stamp_ns == t + 2 * S // 10
+    assert intake.frames_without_info == 1
+    assert any("no camera_info on /cam/camera_info 2 s after the first image" in line for line in logger.texts("warning"))
+    info = msg_ns(t + 3 * S // 10)
+    assert intake.on_info(info) is None  # stored; its image comes next
+    pair = intake.on_image(msg_ns(t + 3 * S // 10), received_ns=3 * S)
+    assert pair is not None and pair.info is info
+    assert intake.on_image(msg_ns(t + 4 * S // 10), received_ns=4 * S) is None  # waits again: camera_info exists
+    assert intake.frames_without_info == 1
+
+
+def test_without_an_info_timeout_images_always_wait_for_camera_info() -> None:
+    intake, _, _ = depth_intake()
+    for i in range(20):
+        assert intake.on_image(msg_ns(T0 + i * S), received_ns=i * S) is None
+    assert intake.frames_without_info == 0
