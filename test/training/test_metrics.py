@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
+from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics, scale_shift_aligned
 
 
 def test_metric_values_by_hand():
@@ -73,3 +73,42 @@ def test_range_errors_pool_pixels_by_true_depth():
     assert med.result()["0-100 m"]["abs_rel"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="increasing"):
         RangeErrors((5, 2), median_scaling=False)
+
+
+def test_scale_shift_alignment_recovers_an_affine_inverse_depth():
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(0.5, 20.0, size=(12, 16))
+    pred = 1.0 / (0.37 / gt + 0.05)  # affine in inverse depth: what a MiDaS network may output
+    aligned = scale_shift_aligned(pred, gt, 0.1, 80.0)
+    np.testing.assert_allclose(aligned, gt, rtol=1e-9)
+    m = compute_depth_metrics(aligned, gt, False, 0.1, 80.0)
+    assert m.abs_rel < 1e-9 and m.delta1 == 1.0
+    # median scaling alone cannot undo the shift
+    assert compute_depth_metrics(pred, gt, True, 0.1, 80.0).abs_rel > 0.05
+
+
+def test_scale_shift_alignment_is_the_least_squares_solution_on_valid_pixels():
+    rng = np.random.default_rng(4)
+    gt = rng.uniform(1.0, 10.0, size=(10, 10))
+    pred = rng.uniform(1.0, 10.0, size=(10, 10))
+    gt[0, :3] = np.nan  # invalid truth
+    gt[1, 0] = 200.0  # beyond max depth
+    pred[2, :2] = [np.nan, -1.0]  # invalid prediction: stays invalid
+    aligned = scale_shift_aligned(pred, gt, 0.1, 80.0)
+    valid = np.isfinite(gt) & (gt <= 80.0) & np.isfinite(pred) & (pred > 0)
+    A = np.stack([1.0 / pred[valid], np.ones(valid.sum())], axis=1)
+    (s, t), *_ = np.linalg.lstsq(A, 1.0 / gt[valid], rcond=None)
+    expected = 1.0 / np.maximum(s / pred + t, 1.0 / 80.0)
+    ok = np.isfinite(pred) & (pred > 0)
+    np.testing.assert_allclose(aligned[ok], expected[ok], rtol=1e-9)
+    assert np.isnan(aligned[2, :2]).all()
+
+
+def test_scale_shift_alignment_caps_far_depth_and_refuses_a_constant_prediction():
+    gt = np.array([[1.0, 2.0], [4.0, 8.0]])
+    pred = gt.copy()  # exact on the three pixels inside [0.1, 5] m: s = 1, t = 0
+    aligned = scale_shift_aligned(pred, gt, 0.1, 5.0)
+    np.testing.assert_allclose(aligned.ravel()[:3], [1.0, 2.0, 4.0])
+    assert aligned[1, 1] == pytest.approx(5.0)  # 8 m: aligned inverse depth clamped at 1 / max depth
+    assert scale_shift_aligned(np.full((3, 3), 2.0), np.arange(1.0, 10.0).reshape(3, 3), 0.1, 80.0) is None
+    assert scale_shift_aligned(np.full((1, 1), 2.0), np.full((1, 1), 3.0)) is None

@@ -154,6 +154,10 @@ def _run_model(model: str, truth: Truth, out_path: Path, config: EvalConfig, pro
             image_topic=truth.image_topic, camera_info_topic=truth.camera_info_topic, lidar_topic=config.lidar_topic,
             cloud=False, copy_inputs=False, overwrite=True, backend=config.backend, threads=config.threads, scale=config.scale,
             pose=config.pose,
+            # no range limit of the run: the metrics clamp predictions to [min_depth, max_depth] (the
+            # KITTI convention) instead of dropping them, so a prediction beyond the node's default 20 m
+            # counts as an error, and an up-to-scale model's depth (unit unknown) is not cut in metres
+            min_range_m=0.0, max_range_m=1000.0,
         )
     except ValueError as exc:
         raise DepthRosError(f"bad option: {exc}") from None

@@ -9,6 +9,12 @@ For valid pixels (finite ground truth inside [min_depth_m, max_depth_m]) with gr
 
 Median scaling multiplies ``p`` by ``median(g) / median(p)`` per image first (for networks
 that are right only up to scale); the metric variant uses ``p`` as it is.
+
+Scale-and-shift alignment (:func:`scale_shift_aligned`, for affine-invariant inverse depth such as
+MiDaS's) is MiDaS's evaluation protocol: per image, ``s`` and ``t`` fitted by least squares so that
+``s / p + t`` matches ``1 / g`` on the valid pixels (the normal equations of the authors' posted
+``compute_scale_and_shift``), the aligned inverse depth clamped from below at ``1 / max_depth_m``
+(their disparity cap), then ``1 / (s / p + t)`` scored as a metric prediction.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["DepthMetrics", "RangeErrors", "compute_depth_metrics", "mean_metrics", "scale_ratio_stats"]
+__all__ = ["DepthMetrics", "RangeErrors", "compute_depth_metrics", "mean_metrics", "scale_ratio_stats", "scale_shift_aligned"]
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 
@@ -83,6 +89,43 @@ def compute_depth_metrics(
         num_pixels=int(valid.sum()),
         scale=scale,
     )
+
+
+def scale_shift_aligned(pred_depth_m: np.ndarray, gt_depth_m: np.ndarray, min_depth_m: float = 1e-3, max_depth_m: float = 80.0) -> np.ndarray | None:
+    """The prediction after per-image scale-and-shift alignment in inverse depth (module docstring).
+
+    Args:
+        pred_depth_m: (H, W) predicted depth (any positive scale; its inverse is what is aligned);
+            NaN / inf / <= 0 invalid and left NaN.
+        gt_depth_m: (H, W) truth, metres; valid inside [min_depth_m, max_depth_m].
+
+    Returns:
+        (H, W) float64 aligned depth (NaN where the prediction is invalid), or None when fewer than
+        two pixels are valid or the system is singular (a constant prediction).
+
+    Raises:
+        ValueError: shapes differ.
+    """
+    pred = np.asarray(pred_depth_m, dtype=np.float64)
+    gt = np.asarray(gt_depth_m, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must have the same shape")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pred_ok = np.isfinite(pred) & (pred > 0)
+        valid = pred_ok & np.isfinite(gt) & (gt >= min_depth_m) & (gt <= max_depth_m)
+        inv = np.where(pred_ok, 1.0 / np.where(pred_ok, pred, 1.0), np.nan)
+    if int(valid.sum()) < 2:
+        return None
+    x, y = inv[valid], 1.0 / gt[valid]
+    a00, a01, a11 = float(np.dot(x, x)), float(x.sum()), float(x.size)
+    b0, b1 = float(np.dot(x, y)), float(y.sum())
+    det = a00 * a11 - a01 * a01
+    if not det > 1e-12 * max(a00 * a11, 1e-300):
+        return None
+    s = (a11 * b0 - a01 * b1) / det
+    t = (-a01 * b0 + a00 * b1) / det
+    aligned = np.maximum(s * inv + t, 1.0 / max_depth_m)
+    return np.where(pred_ok, 1.0 / aligned, np.nan)
 
 
 def mean_metrics(items: list[DepthMetrics]) -> DepthMetrics | None:

@@ -77,6 +77,7 @@ _TABLE_ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("frames", lambda s: str(s["frames"])),
     *((f"{label} (median-scaled)", _get("median", key)) for key, label in (("abs_rel", "AbsRel"), ("sq_rel", "SqRel"), ("rmse", "RMSE m"), ("rmse_log", "RMSE log"), ("delta1", "delta1"))),
     *((f"{label} (metric)", _get("metric", key)) for key, label in (("abs_rel", "AbsRel"), ("sq_rel", "SqRel"), ("rmse", "RMSE m"), ("rmse_log", "RMSE log"), ("delta1", "delta1"), ("delta2", "delta2"), ("delta3", "delta3"))),
+    *((f"{label} (scale+shift aligned)", _get("aligned", key)) for key, label in (("abs_rel", "AbsRel"), ("delta1", "delta1"))),
     ("scale gt/pred mean", _get("scale_ratio", "mean")),
     ("scale gt/pred CV", _get("scale_ratio", "cv")),
     *((label, _get(group, key)) for label, group, key in (

@@ -17,7 +17,7 @@ from depth_ros.errors import BagError, DepthRosError
 
 from depth_ros_training.eval.boundary import si_boundary_f1, si_boundary_recall
 from depth_ros_training.eval.config import AGGREGATION, EvalConfig
-from depth_ros_training.eval.metrics import METRIC_NAMES, RangeErrors, compute_depth_metrics, mean_metrics, scale_ratio_stats
+from depth_ros_training.eval.metrics import METRIC_NAMES, RangeErrors, compute_depth_metrics, mean_metrics, scale_ratio_stats, scale_shift_aligned
 from depth_ros_training.eval.temporal import flicker_on, pair_geometry
 from depth_ros_training.eval.truth import Truth, iter_truth, read_masks
 
@@ -47,7 +47,8 @@ def frame_metrics(pred_m: np.ndarray, gt_m: np.ndarray, config: EvalConfig, dens
         mask: (H, W) bool object mask of the frame, for the mask boundary recall.
 
     Returns:
-        ``{"num_pixels", "median_<metric>", "metric_<metric>", "scale", "boundary_f1",
+        ``{"num_pixels", "median_<metric>", "metric_<metric>", "aligned_<metric>" (after per-image
+        scale and shift in inverse depth; NaN when the fit is singular), "scale", "boundary_f1",
         "boundary_precision", "boundary_recall", "mask_boundary_recall"}`` (boundary NaN for
         sparse truth or when disabled, mask recall NaN without a mask), or None when no
         pixel is valid.
@@ -61,6 +62,9 @@ def frame_metrics(pred_m: np.ndarray, gt_m: np.ndarray, config: EvalConfig, dens
     out: dict[str, float] = {"num_pixels": float(med.num_pixels)}
     for mode, m in (("median", med), ("metric", met)):
         out.update({f"{mode}_{k}": float(getattr(m, k)) for k in METRIC_NAMES})
+    aligned = scale_shift_aligned(pred, gt, config.min_depth_m, config.max_depth_m)
+    ali = compute_depth_metrics(aligned, gt, False, config.min_depth_m, config.max_depth_m) if aligned is not None else None
+    out.update({f"aligned_{k}": float(getattr(ali, k)) if ali is not None else float("nan") for k in METRIC_NAMES})
     out["scale"] = med.scale
     b = si_boundary_f1(pred, gt) if (dense and config.boundary) else None
     out["boundary_f1"] = b.f1 if b else float("nan")
@@ -251,6 +255,9 @@ def summarise(report: ModelReport, acc: RangeAccumulator, config: EvalConfig) ->
         ]
         out[mode] = mean_metrics(items).as_dict()
         out[f"{mode}_by_range"] = acc.ranges[mode].result()
+    aligned_rows = [r for r in rows if math.isfinite(r["aligned_abs_rel"])]
+    aligned = mean_metrics([DepthMetrics(**{k: r[f"aligned_{k}"] for k in METRIC_NAMES}, num_pixels=int(r["num_pixels"]), scale=1.0) for r in aligned_rows])
+    out["aligned"] = aligned.as_dict() | {"frames": len(aligned_rows)} if aligned is not None else None
     out["scale_ratio"] = scale_ratio_stats(np.array([r["scale"] for r in rows]))
     f1 = [r["boundary_f1"] for r in rows if math.isfinite(r["boundary_f1"])]
     out["boundary"] = (
