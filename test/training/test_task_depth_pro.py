@@ -155,3 +155,37 @@ def test_short_fit_exports_a_metric_model_run_with_no_scale_policy(bag: Path, tm
     trained_rel = _metric_abs_rel(tmp_path, out / "depth.onnx", bag, "trained")
     untrained_rel = _metric_abs_rel(tmp_path, untrained.paths["depth"], bag, "untrained")
     assert trained_rel < 0.95 * untrained_rel, (trained_rel, untrained_rel)
+
+
+def test_metric_output_ablation_ignores_the_camera_and_exports_plain_metric_depth(tmp_path: Path) -> None:
+    """``output: metric``: the target and the exported depth use one constant focal ratio, so two
+    cameras with different focal lengths get the same target from the same depth (the canonical
+    form's targets differ by the focal ratio); the export is a ``depth_metric`` model."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from depth_ros_training.tasks.depth_pro import export_depth_pro
+
+    wide, narrow = _batch(["metric_depth"], [True], fx=30.0), _batch(["metric_depth"], [True], fx=90.0)
+    plain = DepthProTask(network="light", image_height=64, image_width=96, output="metric", metric_focal_ratio=0.5)
+    canon = DepthProTask(network="light", image_height=64, image_width=96)
+    t_wide, t_narrow = (canonical_target(step_inputs(b, plain.config.mean, plain.config.std), plain._fixed_ratio) for b in (wide, narrow))
+    torch.testing.assert_close(t_wide, t_narrow)
+    torch.testing.assert_close(t_wide, wide["target"] * 0.5)
+    c_wide, c_narrow = (canonical_target(step_inputs(b, canon.config.mean, canon.config.std)) for b in (wide, narrow))
+    torch.testing.assert_close(c_narrow, c_wide * 3.0)
+    with pytest.raises(ValueError, match="output must be one of canonical, metric"):
+        DepthProTask(network="light", image_height=64, image_width=96, output="inverse")
+
+    exported = export_depth_pro(plain, tmp_path / "plain")
+    spec = exported.specs["depth"]
+    assert spec.output_kind == "depth_metric" and spec.scale_source == "model" and spec.extra["output"] == "metric"
+    image = torch.rand(1, 3, 64, 96)
+    plain.eval()
+    with torch.no_grad():
+        from depth_ros_training.tasks.common import features_and_disparity
+
+        _, disp = features_and_disparity(plain.depth_net, image)
+    sess = ort.InferenceSession(str(exported.paths["depth"]), providers=["CPUExecutionProvider"])
+    depth = sess.run(["depth"], {sess.get_inputs()[0].name: image.numpy()})[0]
+    np.testing.assert_allclose(depth, (0.5 / (plain.config.max_canonical * disp)).numpy(), rtol=1e-4)

@@ -19,6 +19,15 @@ Losses (:mod:`depth_ros_training.losses.depth_pro`), per label group by its kind
   derivative losses MAGE, MALE, MSGE (6 scales) weighted by ``mage_weight``, ``male_weight``,
   ``msge_weight``.
 
+Ablation, ``output: metric`` (not Depth Pro; the comparison its paper makes for the canonical form):
+the same network, losses and head, but the frame's focal length never enters. The target is
+``C_fixed = focal_ratio / depth_m`` with one constant ``metric_focal_ratio`` (the f_px / W_px of a
+typical training camera, so the losses see values of the same size as ``C``), and the export is a
+plain ``depth_metric`` model: ``depth_m = metric_focal_ratio / C_fixed`` whatever the camera. The
+runtime then runs it with scale policy ``model`` (its focal-ratio correction off, since the spec
+records no training focal length): a camera with another field of view gets the depth a camera of
+the training field of view would have seen.
+
 The two-stage curriculum is the config's ``stage``: 1 trains on every group; 2 only on the exact
 groups (the other groups' images are masked out of the loss, so the same data config serves both
 stages; a stage-2 run needs an exact metric group). A metric loss needs metric labels: a
@@ -71,9 +80,11 @@ from depth_ros_training.tasks.common import (
     features_and_disparity,
 )
 
-__all__ = ["DepthProConfig", "DepthProExportWrapper", "DepthProTask", "DepthProTerms", "export_depth_pro"]
+__all__ = ["DEPTH_PRO_OUTPUTS", "DepthProConfig", "DepthProExportWrapper", "DepthProTask", "DepthProTerms", "export_depth_pro"]
 
 FOV_OUTPUT = "fov_deg"
+#: ``output:`` choices: Depth Pro's canonical inverse depth, or the plain metric ablation.
+DEPTH_PRO_OUTPUTS: tuple[str, ...] = ("canonical", "metric")
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ class DepthProConfig(NetworkFields):
     """The Depth Pro task's settings (the keys of ``model:`` in config/train_depth_pro.yaml).
 
     Attributes:
+        output: ``canonical`` (Depth Pro) or ``metric`` (the ablation of the module docstring).
+        metric_focal_ratio: the constant f_px / W_px of ``output: metric`` (0.6: a 80 deg camera).
         max_canonical: upper bound of the predicted canonical inverse depth (``C = max * sigmoid``).
         stage: 1 (all groups; SSI gradient loss on exact ones) or 2 (exact groups only; MAE +
             derivative losses).
@@ -95,6 +108,8 @@ class DepthProConfig(NetworkFields):
             encoder_weights_path: :class:`~depth_ros_training.tasks.common.NetworkFields`.
     """
 
+    output: str = "canonical"
+    metric_focal_ratio: float = 0.6
     max_canonical: float = 2.0
     stage: int = 1
     real_discard_fraction: float = 0.2
@@ -111,6 +126,10 @@ class DepthProConfig(NetworkFields):
         super().__post_init__()
         if not (math.isfinite(self.max_canonical) and self.max_canonical > 0):
             raise ValueError(f"max_canonical must be > 0, got {self.max_canonical}")
+        if self.output not in DEPTH_PRO_OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(DEPTH_PRO_OUTPUTS)}, got {self.output!r}")
+        if not (math.isfinite(self.metric_focal_ratio) and self.metric_focal_ratio > 0):
+            raise ValueError(f"metric_focal_ratio must be > 0, got {self.metric_focal_ratio}")
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {self.stage!r}")
         if not 0.0 <= self.real_discard_fraction < 1.0:
@@ -165,11 +184,13 @@ class DepthProTerms:
     per_group: dict[int, Tensor]
 
 
-def canonical_target(inputs: LabelledInputs) -> Tensor:
-    """(B, 1, H, W) target canonical inverse depth of metric rows (``1/d * fx / W``); the relative
-    rows keep their inverse depth (only normalised losses see them)."""
+def canonical_target(inputs: LabelledInputs, focal_ratio: float | None = None) -> Tensor:
+    """(B, 1, H, W) target canonical inverse depth of metric rows (``1/d * fx / W``, or ``1/d *
+    focal_ratio`` when given: the ``output: metric`` ablation); the relative rows keep their
+    inverse depth (only normalised losses see them)."""
     width = float(inputs.target.shape[-1])
-    c = canonical_from_inverse_depth(inputs.target, inputs.K[:, 0, 0], width)
+    f_px = inputs.K[:, 0, 0] if focal_ratio is None else torch.full_like(inputs.K[:, 0, 0], focal_ratio * width)
+    c = canonical_from_inverse_depth(inputs.target, f_px, width)
     return torch.where(inputs.metric.view(-1, 1, 1, 1), c, inputs.target)
 
 
@@ -190,6 +211,11 @@ class DepthProTask(LabelledTask):
         bottleneck, disp = features_and_disparity(self.depth_net, inputs.image)
         return DepthProPrediction(canonical=self.config.max_canonical * disp, fov_deg=self.fov_head(bottleneck))
 
+    @property
+    def _fixed_ratio(self) -> float | None:
+        """The constant focal ratio of ``output: metric``; None for Depth Pro's canonical form."""
+        return self.config.metric_focal_ratio if self.config.output == "metric" else None
+
     def _masked(self, inputs: LabelledInputs) -> Tensor:
         """(B, 1, H, W) the label pixels this stage trains on (stage 2: exact rows only)."""
         if self.config.stage == 2:
@@ -198,7 +224,7 @@ class DepthProTask(LabelledTask):
 
     def compute_losses(self, inputs: LabelledInputs, pred: DepthProPrediction) -> DepthProTerms:
         c = self.config
-        C, target, valid = pred.canonical, canonical_target(inputs), self._masked(inputs)
+        C, target, valid = pred.canonical, canonical_target(inputs, self._fixed_ratio), self._masked(inputs)
         zero = C.sum() * 0.0
         metric, exact = inputs.metric, inputs.exact
         b = C.shape[0]
@@ -254,7 +280,9 @@ class DepthProTask(LabelledTask):
         fov_true = focal_px_to_fov(inputs.K[:, 0, 0], width)
         self.log("val/fov_abs_err_deg", (pred.fov_deg - fov_true).abs().mean(), batch_size=inputs.image.shape[0])
         if bool(metric.any()):
-            depth = depth_from_canonical(pred.canonical[metric], inputs.K[metric][:, 0, 0], width)
+            ratio = self._fixed_ratio
+            f_px = inputs.K[metric][:, 0, 0] if ratio is None else ratio * width
+            depth = depth_from_canonical(pred.canonical[metric], f_px, width)
             valid = inputs.valid[metric] & torch.isfinite(depth)
             truth = 1.0 / torch.where(valid, inputs.target[metric], torch.ones_like(depth))
             self.log_mean_abs_rel("val/abs_rel_metric", abs_rel(depth.nan_to_num(1.0), truth, valid))
@@ -265,30 +293,37 @@ class DepthProTask(LabelledTask):
     # -- export ----------------------------------------------------------------------------------
     def model_spec(self, name: str | None = None) -> ModelSpec:
         """``canonical_inverse_depth`` (metric through the frame's focal length), ``fov_deg`` recorded
-        in ``extra["fov_output"]``."""
-        return self.task_spec(
-            name, output_kind="canonical_inverse_depth", metric=True, scale_source="canonical_focal",
-            extra={"stage": str(self.config.stage), "fov_output": FOV_OUTPUT, "fov_output_unit": "deg (horizontal field of view)"},
-        )
+        in ``extra["fov_output"]``; ``output: metric``: ``depth_metric`` (scale source ``model``)."""
+        extra = {"stage": str(self.config.stage), "fov_output": FOV_OUTPUT, "fov_output_unit": "deg (horizontal field of view)"}
+        if self.config.output == "metric":
+            extra |= {"output": "metric", "metric_focal_ratio": f"{self.config.metric_focal_ratio:g}"}
+            return self.task_spec(name, output_kind="depth_metric", metric=True, scale_source="model", extra=extra)
+        return self.task_spec(name, output_kind="canonical_inverse_depth", metric=True, scale_source="canonical_focal", extra=extra)
 
 
 class DepthProExportWrapper(nn.Module):
-    """(1, 3, h, w) normalised image -> {"depth": (1, 1, h, w) canonical inverse depth,
-    "fov_deg": (1,) horizontal field of view in degrees}."""
+    """(1, 3, h, w) normalised image -> {"depth": (1, 1, h, w) canonical inverse depth (or, with
+    ``metric_focal_ratio``, depth in metres ``ratio / C``), "fov_deg": (1,) horizontal field of view
+    in degrees}."""
 
-    def __init__(self, depth_net: nn.Module, fov_head: nn.Module, max_canonical: float) -> None:
+    def __init__(self, depth_net: nn.Module, fov_head: nn.Module, max_canonical: float, metric_focal_ratio: float | None = None) -> None:
         super().__init__()
         self.depth_net = depth_net
         self.fov_head = fov_head
         self.max_canonical = float(max_canonical)
+        self.metric_focal_ratio = metric_focal_ratio
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         bottleneck, disp = features_and_disparity(self.depth_net, image)
-        return {"depth": self.max_canonical * disp, FOV_OUTPUT: self.fov_head(bottleneck)}
+        out = self.max_canonical * disp
+        if self.metric_focal_ratio is not None:
+            # C = 0 (a sigmoid that underflowed) would be an infinite depth: the runtime's range limit drops it
+            out = self.metric_focal_ratio / out.clamp_min(1e-12)
+        return {"depth": out, FOV_OUTPUT: self.fov_head(bottleneck)}
 
 
 def export_depth_pro(module: DepthProTask, output_dir: str | Path, name: str | None = None, check_parity: bool = True) -> ExportedTask:
     """``depth.onnx`` of a trained :class:`DepthProTask`: outputs ``depth`` (ModelSpec
     ``canonical_inverse_depth``) and ``fov_deg``."""
-    wrapper = DepthProExportWrapper(module.depth_net, module.fov_head, module.config.max_canonical)
+    wrapper = DepthProExportWrapper(module.depth_net, module.fov_head, module.config.max_canonical, module._fixed_ratio)
     return export_task_module(wrapper, module.model_spec(name), output_dir, check_parity)
