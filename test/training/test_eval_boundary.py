@@ -130,3 +130,33 @@ def test_mask_recall_of_a_box_is_one() -> None:
     m = np.zeros((6, 6), bool)
     m[2:4, 1:4] = True
     assert si_boundary_recall(np.where(m, 1.0, 3.0), m) == pytest.approx(1.0)
+
+
+def test_edge_band_covers_both_sides_of_a_step_within_the_radius() -> None:
+    from depth_ros_training.eval.boundary import edge_band
+
+    gt = np.full((6, 10), 4.0)
+    gt[:, 5:] = 2.0  # a step between columns 4 and 5 (inverse depth ratio 2)
+    band = edge_band(gt, threshold=1.1, radius=1)
+    assert band[:, 3:7].all() and not band[:, :3].any() and not band[:, 7:].any()
+    assert edge_band(gt, 1.1, 0)[:, 4:6].all() and not edge_band(gt, 1.1, 0)[:, [3, 6]].any()
+    assert not edge_band(np.full((4, 4), 3.0)).any()  # no contour, no band
+    assert not edge_band(gt, threshold=2.5).any()  # the step's ratio 2 is below this threshold
+
+
+def test_edge_abs_rel_sees_a_blurred_step_the_f1_misses() -> None:
+    """A step blurred over 8 pixels: every neighbour ratio is under the F1's lowest threshold (1.05),
+    so its F1 is 0 like a flat map's; the edge-band AbsRel still ranks sharp < blurred < flat."""
+    from depth_ros_training.eval.config import EvalConfig
+    from depth_ros_training.eval.scoring import frame_metrics
+
+    gt = np.full((16, 32), 4.0)
+    gt[:, 16:] = 3.0
+    ramp = np.linspace(1 / 4.0, 1 / 3.0, 10)[1:-1]
+    blurred = gt.copy()
+    blurred[:, 12:20] = 1.0 / ramp
+    config = EvalConfig(max_depth_m=80.0)
+    sharp_m, blur_m, flat_m = (frame_metrics(p, gt, config, dense=True) for p in (gt.copy(), blurred, np.full_like(gt, 3.5)))
+    assert blur_m["boundary_f1"] == flat_m["boundary_f1"] == 0.0 < sharp_m["boundary_f1"]
+    assert sharp_m["edge_abs_rel"] == pytest.approx(0.0, abs=1e-12)
+    assert 0.0 < blur_m["edge_abs_rel"] < flat_m["edge_abs_rel"]

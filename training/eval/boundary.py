@@ -11,6 +11,10 @@ agree on which side is in front. Ratios make the contours invariant to the depth
   dense depth truth, each the mean of the four directions' ratios, F1 from them.
 * :func:`si_boundary_f1`: its weighted mean over thresholds ``linspace(1.05, 1.25, 10)`` with
   weights proportional to the threshold (the higher, sharper contours count more).
+* :func:`edge_band` (this package's, not Depth Pro's): the pixels within a few pixels of the
+  truth's occluding contours, where :func:`~depth_ros_training.eval.scoring.frame_metrics` computes
+  an edge-band AbsRel: a sharpness figure that still moves when the prediction is too blurred for
+  any contour to pass the F1's 1.05 ratio between neighbours (low-resolution networks).
 * :func:`si_boundary_recall`: the recall of the predicted contours, thinned by non-maximum
   suppression (one pixel per run of contour pixels along the row / column, the strongest),
   against the edges of a binary (or soft, thresholded at 0.1) object mask.
@@ -47,6 +51,7 @@ __all__ = [
     "BoundaryScores",
     "boundary_f1",
     "boundary_thresholds",
+    "edge_band",
     "mask_contours",
     "nms_runs",
     "occluding_contours",
@@ -154,6 +159,36 @@ def occluding_contours(depth_m: np.ndarray, threshold: float, thin: bool = False
         (y, x); ``top[y, x]``: (y, x) in front of (y+1, x).
     """
     return _contours_from_ratios(_ratios(_inverse_depth(depth_m, "depth_m")), threshold, thin)
+
+
+def edge_band(gt_depth_m: np.ndarray, threshold: float = 1.1, radius: int = 2) -> np.ndarray:
+    """(H, W) bool: pixels within ``radius`` pixels (Chebyshev distance) of an occluding contour of
+    the truth at ``threshold`` (:func:`occluding_contours`), on both sides of it.
+
+    Args:
+        gt_depth_m: (H, W) dense truth (NaN invalid: makes no contour).
+        threshold: inverse-depth ratio of a contour between neighbours (> 1).
+        radius: band half-width in pixels (>= 0).
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    left, top, right, bottom = occluding_contours(gt_depth_m, threshold)
+    h, w = np.asarray(gt_depth_m).shape
+    band = np.zeros((h, w), dtype=bool)
+    horizontal, vertical = left | right, top | bottom  # a contour between (y, x) and (y, x+1) / (y+1, x)
+    band[:, :-1] |= horizontal
+    band[:, 1:] |= horizontal
+    band[:-1, :] |= vertical
+    band[1:, :] |= vertical
+    out = band.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy == 0 and dx == 0:
+                continue
+            ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+            xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+            out[yd, xd] |= band[ys, xs]
+    return out
 
 
 def mask_contours(mask: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -81,6 +81,7 @@ _TABLE_ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("scale gt/pred mean", _get("scale_ratio", "mean")),
     ("scale gt/pred CV", _get("scale_ratio", "cv")),
     *((label, _get(group, key)) for label, group, key in (
+        ("AbsRel near edges (median-scaled)", "edge", "abs_rel"),
         ("boundary F1", "boundary", "f1"),
         ("boundary recall (mask)", "mask_boundary_recall", "recall"),
         ("flicker", "flicker", "flicker"),

@@ -15,7 +15,7 @@ import numpy as np
 
 from depth_ros.errors import BagError, DepthRosError
 
-from depth_ros_training.eval.boundary import si_boundary_f1, si_boundary_recall
+from depth_ros_training.eval.boundary import edge_band, si_boundary_f1, si_boundary_recall
 from depth_ros_training.eval.config import AGGREGATION, EvalConfig
 from depth_ros_training.eval.metrics import METRIC_NAMES, RangeErrors, compute_depth_metrics, mean_metrics, scale_ratio_stats, scale_shift_aligned
 from depth_ros_training.eval.temporal import flicker_on, pair_geometry
@@ -48,7 +48,8 @@ def frame_metrics(pred_m: np.ndarray, gt_m: np.ndarray, config: EvalConfig, dens
 
     Returns:
         ``{"num_pixels", "median_<metric>", "metric_<metric>", "aligned_<metric>" (after per-image
-        scale and shift in inverse depth; NaN when the fit is singular), "scale", "boundary_f1",
+        scale and shift in inverse depth; NaN when the fit is singular), "scale", "edge_abs_rel"
+        (median-scaled AbsRel near the truth's occluding contours, dense truth), "boundary_f1",
         "boundary_precision", "boundary_recall", "mask_boundary_recall"}`` (boundary NaN for
         sparse truth or when disabled, mask recall NaN without a mask), or None when no
         pixel is valid.
@@ -66,6 +67,7 @@ def frame_metrics(pred_m: np.ndarray, gt_m: np.ndarray, config: EvalConfig, dens
     ali = compute_depth_metrics(aligned, gt, False, config.min_depth_m, config.max_depth_m) if aligned is not None else None
     out.update({f"aligned_{k}": float(getattr(ali, k)) if ali is not None else float("nan") for k in METRIC_NAMES})
     out["scale"] = med.scale
+    out["edge_abs_rel"] = _edge_abs_rel(pred, gt, med.scale) if (dense and config.boundary) else float("nan")
     b = si_boundary_f1(pred, gt) if (dense and config.boundary) else None
     out["boundary_f1"] = b.f1 if b else float("nan")
     out["boundary_precision"] = b.precision if b else float("nan")
@@ -74,6 +76,21 @@ def frame_metrics(pred_m: np.ndarray, gt_m: np.ndarray, config: EvalConfig, dens
     out["mask_boundary_recall"] = si_boundary_recall(pred, np.asarray(mask)[rows, cols]) if use_mask else float("nan")
     return out
 
+
+
+#: Edge band of :func:`_edge_abs_rel`: truth contours at this neighbour ratio, pixels this close.
+EDGE_THRESHOLD, EDGE_RADIUS_PX = 1.1, 2
+
+
+def _edge_abs_rel(pred: np.ndarray, gt: np.ndarray, scale: float) -> float:
+    """Median-scaled AbsRel on the valid truth pixels within :data:`EDGE_RADIUS_PX` of the truth's
+    occluding contours (:func:`~depth_ros_training.eval.boundary.edge_band`); NaN without any."""
+    with np.errstate(invalid="ignore"):
+        valid = edge_band(gt, EDGE_THRESHOLD, EDGE_RADIUS_PX) & np.isfinite(gt) & np.isfinite(pred) & (pred > 0)
+    if not valid.any():
+        return float("nan")
+    p, g = pred[valid] * scale, gt[valid]
+    return float(np.mean(np.abs(p - g) / g))
 
 
 @dataclass
@@ -258,6 +275,8 @@ def summarise(report: ModelReport, acc: RangeAccumulator, config: EvalConfig) ->
     aligned_rows = [r for r in rows if math.isfinite(r["aligned_abs_rel"])]
     aligned = mean_metrics([DepthMetrics(**{k: r[f"aligned_{k}"] for k in METRIC_NAMES}, num_pixels=int(r["num_pixels"]), scale=1.0) for r in aligned_rows])
     out["aligned"] = aligned.as_dict() | {"frames": len(aligned_rows)} if aligned is not None else None
+    edge = [r["edge_abs_rel"] for r in rows if math.isfinite(r.get("edge_abs_rel", float("nan")))]
+    out["edge"] = {"abs_rel": _mean(edge), "frames": len(edge), "threshold": EDGE_THRESHOLD, "radius_px": EDGE_RADIUS_PX} if edge else None
     out["scale_ratio"] = scale_ratio_stats(np.array([r["scale"] for r in rows]))
     f1 = [r["boundary_f1"] for r in rows if math.isfinite(r["boundary_f1"])]
     out["boundary"] = (
