@@ -149,6 +149,9 @@ def test_short_fit_exports_a_metric_model_run_with_no_scale_policy(bag: Path, tm
     assert main(["export", str(ckpt), "-o", str(out), "--tensorrt", "off"]) == 0
     spec = load_model_spec(out / "depth.onnx")
     assert spec.output_kind == "canonical_inverse_depth" and spec.extra["fov_output"] == "fov_deg"
+    # the training image size from the fit run's bags (another camera is cropped to its aspect);
+    # no training focal length for the canonical form, which takes each frame's
+    assert (spec.train_image_width_px, spec.train_image_height_px, spec.train_fx_px) == (SYNTH.width, SYNTH.height, None)
     assert [o.name for o in onnx.load(str(out / "depth.onnx")).graph.output] == ["depth", "fov_deg"]
     torch.manual_seed(0)
     untrained = export_depth_pro(DepthProTask(network="light", image_height=64, image_width=96), tmp_path / "untrained")

@@ -137,6 +137,9 @@ def test_fit_lowers_ssi_abs_rel_then_export_runs_with_lidar_scale(bag: Path, tmp
     assert main(["export", str(ckpt), "-o", str(out), "--tensorrt", "off"]) == 0
     spec = load_model_spec(out / "depth.onnx")
     assert spec.output_kind == "inverse_depth_relative" and not spec.metric and spec.extra["task"] == "midas"
+    # the training camera of the fit run's one bag, focal lengths at the network input
+    assert (spec.train_image_width_px, spec.train_image_height_px) == (SYNTH.width, SYNTH.height)
+    assert spec.train_fx_px == pytest.approx(SYNTH.camera.fx * spec.input_width / SYNTH.width, rel=1e-6)
     pred = tmp_path / "pred.mcap"
     code = depth_ros_main(["infer", str(bag), "-o", str(pred), "--model", str(out / "depth.onnx"), "--scale", "lidar",
                            "--lidar-topic", "/lidar/points", "--no-progress", "--max-frames", "4"])

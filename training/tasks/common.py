@@ -258,9 +258,11 @@ class LabelledTask(pl.LightningModule):
     def task_spec(self, name: str | None, *, output_kind: str, metric: bool, scale_source: str, extra: Mapping[str, str]) -> ModelSpec:
         """The exported model's spec: the config's input size, normalisation and depth range,
         output ``depth``, named ``<task>_<network>_<W>x<H>`` unless ``name`` is given, and
-        ``extra`` after the task's and network's names."""
+        ``extra`` after the task's and network's names; the training camera fields of the
+        module's ``train_camera_fields`` when set (:func:`depth_ros_training.tasks.run.labelled_run_camera_fields`)."""
         c = self.config
         return ModelSpec(
+            **getattr(self, "train_camera_fields", {}),
             output_kind=output_kind,
             output_name="depth",
             input_height=c.image_height,
