@@ -61,8 +61,10 @@ class LifecycleDepthNode(DepthNode, LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for pub in (self.depth_pub, self.info_pub, self.cloud_pub, self.meta_pub):
-            self.destroy_publisher(pub)
+        for pub in (self.depth_pub, self.info_pub, self.cloud_pub, self.meta_pub, self.timing_pub):
+            if pub is not None:  # timing_pub: only with publish_timing
+                self.destroy_publisher(pub)
+        self.timing_pub = None
         self.pipeline = None
         return TransitionCallbackReturn.SUCCESS
 
