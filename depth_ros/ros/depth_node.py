@@ -296,14 +296,7 @@ class DepthNode(FrameWorker, Node):
         from depth_ros.ros import qos
 
         guarded = self._guard.guard(self.resolve_topic_name(topic), callback)
-        if raw:  # qos.subscribe with raw=True (its override checks and error naming the topic)
-            import copy
-
-            sub = qos._overridden(self, "subscription", topic, lambda: self.create_subscription(
-                msg_type, topic, guarded, copy.copy(qos.input_qos()), qos_overriding_options=qos.overridable(),
-                raw=True))
-        else:
-            sub = qos.subscribe(self, msg_type, topic, guarded, qos.input_qos())
+        sub = qos.subscribe(self, msg_type, topic, guarded, qos.input_qos(), raw=raw)
         self._subscriptions_made.append(sub)
         return sub
 

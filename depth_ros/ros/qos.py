@@ -84,13 +84,13 @@ def _overridden(node: Any, kind: str, topic: str, create: Any) -> Any:
         raise ParameterError(f"QoS override of the {kind} on '{topic}': {message}") from None
 
 
-def subscribe(node: Any, msg_type: Any, topic: str, callback: Any, profile: Any) -> Any:
+def subscribe(node: Any, msg_type: Any, topic: str, callback: Any, profile: Any, raw: bool = False) -> Any:
     """``node.create_subscription`` with QoS override parameters; a bad override value is a
     ParameterError naming the topic. rclpy writes the overrides into the profile object it is
     given, so it gets a copy: ``profile`` (e.g. rclpy's shared ``qos_profile_sensor_data``) is
-    left unchanged."""
+    left unchanged. ``raw``: the callback gets the message's CDR bytes (rclpy ``raw=True``)."""
     return _overridden(node, "subscription", topic, lambda: node.create_subscription(
-        msg_type, topic, callback, copy.copy(profile), qos_overriding_options=overridable()))
+        msg_type, topic, callback, copy.copy(profile), qos_overriding_options=overridable(), raw=raw))
 
 
 def advertise(node: Any, msg_type: Any, topic: str, profile: Any) -> Any:
