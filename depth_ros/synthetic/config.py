@@ -25,7 +25,7 @@ MAX_CONFIG_NESTING = 8
 
 __all__ = ["DISTORTION_MODELS", "HFOV_LIMITS_DEG", "RELATIVE_SCALE_RANGE", "RELATIVE_SHIFT_RANGE", "SCENES", "STORAGES", "TRAJECTORIES", "SynthConfig", "coerce_value", "load_config"]
 
-SCENES = ("corridor", "room")
+SCENES = ("corridor", "room", "hall")
 TRAJECTORIES = ("forward", "orbit", "random_smooth")
 STORAGES = ("auto", "mcap", "sqlite3")
 DISTORTION_MODELS = ("none", "plumb_bob", "equidistant")

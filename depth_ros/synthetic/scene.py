@@ -62,6 +62,7 @@ _AMBIENT = 0.55
 # Materials: 0 floor, 1 ceiling, 2-3 walls, 4.. boxes.
 _NUM_MATERIALS = 8
 _BOX_DENSITY_PER_M2 = 0.15  # default static boxes per square metre of floor
+_HALL_MAX_BOXES = 40  # default static boxes of a hall (fewer per square metre: an open space)
 _CLEARANCE_M = 0.4  # free space kept around the camera path (base and camera origins) for boxes
 
 
@@ -168,8 +169,13 @@ def _room_bounds(config: SynthConfig, path_xy: np.ndarray) -> tuple[tuple[float,
         yc = 0.5 * (lo[1] + hi[1])
         half_w = max(2.0, 0.5 * (hi[1] - lo[1]) + 1.5)
         return (x0, yc - half_w, 0.0), (x1, yc + half_w, 3.0)
-    # Room: at least 10 x 8 m, 2.5 m of margin around the path.
     c = 0.5 * (lo + hi)
+    if config.scene == "hall":
+        # Hall (warehouse, atrium): at least 40 x 30 m and 8 m high, 10 m of margin around the path;
+        # depths the corridor and the room never have.
+        half = np.maximum(0.5 * (hi - lo) + 10.0, [20.0, 15.0])
+        return (c[0] - half[0], c[1] - half[1], 0.0), (c[0] + half[0], c[1] + half[1], 8.0)
+    # Room: at least 10 x 8 m, 2.5 m of margin around the path.
     half = np.maximum(0.5 * (hi - lo) + 2.5, [5.0, 4.0])
     return (c[0] - half[0], c[1] - half[1], 0.0), (c[0] + half[0], c[1] + half[1], 3.2)
 
@@ -235,6 +241,8 @@ def build_scene(config: SynthConfig, trajectory: Trajectory, rng: np.random.Gene
     boxes: list[Box] = []
     floor_m2 = (hi[0] - lo[0]) * (hi[1] - lo[1])
     num_static = config.num_boxes if config.num_boxes is not None else int(round(_BOX_DENSITY_PER_M2 * floor_m2))
+    if config.scene == "hall" and config.num_boxes is None:
+        num_static = min(num_static, _HALL_MAX_BOXES)  # the density of a room would fill a hall with ~180
     for moving, count in ((False, num_static), (True, config.moving_objects)):
         placed = 0
         for _ in range(200 * max(count, 1)):

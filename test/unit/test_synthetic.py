@@ -49,6 +49,7 @@ def unproject_world(frame: Frame) -> np.ndarray:
         dict(scene="corridor", trajectory="forward", moving_objects=2),
         dict(scene="room", trajectory="orbit"),
         dict(scene="room", trajectory="random_smooth", moving_objects=3, speed_mps=1.0),
+        dict(scene="hall", trajectory="forward"),
     ],
 )
 def test_depth_unprojects_onto_scene_surfaces(overrides: dict) -> None:
@@ -65,6 +66,19 @@ def test_depth_unprojects_onto_scene_surfaces(overrides: dict) -> None:
     f.depth_m[...] *= np.float32(0.99)
     d_short = scene_distance(r.scene, cfg.time_s(f.index), unproject_world(f))
     assert np.mean(d_short > 1e-3) > 0.95
+
+
+def test_a_hall_is_larger_and_farther_than_a_room() -> None:
+    """The hall preset: at least 40 x 30 x 8 m, at most 40 boxes by default; its depths go beyond
+    what the corridor and the room have."""
+    medians = {}
+    for scene in ("room", "hall"):
+        r = Renderer(SynthConfig(**{**SMALL, "scene": scene}))
+        lo, hi = np.asarray(r.scene.room_lo), np.asarray(r.scene.room_hi)
+        if scene == "hall":
+            assert (hi - lo >= [40.0, 30.0, 8.0]).all() and len(r.scene.boxes) <= 40
+        medians[scene] = float(np.median(r.render(0).depth_m))
+    assert medians["hall"] > 2.0 * medians["room"], medians
 
 
 def test_floor_and_ceiling_depth_match_hand_computed_values() -> None:
