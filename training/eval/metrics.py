@@ -46,6 +46,15 @@ class DepthMetrics:
         return asdict(self)
 
 
+def _pair(pred_depth_m: np.ndarray, gt_depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps as float64; ValueError when their shapes differ."""
+    pred = np.asarray(pred_depth_m, dtype=np.float64)
+    gt = np.asarray(gt_depth_m, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must have the same shape")
+    return pred, gt
+
+
 def compute_depth_metrics(
     pred_depth_m: np.ndarray,
     gt_depth_m: np.ndarray,
@@ -67,10 +76,7 @@ def compute_depth_metrics(
     Raises:
         ValueError: shapes differ.
     """
-    pred = np.asarray(pred_depth_m, dtype=np.float64)
-    gt = np.asarray(gt_depth_m, dtype=np.float64)
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must have the same shape")
+    pred, gt = _pair(pred_depth_m, gt_depth_m)
     valid = np.isfinite(gt) & (gt >= min_depth_m) & (gt <= max_depth_m) & np.isfinite(pred) & (pred > 0)
     if not valid.any():
         return None
@@ -106,10 +112,7 @@ def scale_shift_aligned(pred_depth_m: np.ndarray, gt_depth_m: np.ndarray, min_de
     Raises:
         ValueError: shapes differ.
     """
-    pred = np.asarray(pred_depth_m, dtype=np.float64)
-    gt = np.asarray(gt_depth_m, dtype=np.float64)
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must have the same shape")
+    pred, gt = _pair(pred_depth_m, gt_depth_m)
     with np.errstate(invalid="ignore", divide="ignore"):
         pred_ok = np.isfinite(pred) & (pred > 0)
         valid = pred_ok & np.isfinite(gt) & (gt >= min_depth_m) & (gt <= max_depth_m)
