@@ -162,3 +162,26 @@ def test_missing_label_topic_stops_before_training(bag: Path, tmp_path: Path, ca
     assert "data.groups" in capsys.readouterr().err
     assert main(["fit", "--config", str(_task_yaml(tmp_path, bag, 1, model={"netwrk": "light"}))]) == 1
     assert "unknown key(s) netwrk" in capsys.readouterr().err
+
+
+def test_a_saturated_output_is_reported_once_as_a_collapsed_run(caplog: pytest.LogCaptureFixture) -> None:
+    """The final sigmoid pushed to 0 everywhere (the state a MiDaS run at lr 1e-3 ended in): the
+    training step warns once that the run collapsed, naming the learning rate; a healthy output
+    does not warn."""
+    import logging
+
+    task = MidasTask(network="light", image_height=64, image_width=96, lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    valid = torch.rand(2, 1, 64, 96, generator=g) > 0.3
+    batch = {"image": torch.rand(2, 3, 64, 96, generator=g), "target": (torch.rand(2, 1, 64, 96, generator=g) + 0.1) * valid,
+             "valid": valid, "K": torch.eye(3).expand(2, 3, 3), "kind": torch.zeros(2, dtype=torch.int64),
+             "group": torch.zeros(2, dtype=torch.int64), "exact": torch.zeros(2, dtype=torch.bool)}
+    with caplog.at_level(logging.WARNING, logger="depth_ros_training.tasks.common"):
+        task.training_step(batch, 0)
+        assert "collapsed" not in caplog.text
+        with torch.no_grad():
+            task.depth_net.dispconv[0].bias.fill_(-100.0)  # sigmoid(-100 + ...) == 0 in float32
+        task.training_step(batch, 1)
+        task.training_step(batch, 2)
+    warnings = [r.getMessage() for r in caplog.records if "collapsed" in r.getMessage()]
+    assert len(warnings) == 1 and "lower model.lr (now 0.001)" in warnings[0] and "midas" in warnings[0], warnings

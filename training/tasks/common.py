@@ -48,6 +48,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: An output within this of 0 or 1 counts as saturated (float32 sigmoid: ~exp(-14)).
+SATURATED_EPS = 1e-6
+#: Share of saturated output pixels from which a run is reported as collapsed.
+COLLAPSED_SHARE = 0.99
+
 #: ``network:`` choices: ResNet-18 / ResNet-50 DispNet, or the CPU real-time LightDispNet.
 NETWORKS: tuple[str, ...] = ("resnet18", "resnet50", "light")
 
@@ -236,9 +241,35 @@ class LabelledTask(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         inputs = self.step_inputs(batch)
-        terms = self.compute_losses(inputs, self.predict(inputs))
+        pred = self.predict(inputs)
+        terms = self.compute_losses(inputs, pred)
         self.log_terms("train", terms, inputs.image.shape[0])
+        self._check_saturation(pred, inputs.image.shape[0])
         return terms.total
+
+    def unit_output(self, pred: Any) -> Tensor | None:
+        """The network's final sigmoid output in (0, 1) within ``pred`` (for the saturation check),
+        or None when the task has none."""
+        return None
+
+    def _check_saturation(self, pred: Any, batch_size: int) -> None:
+        """``train/saturated``: share of output pixels at the sigmoid's ends (within
+        :data:`SATURATED_EPS` of 0 or 1). Above :data:`COLLAPSED_SHARE` no gradient reaches the
+        network any more (a learning rate too high for a loss blind to the output's scale or shift,
+        e.g. MiDaS's): warned once per run, naming the learning rate."""
+        out = self.unit_output(pred)
+        if out is None:
+            return
+        with torch.no_grad():
+            share = float(((out <= SATURATED_EPS) | (out >= 1.0 - SATURATED_EPS)).float().mean())
+        self.log("train/saturated", share, batch_size=batch_size)
+        if share > COLLAPSED_SHARE and not getattr(self, "_collapse_warned", False):
+            self._collapse_warned = True
+            log.warning(
+                "%s: the network's output is saturated on %.1f %% of the pixels at step %d (its sigmoid at 0 or 1): "
+                "training has collapsed and will not recover; lower model.lr (now %g) and start again",
+                self.task, 100.0 * share, self.global_step, getattr(self.config, "lr", float("nan")),
+            )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         inputs = self.step_inputs(batch)

@@ -211,6 +211,9 @@ class DepthProTask(LabelledTask):
         bottleneck, disp = features_and_disparity(self.depth_net, inputs.image)
         return DepthProPrediction(canonical=self.config.max_canonical * disp, fov_deg=self.fov_head(bottleneck))
 
+    def unit_output(self, pred: DepthProPrediction) -> Tensor:
+        return pred.canonical / self.config.max_canonical
+
     @property
     def _fixed_ratio(self) -> float | None:
         """The constant focal ratio of ``output: metric``; None for Depth Pro's canonical form."""

@@ -120,6 +120,9 @@ class MidasTask(LabelledTask):
         """(B, 1, H, W) relative inverse depth in (0, 1)."""
         return self.depth_net(inputs.image)[0]
 
+    def unit_output(self, pred: Tensor) -> Tensor:
+        return pred
+
     def _loss(self, pred: Tensor, target: Tensor, valid: Tensor) -> MidasLoss:
         c = self.config
         if c.loss == "ssi_mse":
