@@ -49,6 +49,14 @@ def test_fit_writes_the_run_config_and_a_zoedepth_checkpoint(bag: Path, tmp_path
     data = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert is_zoedepth_checkpoint(data) and data["global_step"] == 1
     assert data["hyper_parameters"]["group_names"] == ["gt"] and data["hyper_parameters"]["n_bins"] == 8
+    # export: the fit run's camera goes into the spec (image size, focal length at the network input)
+    from depth_ros.inference.spec import load_model_spec
+
+    assert main(["export", str(ckpt), "-o", str(tmp_path / "export"), "--tensorrt", "off"]) == 0
+    spec = load_model_spec(tmp_path / "export" / "depth.onnx")
+    assert spec.output_kind == "depth_metric"
+    assert (spec.train_image_width_px, spec.train_image_height_px) == (SYNTH.width, SYNTH.height)
+    assert spec.train_fx_px == pytest.approx(SYNTH.camera.fx * spec.input_width / SYNTH.width, rel=1e-6)
 
 
 def test_an_unknown_trainer_key_is_refused_before_training(bag: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

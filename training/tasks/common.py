@@ -290,7 +290,7 @@ class LabelledTask(pl.LightningModule):
         """The exported model's spec: the config's input size, normalisation and depth range,
         output ``depth``, named ``<task>_<network>_<W>x<H>`` unless ``name`` is given, and
         ``extra`` after the task's and network's names; the training camera fields of the
-        module's ``train_camera_fields`` when set (:func:`depth_ros_training.tasks.run.labelled_run_camera_fields`)."""
+        module's ``train_camera_fields`` when set (:func:`depth_ros_training.tasks.train_camera.labelled_run_camera_fields`)."""
         c = self.config
         return ModelSpec(
             **getattr(self, "train_camera_fields", {}),

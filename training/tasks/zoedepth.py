@@ -422,8 +422,15 @@ def export_zoedepth(checkpoint: str | Path, output_dir: str | Path, name: str | 
     from depth_ros.inference.onnx_export import export_onnx
     from depth_ros_training.export import ExportResult, _check_loadable, _parity
 
+    import dataclasses
+
+    from depth_ros_training.tasks.train_camera import labelled_run_camera_fields
+
     module = load_zoedepth_module(checkpoint)
-    spec = zoedepth_spec(module, name)
+    c = module.config
+    # the fit run's camera: the image size (aspect) and its focal length at the network input, so the
+    # runtime corrects the metric depth on a camera of another focal length (scale policy model)
+    spec = dataclasses.replace(zoedepth_spec(module, name), **labelled_run_camera_fields(checkpoint, c.image_width, c.image_height))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     wrapper = ZoeExportWrapper(module).eval().cpu()
