@@ -35,6 +35,12 @@ held = {"corridor": bag("c21", "corridor", 21, 12), "room": bag("r22", "room", 2
 new_range = {"hall": bag("h23", "hall", 23, 12)}
 out = {}
 ck1 = D / "stage1.ckpt"
+if ck1.exists():  # stage 1 of an earlier run in OUT_DIR: keep its time (bench_zoedepth_vs_velocity.py's budget)
+    for earlier in sorted(D.glob("results_*.json")):
+        if json.load(open(earlier)).get("stage1_s") is not None:
+            out["stage1_s"] = json.load(open(earlier))["stage1_s"]
+    if out.get("stage1_s") is None:
+        sys.exit(f"{D}: stage1.ckpt exists but no results_*.json records its time; use a fresh OUT_DIR")
 if not ck1.exists():
     t = time.time(); torch.manual_seed(0)
     s1 = DepthTrainingModule(image_height=T.H, image_width=T.W, min_depth_m=0.5, max_depth_m=20.0)
