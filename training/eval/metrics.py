@@ -14,7 +14,11 @@ Scale-and-shift alignment (:func:`scale_shift_aligned`, for affine-invariant inv
 MiDaS's) is MiDaS's evaluation protocol: per image, ``s`` and ``t`` fitted by least squares so that
 ``s / p + t`` matches ``1 / g`` on the valid pixels (the normal equations of the authors' posted
 ``compute_scale_and_shift``), the aligned inverse depth clamped from below at ``1 / max_depth_m``
-(their disparity cap), then ``1 / (s / p + t)`` scored as a metric prediction.
+(their disparity cap), then ``1 / (s / p + t)`` scored as a metric prediction. Where it differs
+from that code: it aligns the inverse of the depth the runtime wrote rather than the network's raw
+output (for every scale policy that inverse is an affine map of the output, so the fitted result is
+the same); and a singular system (fewer than two valid pixels, a constant prediction) gives no
+aligned figure for the frame, where the code leaves scale and shift at 0 (an all-capped prediction).
 """
 from __future__ import annotations
 
