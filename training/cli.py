@@ -6,6 +6,7 @@ Usage::
     depth-ros-train fit --config config/train_midas.yaml       (task: midas / depth_pro in the YAML, or --task)
     depth-ros-train validate --config config/train.yaml --ckpt_path CKPT
     depth-ros-train export CKPT -o DIR [--no-pose] [--tensorrt] [--fuse-io 640x480 [--fuse-color bgr] ...]
+                           [--batch N] [--int8 --calibration-bag BAG [--int8-target tensorrt]]
     depth-ros-train eval --model M [--model M2 ...] BAG [BAG ...] [-o DIR]   (or --pred PRED.mcap)
     depth-ros-train pretrain --config config/pretrain.yaml [--data.data.bags '[a.mcap]']
     depth-ros-train adapt BAG [BAG ...] [--minutes M] [--teacher T.onnx] [--truth-topic T] [-o OUTDIR]
@@ -232,7 +233,10 @@ def _export_main(argv: list[str]) -> int:
     parser.add_argument("--name", default=None, help="model name written into the ModelSpec")
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch parity check")
     parser.add_argument("--tensorrt", choices=("auto", "on", "off"), default="auto", help="also build TensorRT engines (auto: when a CUDA GPU and tensorrt exist)")
+    parser.add_argument("--batch", type=int, metavar="N", help="depth.onnx takes 1 to N frames per call (several cameras in one call: multi_depth_node); TensorRT builds its profile for N")
     parser.add_argument("--int8", action="store_true", help="also write depth.int8.onnx: ONNX Runtime static INT8 (QDQ, per-channel) for CPUs, calibrated on --calibration-bag")
+    parser.add_argument("--int8-target", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
+                        help="onnxruntime (default): depth.int8.onnx for CPUs; tensorrt: depth.int8-tensorrt.onnx, symmetric int8 that TensorRT builds an INT8 engine from")
     parser.add_argument("--calibration-bag", metavar="BAG", help="bag whose camera frames calibrate the INT8 activation ranges (needed with --int8)")
     parser.add_argument("--calibration-frames", type=int, default=64, metavar="N", help="frames taken evenly from the bag (default 64)")
     from depth_ros.inference.quantize import CALIBRATION_METHODS
@@ -247,11 +251,20 @@ def _export_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.int8 != (args.calibration_bag is not None):
         parser.error("--int8 and --calibration-bag go together")
+    if args.int8_target != "onnxruntime" and not args.int8:
+        parser.error("--int8-target needs --int8")
+    from depth_ros.inference.spec import MAX_BATCH
+
+    if args.batch is not None and not 1 <= args.batch <= MAX_BATCH:
+        parser.error(f"--batch must be in 1..{MAX_BATCH}, got {args.batch}")
     fuse = _fuse_config(parser, args)
+    if fuse is not None and args.batch not in (None, 1):
+        parser.error("--batch and --fuse-io: a fused model takes one camera image; export them separately")
     from depth_ros.inference.quantize import QuantizeConfig
 
     try:
-        quant = QuantizeConfig(frames=args.calibration_frames, method=args.calibration_method, image_topic=args.image_topic) if args.int8 else None
+        quant = QuantizeConfig(frames=args.calibration_frames, method=args.calibration_method, image_topic=args.image_topic,
+                               target=args.int8_target) if args.int8 else None
     except ValueError as exc:
         parser.error(f"--calibration-frames: {exc}")
     from depth_ros_training.export import export_checkpoint
@@ -268,6 +281,11 @@ def _export_main(argv: list[str]) -> int:
             check_parity=not args.no_check,
             tensorrt=args.tensorrt,
         )
+    if args.batch not in (None, 1):
+        from depth_ros.inference.onnx_export import batch_onnx
+
+        depth = Path(result.paths["depth"])
+        batch_onnx(depth, depth, args.batch, check_atol=None if args.no_check else 1e-4)
     for kind, path in result.paths.items():
         print(f"{kind}: {path}")
     for kind, err in result.parity_max_abs_error.items():
@@ -284,8 +302,9 @@ def _export_main(argv: list[str]) -> int:
 
         depth = Path(result.paths["depth"])
         inputs = calibration_inputs(args.calibration_bag, load_model_spec(depth), quant)
-        out = quantize_model(depth, depth.with_name(depth.stem + ".int8.onnx"), inputs, quant, source=Path(args.calibration_bag).name)
-        print(f"depth int8: {out} (calibrated on {len(inputs)} frames of {args.calibration_bag})")
+        suffix = ".int8.onnx" if quant.target == "onnxruntime" else ".int8-tensorrt.onnx"
+        out = quantize_model(depth, depth.with_name(depth.stem + suffix), inputs, quant, source=Path(args.calibration_bag).name)
+        print(f"depth int8 ({quant.target}): {out} (calibrated on {len(inputs)} frames of {args.calibration_bag})")
     return 0
 
 

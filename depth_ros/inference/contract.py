@@ -18,6 +18,7 @@ __all__ = [
     "InferenceBackend",
     "TensorInfo",
     "accepted_output_shapes",
+    "check_batch_input",
     "check_input_array",
     "check_model_io",
     "check_output_contract",
@@ -198,6 +199,20 @@ def check_input_array(x: Any, spec: ModelSpec) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.floating):
         raise InputError(f"network input must be floating point, got {x.dtype}")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def check_batch_input(x: Any, frame_shape: tuple[int, ...], max_frames: int | None, source: str) -> None:
+    """Check the input of a backend's ``infer_batch``: B frames of ``frame_shape``, numeric, with
+    1 <= B <= ``max_frames`` (None: any number).
+
+    Raises:
+        InputError: one line naming ``source`` (the model) and what was expected.
+    """
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fu" or x.ndim != len(frame_shape) + 1 or x.shape[1:] != tuple(frame_shape):
+        raise InputError(f"batched network input must be a numeric (B, {', '.join(map(str, frame_shape))}) array, "
+                         f"got {getattr(x, 'dtype', type(x).__name__)} {list(getattr(x, 'shape', ()))}")
+    if x.shape[0] < 1 or (max_frames is not None and x.shape[0] > max_frames):
+        raise InputError(f"batch of {x.shape[0]} frames; {source} takes 1 to {max_frames}")
 
 
 def accepted_output_shapes(spec: ModelSpec) -> tuple[tuple[int, ...], ...]:

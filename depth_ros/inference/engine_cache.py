@@ -62,7 +62,7 @@ MAX_HEADER_NESTING = 4
 #: and measure hundreds of KB to a few MB; a larger file is ignored (TensorRT starts afresh)
 #: instead of being read whole into memory.
 MAX_TIMING_CACHE_BYTES = 64 << 20
-PRECISIONS = ("fp16", "fp32")
+PRECISIONS = ("fp16", "fp32", "int8")
 _PREFIX = struct.Struct("<8sII")  # magic, format version, header length
 
 
@@ -88,7 +88,8 @@ class EngineKey:
         trt_version: ``tensorrt.__version__`` of the builder, e.g. "10.3.0".
         gpu_name: device name plus compute capability, e.g. "NVIDIA Orin (sm_87)".
         precision: one of :data:`PRECISIONS`.
-        input_shape: the fixed network input shape, e.g. (1, 3, 192, 640).
+        input_shape: the network input shape at its most frames, e.g. (1, 3, 192, 640), or
+            (4, 3, 192, 640) for a model of ``max_batch`` 4.
     """
 
     onnx_sha256: str

@@ -3,9 +3,9 @@
 The spec goes into ``metadata_props[METADATA_KEY]`` as JSON, so :func:`load_model_spec` finds
 it with no sidecar. Output names follow :func:`depth_ros.inference.torch_backend.named_outputs`,
 so the ONNX and eager backends return the same dict keys. The input shape is fixed to the
-spec's (batch 1), which is what the TensorRT fixed-shape profile expects; ``batch`` asks for a
-fixed batch of N frames or a dynamic batch axis instead (several cameras in one call, the ONNX
-Runtime backend's ``infer_batch``).
+spec's (batch 1); ``batch`` asks for a fixed batch of N frames or a dynamic batch axis of 1 to
+``spec.max_batch`` frames instead (several cameras in one call: the backends' ``infer_batch``),
+and the embedded spec's ``max_batch`` records it (TensorRT's optimisation profile is built from it).
 
 After export the model is run once in ONNX Runtime on the same random input as the module and
 the outputs are compared (``check_atol``); the file is written only if they agree, and always
@@ -15,6 +15,7 @@ running as another user must be able to read it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -25,14 +26,14 @@ import numpy as np
 from depth_ros.errors import ModelError
 from depth_ros.safeio import write_atomically
 from depth_ros.inference.contract import spec_input_shape
-from depth_ros.inference.spec import ModelSpec, embed_spec  # embed_spec: re-exported here
+from depth_ros.inference.spec import MAX_BATCH, ModelSpec, embed_spec  # embed_spec: re-exported here
 
 if TYPE_CHECKING:
     import torch
 
     from depth_ros.inference.fused_io import FusedIOConfig
 
-__all__ = ["DEFAULT_OPSET", "embed_spec", "export_fused_onnx", "export_onnx", "set_dynamic_batch", "write_atomically"]
+__all__ = ["DEFAULT_OPSET", "batch_onnx", "embed_spec", "export_fused_onnx", "export_onnx", "set_dynamic_batch", "write_atomically"]
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +51,74 @@ def set_dynamic_batch(model_proto: "object") -> None:
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
         dim.dim_param = "batch"
+
+
+def batch_onnx(source: str | Path, path: str | Path, max_batch: int, check_atol: float | None = 1e-4, seed: int = 0) -> Path:
+    """Write a batch-1 exported model with a batch axis of 1 to ``max_batch`` frames (several
+    cameras in one call; ``depth-ros-train export --batch N``): :func:`set_dynamic_batch`, and the
+    embedded spec's ``max_batch`` set to N.
+
+    The result is checked before it is written: ``max_batch`` random frames in one call must give
+    each frame's output run alone through ``source`` (``check_atol``; None skips the check). A
+    graph that reshapes over the batch axis fails it, and nothing is written.
+
+    Args:
+        source: an exported ``.onnx`` of ``max_batch`` 1 with its spec; not a fused one (a fused
+            model takes one camera image).
+        path: the batched model (may be ``source`` itself; written atomically).
+
+    Raises:
+        ModelError: ``source`` is fused, already batched or unreadable, or the check failed.
+        ValueError: ``max_batch`` not in 2..:data:`~depth_ros.inference.spec.MAX_BATCH`.
+    """
+    import onnx
+
+    from depth_ros.inference.spec import load_model_spec
+
+    if not isinstance(max_batch, int) or isinstance(max_batch, bool) or not 2 <= max_batch <= MAX_BATCH:
+        raise ValueError(f"max_batch must be an integer in 2..{MAX_BATCH}, got {max_batch!r}")
+    source, path = Path(source), Path(path)
+    spec = load_model_spec(source)
+    if spec.fused:
+        raise ModelError(f"{source}: a fused model takes one camera image; batch the unfused model")
+    if spec.max_batch != 1:
+        raise ModelError(f"{source}: already takes up to {spec.max_batch} frames per call")
+    try:
+        original = source.read_bytes()
+        proto = onnx.load_from_string(original)
+    except Exception as exc:  # OSError, protobuf DecodeError
+        raise ModelError(f"{source}: not a readable ONNX file ({_one_line(exc)})") from None
+    if len(proto.graph.input) != 1 or len(proto.graph.input[0].type.tensor_type.shape.dim) != 4:
+        raise ModelError(f"{source}: batching needs one image input of rank 4")
+    set_dynamic_batch(proto)
+    embed_spec(proto, dataclasses.replace(spec, max_batch=max_batch))
+    data = proto.SerializeToString()
+    if check_atol is not None:
+        _check_batched(original, data, spec, max_batch, check_atol, seed)
+    write_atomically(path, lambda f: f.write(data))
+    _log.info("%s: batch axis of 1 to %d frames", path, max_batch)
+    return path
+
+
+def _check_batched(original: bytes, batched: bytes, spec: ModelSpec, frames: int, atol: float, seed: int) -> None:
+    """``frames`` random frames through ``batched`` in one call equal each frame through ``original``."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(seed).random((frames, *spec_input_shape(spec)[1:]), dtype=np.float32)
+    try:
+        one = ort.InferenceSession(original, providers=["CPUExecutionProvider"])
+        many = ort.InferenceSession(batched, providers=["CPUExecutionProvider"])
+        got = many.run(None, {spec.input_name: x})
+        alone = [one.run(None, {spec.input_name: x[i:i + 1]}) for i in range(frames)]
+    except Exception as exc:  # ORT's own error types: the graph does not run batched
+        raise ModelError(f"model '{spec.name}' does not run {frames} frames in one call ({_one_line(exc)})") from None
+    for k, out in enumerate(got):
+        want = np.concatenate([a[k] for a in alone])
+        if out.shape != want.shape:
+            raise ModelError(f"model '{spec.name}': batched output {k} has shape {list(out.shape)}, frame by frame {list(want.shape)}")
+        diff = float(np.max(np.abs(out.astype(np.float64) - want))) if want.size else 0.0
+        if not diff <= atol:
+            raise ModelError(f"model '{spec.name}': batched output {k} differs from frame-by-frame by {diff:.3g} (allowed {atol:g})")
 
 
 def export_onnx(
@@ -75,7 +144,9 @@ def export_onnx(
             one traced with); None skips the check (then onnxruntime is not needed).
         seed: seed of the tracing and checking inputs.
         batch: frames per call of the exported input's first axis: 1 (the spec's shape), a
-            fixed N > 1, or None for a dynamic axis (traced and checked on 2 frames).
+            fixed N > 1, or None for a dynamic axis of 1 to ``spec.max_batch`` frames
+            (:data:`~depth_ros.inference.spec.MAX_BATCH` when the spec says 1; traced and
+            checked on 2 frames). The embedded spec's ``max_batch`` says N, or that bound.
 
     Returns:
         ``path`` as a Path.
@@ -89,8 +160,14 @@ def export_onnx(
 
     if not isinstance(opset, int) or opset < 18:
         raise ValueError(f"opset must be an integer >= 18 for the dynamo exporter, got {opset!r}")
-    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
-        raise ValueError(f"batch must be a positive integer or None (dynamic), got {batch!r}")
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH):
+        raise ValueError(f"batch must be an integer in 1..{MAX_BATCH} or None (dynamic), got {batch!r}")
+    if batch is not None and spec.max_batch not in (1, batch):
+        raise ValueError(f"batch {batch} does not match the spec's max_batch {spec.max_batch}")
+    if batch is None:
+        spec = dataclasses.replace(spec, max_batch=spec.max_batch if spec.max_batch > 1 else MAX_BATCH)
+    elif batch > 1:
+        spec = dataclasses.replace(spec, max_batch=batch)
     path = Path(path)
     was_training = module.training
     module = module.eval().cpu()
@@ -124,7 +201,7 @@ def _trace(module: "torch.nn.Module", spec: ModelSpec, opset: int, seed: int,
     generator = torch.Generator().manual_seed(seed)
     # a dynamic axis is traced on 2 frames: the exporter specialises a dim of size 1
     shape = (2 if batch is None else batch, *spec_input_shape(spec)[1:])
-    dynamic_shapes = None if batch is not None else {"image": {0: torch.export.Dim("batch", min=1, max=64)}}
+    dynamic_shapes = None if batch is not None else {"image": {0: torch.export.Dim("batch", min=1, max=spec.max_batch)}}
     x_trace = torch.rand(shape, generator=generator, dtype=torch.float32)
     # The parity input differs from the tracing input, so values baked into the graph as
     # constants during tracing (a .numpy() or .item() round trip) show up as a mismatch.

@@ -5,8 +5,9 @@ created (:func:`depth_ros.inference.backend.check_model_io`); models with dynami
 accepted and run at the spec's input size.
 
 Batch axis: a model whose input declares a dynamic first dim, or a fixed one N > 1 (read from
-the ONNX input shape: ``batch_size`` None or N), also runs several frames in one call
-(:meth:`OnnxRuntimeBackend.infer_batch`; the multi-camera node uses it). A fixed batch N is
+the ONNX input shape), also runs several frames in one call (:meth:`OnnxRuntimeBackend.infer_batch`;
+the multi-camera node uses it), at most ``batch_size`` of them: N, or the spec's ``max_batch``
+for a dynamic axis (None, any number, for a spec that predates the field). A fixed batch N is
 checked against the spec as if it were batch 1 and a shorter batch is padded with zeros to N.
 
 Session tuning (measured on 2-core x86 machines, see bench/bench_backends.py): one intra-op
@@ -33,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from depth_ros.errors import BackendError, InputError, ModelError
-from depth_ros.inference.contract import TensorInfo, check_input_array, check_model_io, spec_input_shape
+from depth_ros.errors import BackendError, ModelError
+from depth_ros.inference.contract import TensorInfo, check_batch_input, check_input_array, check_model_io, spec_input_shape
 from depth_ros.inference.spec import ModelSpec
 
 __all__ = ["OPTIONS", "OnnxRuntimeBackend", "default_threads"]
@@ -135,9 +136,15 @@ class OnnxRuntimeBackend:
             TensorInfo(i.name, tuple(i.shape), _ORT_TYPES.get(i.type, i.type)) for i in self.session.get_inputs()
         ]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        #: frames one call takes: 1, a fixed N, or None (a dynamic batch axis: any number)
-        self.batch_size: int | None = _batch_axis(inputs[0].shape) if len(inputs) == 1 and len(inputs[0].shape) == 4 else 1
-        if self.batch_size not in (None, 1):  # the spec describes one frame: check the rest of the shape
+        fixed = _batch_axis(inputs[0].shape) if len(inputs) == 1 and len(inputs[0].shape) == 4 else 1
+        if fixed is not None and spec.max_batch not in (1, fixed):
+            raise ModelError(f"{self.model_path}: input batch axis is {fixed} frames, the spec's max_batch says {spec.max_batch}")
+        #: a fixed batch N > 1 (shorter batches are padded to it), else None
+        self._pad_to: int | None = fixed if fixed not in (None, 1) else None
+        #: most frames one call takes: 1, N (fixed, or a dynamic axis bounded by the spec's
+        #: ``max_batch``), or None (a dynamic axis in a spec that predates ``max_batch``: any number)
+        self.batch_size: int | None = fixed if fixed is not None else (spec.max_batch if spec.max_batch > 1 else None)
+        if self.batch_size != 1:  # the spec describes one frame: check the rest of the shape
             inputs = [dataclasses.replace(inputs[0], shape=(None, *inputs[0].shape[1:]))]
         info = check_model_io(inputs, self.output_names, spec, str(self.model_path))
         # a fused model (spec input_format uint8_camera; checked above) takes the camera image as it is
@@ -169,20 +176,15 @@ class OnnxRuntimeBackend:
             InputError: ``x`` is not a floating array of B frames of the spec's shape, or B is
                 over a fixed ``batch_size``.
         """
-        frame = spec_input_shape(self.spec)[1:]
-        if not isinstance(x, np.ndarray) or x.dtype.kind not in "fu" or x.ndim != 4 or x.shape[1:] != frame:
-            raise InputError(f"batched network input must be a numeric (B, {', '.join(map(str, frame))}) array, "
-                             f"got {getattr(x, 'dtype', type(x).__name__)} {list(getattr(x, 'shape', ()))}")
-        if x.shape[0] < 1 or (self.batch_size is not None and x.shape[0] > self.batch_size):
-            raise InputError(f"batch of {x.shape[0]} frames; {self.model_path.name} takes 1 to {self.batch_size}")
+        check_batch_input(x, spec_input_shape(self.spec)[1:], self.batch_size, self.model_path.name)
         return self._run(np.ascontiguousarray(x))
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The session on (B, ...) frames; a fixed batch N > B is padded, outputs cut back to B."""
         frames = x.shape[0]
         x = x.astype(self._input_dtype, copy=False)
-        if self.batch_size is not None and frames < self.batch_size:
-            x = np.concatenate([x, np.zeros((self.batch_size - frames, *x.shape[1:]), x.dtype)])
+        if self._pad_to is not None and frames < self._pad_to:
+            x = np.concatenate([x, np.zeros((self._pad_to - frames, *x.shape[1:]), x.dtype)])
         outputs = self.session.run(None, {self.spec.input_name: x})
         if frames != x.shape[0]:
             outputs = [o[:frames] if o.ndim and o.shape[0] == x.shape[0] else o for o in outputs]

@@ -16,6 +16,13 @@ x86: measured on 2 x86 cores at 192x640, the ResNet-18 DispNet ran 233 ms FP32, 
 ``activations: int8`` is offered for Arm CPUs, where ONNX Runtime recommends S8S8),
 calibration ``MinMax`` by default (percentile and entropy offered: they clip outliers and can
 help networks with rare large activations).
+
+``target: tensorrt`` writes the model TensorRT builds its INT8 engine from (explicit
+quantisation, :mod:`depth_ros.inference.tensorrt_backend`): TensorRT takes only signed int8 with
+zero point 0, so activations and weights are both symmetric int8 (ONNX Runtime's
+``ActivationSymmetric`` / ``WeightSymmetric``), from the same calibration frames; biases stay
+float (``QuantizeBias`` off: TensorRT's dequantize layers take int8, not the int32 a quantised bias
+is, and TensorRT folds a float bias into its INT8 convolution); ``activations`` does not apply. The spec records ``extra["int8_target"]``, which the TensorRT backend checks.
 """
 from __future__ import annotations
 
@@ -30,12 +37,13 @@ import numpy as np
 from depth_ros.errors import BagError, DepthRosError, InputError, ModelError
 from depth_ros.inference.spec import ModelSpec
 
-__all__ = ["ACTIVATION_TYPES", "CALIBRATION_METHODS", "QuantizeConfig", "calibration_inputs", "quantize_model"]
+__all__ = ["ACTIVATION_TYPES", "CALIBRATION_METHODS", "QUANTIZE_TARGETS", "QuantizeConfig", "calibration_inputs", "quantize_model"]
 
 _log = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 ACTIVATION_TYPES = ("uint8", "int8")
+QUANTIZE_TARGETS = ("onnxruntime", "tensorrt")
 MAX_CALIBRATION_FRAMES = 4096
 
 
@@ -50,6 +58,8 @@ class QuantizeConfig:
         activations: ``uint8`` (U8S8, default; x86) or ``int8`` (S8S8; Arm).
         image_topic, camera_info_topic: the bag's camera (None: chosen as ``depth-ros infer``
             does).
+        target: ``onnxruntime`` (CPUs; the default) or ``tensorrt`` (symmetric int8 for
+            TensorRT's explicit quantisation; module docstring).
     """
 
     frames: int = 64
@@ -58,8 +68,11 @@ class QuantizeConfig:
     activations: str = "uint8"
     image_topic: str | None = None
     camera_info_topic: str | None = None
+    target: str = "onnxruntime"
 
     def __post_init__(self) -> None:
+        if self.target not in QUANTIZE_TARGETS:
+            raise ValueError(f"target must be one of {', '.join(QUANTIZE_TARGETS)}, got {self.target!r}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 1 <= self.frames <= MAX_CALIBRATION_FRAMES:
             raise ValueError(f"frames must be an integer in [1, {MAX_CALIBRATION_FRAMES}], got {self.frames!r}")
         if self.method not in CALIBRATION_METHODS:
@@ -165,6 +178,8 @@ def quantize_model(model: str | Path, output: str | Path, inputs: Sequence[np.nd
     if not inputs:
         raise ModelError(f"{model}: no calibration input")
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}[config.method]
+    tensorrt = config.target == "tensorrt"
+    kind = "s8s8 symmetric" if tensorrt else "u8s8" if config.activations == "uint8" else "s8s8"
     tmp_dir = output.parent
     prepared = tmp_dir / f".{output.name}.prep.onnx"
     quantized = tmp_dir / f".{output.name}.q.onnx"
@@ -174,8 +189,9 @@ def quantize_model(model: str | Path, output: str | Path, inputs: Sequence[np.nd
         quantize_static(
             str(prepared), str(quantized), _Reader(spec.input_name, inputs),
             quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
-            activation_type=QuantType.QUInt8 if config.activations == "uint8" else QuantType.QInt8,
+            activation_type=QuantType.QUInt8 if kind == "u8s8" else QuantType.QInt8,
             weight_type=QuantType.QInt8, calibrate_method=method,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False} if tensorrt else {},
         )
         proto = onnx.load(str(quantized))
     except (DepthRosError, OSError):
@@ -186,7 +202,8 @@ def quantize_model(model: str | Path, output: str | Path, inputs: Sequence[np.nd
         for tmp in (prepared, quantized):
             tmp.unlink(missing_ok=True)
     extra = dict(spec.extra)
-    extra.update(precision="int8", quantization=f"onnxruntime QDQ {'u8s8' if config.activations == 'uint8' else 's8s8'}, per_channel={config.per_channel}, {config.method}, {len(inputs)} frames" + (f" of {source}" if source else ""))
+    extra.update(precision="int8", int8_target=config.target,
+                 quantization=f"onnxruntime QDQ {kind}, per_channel={config.per_channel}, {config.method}, {len(inputs)} frames" + (f" of {source}" if source else ""))
     int8_spec = dataclasses.replace(spec, name=f"{spec.name} int8", extra=extra)
     embed_spec(proto, int8_spec)
     write_atomically(output, lambda f: f.write(proto.SerializeToString()))

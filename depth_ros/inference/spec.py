@@ -28,6 +28,13 @@ pixels, not at the network input size. Fused fields are written only when the in
 so an unfused spec serialises exactly as before and a runtime that predates fused IO refuses a
 fused one (unknown keys) instead of feeding it floats.
 
+Batch (``max_batch``): the most frames one call takes, 1 by default (the input's first axis is
+exactly 1). A model exported for several cameras (``depth-ros-train export --batch N``) has a
+first axis of 1 to N frames (dynamic) or exactly N (fixed; fewer frames are padded), and says N
+here: TensorRT builds its optimisation profile from it (a dynamic axis has no upper bound of
+its own), ONNX Runtime refuses larger batches, and the multi-camera node batches at most N
+frames. Written only when above 1, as the fused fields are.
+
 Why one module of ~540 lines: the contract is one dataclass, every field validated where it is
 declared, with its JSON / YAML sidecar reading and writing; an exporter reads it as a whole.
 """
@@ -50,6 +57,7 @@ __all__ = [
     "DEPTH_KINDS",
     "FUSED_ASPECTS",
     "INPUT_FORMATS",
+    "MAX_BATCH",
     "MAX_INPUT_PIXELS",
     "MAX_INPUT_SIDE",
     "MAX_SPEC_BYTES",
@@ -82,6 +90,8 @@ MAX_INPUT_SIDE = 4096
 #: dims keeps activations a robot can hold (a spec asking for 16384x16384 made a 6.5 GB
 #: allocation before failing).
 MAX_INPUT_PIXELS = 1 << 22
+#: Most frames one call of a model may take (``max_batch``): a robot's cameras, not a dataset.
+MAX_BATCH = 64
 #: Largest spec text (sidecar file, metadata JSON, checkpoint JSON), bytes. A spec is < 1 KB;
 #: the cap bounds everything parsed from it (a 200 MB model name was once copied into every
 #: DepthInfo message).
@@ -254,6 +264,9 @@ class ModelSpec:
         output_at_camera_resolution: for ``uint8_camera``: the outputs are resized in the graph
             to the window's size in camera pixels (the runtime resizes nothing); only for kinds
             whose output is affine in inverse depth.
+        max_batch: the most frames one call of the model takes (module docstring, "Batch"), 1 to
+            :data:`MAX_BATCH`; the input's first axis takes 1 to ``max_batch`` frames (dynamic) or
+            exactly ``max_batch``.
         pose_convention: for pose networks, "T_tgt_src" (maps points of the source frame into
             the target frame) or "T_src_tgt".
         name: a human-readable model name.
@@ -285,6 +298,7 @@ class ModelSpec:
     fused_color_order: Literal["rgb", "bgr"] = "rgb"
     fused_aspect: Literal["crop", "stretch"] = "stretch"
     output_at_camera_resolution: bool = False
+    max_batch: int = 1
     pose_convention: Literal["T_tgt_src", "T_src_tgt"] = "T_tgt_src"
     name: str = "unnamed"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -329,6 +343,7 @@ class ModelSpec:
         _check_choice("pose_convention", self.pose_convention, ("T_tgt_src", "T_src_tgt"))
         self._check_training_camera()
         self._check_fused_io()
+        object.__setattr__(self, "max_batch", _check_int("max_batch", self.max_batch, 1, MAX_BATCH))
         version = _check_int("version", self.version, 1, None)
         if version > SPEC_VERSION:
             raise ModelSpecError(
@@ -416,6 +431,8 @@ class ModelSpec:
         if not self.fused:  # an unfused spec reads as it did before fused IO existed
             for key in _FUSED_DEFAULTS:
                 del d[key]
+        if self.max_batch == 1:  # and an unbatched one as it did before batches existed
+            del d["max_batch"]
         return d
 
     def to_json(self) -> str:

@@ -1,4 +1,4 @@
-"""TensorRT backend: build an engine from ONNX (FP16 or FP32), cache it, run it on a CUDA stream.
+"""TensorRT backend: build an engine from ONNX (FP16, FP32 or INT8), cache it, run it on a CUDA stream.
 
 Two layers:
 
@@ -13,11 +13,23 @@ Two layers:
 * **TensorRT calls** (:class:`TensorRTToolkit`, :class:`TensorRTBackend`), TensorRT >= 10
   Python API: ``trt.Builder`` + ``trt.OnnxParser``, builder config with the ``FP16`` flag, a
   timing cache loaded from and saved to the engine cache directory (reused across builds of
-  any model on the same TensorRT version + GPU), one optimization profile with
-  min = opt = max = the spec's input shape, ``build_serialized_network``; at run time
-  ``deserialize_cuda_engine``, named I/O tensors (``num_io_tensors``, ``get_tensor_name``,
-  ``set_input_shape``, ``set_tensor_address``) bound to torch CUDA tensors allocated once,
-  and ``execute_async_v3`` on a dedicated ``torch.cuda.Stream``.
+  any model on the same TensorRT version + GPU), one optimization profile
+  (:func:`profile_shapes`: min = opt = max = the spec's input shape; for a model of
+  ``max_batch`` N with a dynamic batch axis min 1 frame, opt = max = N frames),
+  ``build_serialized_network``; at run time ``deserialize_cuda_engine``, named I/O tensors
+  (``num_io_tensors``, ``get_tensor_name``, ``set_input_shape``, ``set_tensor_address``) bound to
+  torch CUDA tensors allocated once at the most frames, and ``execute_async_v3`` on a dedicated
+  ``torch.cuda.Stream``. ``infer_batch`` runs 1 to N frames in one call (a fixed batch axis is
+  padded to N), as the ONNX Runtime backend's does, for the multi-camera node.
+
+INT8 is TensorRT's *explicit* quantisation: the engine is built from a model whose Q/DQ nodes
+carry the scales (``depth-ros-train export --int8 --int8-target tensorrt --calibration-bag BAG``:
+:mod:`depth_ros.inference.quantize` calibrates them on the bag's frames through the runtime's
+preprocess, symmetric int8 activations as TensorRT requires), with the ``INT8`` and ``FP16``
+builder flags (layers outside Q/DQ pairs run in FP16). Such a model is always built as INT8
+(:func:`engine_precision`); the implicit-quantisation calibrator API is deprecated since
+TensorRT 10.1 and not used. A model quantised for ONNX Runtime on CPUs (uint8 activations with
+zero points, which TensorRT does not take) is refused with the command that makes one.
 
 UNVERIFIED HERE: TensorRT cannot be installed on the development/CI machines (no GPU, the
 PyPI wheels download from NVIDIA at install time). Everything in the second layer is written
@@ -38,6 +50,7 @@ from depth_ros.errors import BackendError, ModelError
 from depth_ros.inference.contract import (
     InferenceBackend,
     TensorInfo,
+    check_batch_input,
     check_input_array,
     check_model_io,
     spec_input_shape,
@@ -57,8 +70,11 @@ __all__ = [
     "check_io_buffer_shapes",
     "create_tensorrt_backend",
     "decide_fallback",
+    "engine_input_shape",
+    "engine_precision",
     "obtain_engine",
     "onnx_model_io",
+    "profile_shapes",
 ]
 
 _log = logging.getLogger(__name__)
@@ -141,17 +157,62 @@ def onnx_model_io(onnx_bytes: bytes, source: str) -> tuple[list[TensorInfo], lis
 MAX_IO_ELEMENTS_PER_PIXEL = 64
 
 
+def engine_input_shape(spec: ModelSpec) -> tuple[int, ...]:
+    """The input shape an engine is built and its buffers allocated for: the spec's, with
+    ``max_batch`` frames (the optimisation profile's max)."""
+    return (spec.max_batch, *spec_input_shape(spec)[1:])
+
+
+def profile_shapes(network_shape: Sequence[int], max_shape: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """(min, opt, max) of the optimisation profile for an input the parsed network declares as
+    ``network_shape`` (-1 for a dynamic dim): a dynamic batch axis runs 1 to ``max_shape[0]``
+    frames and is tuned for the most; every other dim is the spec's.
+
+    Raises:
+        EngineBuildError: the network's input has another rank, a fixed dim other than the
+            spec's, or a fixed batch axis other than ``max_batch``.
+    """
+    network_shape, max_shape = tuple(int(d) for d in network_shape), tuple(int(d) for d in max_shape)
+    if len(network_shape) != len(max_shape) or any(n >= 0 and n != m for n, m in zip(network_shape, max_shape)):
+        raise EngineBuildError("optimisation profile", [
+            f"the ONNX input is {list(network_shape)}; the spec's input (batch = max_batch) is {list(max_shape)}"])
+    low = (1 if network_shape[0] < 0 else max_shape[0], *max_shape[1:])
+    return low, max_shape, max_shape
+
+
+def engine_precision(spec: ModelSpec, requested: str) -> str:
+    """The precision an engine is built in: an INT8 model quantised for TensorRT is always built as
+    INT8 (its Q/DQ scales decide; module docstring), anything else as ``requested``.
+
+    Raises:
+        BackendError: INT8 asked for a model without Q/DQ scales, or a model quantised for ONNX
+            Runtime on CPUs (the message names the export command that makes a TensorRT one).
+    """
+    make = "depth-ros-train export --int8 --int8-target tensorrt --calibration-bag BAG"
+    if spec.extra.get("precision") == "int8":
+        if spec.extra.get("int8_target") != "tensorrt":
+            raise BackendError(f"model '{spec.name}' is quantised for ONNX Runtime on CPUs (uint8 activations with zero "
+                               f"points, which TensorRT does not take); for TensorRT INT8 export it with: {make}")
+        if requested != "int8":
+            _log.info("model '%s' is quantised for TensorRT: building INT8 (asked: %s)", spec.name, requested)
+        return "int8"
+    if requested == "int8":
+        raise BackendError(f"TensorRT INT8 builds from a model with calibrated Q/DQ scales; model '{spec.name}' has none: {make}")
+    return requested
+
+
 def check_io_buffer_shapes(shapes: dict[str, tuple[int, ...]], spec: ModelSpec) -> None:
     """Check an engine's I/O tensor shapes (after binding the input) before allocating them.
 
     Raises:
         EngineLoadError: a dim still dynamic (negative), or a tensor larger than
-            :data:`MAX_IO_ELEMENTS_PER_PIXEL` elements per input pixel.
+            :data:`MAX_IO_ELEMENTS_PER_PIXEL` elements per input pixel (per frame, times
+            ``max_batch`` frames).
     """
     pixels = spec.input_height * spec.input_width
     if spec.fused:
         pixels = max(pixels, int(spec.fused_height_px) * int(spec.fused_width_px))  # type: ignore[arg-type]
-    limit = MAX_IO_ELEMENTS_PER_PIXEL * pixels
+    limit = MAX_IO_ELEMENTS_PER_PIXEL * pixels * spec.max_batch
     for name, shape in shapes.items():
         if any(d < 0 for d in shape):
             raise EngineLoadError(f"tensor {name!r} still has a dynamic shape {shape} after binding the input")
@@ -172,7 +233,7 @@ def engine_key(onnx_bytes: bytes, toolkit: EngineToolkit, spec: ModelSpec, preci
         trt_version=toolkit.trt_version,
         gpu_name=toolkit.gpu_name,
         precision=precision,
-        input_shape=spec_input_shape(spec),
+        input_shape=engine_input_shape(spec),
     )
 
 
@@ -259,7 +320,8 @@ def create_tensorrt_backend(
     Args:
         model_path: the ``.onnx`` file.
         spec: its contract; checked against the ONNX inputs/outputs before building.
-        precision: "fp16" (default) or "fp32".
+        precision: "fp16" (default), "fp32" or "int8" (a model quantised for TensorRT is built
+            as INT8 whatever is asked: :func:`engine_precision`).
         cache_dir: engine cache directory; None -> ``$XDG_CACHE_HOME/depth_ros/engines``.
         fallback: None (a failure raises BackendError) or "onnxruntime" (warn and use it).
         workspace_bytes: builder workspace memory pool limit.
@@ -282,10 +344,16 @@ def create_tensorrt_backend(
     except OSError as exc:
         raise ModelError(f"cannot read model {path}: {exc}") from None
     inputs, outputs = onnx_model_io(onnx_bytes, str(path))
+    if spec.max_batch > 1 and len(inputs) == 1 and inputs[0].shape:
+        fixed = inputs[0].shape[0]
+        if isinstance(fixed, int) and fixed > 0 and fixed != spec.max_batch:
+            raise ModelError(f"{path}: input batch axis is {fixed} frames, the spec's max_batch says {spec.max_batch}")
+        inputs = [TensorInfo(inputs[0].name, (None, *inputs[0].shape[1:]), inputs[0].dtype)]  # checked per frame
     check_model_io(inputs, outputs, spec, str(path))
 
     cache = EngineCache(cache_dir)
     try:
+        precision = engine_precision(spec, precision)
         toolkit = (toolkit_factory or (lambda: TensorRTToolkit(device=device, workspace_bytes=workspace_bytes)))()
         backend, how = obtain_engine(onnx_bytes, spec, toolkit, cache, precision)
     except (BackendError, EngineBuildError, EngineLoadError) as exc:
@@ -370,10 +438,12 @@ class TensorRTToolkit:
             raise EngineBuildError("ONNX parser", [str(parser.get_error(i)) for i in range(parser.num_errors)])
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_bytes)
-        if precision == "fp16":
+        if precision in ("fp16", "int8"):  # INT8: the layers outside Q/DQ pairs run in FP16
             if not getattr(builder, "platform_has_fast_fp16", True):
                 _log.warning("this GPU has no fast FP16; building FP16 anyway as asked")
             config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":  # explicit quantisation: the scales are the model's Q/DQ nodes
+            config.set_flag(trt.BuilderFlag.INT8)
         cache = config.create_timing_cache(timing_cache)
         if cache is None or not config.set_timing_cache(cache, False):
             _log.warning("TensorRT rejected the stored timing cache; starting a fresh one")
@@ -381,8 +451,8 @@ class TensorRTToolkit:
             config.set_timing_cache(cache, False)
         profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
-            name = network.get_input(i).name
-            profile.set_shape(name, input_shape, input_shape, input_shape)
+            tensor = network.get_input(i)
+            profile.set_shape(tensor.name, *profile_shapes(tuple(tensor.shape), input_shape))
         config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
@@ -395,7 +465,8 @@ class TensorRTToolkit:
 
 
 class TensorRTBackend:
-    """A deserialized engine with device buffers bound once; ``name`` "tensorrt-fp16"/"-fp32".
+    """A deserialized engine with device buffers bound once at the most frames (``max_batch``);
+    ``name`` "tensorrt-fp16" / "-fp32" / "-int8"; ``batch_size`` the most frames per call.
 
     Raises (construction):
         EngineLoadError: the engine does not deserialize.
@@ -420,8 +491,15 @@ class TensorRTBackend:
             input_names = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             self.output_names = [n for n in names if n not in input_names]
             inputs = [TensorInfo(n, tuple(self._engine.get_tensor_shape(n)), "") for n in input_names]
+            #: most frames one call takes; a fixed batch axis N > 1 is padded to N
+            self.batch_size = spec.max_batch
+            self._dynamic_batch = len(inputs) == 1 and int(inputs[0].shape[0]) < 0
+            if self.batch_size > 1:  # the spec describes one frame: check the rest of the shape
+                inputs = [TensorInfo(inputs[0].name, (None, *inputs[0].shape[1:]), "")]
             check_model_io(inputs, self.output_names, spec, "TensorRT engine")
-            self._context.set_input_shape(spec.input_name, spec_input_shape(spec))
+            self._frame_shape = spec_input_shape(spec)[1:]
+            self._bound_frames = self.batch_size
+            self._context.set_input_shape(spec.input_name, engine_input_shape(spec))
             shapes = {name: tuple(int(d) for d in self._context.get_tensor_shape(name)) for name in names}
             check_io_buffer_shapes(shapes, spec)  # before any device allocation
             self._buffers = {}
@@ -436,13 +514,41 @@ class TensorRTBackend:
         """Run once; ``x`` of the spec's input shape: float32, or the camera's uint8 image for a fused
         model (bound to a uint8 engine input; the graph's Cast, resize and normalisation run on the
         GPU). Returns outputs as float32 host arrays."""
+        return self._run(check_input_array(x, self.spec))
+
+    def infer_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run ``B`` frames (1 to ``batch_size``) in one call; ``x`` (B, ...) of the spec's frame
+        shape. Returns every output by name, its first axis the ``B`` frames.
+
+        Raises:
+            InputError: not B frames of the spec's shape, or B over ``batch_size``.
+        """
+        check_batch_input(x, self._frame_shape, self.batch_size, f"model '{self.spec.name}'")
+        return self._run(np.ascontiguousarray(x))
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The engine on (B, ...) frames: a dynamic batch axis is bound to B, a fixed one is padded."""
         torch = self._torch
-        x = check_input_array(x, self.spec)
+        frames = x.shape[0]
+        run_frames = frames if self._dynamic_batch else self.batch_size
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
-            self._buffers[self.spec.input_name].copy_(torch.from_numpy(x))
+            if run_frames != self._bound_frames:
+                self._context.set_input_shape(self.spec.input_name, (run_frames, *self._frame_shape))
+                self._bound_frames = run_frames
+            staged = self._buffers[self.spec.input_name]
+            staged[:frames].copy_(torch.from_numpy(x).to(staged.dtype))
+            if frames < run_frames:
+                staged[frames:run_frames].zero_()
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise BackendError("TensorRT execute_async_v3 failed")
-            host = {n: self._buffers[n].float().to("cpu") for n in self.output_names}
+            host = {}
+            for n in self.output_names:
+                # the engine writes a (run_frames, ...) output at the start of the buffer allocated
+                # for the most frames: read that prefix, then keep the frames asked for
+                shape = tuple(int(d) for d in self._context.get_tensor_shape(n))
+                count = int(np.prod(shape)) if shape else 1
+                out = self._buffers[n].reshape(-1)[:count].reshape(shape)
+                host[n] = (out[:frames] if shape and shape[0] == run_frames and frames < run_frames else out).float().to("cpu")
         self._stream.synchronize()
         return {n: t.numpy() for n, t in host.items()}
 

@@ -91,3 +91,36 @@ def test_corrupt_cached_engine_is_rebuilt(model: Path, tmp_path: Path, caplog: p
 
 def test_auto_picks_tensorrt_here(model: Path, tmp_path: Path) -> None:
     assert create_backend(model, cache_dir=tmp_path).name == "tensorrt-fp16"
+
+
+def test_batched_engine_runs_one_to_max_batch_frames(model: Path, tmp_path: Path) -> None:
+    """A model exported with a batch axis of 1 to 3 frames: the profile covers them all, each
+    frame's output equals the frame run alone through ONNX Runtime."""
+    from depth_ros.inference.onnx_export import batch_onnx
+
+    batched = batch_onnx(model, tmp_path / "net3.onnx", 3)
+    trt_backend = create_backend(batched, "tensorrt", precision="fp32", cache_dir=tmp_path)
+    assert trt_backend.batch_size == 3
+    single = create_backend(model, "onnxruntime-cpu")
+    x = np.concatenate([_x(seed) for seed in range(3)])
+    for frames in (3, 1, 2):  # the bound shape changes between calls
+        got = trt_backend.infer_batch(x[:frames])["depth"]
+        assert got.shape == (frames, 1, 64, 96)
+        for i in range(frames):
+            assert float(np.max(np.abs(got[i:i + 1] - single.infer(x[i:i + 1])["depth"]))) < 1e-4
+    assert trt_backend.infer(x[:1])["depth"].shape == (1, 1, 64, 96)
+
+
+def test_int8_engine_from_a_tensorrt_quantised_model(model: Path, tmp_path: Path) -> None:
+    """``--int8-target tensorrt``'s model builds an INT8 engine (explicit quantisation) whose depth
+    stays near the FP32 network's."""
+    from depth_ros.inference.quantize import QuantizeConfig, quantize_model
+
+    calib = [np.random.default_rng(s).random(spec_input_shape(SPEC), dtype=np.float32) for s in range(16)]
+    q = quantize_model(model, tmp_path / "net.int8-tensorrt.onnx", calib, QuantizeConfig(target="tensorrt"))
+    trt_backend = create_backend(q, "tensorrt", cache_dir=tmp_path)
+    assert trt_backend.name == "tensorrt-int8"
+    x = np.random.default_rng(99).random(spec_input_shape(SPEC), dtype=np.float32)
+    got = trt_backend.infer(x)["depth"]
+    want = create_backend(model, "onnxruntime-cpu").infer(x)["depth"]
+    assert float(np.median(np.abs(got - want) / want)) < 0.05

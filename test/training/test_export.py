@@ -116,3 +116,27 @@ def test_export_errors(tmp_path, capsys):
     torch.save({"state_dict": {}}, bad)
     assert main(["export", str(bad), "-o", str(tmp_path / "m")]) == 1
     assert "not a depth_ros training checkpoint" in capsys.readouterr().err
+
+
+def test_export_batch_and_tensorrt_int8(exported, tmp_path):
+    """``--batch 3``: depth.onnx takes 1 to 3 frames (checked against frame by frame at export);
+    ``--int8 --int8-target tensorrt`` beside it: the symmetric model TensorRT builds INT8 from."""
+    from depth_ros.inference.backend import create_backend
+    from depth_ros.inference.tensorrt_backend import engine_precision
+
+    ckpt, _ = exported
+    out = tmp_path / "batched"
+    bag = write_test_bag(tmp_path / "calib.mcap", SYNTH.replace(seed=3, frames=4))
+    assert main(["export", str(ckpt), "-o", str(out), "--no-pose", "--tensorrt", "off", "--batch", "3",
+                 "--int8", "--int8-target", "tensorrt", "--calibration-bag", str(bag), "--calibration-frames", "4"]) == 0
+    spec = load_model_spec(out / "depth.onnx")
+    assert spec.max_batch == 3
+    backend = create_backend(out / "depth.onnx", "onnxruntime-cpu", threads=1)
+    frames = [preprocess(f.rgb, SYNTH.camera, spec).tensor for f in render_sequence(SYNTH.replace(seed=98, frames=3))]
+    batched = backend.infer_batch(np.concatenate(frames))["depth"]
+    assert batched.shape == (3, 1, 64, 128)
+    for i, x in enumerate(frames):
+        np.testing.assert_allclose(batched[i:i + 1], backend.infer(x)["depth"], atol=1e-5)
+    int8 = load_model_spec(out / "depth.int8-tensorrt.onnx")
+    assert int8.max_batch == 3 and engine_precision(int8, "fp16") == "int8"
+    assert not (out / "depth.int8.onnx").exists()

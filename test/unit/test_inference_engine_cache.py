@@ -56,7 +56,7 @@ def test_key_is_deterministic_and_shape_type_insensitive() -> None:
     "change, message",
     [
         ({"onnx_sha256": "abc"}, "64 lowercase hex"),
-        ({"precision": "int8"}, "precision must be one of"),
+        ({"precision": "int4"}, "precision must be one of"),
         ({"input_shape": (1, 3, 0, 640)}, "positive integers"),
         ({"gpu_name": ""}, "gpu_name must be a non-empty string"),
     ],

@@ -24,10 +24,13 @@ from depth_ros.inference.tensorrt_backend import (
     EngineLoadError,
     TensorRTToolkit,
     create_tensorrt_backend,
+    check_io_buffer_shapes,
     decide_fallback,
     engine_key,
+    engine_precision,
     obtain_engine,
     onnx_model_io,
+    profile_shapes,
 )
 
 SPEC = ModelSpec(output_kind="disparity_sigmoid", input_height=8, input_width=12)
@@ -248,7 +251,7 @@ def test_contract_mismatch_is_a_model_error_even_with_a_fallback(onnx_file: Path
 
 def test_bad_options_are_refused(onnx_file: Path) -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
-        create_tensorrt_backend(onnx_file, SPEC, precision="int8")
+        create_tensorrt_backend(onnx_file, SPEC, precision="int4")
     with pytest.raises(ValueError, match="fallback must be one of"):
         create_tensorrt_backend(onnx_file, SPEC, fallback="cpu")
 
@@ -278,3 +281,84 @@ def test_onnx_model_io_excludes_initializers_and_reads_symbolic_dims(tmp_path: P
     assert outputs == ["depth"]
     with pytest.raises(ModelError, match="m.onnx: not a readable ONNX file"):
         onnx_model_io(b"\xff\xfe not protobuf", "m.onnx")
+
+
+# -- batch profile and INT8 -------------------------------------------------------------------
+
+BATCHED = ModelSpec(output_kind="disparity_sigmoid", input_height=8, input_width=12, max_batch=4)
+INT8_TRT = ModelSpec(output_kind="disparity_sigmoid", input_height=8, input_width=12, name="q",
+                     extra={"precision": "int8", "int8_target": "tensorrt"})
+INT8_CPU = ModelSpec(output_kind="disparity_sigmoid", input_height=8, input_width=12, name="q",
+                     extra={"precision": "int8", "int8_target": "onnxruntime"})
+
+
+def test_profile_covers_one_to_max_batch_frames_for_a_dynamic_axis() -> None:
+    assert profile_shapes((-1, 3, 8, 12), (4, 3, 8, 12)) == ((1, 3, 8, 12), (4, 3, 8, 12), (4, 3, 8, 12))
+    # a fixed axis is built at its size only; a model of one frame as before
+    assert profile_shapes((4, 3, 8, 12), (4, 3, 8, 12)) == ((4, 3, 8, 12),) * 3
+    assert profile_shapes((1, 3, 8, 12), (1, 3, 8, 12)) == ((1, 3, 8, 12),) * 3
+    # dynamic spatial dims take the spec's
+    assert profile_shapes((-1, 3, -1, -1), (2, 3, 8, 12))[0] == (1, 3, 8, 12)
+    for network in ((3, 3, 8, 12), (-1, 3, 8, 16), (-1, 3, 8)):
+        with pytest.raises(EngineBuildError, match=r"optimisation profile failed: the ONNX input is .* the spec's input"):
+            profile_shapes(network, (4, 3, 8, 12))
+
+
+def test_a_batched_model_builds_for_its_most_frames(onnx_file: Path, tmp_path: Path) -> None:
+    toolkit = FakeToolkit()
+    create_tensorrt_backend(onnx_file, BATCHED, precision="fp16", cache_dir=tmp_path / "c", toolkit_factory=lambda: toolkit)
+    assert [b[0] for b in toolkit.builds] == [(4, 3, 8, 12)]
+    # the batch is part of the engine's key: the same file at batch 1 is another engine
+    assert engine_key(ONNX_BYTES, toolkit, BATCHED, "fp16") != engine_key(ONNX_BYTES, toolkit, SPEC, "fp16")
+    create_tensorrt_backend(onnx_file, SPEC, precision="fp16", cache_dir=tmp_path / "c", toolkit_factory=lambda: toolkit)
+    assert [b[0] for b in toolkit.builds] == [(4, 3, 8, 12), (1, 3, 8, 12)]
+
+
+def test_buffer_bound_grows_with_max_batch() -> None:
+    one_frame = (1, 64 * 8 * 12)  # the most elements per frame
+    check_io_buffer_shapes({"depth": one_frame}, SPEC)
+    check_io_buffer_shapes({"depth": (4, 64 * 8 * 12)}, BATCHED)
+    with pytest.raises(EngineLoadError, match="at most 6144"):
+        check_io_buffer_shapes({"depth": (2, 64 * 8 * 12)}, SPEC)
+
+
+def test_int8_precision_comes_from_the_model() -> None:
+    assert engine_precision(SPEC, "fp16") == "fp16"
+    assert engine_precision(INT8_TRT, "fp16") == "int8"  # its Q/DQ scales decide
+    assert engine_precision(INT8_TRT, "int8") == "int8"
+    with pytest.raises(BackendError, match=r"model 'unnamed' has none: depth-ros-train export --int8 --int8-target tensorrt"):
+        engine_precision(SPEC, "int8")
+    with pytest.raises(BackendError, match=r"quantised for ONNX Runtime on CPUs .* --int8-target tensorrt"):
+        engine_precision(INT8_CPU, "fp16")
+
+
+def test_int8_model_builds_an_int8_engine(onnx_file: Path, tmp_path: Path) -> None:
+    toolkit = FakeToolkit()
+    backend = create_tensorrt_backend(onnx_file, INT8_TRT, cache_dir=tmp_path / "c", toolkit_factory=lambda: toolkit)
+    assert backend.name == "tensorrt-int8" and [b[1] for b in toolkit.builds] == ["int8"]
+
+
+def test_a_cpu_int8_model_falls_back_or_says_how_to_make_one(onnx_file: Path, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    toolkit = FakeToolkit()
+    with pytest.raises(BackendError, match=r"TensorRT cannot run net.onnx: model 'q' is quantised for ONNX Runtime on CPUs"):
+        create_tensorrt_backend(onnx_file, INT8_CPU, cache_dir=tmp_path / "c", toolkit_factory=lambda: toolkit)
+    with caplog.at_level(logging.WARNING):
+        backend = create_tensorrt_backend(onnx_file, INT8_CPU, cache_dir=tmp_path / "c", fallback="onnxruntime",
+                                          toolkit_factory=lambda: toolkit, fallback_options={"threads": 1})
+    assert backend.name == "onnxruntime-cpu" and toolkit.builds == []
+    assert "falling back to onnxruntime" in caplog.text
+
+
+def test_fixed_batch_axis_other_than_the_spec_is_a_model_error(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Sigmoid", ["image"], ["depth"])], "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [3, 3, 8, 12])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [3, 3, 8, 12])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "three.onnx"))
+    with pytest.raises(ModelError, match="input batch axis is 3 frames, the spec's max_batch says 4"):
+        create_tensorrt_backend(tmp_path / "three.onnx", BATCHED, cache_dir=tmp_path / "c", fallback="onnxruntime",
+                                toolkit_factory=FakeToolkit)

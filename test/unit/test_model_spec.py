@@ -17,6 +17,13 @@ def test_json_round_trip_keeps_every_field() -> None:
     assert ModelSpec.from_json(spec.to_json()) == spec
 
 
+def test_max_batch_is_written_only_above_one() -> None:
+    assert "max_batch" not in make_spec().to_dict()  # an unbatched spec reads as before the field
+    batched = make_spec(max_batch=4)
+    assert batched.to_dict()["max_batch"] == 4
+    assert ModelSpec.from_json(batched.to_json()) == batched
+
+
 def test_yaml_round_trip(tmp_path: Path) -> None:
     spec = make_spec(output_kind="inverse_depth_relative", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     spec.to_yaml(tmp_path / "m.yaml")
@@ -36,6 +43,10 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         ({"min_depth_m": 5.0, "max_depth_m": 1.0}, "min_depth_m < max_depth_m"),
         ({"output_kind": "pose_6dof"}, "take 6 input channels"),
         ({"version": 99}, "newer"),
+        ({"max_batch": 0}, r"max_batch must be an integer in 1..64, got 0"),
+        ({"max_batch": 65}, r"max_batch must be an integer in 1..64"),
+        ({"max_batch": "4"}, r"max_batch must be an integer"),
+        ({"max_batch": True}, r"max_batch must be an integer"),
     ],
 )
 def test_invalid_specs_say_what_is_wrong(overrides: dict, message: str) -> None:

@@ -72,6 +72,39 @@ def test_int8_model_is_qdq_carries_its_spec_and_stays_close(files, tmp_path):
         assert np.median(np.abs(a - b) / a) < 0.02 and not np.array_equal(a, b)
 
 
+def test_tensorrt_target_is_symmetric_int8(files, tmp_path):
+    """TensorRT's explicit quantisation takes signed int8 with zero point 0 only."""
+    import onnx
+    from onnx import numpy_helper
+
+    from depth_ros.inference.backend import create_backend
+    from depth_ros.inference.quantize import QuantizeConfig, calibration_inputs, quantize_model
+    from depth_ros.inference.spec import load_model_spec
+    from depth_ros.inference.tensorrt_backend import engine_precision
+
+    config = QuantizeConfig(frames=6, target="tensorrt")
+    inputs = calibration_inputs(files["bag"], SPEC, config)
+    out = quantize_model(files["model"], tmp_path / "small.int8-tensorrt.onnx", inputs, config)
+    proto = onnx.load(str(out))
+    initializers = {t.name: t for t in proto.graph.initializer}
+    zero_points = [initializers[n.input[2]] for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                   and len(n.input) > 2 and n.input[2] in initializers]
+    assert len(zero_points) >= 6
+    assert all(z.data_type == onnx.TensorProto.INT8 and not numpy_helper.to_array(z).any() for z in zero_points)
+    # biases stay float (no int32 DequantizeLinear); the convolutions' weights are int8
+    assert not any(t.data_type == onnx.TensorProto.INT32 for t in proto.graph.initializer)
+    assert sum(t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4 for t in proto.graph.initializer) == 3
+    spec = load_model_spec(out)
+    assert spec.extra["int8_target"] == "tensorrt" and "s8s8 symmetric" in spec.extra["quantization"]
+    assert engine_precision(spec, "fp16") == "int8"
+    backend = create_backend(out, "onnxruntime-cpu")  # ONNX Runtime runs it too, close to FP32
+    fp32 = create_backend(files["model"], "onnxruntime-cpu")
+    a, b = fp32.infer(inputs[1])["depth"], backend.infer(inputs[1])["depth"]
+    assert np.median(np.abs(a - b) / a) < 0.02
+    with pytest.raises(ValueError, match="target must be one of onnxruntime, tensorrt"):
+        QuantizeConfig(target="openvino")
+
+
 def test_refusals(files, tmp_path):
     from depth_ros.inference.quantize import QuantizeConfig, calibration_inputs, quantize_model
 
@@ -95,3 +128,9 @@ def test_export_cli_needs_a_calibration_bag(files, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["export", str(files["model"]), "-o", str(files["dir"]), "--int8"])
     assert exc.value.code == 2 and "--int8 and --calibration-bag go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(files["model"]), "-o", str(files["dir"]), "--int8-target", "tensorrt"])
+    assert exc.value.code == 2 and "--int8-target needs --int8" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(files["model"]), "-o", str(files["dir"]), "--batch", "2", "--fuse-io", "96x64"])
+    assert exc.value.code == 2 and "--batch and --fuse-io: a fused model takes one camera image" in capsys.readouterr().err

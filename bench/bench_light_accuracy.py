@@ -1,0 +1,127 @@
+"""Accuracy of the light network against the ResNet-18 DispNet trained for the same budget on the
+same bags, in FP32 and INT8 (issue: camera rate, items 3 and 4).
+
+    python bench/bench_light_accuracy.py OUT_DIR [--seconds 300] [--calibration-frames 64]
+
+Renders the demo's scenes (``depth-ros demo``'s defaults: 16 training corridors, 3 held-out
+corridors of other seeds, 384x128 camera) into OUT_DIR, then trains the demo's recipe
+(:class:`~depth_ros_training.recipes.QuickRecipe`: SC-Depth losses, odometry velocity supervision,
+depth hints; no labels) once with ``model.depth_network: resnet`` (ResNet-18) and once with
+``light`` (:class:`~depth_ros_training.models.light_dispnet.LightDispNet`), at the demo's 64x192
+input, for SECONDS of wall-clock time each. The two trainings run **at the same time, one CPU
+thread each**, so that both see the same machine load: the budget is equal in wall time and in
+conditions. Each trained network is exported (FP32 ``depth.onnx``) and quantised (INT8 QDQ,
+``depth.int8.onnx``, calibrated on the first training bag's frames, as ``depth-ros-train export
+--int8 --calibration-bag`` does). All four models are then scored through the runtime on the
+held-out corridors (``depth-ros-train eval``'s library, truth 0.1-80 m as the demo scores):
+median-scaled AbsRel (the issue's figure), metric AbsRel (no scale fitted), delta1. ``infer`` gives
+``depth-ros infer``'s frames per second of each model on one held-out bag (2 threads, no cloud).
+
+Speed at 192x640 is ``bench/bench_light_net.py``'s (speed does not depend on the weights).
+Prints one JSON document and writes ``OUT_DIR/light_accuracy.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NETWORKS = ("resnet", "light")
+
+
+def _train_child(out_dir: Path, network: str, seconds: float) -> None:
+    """Child process: train one network on the rendered training bags, export it, write its run figures."""
+    import torch
+
+    torch.set_num_threads(1)
+    from depth_ros.demo import DemoSettings
+    from depth_ros_training.datamodule import BagDataModule
+    from depth_ros_training.export import export_module
+    from depth_ros_training.recipes import quick_data_config, train_on_budget
+
+    s = DemoSettings()
+    train = sorted(str(p) for p in (out_dir / "bags").glob("train_*.mcap"))
+    started = time.perf_counter()
+    data = BagDataModule(quick_data_config(s, train, s.net_height, s.net_width), batch_size=s.batch_size, num_workers=0)
+    run = train_on_budget(s, data, seconds, started=started, progress_bar=False, module_overrides={"depth_network": network})
+    export_module(run.module, out_dir / network, pose=False, tensorrt="off", name=f"{network}_demo_recipe")
+    info = {"steps": run.steps, "step_s": run.step_s, "wall_s": run.wall_s, "network_dtype": run.network_dtype}
+    (out_dir / network / "train.json").write_text(json.dumps(info))
+
+
+def _render(out_dir: Path) -> tuple[list[Path], list[Path]]:
+    from depth_ros.demo import DemoSettings, _synthesize
+
+    bags = out_dir / "bags"
+    train = sorted(bags.glob("train_*.mcap"))
+    test = sorted(bags.glob("test*.mcap"))
+    s = DemoSettings()
+    if len(train) == s.train_scenes and len(test) == s.test_scenes:
+        return train, test
+    bags.mkdir(parents=True, exist_ok=True)
+    return _synthesize(s, bags)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--seconds", type=float, default=300.0, help="training budget of each network (wall-clock seconds)")
+    parser.add_argument("--calibration-frames", type=int, default=64)
+    parser.add_argument("--child", choices=NETWORKS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        _train_child(args.out_dir, args.child, args.seconds)
+        return
+
+    import torch
+
+    from depth_ros.bag.infer import InferConfig, infer_bag
+    from depth_ros.inference.quantize import QuantizeConfig, calibration_inputs, quantize_model
+    from depth_ros.inference.spec import load_model_spec
+    from depth_ros_training.eval.config import EvalConfig
+    from depth_ros_training.eval.evaluate import evaluate
+
+    train, test = _render(args.out_dir)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    children = {
+        net: subprocess.Popen([sys.executable, __file__, str(args.out_dir), "--seconds", str(args.seconds), "--child", net], env=env)
+        for net in NETWORKS
+    }
+    for net, child in children.items():
+        if child.wait() != 0:
+            sys.exit(f"training the {net} network failed (exit {child.returncode})")
+    torch.set_num_threads(2)
+    quant = QuantizeConfig(frames=args.calibration_frames)
+    config = EvalConfig(min_depth_m=0.1, max_depth_m=80.0, truth_topic="/camera/depth/ground_truth", image_topic="/camera/image_raw",
+                        scale="model", boundary=False, flicker=False, threads=2)
+    report: dict = {"budget_s": args.seconds, "input": "192x64", "train_bags": len(train), "held_out_bags": len(test),
+                    "calibration": {"bag": train[0].name, "frames": args.calibration_frames}, "models": {}}
+    for net in NETWORKS:
+        fp32 = args.out_dir / net / "depth.onnx"
+        inputs = calibration_inputs(train[0], load_model_spec(fp32), quant)
+        int8 = quantize_model(fp32, fp32.with_name("depth.int8.onnx"), inputs, quant, source=train[0].name)
+        training = json.loads((args.out_dir / net / "train.json").read_text())
+        for precision, model in (("fp32", fp32), ("int8", int8)):
+            [r] = evaluate([str(t) for t in test], config, models=[model])
+            fps = infer_bag(test[0], args.out_dir / f"{net}_{precision}_out.mcap", model,
+                            InferConfig(cloud=False, copy_inputs=False, overwrite=True, backend="onnxruntime-cpu", threads=2)).fps
+            report["models"][f"{net}_{precision}"] = {
+                "training": training,
+                "median_scaled_abs_rel": r.summary["median"]["abs_rel"], "metric_abs_rel": r.summary["metric"]["abs_rel"],
+                "delta1_median_scaled": r.summary["median"]["delta1"], "frames": r.summary["frames"], "infer_fps": round(fps, 1),
+            }
+    m = report["models"]
+    base = m["resnet_fp32"]["median_scaled_abs_rel"]
+    report["abs_rel_vs_resnet_fp32"] = {k: round(v["median_scaled_abs_rel"] / base, 3) for k, v in m.items()}
+    report["int8_vs_fp32"] = {net: round(m[f"{net}_int8"]["median_scaled_abs_rel"] / m[f"{net}_fp32"]["median_scaled_abs_rel"], 3) for net in NETWORKS}
+    (args.out_dir / "light_accuracy.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
