@@ -245,7 +245,7 @@ def _export_main(argv: list[str]) -> int:
     parser.add_argument("--image-topic", metavar="T", help="the calibration bag's image topic (default: as depth-ros infer chooses)")
     parser.add_argument("--fuse-io", metavar="WxH", help="also write depth.fused.onnx: takes the camera's uint8 WxH image and resizes and normalises it in the graph (docs/fused-io.md)")
     parser.add_argument("--fuse-color", choices=("rgb", "bgr"), default="rgb", help="channel order of the image the fused model takes (default rgb, what the runtime decodes to)")
-    parser.add_argument("--fuse-aspect", choices=("crop", "stretch"), default="crop", help="aspect window the fused graph cuts (default crop, the runtime's default policy)")
+    parser.add_argument("--fuse-aspect", choices=("crop", "pad", "stretch"), default="crop", help="aspect window the fused graph cuts (default crop, the runtime's default policy)")
     parser.add_argument("--fuse-output-camera", action="store_true", help="the fused model also resizes its depth back to camera resolution in the graph")
     parser.add_argument(*_VERBOSE_FLAGS, action="store_true", help=_VERBOSE_HELP)
     args = parser.parse_args(argv)
@@ -290,12 +290,7 @@ def _export_main(argv: list[str]) -> int:
         print(f"{kind}: {path}")
     for kind, err in result.parity_max_abs_error.items():
         print(f"{kind} parity (max |onnxruntime - torch|): {err:.3g}")
-    if fuse is not None:
-        from depth_ros.inference.onnx_export import export_fused_onnx
-
-        depth = Path(result.paths["depth"])
-        fused = export_fused_onnx(depth, depth.with_name(depth.stem + ".fused.onnx"), fuse, check_rtol=None if args.no_check else 0.01)
-        print(f"depth fused: {fused} (uint8 {fuse.camera_width_px}x{fuse.camera_height_px} {fuse.color_order} in)")
+    to_fuse = [Path(result.paths["depth"])]
     if quant is not None:
         from depth_ros.inference.quantize import calibration_inputs, quantize_model
         from depth_ros.inference.spec import load_model_spec
@@ -305,6 +300,16 @@ def _export_main(argv: list[str]) -> int:
         suffix = ".int8.onnx" if quant.target == "onnxruntime" else ".int8-tensorrt.onnx"
         out = quantize_model(depth, depth.with_name(depth.stem + suffix), inputs, quant, source=Path(args.calibration_bag).name)
         print(f"depth int8 ({quant.target}): {out} (calibrated on {len(inputs)} frames of {args.calibration_bag})")
+        to_fuse.append(out)
+    if fuse is not None:
+        from depth_ros.inference.onnx_export import export_fused_onnx
+
+        # with --int8 the INT8 model gets its fused version too (depth.int8.fused.onnx): the
+        # resize and normalisation stay float in front of the quantised network
+        for model in to_fuse:
+            fused = export_fused_onnx(model, model.with_name(model.name[: -len(".onnx")] + ".fused.onnx"), fuse,
+                                      check_rtol=None if args.no_check else 0.01)
+            print(f"{model.stem} fused: {fused} (uint8 {fuse.camera_width_px}x{fuse.camera_height_px} {fuse.color_order} in)")
     return 0
 
 

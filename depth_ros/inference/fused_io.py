@@ -7,7 +7,7 @@ the camera's uint8 image (docs/fused-io.md).
 of the network (standard ONNX, opset >= 13; the Cast first because TensorRT keeps uint8 for
 network I/O only)::
 
-    Cast(float) -> [Gather: channel order] -> [Slice: the aspect crop]
+    Cast(float) -> [Gather: channel order] -> [Slice: the aspect crop | Sub, Pad, Add: the pad canvas]
       -> the rows resized on the (1, 1, h, 3 w) view of the NHWC image -> Transpose(NCHW)
       -> the columns resized -> Mul(1 / (255 std)) -> Add(-mean / std)
       -> [Transpose(NHWC) for an NHWC network] -> the network
@@ -55,7 +55,9 @@ class FusedIOConfig:
         color_order: channel order of the uint8 image the runtime feeds ("rgb"; "bgr" for a
             graph that reorders itself).
         aspect: the aspect window the graph cuts before its resize: "crop" to the spec's trained
-            aspect (the runtime's default policy) or "stretch" (the whole image).
+            aspect (the runtime's default policy), "pad" (the image centred in a canvas of the
+            trained aspect, the bands in the model's mean colour, as the numpy path pads) or
+            "stretch" (the whole image).
         output_at_camera_resolution: also resize the outputs in the graph to the window's size in
             camera pixels (the runtime then resizes nothing).
         antialias: Pillow's bilinear filter, antialiased when shrinking (the numpy path's);
@@ -79,7 +81,7 @@ class FusedIOConfig:
         if self.color_order not in ("rgb", "bgr"):
             raise ValueError(f"color_order must be 'rgb' or 'bgr', got {self.color_order!r}")
         if self.aspect not in FUSED_ASPECTS:
-            raise ValueError(f"aspect must be one of {FUSED_ASPECTS} (pad is not built in the graph), got {self.aspect!r}")
+            raise ValueError(f"aspect must be one of {FUSED_ASPECTS}, got {self.aspect!r}")
         for name in ("output_at_camera_resolution", "antialias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a boolean, got {getattr(self, name)!r}")
@@ -160,7 +162,22 @@ def _pre_nodes(helper: Any, spec: ModelSpec, config: FusedIOConfig, net_input: s
                   helper.make_node("Gather", [x, p + "order"], [p + "ordered"], axis=3)]
         x = p + "ordered"
     window = model_window(spec, config.camera_width_px, config.camera_height_px, config.aspect)
-    if not window.is_full:
+    if window.is_pad:
+        # the canvas in the mean colour (core.preprocess.mean_colour, here in the spec's channel
+        # order, which the image has after the Gather): ONNX's Pad fills one constant, so the
+        # image is shifted to put the fill at 0, padded with 0 and shifted back
+        fill = np.clip(np.round(np.asarray(spec.mean, np.float64) * 255.0), 0, 255).astype(np.float32).reshape(1, 1, 1, 3)
+        top, left = -window.y0, -window.x0
+        bottom, right = window.height - window.image_height - top, window.width - window.image_width - left
+        nodes += [
+            _const(helper, p + "pad_fill", fill),
+            _const(helper, p + "pads", np.array([0, top, left, 0, 0, bottom, right, 0], np.int64)),
+            helper.make_node("Sub", [x, p + "pad_fill"], [p + "centred"]),
+            helper.make_node("Pad", [p + "centred", p + "pads"], [p + "padded"], mode="constant"),
+            helper.make_node("Add", [p + "padded", p + "pad_fill"], [p + "window"]),
+        ]
+        x = p + "window"
+    elif not window.is_full:
         nodes += [
             _const(helper, p + "crop_starts", np.array([window.y0, window.x0], np.int64)),
             _const(helper, p + "crop_ends", np.array([window.y0 + window.height, window.x0 + window.width], np.int64)),

@@ -111,7 +111,7 @@ OUTPUT_KINDS = DEPTH_KINDS + ("pose_6dof",)
 INPUT_FORMATS = ("float", "uint8_camera")
 #: Aspect windows a fused graph can hold (core.aspect's policies; ``pad`` needs a mean-colour
 #: canvas the graph does not build).
-FUSED_ASPECTS = ("crop", "stretch")
+FUSED_ASPECTS = ("crop", "pad", "stretch")
 #: Kinds whose output is affine in inverse depth, so resizing the output in the graph equals
 #: the runtime's resize of inverse depth (``depth_metric``'s output is depth: not affine).
 _CAMERA_RESOLUTION_KINDS = ("disparity_sigmoid", "inverse_depth_relative", "canonical_inverse_depth")
@@ -260,7 +260,8 @@ class ModelSpec:
         fused_color_order: for ``uint8_camera``: channel order of the uint8 image fed ("rgb" or
             "bgr"); the graph reorders to ``color_order`` itself.
         fused_aspect: for ``uint8_camera``: the aspect window the graph cuts before its resize
-            ("crop" to ``train_aspect``, or "stretch": the whole image).
+            ("crop" to ``train_aspect``, "pad" to it (bands in the mean colour), or "stretch":
+            the whole image).
         output_at_camera_resolution: for ``uint8_camera``: the outputs are resized in the graph
             to the window's size in camera pixels (the runtime resizes nothing); only for kinds
             whose output is affine in inverse depth.
@@ -296,7 +297,7 @@ class ModelSpec:
     fused_width_px: int | None = None
     fused_height_px: int | None = None
     fused_color_order: Literal["rgb", "bgr"] = "rgb"
-    fused_aspect: Literal["crop", "stretch"] = "stretch"
+    fused_aspect: Literal["crop", "pad", "stretch"] = "stretch"
     output_at_camera_resolution: bool = False
     max_batch: int = 1
     pose_convention: Literal["T_tgt_src", "T_src_tgt"] = "T_tgt_src"

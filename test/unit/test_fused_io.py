@@ -50,9 +50,11 @@ def unfused_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def fused_models(unfused_model: Path) -> dict[str, Path]:
-    """crop (rgb, output at network size) and stretch (bgr, output at camera size)."""
+    """crop (rgb, output at network size), stretch (bgr, output at camera size) and pad (rgb,
+    output at camera size: the canvas, whose bands the runtime cuts off)."""
     configs = {
         "crop_rgb": FusedIOConfig(CAM_W, CAM_H),
+        "pad_rgb_camera_out": FusedIOConfig(CAM_W, CAM_H, "rgb", "pad", output_at_camera_resolution=True),
         "stretch_bgr_camera_out": FusedIOConfig(CAM_W, CAM_H, "bgr", "stretch", output_at_camera_resolution=True),
     }
     return {k: export_fused_onnx(unfused_model, unfused_model.with_name(f"{k}.onnx"), c) for k, c in configs.items()}
@@ -82,7 +84,7 @@ def test_an_unfused_spec_serialises_without_the_fused_keys_and_old_specs_load() 
     ({"input_format": "uint8_camera"}, "needs fused_width_px"),
     ({"fused_width_px": 320}, "apply only to input_format 'uint8_camera'"),
     ({"output_at_camera_resolution": True}, "apply only to input_format 'uint8_camera'"),
-    ({"input_format": "uint8_camera", "fused_width_px": 320, "fused_height_px": 240, "fused_aspect": "pad"}, "fused_aspect"),
+    ({"input_format": "uint8_camera", "fused_width_px": 320, "fused_height_px": 240, "fused_aspect": "fill"}, "fused_aspect"),
     ({"input_format": "uint8_camera", "fused_width_px": 0, "fused_height_px": 240}, "fused_width_px"),
     ({"input_format": "rgb8"}, "input_format must be one of"),
 ])
@@ -127,7 +129,7 @@ def _identity_model(spec: ModelSpec):  # noqa: ANN202 - an onnx.ModelProto
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
 
 
-@pytest.mark.parametrize("aspect", ["crop", "stretch"])
+@pytest.mark.parametrize("aspect", ["crop", "pad", "stretch"])
 @pytest.mark.parametrize("order", ["rgb", "bgr"])
 def test_the_graph_resizes_and_normalises_like_the_numpy_path(aspect: str, order: str) -> None:
     import onnxruntime as ort
@@ -217,7 +219,7 @@ def test_fusing_refuses_an_old_opset_and_a_fused_or_pose_spec() -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"camera_width_px": 0, "camera_height_px": 240}, "camera_width_px"),
-    ({"camera_width_px": 320, "camera_height_px": 240, "aspect": "pad"}, "pad is not built"),
+    ({"camera_width_px": 320, "camera_height_px": 240, "aspect": "fill"}, "aspect must be one of"),
     ({"camera_width_px": 320, "camera_height_px": 240, "color_order": "mono"}, "color_order"),
 ])
 def test_fused_io_config_is_validated(kwargs: dict, message: str) -> None:
@@ -255,7 +257,8 @@ def _depth_agreement(fused: Path, unfused: Path, aspect: str) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize(("name", "aspect"), [("crop_rgb", "crop"), ("stretch_bgr_camera_out", "stretch")])
+@pytest.mark.parametrize(("name", "aspect"), [("crop_rgb", "crop"), ("stretch_bgr_camera_out", "stretch"),
+                                              ("pad_rgb_camera_out", "pad")])
 def test_fused_depth_agrees_with_the_numpy_path_on_held_out_scenes(fused_models: dict, unfused_model: Path,
                                                                    name: str, aspect: str) -> None:
     agreement = _depth_agreement(fused_models[name], unfused_model, aspect)
