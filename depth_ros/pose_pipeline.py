@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from depth_ros.core.camera import CameraModel, camera_change
-from depth_ros.core.distortion import DistortionError, FrameRectifier
+from depth_ros.core.distortion import RECTIFY_MODES, DistortionError, FrameRectifier
 from depth_ros.core.preprocess import preprocess_pair
 from depth_ros.core.rotation import axis_angle_to_matrix, matrix_to_quaternion
 from depth_ros.core.rotation import matrix_to_axis_angle as rotation_vector
@@ -57,17 +57,23 @@ class PoseConfig:
         max_gap_s: consecutive frames further apart (s) reset the odometry.
         odom_frame: frame_id of the odometry (the camera at the first frame after a reset).
         camera_frame: child_frame_id of the odometry; "" = the image's header.frame_id.
+        rectify: lens distortion, as the depth node's parameter of that name: "auto" (a camera
+            whose camera_info has a non-zero D is rectified first) or "off" (the images are
+            already rectified: D is ignored).
     """
 
     max_gap_s: float = 0.5
     odom_frame: str = "odom"
     camera_frame: str = ""
+    rectify: str = "auto"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_gap_s, (int, float)) and math.isfinite(self.max_gap_s) and self.max_gap_s >= 0):
             raise ValueError(f"max_gap_s must be a finite number >= 0, got {self.max_gap_s!r}")
         if not self.odom_frame:
             raise ValueError("odom_frame must not be empty")
+        if self.rectify not in RECTIFY_MODES:
+            raise ValueError(f"rectify must be one of {', '.join(RECTIFY_MODES)}, got {self.rectify!r}")
 
     def child_frame(self, image_frame_id: str) -> str:
         """The odometry's child_frame_id for an image of ``image_frame_id``."""
@@ -254,8 +260,8 @@ class PosePipeline:
         self.config = config or PoseConfig()
         self.tracker = PoseTracker(self.spec.pose_convention, int(self.config.max_gap_s * 1e9))
         self._prev_rgb: np.ndarray | None = None
-        # distorted cameras rectified as the depth node does (its rectify: auto), maps once per camera
-        self._rectifier = FrameRectifier("auto")
+        # distorted cameras rectified as the depth node does (its rectify parameter), maps once per camera
+        self._rectifier = FrameRectifier(self.config.rectify)
 
     def set_max_gap(self, max_gap_s: float) -> None:
         """Change the reset gap while running (the node's parameter callback)."""

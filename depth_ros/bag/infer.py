@@ -289,7 +289,9 @@ def _pose_pipeline(pose_model: "InferenceBackend | str | Path", config: InferCon
     """
     who = "depth-ros infer --pose-model"
     backend = _load_backend(pose_model, config, "pose model", lambda spec: check_pose_kind(spec, who))
-    pipeline = PosePipeline(backend, config.pose, who=who)
+    # the pose frames are rectified as the depth frames are (the frame config's rectify)
+    pose = dataclasses.replace(config.pose, rectify=config.frame.rectify)  # type: ignore[union-attr]
+    pipeline = PosePipeline(backend, pose, who=who)
     if not pipeline.spec.metric:
         _log.warning("pose model '%s' is not metric: the odometry's translation is up to scale", pipeline.spec.name)
     return pipeline

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
+from depth_ros.core.distortion import RECTIFY_MODES
 from depth_ros.config_fields import ParameterError, ParamInfo, check_described_fields, described, param_info
 from depth_ros.inference.backend import BACKEND_CHOICES
 from depth_ros.pipeline import DEPTH_ENCODINGS, SCALE_POLICIES, SYNC_TOLERANCE_MS, FrameConfig
@@ -190,6 +191,8 @@ class PoseNodeConfig:
     camera_frame: str = _p("", "child_frame_id; empty = the image's header.frame_id", read_only=True)
     publish_tf: bool = _p(True, "broadcast odom_frame -> camera_frame on /tf (when tf2_ros is importable)")
     max_gap_s: float = _p(0.5, "consecutive frames further apart than this (s) reset the odometry", min_value=0.0, max_value=3600.0)
+    rectify: str = _p("auto", "lens distortion: auto (images whose camera_info has a non-zero D are rectified first, as the "
+                      "depth node does) or off (the images are already rectified: D is ignored)", read_only=True, choices=RECTIFY_MODES)
     sync_tolerance_ms: float = _p(1.0, "largest |image stamp - camera_info stamp| (ms) paired as one frame", min_value=0.0, max_value=1000.0)
     diagnostics_period_s: float = _diagnostics_period()
     diagnostics_stale_warn_s: float = _stale_warn()

@@ -88,7 +88,7 @@ class PoseNode(FrameWorker, Node):
             self.backend = create_backend(cfg.model_path, cfg.backend, **options)
         # the per-frame step and its integration: the ROS-free code `depth-ros infer --pose-model` runs
         self.pose = PosePipeline(self.backend, PoseConfig(max_gap_s=cfg.max_gap_s, odom_frame=cfg.odom_frame,
-                                                          camera_frame=cfg.camera_frame), who="the pose node")
+                                                          camera_frame=cfg.camera_frame, rectify=cfg.rectify), who="the pose node")
         spec = self.spec = self.pose.spec
         if not spec.metric:
             self.get_logger().warning(f"pose model '{spec.name}' is not metric: translation is up to scale")

@@ -114,3 +114,23 @@ def test_a_depth_model_is_refused_in_one_line() -> None:
 def test_config_is_checked(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         PoseConfig(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_rectify_follows_the_config(mode: str) -> None:
+    """``rectify: auto`` undistorts a camera with a non-zero D (its rectified camera has no D);
+    ``off`` takes the images as already rectified: the frame passes unchanged, D is dropped."""
+    distorted = CameraModel(CAM.width, CAM.height, CAM.K, D=np.array([-0.2, 0.05, 0.0, 0.0, 0.0]))
+    rgb = np.random.default_rng(0).integers(0, 255, (CAM.height, CAM.width, 3), dtype=np.uint8)
+    pose = PosePipeline(ScriptedPose([]), PoseConfig(rectify=mode))
+    out, camera = pose.rectify(rgb, distorted)
+    assert camera.D.size == 0
+    if mode == "off":
+        assert out is rgb and np.array_equal(camera.K, CAM.K)
+    else:
+        assert out.shape == rgb.shape and not np.array_equal(out, rgb)
+
+
+def test_bad_rectify_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="rectify must be one of auto, off, got 'on'"):
+        PoseConfig(rectify="on")
