@@ -162,7 +162,14 @@ def to_inverse_depth(w: np.ndarray, spec: ModelSpec, camera: CameraModel) -> tup
 
 
 def upsample(x: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear resize of a float32 map (edges to edges; antialiased when shrinking).
+    """Bilinear resize of a float32 map (edges to edges; antialiased when shrinking): Pillow's
+    ``BILINEAR`` filter, the one the fused graphs and the image resize use.
+
+    When neither side shrinks, OpenCV's ``INTER_LINEAR`` computes the same map (half-pixel
+    centres; at the border OpenCV's replicated edge pixel and Pillow's renormalised taps give
+    the same value; equal to 1e-6 relative, tested) about ten times faster (640x192 -> 640x480:
+    1.0 ms -> 0.1 ms on 2 cores), so it does; a shrink, where Pillow widens its filter and
+    OpenCV does not, stays with Pillow.
 
     Args:
         x: (h, w) float32, finite.
@@ -172,10 +179,14 @@ def upsample(x: np.ndarray, width: int, height: int) -> np.ndarray:
     """
     if x.shape == (height, width):
         return x
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if height >= x.shape[0] and width >= x.shape[1]:
+        import cv2
+
+        return cv2.resize(x, (width, height), interpolation=cv2.INTER_LINEAR)
     from PIL import Image
 
-    return np.asarray(Image.fromarray(np.ascontiguousarray(x, dtype=np.float32)).resize(
-        (width, height), Image.Resampling.BILINEAR), dtype=np.float32).copy()
+    return np.asarray(Image.fromarray(x).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32).copy()
 
 
 def _upsample_masked(x: np.ndarray, valid: np.ndarray | None, width: int, height: int) -> np.ndarray:

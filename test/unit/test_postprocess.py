@@ -176,3 +176,19 @@ def test_construction_refuses_what_cannot_be_satisfied():
         DepthPostprocessor(ModelSpec(output_kind="pose_6dof", input_height=3, input_width=4, input_channels=6))
     with pytest.raises(ValueError, match="need 0 <= min_range_m < max_range_m"):
         PostprocessConfig(min_range_m=5.0, max_range_m=1.0)
+
+
+@pytest.mark.parametrize(("size", "to"), [((192, 640), (480, 640)), ((64, 192), (128, 384)), ((128, 416), (375, 1242)),
+                                          ((7, 5), (7, 30)), ((192, 640), (190, 640)), ((48, 64), (24, 128))])
+def test_upsample_is_pillows_bilinear_filter(size: tuple, to: tuple) -> None:
+    """The fast path (OpenCV, when neither side shrinks) gives Pillow's map to float rounding;
+    a shrink stays Pillow's antialiased filter."""
+    from PIL import Image
+
+    from depth_ros.core.postprocess import upsample
+
+    x = (np.random.default_rng(sum(size)).random(size) * 10 + 0.5).astype(np.float32)
+    want = np.asarray(Image.fromarray(x).resize((to[1], to[0]), Image.Resampling.BILINEAR), dtype=np.float32)
+    got = upsample(x, to[1], to[0])
+    assert got.shape == to and got.dtype == np.float32 and got.flags.c_contiguous and got.flags.writeable
+    assert float(np.max(np.abs(got - want) / want)) < 2e-6
