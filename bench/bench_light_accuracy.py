@@ -1,7 +1,7 @@
 """Accuracy of the light network against the ResNet-18 DispNet trained for the same budget on the
 same bags, in FP32 and INT8 (issue: camera rate, items 3 and 4).
 
-    python bench/bench_light_accuracy.py OUT_DIR [--seconds 300] [--calibration-frames 64]
+    python bench/bench_light_accuracy.py OUT_DIR [--seconds 300] [--seed 0] [--calibration-frames 64]
 
 Renders the demo's scenes (``depth-ros demo``'s defaults: 16 training corridors, 3 held-out
 corridors of other seeds, 384x128 camera) into OUT_DIR, then trains the demo's recipe
@@ -33,7 +33,7 @@ from pathlib import Path
 NETWORKS = ("resnet", "light")
 
 
-def _train_child(out_dir: Path, network: str, seconds: float) -> None:
+def _train_child(out_dir: Path, network: str, seconds: float, seed: int) -> None:
     """Child process: train one network on the rendered training bags, export it, write its run figures."""
     import torch
 
@@ -47,7 +47,7 @@ def _train_child(out_dir: Path, network: str, seconds: float) -> None:
     train = sorted(str(p) for p in (out_dir / "bags").glob("train_*.mcap"))
     started = time.perf_counter()
     data = BagDataModule(quick_data_config(s, train, s.net_height, s.net_width), batch_size=s.batch_size, num_workers=0)
-    run = train_on_budget(s, data, seconds, started=started, progress_bar=False, module_overrides={"depth_network": network})
+    run = train_on_budget(s, data, seconds, started=started, seed=seed, progress_bar=False, module_overrides={"depth_network": network})
     export_module(run.module, out_dir / network, pose=False, tensorrt="off", name=f"{network}_demo_recipe")
     info = {"steps": run.steps, "step_s": run.step_s, "wall_s": run.wall_s, "network_dtype": run.network_dtype}
     (out_dir / network / "train.json").write_text(json.dumps(info))
@@ -70,12 +70,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seconds", type=float, default=300.0, help="training budget of each network (wall-clock seconds)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (weights, sampling, augmentation) of both networks")
     parser.add_argument("--calibration-frames", type=int, default=64)
     parser.add_argument("--child", choices=NETWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.child:
-        _train_child(args.out_dir, args.child, args.seconds)
+        _train_child(args.out_dir, args.child, args.seconds, args.seed)
         return
 
     import torch
@@ -89,7 +90,7 @@ def main() -> None:
     train, test = _render(args.out_dir)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     children = {
-        net: subprocess.Popen([sys.executable, __file__, str(args.out_dir), "--seconds", str(args.seconds), "--child", net], env=env)
+        net: subprocess.Popen([sys.executable, __file__, str(args.out_dir), "--seconds", str(args.seconds), "--seed", str(args.seed), "--child", net], env=env)
         for net in NETWORKS
     }
     for net, child in children.items():
@@ -99,7 +100,7 @@ def main() -> None:
     quant = QuantizeConfig(frames=args.calibration_frames)
     config = EvalConfig(min_depth_m=0.1, max_depth_m=80.0, truth_topic="/camera/depth/ground_truth", image_topic="/camera/image_raw",
                         scale="model", boundary=False, flicker=False, threads=2)
-    report: dict = {"budget_s": args.seconds, "input": "192x64", "train_bags": len(train), "held_out_bags": len(test),
+    report: dict = {"budget_s": args.seconds, "seed": args.seed, "input": "192x64", "train_bags": len(train), "held_out_bags": len(test),
                     "calibration": {"bag": train[0].name, "frames": args.calibration_frames}, "models": {}}
     for net in NETWORKS:
         fp32 = args.out_dir / net / "depth.onnx"
