@@ -29,6 +29,7 @@ setup(
         "torch": ["torch", "onnx", "onnxscript", "kornia"],
         "train": ["torch", "onnx", "onnxscript", "kornia", "lightning", "jsonargparse", "tensorboard", "matplotlib"],
         "test": ["pytest"],
+        "openvino": ["openvino"],
     },
     entry_points={
         "console_scripts": [

@@ -1,4 +1,4 @@
-"""Whether the accelerated backends can run here: TensorRT, ONNX Runtime's CUDA provider.
+"""Whether the faster backends can run here: TensorRT, ONNX Runtime's CUDA provider, OpenVINO.
 
 Used by :func:`depth_ros.inference.backend.select_backend` (which looks the probes up in its
 own module at call time, so tests can monkeypatch them there) and by the TensorRT backend's
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-__all__ = ["Probe", "probe_onnxruntime_cuda", "probe_tensorrt"]
+__all__ = ["Probe", "probe_onnxruntime_cuda", "probe_openvino", "probe_tensorrt"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,21 @@ def probe_onnxruntime_cuda() -> Probe:
     if "CUDAExecutionProvider" not in providers:
         return Probe(False, f"no CUDAExecutionProvider in onnxruntime {ort.__version__} (has {providers})")
     return Probe(True, f"CUDAExecutionProvider in onnxruntime {ort.__version__}")
+
+
+def probe_openvino() -> Probe:
+    """OpenVINO usable for the CPU: ``openvino`` imports and lists a CPU device."""
+    try:
+        ov = importlib.import_module("openvino")
+    except ImportError:
+        return Probe(False, "openvino not importable")
+    except Exception as exc:  # a broken install raising OSError on its .so, ...
+        return Probe(False, f"openvino import failed ({type(exc).__name__}: {exc})")
+    try:
+        devices = list(ov.Core().available_devices)
+    except Exception as exc:
+        return Probe(False, f"openvino {ov.__version__} cannot list devices ({type(exc).__name__}: {exc})")
+    if "CPU" not in devices:
+        return Probe(False, f"openvino {ov.__version__} has no CPU device (has {devices})")
+    return Probe(True, f"openvino {ov.__version__} CPU plugin")
+

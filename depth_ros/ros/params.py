@@ -107,7 +107,7 @@ class DepthNodeConfig:
     """
 
     model_path: str = _p("", "depth model: .onnx (spec in metadata or a YAML sidecar) or a torch checkpoint", read_only=True)
-    backend: str = _p("auto", "inference backend; auto = TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU", read_only=True, choices=BACKENDS)
+    backend: str = _p("auto", "inference backend; auto = TensorRT > ONNX Runtime CUDA > OpenVINO CPU > ONNX Runtime CPU", read_only=True, choices=BACKENDS)
     threads: int = _p(0, "CPU threads for the backend; 0 = backend default", read_only=True, min_value=0, max_value=64)
     image_transport: str = _p("raw", "subscribe to 'image' (raw) or 'image/compressed' (jpeg/png)", read_only=True, choices=IMAGE_TRANSPORTS)
     # the frame pipeline's settings: default, description and range from FrameConfig
@@ -184,7 +184,7 @@ class PoseNodeConfig:
     """
 
     model_path: str = _p("", "pose model (pose_6dof): .onnx or a torch checkpoint", read_only=True)
-    backend: str = _p("auto", "inference backend; auto = TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU", read_only=True, choices=BACKENDS)
+    backend: str = _p("auto", "inference backend; auto = TensorRT > ONNX Runtime CUDA > OpenVINO CPU > ONNX Runtime CPU", read_only=True, choices=BACKENDS)
     threads: int = _p(0, "CPU threads for the backend; 0 = backend default", read_only=True, min_value=0, max_value=64)
     image_transport: str = _p("raw", "subscribe to 'image' (raw) or 'image/compressed' (jpeg/png)", read_only=True, choices=IMAGE_TRANSPORTS)
     odom_frame: str = _p("odom", "frame_id of the odometry (the first frame's camera pose after a reset)", read_only=True)

@@ -55,7 +55,7 @@ def test_odometry_is_the_pose_pipeline_on_the_rendered_frames(files: dict[str, P
     assert {(m.header.frame_id, m.child_frame_id) for m in msgs} == {("odom", "camera_optical_frame")}
 
     # the same frames straight from the renderer through PosePipeline
-    pipeline = PosePipeline(create_backend(files["pose"], backend="onnxruntime-cpu"), PoseConfig())
+    pipeline = PosePipeline(create_backend(files["pose"], backend="auto"), PoseConfig())  # infer's pick
     steps = [pipeline.process(f.stamp_ns, f.rgb, f.camera) for f in render_sequence(SYNTH)]
     assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in msgs] == [s.stamp_ns for s in steps]
     for msg, step in zip(msgs, steps):

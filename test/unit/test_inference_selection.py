@@ -18,6 +18,8 @@ YES_TRT = Probe(True, "tensorrt 10.3 on Fake GPU")
 NO_TRT = Probe(False, "tensorrt not importable")
 YES_CUDA = Probe(True, "CUDAExecutionProvider present")
 NO_CUDA = Probe(False, "no CUDAExecutionProvider")
+YES_OV = Probe(True, "openvino 2026.4 CPU plugin")
+NO_OV = Probe(False, "openvino not importable")
 
 SPEC = ModelSpec(output_kind="depth_metric", input_height=8, input_width=12, name="identity")
 
@@ -40,24 +42,33 @@ def onnx_model(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "trt, cuda, expected",
+    "trt, cuda, ov, expected",
     [
-        (YES_TRT, YES_CUDA, "tensorrt"),
-        (YES_TRT, NO_CUDA, "tensorrt"),
-        (NO_TRT, YES_CUDA, "onnxruntime-cuda"),
-        (NO_TRT, NO_CUDA, "onnxruntime-cpu"),
+        (YES_TRT, YES_CUDA, YES_OV, "tensorrt"),
+        (YES_TRT, NO_CUDA, NO_OV, "tensorrt"),
+        (NO_TRT, YES_CUDA, YES_OV, "onnxruntime-cuda"),
+        (NO_TRT, NO_CUDA, YES_OV, "openvino"),
+        (NO_TRT, NO_CUDA, NO_OV, "onnxruntime-cpu"),
     ],
 )
-def test_auto_order_is_tensorrt_then_ort_cuda_then_ort_cpu(trt: Probe, cuda: Probe, expected: str) -> None:
-    selection = select_backend("m.onnx", "auto", probe_trt=lambda: trt, probe_ort_cuda=lambda: cuda)
+def test_auto_order_is_tensorrt_then_ort_cuda_then_openvino_then_ort_cpu(trt: Probe, cuda: Probe, ov: Probe, expected: str) -> None:
+    selection = select_backend("m.onnx", "auto", probe_trt=lambda: trt, probe_ort_cuda=lambda: cuda, probe_ov=lambda: ov)
     assert selection.kind == expected
     assert selection.reason.startswith("auto: ")
 
 
 def test_auto_reason_names_what_was_missing() -> None:
-    selection = select_backend("m.onnx", "auto", probe_trt=lambda: NO_TRT, probe_ort_cuda=lambda: NO_CUDA)
+    selection = select_backend("m.onnx", "auto", probe_trt=lambda: NO_TRT, probe_ort_cuda=lambda: NO_CUDA, probe_ov=lambda: NO_OV)
     assert "TensorRT unavailable: tensorrt not importable" in selection.reason
     assert "ONNX Runtime CUDA unavailable: no CUDAExecutionProvider" in selection.reason
+    assert "OpenVINO unavailable: openvino not importable" in selection.reason
+
+
+def test_openvino_only_when_asked_or_under_auto() -> None:
+    assert select_backend("m.onnx", "openvino", lambda: YES_TRT, lambda: YES_CUDA, lambda: YES_OV).kind == "openvino"
+    assert select_backend("m.onnx", "onnxruntime", lambda: NO_TRT, lambda: NO_CUDA, lambda: YES_OV).kind == "onnxruntime-cpu"
+    with pytest.raises(BackendError, match="backend 'openvino' is not available: openvino not importable"):
+        select_backend("m.onnx", "openvino", lambda: NO_TRT, lambda: NO_CUDA, lambda: NO_OV)
 
 
 def test_onnxruntime_request_never_picks_tensorrt() -> None:
@@ -89,8 +100,8 @@ def test_file_type_mismatches() -> None:
 
 def test_unknown_backend_lists_the_choices() -> None:
     with pytest.raises(ValueError) as err:
-        select_backend("m.onnx", "openvino")
-    assert "'openvino'" in str(err.value)
+        select_backend("m.onnx", "coreml")
+    assert "'coreml'" in str(err.value)
     assert all(choice in str(err.value) for choice in BACKEND_CHOICES)
 
 
@@ -99,6 +110,7 @@ def test_probes_are_looked_up_at_call_time_and_the_pick_is_logged(
 ) -> None:
     monkeypatch.setattr(backend_mod, "probe_tensorrt", lambda: NO_TRT)
     monkeypatch.setattr(backend_mod, "probe_onnxruntime_cuda", lambda: NO_CUDA)
+    monkeypatch.setattr(backend_mod, "probe_openvino", lambda: NO_OV)
     with caplog.at_level(logging.INFO, logger="depth_ros.inference"):
         backend = create_backend(onnx_model)
     assert backend.name == "onnxruntime-cpu"
@@ -116,6 +128,7 @@ def test_auto_falls_back_when_tensorrt_probes_present_but_cannot_build(
     # `auto` must still give a working backend, with a warning.
     monkeypatch.setattr(backend_mod, "probe_tensorrt", lambda: YES_TRT)
     monkeypatch.setattr(backend_mod, "probe_onnxruntime_cuda", lambda: NO_CUDA)
+    monkeypatch.setattr(backend_mod, "probe_openvino", lambda: NO_OV)
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with caplog.at_level(logging.WARNING, logger="depth_ros.inference"):
         backend = create_backend(onnx_model, cache_dir=tmp_path / "engines", threads=1)
@@ -132,6 +145,7 @@ def test_auto_falls_back_when_tensorrt_probes_present_but_cannot_build(
 def test_options_are_checked(onnx_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backend_mod, "probe_tensorrt", lambda: NO_TRT)
     monkeypatch.setattr(backend_mod, "probe_onnxruntime_cuda", lambda: NO_CUDA)
+    monkeypatch.setattr(backend_mod, "probe_openvino", lambda: NO_OV)
     with pytest.raises(ValueError, match=r"unknown backend options \['thread'\]"):
         create_backend(onnx_model, thread=2)
     with pytest.raises(ValueError, match=r"options \['precision'\] do not apply to backend 'onnxruntime-cpu'"):
