@@ -73,7 +73,7 @@ class OpenVinoBackend:
         self.spec = spec
         self.threads = threads
         self.name = "openvino-cpu"
-        core = ov.Core()
+        core = _shared_core(ov)
         try:
             model = core.read_model(str(self.model_path))
         except Exception as exc:  # OpenVINO raises RuntimeError / its own types for a bad file
@@ -129,6 +129,21 @@ class OpenVinoBackend:
         if frames != x.shape[0]:
             outputs = [o[:frames] if o.ndim and o.shape[0] == x.shape[0] else o for o in outputs]
         return dict(zip(self.output_names, outputs))
+
+
+_CORE: Any = None
+_CORE_LOCK = threading.Lock()
+
+
+def _shared_core(ov: Any) -> Any:
+    """One ``ov.Core`` for the process, never released: compiled models are released before it
+    at any time (a Core destroyed while models it compiled are still alive, or one Core per
+    model, is what OpenVINO's own examples avoid), and its plugins load once."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            _CORE = ov.Core()
+        return _CORE
 
 
 def _dims(shape: Any) -> tuple[Any, ...]:

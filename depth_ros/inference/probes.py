@@ -62,7 +62,9 @@ def probe_openvino() -> Probe:
     except Exception as exc:  # a broken install raising OSError on its .so, ...
         return Probe(False, f"openvino import failed ({type(exc).__name__}: {exc})")
     try:
-        devices = list(ov.Core().available_devices)
+        from depth_ros.inference.openvino_backend import _shared_core
+
+        devices = list(_shared_core(ov).available_devices)
     except Exception as exc:
         return Probe(False, f"openvino {ov.__version__} cannot list devices ({type(exc).__name__}: {exc})")
     if "CPU" not in devices:
