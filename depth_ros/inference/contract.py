@@ -19,6 +19,8 @@ __all__ = [
     "TensorInfo",
     "accepted_output_shapes",
     "check_batch_input",
+    "padded_batch",
+    "trimmed_batch",
     "check_input_array",
     "check_model_io",
     "check_output_contract",
@@ -213,6 +215,22 @@ def check_batch_input(x: Any, frame_shape: tuple[int, ...], max_frames: int | No
                          f"got {getattr(x, 'dtype', type(x).__name__)} {list(getattr(x, 'shape', ()))}")
     if x.shape[0] < 1 or (max_frames is not None and x.shape[0] > max_frames):
         raise InputError(f"batch of {x.shape[0]} frames; {source} takes 1 to {max_frames}")
+
+
+def padded_batch(x: np.ndarray, pad_to: int | None) -> np.ndarray:
+    """``x`` (B, ...) with zero frames appended up to ``pad_to`` (a fixed batch axis N > B), else
+    ``x`` itself."""
+    if pad_to is None or x.shape[0] >= pad_to:
+        return x
+    return np.concatenate([x, np.zeros((pad_to - x.shape[0], *x.shape[1:]), x.dtype)])
+
+
+def trimmed_batch(outputs: list[np.ndarray], frames: int, ran: int) -> list[np.ndarray]:
+    """Outputs of a call on ``ran`` frames (padded) cut back to the ``frames`` asked for: each
+    output whose first axis is the batch keeps its first ``frames`` entries."""
+    if frames == ran:
+        return outputs
+    return [o[:frames] if o.ndim and o.shape[0] == ran else o for o in outputs]
 
 
 def accepted_output_shapes(spec: ModelSpec) -> tuple[tuple[int, ...], ...]:

@@ -35,7 +35,15 @@ from typing import Any
 import numpy as np
 
 from depth_ros.errors import BackendError, ModelError
-from depth_ros.inference.contract import TensorInfo, check_batch_input, check_input_array, check_model_io, spec_input_shape
+from depth_ros.inference.contract import (
+    TensorInfo,
+    check_batch_input,
+    check_input_array,
+    check_model_io,
+    padded_batch,
+    spec_input_shape,
+    trimmed_batch,
+)
 from depth_ros.inference.spec import ModelSpec
 
 __all__ = ["OPTIONS", "OnnxRuntimeBackend", "default_threads"]
@@ -182,12 +190,8 @@ class OnnxRuntimeBackend:
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The session on (B, ...) frames; a fixed batch N > B is padded, outputs cut back to B."""
         frames = x.shape[0]
-        x = x.astype(self._input_dtype, copy=False)
-        if self._pad_to is not None and frames < self._pad_to:
-            x = np.concatenate([x, np.zeros((self._pad_to - frames, *x.shape[1:]), x.dtype)])
-        outputs = self.session.run(None, {self.spec.input_name: x})
-        if frames != x.shape[0]:
-            outputs = [o[:frames] if o.ndim and o.shape[0] == x.shape[0] else o for o in outputs]
+        x = padded_batch(x.astype(self._input_dtype, copy=False), self._pad_to)
+        outputs = trimmed_batch(self.session.run(None, {self.spec.input_name: x}), frames, x.shape[0])
         return dict(zip(self.output_names, outputs))
 
 

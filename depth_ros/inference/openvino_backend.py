@@ -33,7 +33,15 @@ from typing import Any
 import numpy as np
 
 from depth_ros.errors import BackendError, ModelError
-from depth_ros.inference.contract import TensorInfo, check_batch_input, check_input_array, check_model_io, spec_input_shape
+from depth_ros.inference.contract import (
+    TensorInfo,
+    check_batch_input,
+    check_input_array,
+    check_model_io,
+    padded_batch,
+    spec_input_shape,
+    trimmed_batch,
+)
 from depth_ros.inference.onnxruntime_backend import default_threads
 from depth_ros.inference.spec import ModelSpec
 
@@ -118,17 +126,13 @@ class OpenVinoBackend:
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         frames = x.shape[0]
-        x = x.astype(self._input_dtype, copy=False)
-        if self._pad_to is not None and frames < self._pad_to:
-            x = np.concatenate([x, np.zeros((self._pad_to - frames, *x.shape[1:]), x.dtype)])
+        x = padded_batch(x.astype(self._input_dtype, copy=False), self._pad_to)
         with self._lock:
             self._request.infer({0: x})
             # the request's tensors are reused by the next call: copy each output out
             outputs = [np.array(self._request.get_output_tensor(i).data, dtype=np.float32, copy=True)
                        for i in range(len(self.output_names))]
-        if frames != x.shape[0]:
-            outputs = [o[:frames] if o.ndim and o.shape[0] == x.shape[0] else o for o in outputs]
-        return dict(zip(self.output_names, outputs))
+        return dict(zip(self.output_names, trimmed_batch(outputs, frames, x.shape[0])))
 
 
 _CORE: Any = None
