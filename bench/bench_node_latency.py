@@ -110,7 +110,8 @@ class Rig:
     """The depth node in a child process and this process's publishers/subscribers."""
 
     def __init__(self, model: Path, width: int, height: int, cloud: bool, log_dir: Path,
-                 extra_params: dict[str, Any] | None = None, node_source: Path | None = None) -> None:
+                 extra_params: dict[str, Any] | None = None, node_source: Path | None = None,
+                 backend: str = "onnxruntime-cpu") -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -119,7 +120,7 @@ class Rig:
         from depth_ros.ros import qos
 
         env = isolated_env()
-        params = {"model_path": str(model), "backend": "onnxruntime-cpu", "max_range_m": 100.0, **(extra_params or {})}
+        params = {"model_path": str(model), "backend": backend, "max_range_m": 100.0, **(extra_params or {})}
         argv = [sys.executable, "-m", "depth_ros.ros.depth_node", "--ros-args", "-r", "__ns:=/bench"]
         for k, v in params.items():
             argv += ["-p", f"{k}:={v}"]
@@ -250,6 +251,8 @@ def add_rig_arguments(parser: argparse.ArgumentParser, rate_hz: float) -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--backend", default="onnxruntime-cpu", help="the node's backend parameter (default onnxruntime-cpu, "
+                        "the figures so far; auto, openvino, ...)")
     parser.add_argument("--cloud", action="store_true", help="subscribe to depth/points (the node builds clouds)")
 
 
@@ -259,6 +262,7 @@ def result_head(bench: str, args: argparse.Namespace, model: Path) -> dict[str, 
         "bench": bench,
         "image": f"{args.width}x{args.height} rgb8",
         "model": Path(model).name,
+        "backend": args.backend,
         "cloud_subscribed": bool(args.cloud),
         "rate_hz": args.rate_hz,
     }
@@ -287,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         model = dispnet_model(tmp / "dispnet18_192x640.onnx")
     else:
         model = conv_depth_model(tmp / "bench_conv.onnx")
-    rig = Rig(model, args.width, args.height, args.cloud, tmp)
+    rig = Rig(model, args.width, args.height, args.cloud, tmp, backend=args.backend)
     try:
         # Warm-up until frames flow both ways (discovery, onnxruntime first-run allocations).
         t = rig.warm_up()

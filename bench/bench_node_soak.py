@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or conv_depth_model(tmp / "bench_conv.onnx")
     load_start = loadavg()
     extra = {} if args.node_source else {"publish_timing": True}
-    rig = Rig(model, args.width, args.height, False, tmp, extra_params=extra, node_source=args.node_source)
+    rig = Rig(model, args.width, args.height, False, tmp, extra_params=extra, node_source=args.node_source, backend=args.backend)
     timing: dict[int, dict[str, float]] = {}
 
     def on_timing(msg: Any) -> None:
