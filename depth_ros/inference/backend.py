@@ -266,7 +266,15 @@ def _construct(
     if kind == "openvino":
         from depth_ros.inference import openvino_backend
 
-        return openvino_backend.OpenVinoBackend(path, spec, **kind_options)
+        try:
+            return openvino_backend.OpenVinoBackend(path, spec, **kind_options)
+        except (ModelError, BackendError) as exc:
+            if requested != "auto":
+                raise
+            # auto chose OpenVINO for speed only: a model it cannot read or compile (an operator
+            # it lacks) still runs on ONNX Runtime, which reports a really bad file itself
+            _log.warning("OpenVINO cannot run %s (%s); using ONNX Runtime on the CPU", path.name, exc)
+            kind = "onnxruntime-cpu"
     from depth_ros.inference import onnxruntime_backend
 
     device = "cuda" if kind == "onnxruntime-cuda" else "cpu"

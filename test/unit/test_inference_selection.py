@@ -165,3 +165,23 @@ def test_real_probes_return_reasons() -> None:
 def test_tensorrt_probe_without_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     assert backend_mod.probe_tensorrt() == Probe(False, "tensorrt not importable")
+
+
+def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_run_the_model(
+    onnx_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from depth_ros.inference import openvino_backend
+
+    def refuse(path: Path, spec: ModelSpec, **options: object) -> None:
+        raise BackendError(f"{path}: OpenVINO cannot compile the model for the CPU (unsupported operator)")
+
+    monkeypatch.setattr(backend_mod, "probe_tensorrt", lambda: NO_TRT)
+    monkeypatch.setattr(backend_mod, "probe_onnxruntime_cuda", lambda: NO_CUDA)
+    monkeypatch.setattr(backend_mod, "probe_openvino", lambda: YES_OV)
+    monkeypatch.setattr(openvino_backend, "OpenVinoBackend", refuse)
+    with caplog.at_level(logging.WARNING, logger="depth_ros.inference"):
+        backend = create_backend(onnx_model, threads=1)
+    assert (backend.name, backend.threads) == ("onnxruntime-cpu", 1)
+    assert any("OpenVINO cannot run identity.onnx" in r.message and "using ONNX Runtime" in r.message for r in caplog.records)
+    with pytest.raises(BackendError, match="unsupported operator"):  # asked for by name: its error
+        create_backend(onnx_model, "openvino", threads=1)
