@@ -11,6 +11,10 @@ DDS takes the bytes). Medians over ``--frames`` frames, JSON on stdout.
 ``fill_ab``: the same depth image and cloud filled the way rclpy's constructor takes
 ``data=`` (it copies the array twice) and the way the builder does now
 (:func:`depth_ros.ros.messages.with_data`: the payload array itself), interleaved in one run.
+``cloud_ab``: the cloud and its fill as they were (every point's range tested again, one
+broadcast multiply of the rays by z into a new array, copied into the payload) and as the node
+does them now (the postprocessor's range kept, plane by plane, straight into a reused payload,
+:class:`depth_ros.ros.messages.ReusedPayload`), interleaved; the bytes are checked equal.
 ``--keep-freed-memory``: the node's glibc setting (:func:`depth_ros.ros.memory.keep_freed_memory`)
 first; run with and without it back to back to see what the page faults of fresh frame
 buffers cost. The machine is shared: ``loadavg`` is printed, compare within one run.
@@ -42,6 +46,47 @@ def _medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {k: round(float(np.median(v)), 3) for k, v in samples.items()}
 
 
+def _cloud_before(depth_m: np.ndarray, camera: Any, lo: float, hi: float) -> Any:
+    """The xyz cloud's payload as the node made it before: range test, broadcast multiply, copy."""
+    from depth_ros.core import pointcloud
+    from depth_ros.ros.messages import to_byte_array
+
+    z = pointcloud._masked_z(depth_m, 1, lo, hi)
+    rays4 = _RAYS4.get(camera)
+    if rays4 is None:
+        rays4 = _RAYS4[camera] = np.concatenate([camera.pixel_rays(), np.zeros(z.shape + (1,), np.float32)], -1)
+    buf = np.empty(z.shape + (4,), np.float32)
+    np.multiply(rays4, z[..., None], out=buf)
+    buf[..., 3] = 0.0
+    return to_byte_array(buf.reshape(-1).view(np.uint8))
+
+
+_RAYS4: dict[Any, np.ndarray] = {}
+
+
+def _cloud_ab(pipe: Any, out: Any, build: Any, header: Any, frames: int) -> dict[str, float]:
+    """Median ms of the cloud + fill before and now, interleaved (same bytes asserted)."""
+    from depth_ros.ros.messages import ReusedPayload
+
+    config = pipe.config
+    pool = ReusedPayload()
+    samples: dict[str, list[float]] = {}
+    for _ in range(frames):
+        before = _timed(samples, "before", lambda: build.pointcloud(
+            pipe.cloud(out), header, payload=_cloud_before(out.depth_m, out.camera, config.min_range_m, config.max_range_m)))
+
+        def now() -> Any:
+            payload = pool.take(pipe.cloud_nbytes(out))
+            return build.pointcloud(pipe.cloud(out, out=payload), header, payload=payload)
+
+        now_msg = _timed(samples, "now", now)
+        assert bytes(before.data) == bytes(now_msg.data), "the two clouds differ"
+        del before, now_msg
+    result = _medians(samples)
+    result["speedup"] = round(result["before"] / result["now"], 2)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60)
@@ -60,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from depth_ros.inference.backend import create_backend
     from depth_ros.pipeline import FrameConfig, FramePipeline
-    from depth_ros.ros.messages import rclpy_builder, to_byte_array, with_data
+    from depth_ros.ros.messages import ReusedPayload, rclpy_builder, to_byte_array, with_data
     from depth_ros.ros.raw_image import image_from_cdr
     from depth_ros.timing import StageTimer, non_network_ms
 
@@ -76,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     image.header.frame_id = "camera_optical_frame"
     wire = serialize_message(image)
     build = rclpy_builder()
+    cloud_pool = ReusedPayload()
 
     stages: dict[str, list[float]] = {}
     io: dict[str, list[float]] = {}
@@ -93,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             depth_msg = build.depth_image(out.depth_m, msg.header)
         with timer.stage("fill_info"):
             info_msg = build.camera_info_for(info, out.camera, msg.header)
-        with timer.stage("cloud"):
-            cloud = pipe.cloud(out)
+        with timer.stage("cloud"):  # as the node does
+            payload = cloud_pool.take(pipe.cloud_nbytes(out))
+            cloud = pipe.cloud(out, out=payload)
         with timer.stage("fill_cloud"):
-            cloud_msg = build.pointcloud(cloud, msg.header)
+            cloud_msg = build.pointcloud(cloud, msg.header, payload=payload)
+        del payload
         _timed(io, "serialize_depth", lambda: serialize_message(depth_msg))
         _timed(io, "serialize_info", lambda: serialize_message(info_msg))
         _timed(io, "serialize_cloud", lambda: serialize_message(cloud_msg))
@@ -118,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         _timed(fill, "cloud_ctor_data", lambda: PointCloud2(height=h, width=w, point_step=16, data=cloud_payload))
         _timed(fill, "cloud_with_data", lambda: with_data(PointCloud2, {"height": h, "width": w, "point_step": 16},
                                                           cloud_payload))
+    cloud_ab = _cloud_ab(pipe, out, build, msg.header, args.frames)
     result = {
         "bench": "frame_stages",
         "image": f"{w}x{h} rgb8",
@@ -129,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "non_network_ms_with_cloud": round(float(np.median(non_network)), 3),
         "rclpy_serialisation_ms": _medians(io),
         "fill_ab_ms": _medians(fill),
+        "cloud_ab_ms": cloud_ab,
         "note": "noisy (shared machine); medians; compare within one run",
     }
     print(json.dumps(result, indent=2))

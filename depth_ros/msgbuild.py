@@ -165,9 +165,18 @@ class MessageBuilder:
         )
 
     # -- clouds -----------------------------------------------------------------------------
-    def pointcloud(self, cloud: np.ndarray, header: Any, is_dense: bool | None = None) -> Any:
+    def pointcloud(self, cloud: np.ndarray, header: Any, is_dense: bool | None = None, payload: Any = None) -> Any:
         """sensor_msgs/PointCloud2 of a structured cloud (core.pointcloud.make_cloud), ``header``
-        copied. ``is_dense``: None keeps msgconv's (False: organized clouds hold NaN)."""
+        copied. ``is_dense``: None keeps msgconv's (False: organized clouds hold NaN).
+
+        Args:
+            payload: None (the cloud's bytes are copied into a new payload), or a payload of
+                this builder's flavour that ``cloud`` is a view of (make_cloud's ``out``): used
+                as the message's data as it is.
+
+        Raises:
+            ValueError: ``payload`` is not the size of the cloud.
+        """
         T = self.types
         f = msgconv.pointcloud2_fields(cloud)
         point_field = T["sensor_msgs/msg/PointField"]
@@ -177,7 +186,11 @@ class MessageBuilder:
             is_bigendian=bool(f["is_bigendian"]), point_step=int(f["point_step"]), row_step=int(f["row_step"]),
             is_dense=bool(f["is_dense"] if is_dense is None else is_dense),
         )
-        return self.with_data(T["sensor_msgs/msg/PointCloud2"], fields, self.byte_array(f["data"]))
+        if payload is None:
+            payload = self.byte_array(f["data"])
+        elif len(payload) != f["data"].nbytes:
+            raise ValueError(f"cloud payload holds {len(payload)} bytes, the cloud {f['data'].nbytes}")
+        return self.with_data(T["sensor_msgs/msg/PointCloud2"], fields, payload)
 
     # -- DepthInfo --------------------------------------------------------------------------
     def depth_info(self, header: Any, **fields: Any) -> Any:

@@ -48,7 +48,7 @@ from depth_ros.core.focal_fallback import (
     fov_output_name,
     unusable_intrinsics,
 )
-from depth_ros.core.pointcloud import forget_camera, make_cloud
+from depth_ros.core.pointcloud import cloud_nbytes, forget_camera, make_cloud
 from depth_ros.core.postprocess import DepthResult
 from depth_ros.core.preprocess import fused_aspect_note, input_window, preprocess
 from depth_ros.core.scale import FOCAL_TOLERANCE, ScaleUnavailableError, focal_ratio
@@ -131,6 +131,8 @@ class FrameResult:
         confidence: (H, W) float32 in [0, 1], or None.
         stage_ms: stage name -> milliseconds of this frame (:mod:`depth_ros.timing`: the
             stages :meth:`FramePipeline.run` and its caller timed; empty when not timed).
+        range_m: (min_range_m, max_range_m) ``depth_m`` is already NaN outside (with every
+            non-finite and non-positive depth), or None when unknown.
     """
 
     depth_m: np.ndarray
@@ -145,6 +147,7 @@ class FrameResult:
     camera_change: str = ""
     confidence: np.ndarray | None = None
     stage_ms: Mapping[str, float] = field(default_factory=dict)
+    range_m: tuple[float, float] | None = None
 
 
 def camera_warnings(spec: "ModelSpec", camera: "CameraModel", aspect: str, scale_policy: str) -> list[str]:
@@ -454,6 +457,7 @@ class FramePipeline:
             scale_source=str(result.scale_source) + (PREDICTED_SUFFIX if isinstance(camera, PredictedCamera) else ""),
             scale_support=int(result.scale_support), valid_fraction=valid,
             inference_ms=float(inference_ms), camera_change=change, confidence=confidence,
+            range_m=(float(self._postprocessor.config.min_range_m), float(self._postprocessor.config.max_range_m)),
         )
 
     def _frame_camera(self, outputs: Mapping[str, np.ndarray], camera: "CameraModel") -> "CameraModel":
@@ -479,15 +483,27 @@ class FramePipeline:
                          self.spec.name, predicted.fov_deg, predicted.fx, PREDICTED_SUFFIX)
         return predicted
 
-    def cloud(self, result: FrameResult) -> np.ndarray | None:
+    def cloud(self, result: FrameResult, out: Any = None) -> np.ndarray | None:
         """The organized cloud of a frame (structured (h, w) array, core.pointcloud layout), or
-        None when ``publish_cloud`` is off."""
+        None when ``publish_cloud`` is off.
+
+        Args:
+            out: None, or a zeroed (or earlier-used) buffer of :meth:`cloud_nbytes` bytes to write
+                the cloud into (:func:`~depth_ros.core.pointcloud.make_cloud`'s ``out``).
+        """
         config = self.config
         if not config.publish_cloud:
             return None
+        # The postprocessor already made every depth outside this range NaN: no second test.
+        range_checked = result.range_m == (float(config.min_range_m), float(config.max_range_m))
         return make_cloud(result.depth_m, result.camera, rgb=result.rgb if config.cloud_rgb else None,
                           decimation=config.cloud_decimation, min_range_m=config.min_range_m,
-                          max_range_m=config.max_range_m)
+                          max_range_m=config.max_range_m, out=out, range_checked=range_checked)
+
+    def cloud_nbytes(self, result: FrameResult) -> int:
+        """Bytes of :meth:`cloud`'s cloud of ``result`` (the payload of its PointCloud2)."""
+        config = self.config
+        return cloud_nbytes(result.camera, rgb=config.cloud_rgb, decimation=config.cloud_decimation)
 
     def run(self, rgb: np.ndarray, camera: "CameraModel", sparse_points_cam: np.ndarray | None = None,
             timer: StageTimer | None = None) -> FrameResult:

@@ -60,6 +60,7 @@ from depth_ros import msgconv
 from depth_ros.pipeline import FramePipeline, FrameResult
 from depth_ros.ros.diagnostics import DiagnosticThresholds, FrameCounts, FrameMonitor
 from depth_ros.ros.intake import FrameIntake, FrameWorker, MessageGuard, frame_refusals, refusing_as
+from depth_ros.ros.messages import ReusedPayload
 from depth_ros.ros.params import DepthNodeConfig, ParameterError, declare_config, on_set_parameters_callback
 from depth_ros.ros.runner import node_main
 from depth_ros.ros.sync import LatestSlot, Pair, StampOrder, StampPairer
@@ -166,6 +167,7 @@ class DepthNode(FrameWorker, Node):
         self.frames_published = 0
         self.frames_skipped = 0  # frames the worker refused (bad content or model output)
         self.clouds_built = 0
+        self._cloud_payload = ReusedPayload()  # depth/points payload, written in place
         self.last_latency_ms = 0.0
         self.last_inference_ms = 0.0
         self.last_stage_ms: dict[str, float] = {}  # the newest frame's ms per stage (depth_ros.timing)
@@ -426,10 +428,12 @@ class DepthNode(FrameWorker, Node):
         with timer.stage("publish_info"):
             self.info_pub.publish(info_msg)
         if config.publish_cloud and self.cloud_pub.get_subscription_count() > 0:  # built for someone only
-            with timer.stage("cloud"):
-                cloud = pipeline.cloud(out)
+            with timer.stage("cloud"):  # written straight into the message's payload
+                payload = self._cloud_payload.take(pipeline.cloud_nbytes(out))
+                cloud = pipeline.cloud(out, out=payload)
             with timer.stage("fill_cloud"):
-                cloud_msg = build.pointcloud(cloud, header)
+                cloud_msg = build.pointcloud(cloud, header, payload=payload)
+            del cloud, payload
             with timer.stage("publish_cloud"):
                 self.cloud_pub.publish(cloud_msg)
             self.clouds_built += 1

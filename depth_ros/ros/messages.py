@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import functools
+import sys
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "depth_info_msg",
     "pointcloud_msg",
     "rclpy_builder",
+    "ReusedPayload",
     "to_byte_array",
     "with_data",
 ]
@@ -34,6 +36,33 @@ def to_byte_array(data: np.ndarray) -> array.array:
     out = array.array("B")
     out.frombytes(np.ascontiguousarray(data, dtype=np.uint8).data)
     return out
+
+
+class ReusedPayload:
+    """A zeroed ``array.array('B')`` message payload written in place and reused frame after frame.
+
+    The cloud is written straight into the payload of the PointCloud2 that carries it
+    (:func:`depth_ros.core.pointcloud.make_cloud`'s ``out``): no per-frame allocation of several MB
+    (fresh pages fault in, ~0.2-0.5 ms) and no copy into the message (~0.8 ms at 640x480).
+    ``publish`` serialises the message before it returns, so the next frame may write the same
+    memory; it does so only when nothing else holds the buffer (its reference count: a message
+    kept by a caller, e.g. a test's publisher, keeps its own bytes and the next frame gets a new
+    buffer). One worker thread takes it; not thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._buf: array.array | None = None
+        self.reused = 0
+
+    def take(self, nbytes: int) -> array.array:
+        """A buffer of ``nbytes`` bytes, zeroed when new; the last one again when the size is the
+        same and nothing but this object refers to it."""
+        # getrefcount: this attribute and the call's own argument, nothing else.
+        if self._buf is not None and len(self._buf) == nbytes and sys.getrefcount(self._buf) == 2:
+            self.reused += 1
+            return self._buf
+        self._buf = array.array("B", bytes(nbytes))
+        return self._buf
 
 
 def with_data(cls: Any, fields: dict[str, Any], data: array.array) -> Any:

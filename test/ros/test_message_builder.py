@@ -61,3 +61,31 @@ def test_depth_info_refuses_an_unknown_field() -> None:
     header, _, _ = _inputs()
     with pytest.raises(AttributeError, match="scale_souce"):
         rclpy_builder().depth_info(header, scale_souce="model")
+
+
+def test_a_cloud_written_into_a_reused_payload_publishes_the_same_bytes_and_a_kept_message_keeps_its_own() -> None:
+    from rclpy.serialization import serialize_message
+
+    from depth_ros.core.camera import CameraModel
+    from depth_ros.core.pointcloud import cloud_nbytes, make_cloud
+    from depth_ros.ros.messages import ReusedPayload, rclpy_builder
+
+    build, pool = rclpy_builder(), ReusedPayload()
+    header, _, depth = _inputs()
+    cam = CameraModel.from_intrinsics(4, 3, 5.0, 5.0, 1.5, 1.0)
+
+    def published(depth_m: np.ndarray) -> tuple[object, bytes]:
+        payload = pool.take(cloud_nbytes(cam))
+        msg = build.pointcloud(make_cloud(depth_m, cam, out=payload), header, payload=payload)
+        assert msg.data is payload  # no copy into the message
+        return msg, bytes(serialize_message(msg))
+
+    for k in range(3):  # each message dropped after publishing, as the node does: one buffer
+        got = published(depth * (k + 1))[1]
+        assert got == bytes(serialize_message(build.pointcloud(make_cloud(depth * (k + 1), cam), header)))
+    assert pool.reused == 2
+    kept, kept_bytes = published(depth)  # a caller keeps this message...
+    published(depth * 5)  # ...so the next frame is written into a new buffer
+    assert bytes(serialize_message(kept)) == kept_bytes and pool.reused == 3
+    with pytest.raises(ValueError, match="payload holds 16 bytes, the cloud 192"):
+        build.pointcloud(make_cloud(depth, cam), header, payload=pool.take(16))
