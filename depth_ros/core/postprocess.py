@@ -87,6 +87,10 @@ class DepthResult:
     scale_support: int
 
 
+_TINY_F32 = np.nextafter(np.float32(0.0), np.float32(1.0))
+_MAX_F32 = np.finfo(np.float32).max
+
+
 def network_map(outputs: dict[str, np.ndarray], name: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """Output ``name`` as an (h, w) float32 map, checked for shape and finiteness.
 
@@ -257,13 +261,20 @@ class DepthPostprocessor:
         )
 
     def _to_depth(self, inv: np.ndarray) -> np.ndarray:
-        """1 / inverse depth with range limits; NaN for non-positive inverse depth and out of range."""
+        """1 / inverse depth with range limits: NaN wherever the depth is not a finite positive
+        number within [min_range_m, max_range_m] (non-positive or NaN inverse depth included).
+
+        One range test on the depth covers every case: a non-positive inverse depth gives a depth
+        below the (positive) lower bound, a zero or subnormal one an infinite depth above the upper,
+        NaN stays NaN. Two comparisons, no separate finiteness or sign pass (they were half the
+        postprocess time at 640x480).
+        """
         cfg = self.config
+        lo = max(np.float32(cfg.min_range_m), _TINY_F32)  # a depth of 0 m is no depth
+        hi = min(np.float32(cfg.max_range_m), _MAX_F32)  # nor is an infinite one
         with np.errstate(divide="ignore", invalid="ignore"):
             depth_m = np.divide(np.float32(1.0), inv, dtype=np.float32)
-            keep = (inv > 0) & (depth_m >= np.float32(cfg.min_range_m))
-            if math.isfinite(cfg.max_range_m):
-                keep &= depth_m <= np.float32(cfg.max_range_m)
-            keep &= np.isfinite(depth_m)
-        depth_m[~keep] = np.nan
+            bad = depth_m < lo
+            bad |= depth_m > hi
+        np.copyto(depth_m, np.float32(np.nan), where=bad)
         return depth_m

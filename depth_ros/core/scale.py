@@ -185,7 +185,10 @@ class ScaleEstimate:
     affine: bool = False
 
     def inverse_depth(self, x: np.ndarray | float) -> np.ndarray | float:
-        """Metric inverse depth (1/m) from unscaled inverse depth ``x``."""
+        """Metric inverse depth (1/m) from unscaled inverse depth ``x`` (``x`` itself, not a
+        copy, when the estimate is the identity: a metric model's own scale)."""
+        if self.scale == 1.0 and (self.shift == 0.0 or not self.affine):
+            return x
         return self.scale * x + self.shift if self.affine else x / self.scale
 
 

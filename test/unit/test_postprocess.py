@@ -110,6 +110,18 @@ def test_range_limits():
     np.testing.assert_allclose(d[:, 1:3], [[1.0, 5.0]] * 3)
 
 
+@pytest.mark.parametrize("min_range_m", [0.0, 0.5])
+def test_every_inverse_depth_without_a_usable_depth_becomes_nan(min_range_m: float) -> None:
+    pp = DepthPostprocessor(spec("depth_metric"), PostprocessConfig(min_range_m=min_range_m, max_range_m=10.0))
+    tiny = np.nextafter(np.float32(0), np.float32(1))
+    inv = np.array([np.inf, -np.inf, 0.0, -0.0, -2.0, np.nan, tiny, 0.05, 0.1, 1.0, 2.0, 1.0 / min_range_m if min_range_m else 3.0],
+                   np.float32)
+    d = pp._to_depth(inv)
+    assert d.dtype == np.float32
+    assert np.isnan(d[:8]).all()  # 0 m, -0 m, inf, negative, NaN, 1 / subnormal, 20 m beyond 10
+    np.testing.assert_array_equal(d[8:], np.float32(1.0) / inv[8:])  # 10 m, 1, 0.5 and the minimum itself stay
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3, 4), (1, 3, 4), (3, 4)])
 def test_accepted_output_shapes(shape):
     d = run("depth_metric", np.full(shape, 2.0)).depth_m
