@@ -12,7 +12,11 @@ unless --model) gets rgb8 images + camera_infos at ``rate_hz`` for ``duration_s`
 * ``cloud``: this process subscribes to depth/points (a cloud per frame);
 * ``rclpy_floor``: a bare rclpy relay (own process, no depth_ros code) subscribes to the same
   Image and publishes it again: rclpy's own cost of receiving, deserialising and publishing a
-  0.9 MB Image in Python, which no change to the node can go below.
+  0.9 MB Image in Python, which no change to the node can go below;
+* ``rclpy_floor_with_outputs``: the same relay also publishes, per image, what the node
+  publishes with the cloud subscribed (a 32FC1 depth Image and a 16-byte-point PointCloud2 of
+  the image's size, prebuilt: nothing computed); ``outputs_publish_ms`` is the floor of the
+  node's ``publish_depth`` + ``publish_cloud`` stages.
 
 Reported per depth phase (JSON on stdout): ``received`` (DepthInfo.frames_received),
 ``published`` (depth outputs that came back), ``dropped`` (DepthInfo.frames_dropped),
@@ -65,23 +69,46 @@ def _median(values: list[float]) -> float | None:
     return round(float(np.median(values)), 3) if values else None
 
 
-def relay_main() -> int:
+def relay_main(outputs: bool, width: int, height: int) -> int:
     """The bare rclpy relay (child process): /bench/relay_in -> /bench/relay_out, same Image;
-    prints the median ms of its publish call and the frames relayed when stopped (SIGINT)."""
+    with ``outputs`` also, per image, a prebuilt 32FC1 depth Image and a 16-byte-per-point
+    PointCloud2 of ``width`` x ``height`` (the node's outputs, nothing computed) on
+    /bench/relay_depth and /bench/relay_points. Prints the frames relayed, the median ms of the
+    image's publish call and of the outputs' publish calls when stopped (SIGINT)."""
+    import array
+
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import Image, PointCloud2, PointField
 
     rclpy.init()
     node = rclpy.create_node("relay")
-    pub = node.create_publisher(Image, "/bench/relay_out", QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+    reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+    pub = node.create_publisher(Image, "/bench/relay_out", reliable)
+    depth_pub = node.create_publisher(Image, "/bench/relay_depth", reliable)
+    cloud_pub = node.create_publisher(PointCloud2, "/bench/relay_points", reliable)
+    # built as the node builds them (its payload-keeping constructor); nothing else of depth_ros
+    from depth_ros.ros.messages import with_data
+
+    depth = with_data(Image, {"height": height, "width": width, "encoding": "32FC1", "step": width * 4},
+                      array.array("B", bytes(width * height * 4)))
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xyz")]
+    cloud = with_data(PointCloud2, {"height": height, "width": width, "point_step": 16, "row_step": width * 16,
+                                    "fields": fields}, array.array("B", bytes(width * height * 16)))
     publish_ms: list[float] = []
+    outputs_ms: list[float] = []
 
     def relay(msg: Any) -> None:
         t0 = time.perf_counter()
         pub.publish(msg)
-        publish_ms.append((time.perf_counter() - t0) * 1e3)
+        t1 = time.perf_counter()
+        publish_ms.append((t1 - t0) * 1e3)
+        if outputs:
+            depth.header = cloud.header = msg.header
+            depth_pub.publish(depth)
+            cloud_pub.publish(cloud)
+            outputs_ms.append((time.perf_counter() - t1) * 1e3)
 
     node.create_subscription(Image, "/bench/relay_in", relay, qos_profile_sensor_data)
     ex = SingleThreadedExecutor()
@@ -90,7 +117,11 @@ def relay_main() -> int:
         ex.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    print(f"RELAY {len(publish_ms)} {float(np.median(publish_ms)) if publish_ms else float('nan'):.4f}", flush=True)
+
+    def med(values: list[float]) -> float:
+        return float(np.median(values)) if values else float("nan")
+
+    print(f"RELAY {len(publish_ms)} {med(publish_ms):.4f} {med(outputs_ms):.4f}", flush=True)
     return 0
 
 
@@ -152,19 +183,27 @@ def depth_phase(rig: Rig, timing: dict[int, dict[str, float]], args: argparse.Na
     }, stamps[-1] + S
 
 
-def floor_phase(rig: Rig, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """The bare rclpy relay at the same rate and image: its CPU and publish time per frame."""
-    from sensor_msgs.msg import Image
+def floor_phase(rig: Rig, args: argparse.Namespace, tmp: Path, outputs: bool) -> dict[str, Any]:
+    """The bare rclpy relay at the same rate and image: its CPU and publish time per frame; with
+    ``outputs`` it also publishes the node's outputs (depth Image, cloud; subscribed here, as the
+    node's are in the cloud phase), prebuilt."""
+    from sensor_msgs.msg import Image, PointCloud2
 
     from depth_ros.ros import qos
 
     log = open(tmp / "relay.log", "wb")
-    proc = subprocess.Popen([sys.executable, __file__, "--relay-child"], env=dict(os.environ), stdout=log,
+    child = [sys.executable, __file__, "--relay-child", "--width", str(args.width), "--height", str(args.height)]
+    proc = subprocess.Popen(child + (["--relay-outputs"] if outputs else []), env=dict(os.environ), stdout=log,
                             stderr=subprocess.STDOUT)
+    subs = []
     try:
         pub = rig.node.create_publisher(Image, "/bench/relay_in", qos.input_qos())
         back: list[int] = []
-        rig.node.create_subscription(Image, "/bench/relay_out", lambda m: back.append(1), 10)
+        clouds: list[int] = []
+        subs.append(rig.node.create_subscription(Image, "/bench/relay_out", lambda m: back.append(1), 10))
+        if outputs:
+            subs.append(rig.node.create_subscription(Image, "/bench/relay_depth", lambda m: None, 10))
+            subs.append(rig.node.create_subscription(PointCloud2, "/bench/relay_points", lambda m: clouds.append(1), 10))
         image = rig.image_for(0)
 
         def send(stamp_ns: int) -> None:
@@ -173,31 +212,38 @@ def floor_phase(rig: Rig, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
 
         rig.spin_until(lambda: pub.get_subscription_count() > 0, 60.0, "the relay to subscribe")
         t = 1 * S
-        while not back:  # discovery both ways
+        while not back or (outputs and not clouds):  # discovery both ways
             t += S // 10
             send(t)
             rig.spin_for(0.1)
-        back.clear()
+        back.clear(), clouds.clear()
         cpu0 = cpu_s(proc.pid)
         stamps = drive(rig, args.duration_s, args.rate_hz, 1000 * S, send)
         rig.spin_for(0.5)
         cpu = cpu_s(proc.pid) - cpu0
     finally:
+        for sub in subs:
+            rig.node.destroy_subscription(sub)
         proc.send_signal(2)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    line = next((ln for ln in (tmp / "relay.log").read_text().splitlines() if ln.startswith("RELAY ")), "RELAY 0 nan")
-    _, _, publish_ms = line.split()
-    return {
+    line = next((ln for ln in (tmp / "relay.log").read_text().splitlines() if ln.startswith("RELAY ")), "RELAY 0 nan nan")
+    _, _, publish_ms, outputs_ms = line.split()
+    result = {
         "frames_sent": len(stamps),
         "relayed_back": len(back),
         "cpu_ms_per_frame": round(cpu * 1e3 / max(len(back), 1), 3),
         "publish_ms": round(float(publish_ms), 3),
         "what": "a bare rclpy node: subscribe to the Image, publish it again (receive + deserialise + publish)",
     }
+    if outputs:
+        result.update(clouds_received=len(clouds), outputs_publish_ms=round(float(outputs_ms), 3),
+                      what=result["what"] + "; then publish a prebuilt 32FC1 depth Image and 16-byte-point "
+                      "PointCloud2 of the image's size (the node's outputs, nothing computed)")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=120.0, help="seconds per phase")
     parser.add_argument("--short", action="store_true", help=f"{SHORT_S:g} s per phase")
     parser.add_argument("--relay-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-outputs", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--node-source", type=Path, default=None,
                         help="run the node from this checkout (e.g. `git archive BASE | tar -x -C DIR`): a before/after "
                              "comparison; a node without publish_timing reports no stages")
@@ -212,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     add_rig_arguments(parser, rate_hz=30.0)
     args = parser.parse_args(argv)
     if args.relay_child:
-        return relay_main()
+        return relay_main(args.relay_outputs, args.width, args.height)
     if args.short:
         args.duration_s = SHORT_S
 
@@ -242,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             rig.spin_for(0.1)
         cloud, _ = depth_phase(rig, timing, args, t + S)
         cloud["clouds_received"] = len(clouds)
-        floor = None if args.no_floor else floor_phase(rig, args, tmp)
+        floor = None if args.no_floor else floor_phase(rig, args, tmp, outputs=False)
+        floor_outputs = None if args.no_floor else floor_phase(rig, args, tmp, outputs=True)
         result = {
             **{k: v for k, v in result_head("node_soak", args, model).items() if k != "cloud_subscribed"},
             "duration_s_per_phase": args.duration_s,
@@ -252,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             "no_cloud": no_cloud,
             "cloud": cloud,
             "rclpy_floor": floor,
+            "rclpy_floor_with_outputs": floor_outputs,
             "targets": {"published_ratio_min": 0.99, "non_network_ms_no_cloud_max": 3.0,
                         "non_network_ms_cloud_max": 5.0},
         }

@@ -113,11 +113,20 @@ class MessageBuilder:
                       is_bigendian=int(is_bigendian), step=int(step))
         return self.with_data(self.types["sensor_msgs/msg/Image"], fields, self.byte_array(data))
 
-    def depth_image(self, depth_m: np.ndarray, header: Any, encoding: str = "32FC1") -> Any:
-        """sensor_msgs/Image of ``depth_m`` ((H, W) float metres, NaN invalid): 32FC1 m or 16UC1 mm."""
-        f = msgconv.depth_image_fields(depth_m, encoding)
-        return self.image(self.header(header), height=f["height"], width=f["width"], encoding=f["encoding"],
-                          step=f["step"], data=f["data"], is_bigendian=f["is_bigendian"])
+    def depth_image(self, depth_m: np.ndarray, header: Any, encoding: str = "32FC1", payload: Any = None) -> Any:
+        """sensor_msgs/Image of ``depth_m`` ((H, W) float metres, NaN invalid): 32FC1 m or 16UC1 mm.
+
+        Args:
+            payload: None (a new payload), or a payload of this builder's flavour of exactly the
+                image's bytes (H W 4 for 32FC1, H W 2 for 16UC1) to write the samples into and
+                use as the message's data (no second copy).
+        """
+        f = msgconv.depth_image_fields(depth_m, encoding, out=payload)
+        fields = dict(header=self.header(header), height=int(f["height"]), width=int(f["width"]),
+                      encoding=str(f["encoding"]), is_bigendian=int(f["is_bigendian"]), step=int(f["step"]))
+        if payload is None:
+            return self.with_data(self.types["sensor_msgs/msg/Image"], fields, self.byte_array(f["data"]))
+        return self.with_data(self.types["sensor_msgs/msg/Image"], fields, payload)
 
     # -- camera_info ------------------------------------------------------------------------
     def camera_info(self, header: Any, *, height: int, width: int, distortion_model: str, d: Any, k: Any, r: Any,

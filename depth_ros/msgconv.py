@@ -278,34 +278,64 @@ def image_to_depth_m(msg: Any) -> np.ndarray:
     return depth_m
 
 
-def depth_image_fields(depth_m: np.ndarray, encoding: str = "32FC1") -> dict[str, Any]:
+def _depth_out(out: Any, shape: tuple[int, ...], sample: np.dtype) -> np.ndarray:
+    """``out`` (a writable buffer of exactly ``shape`` samples) as an array of that shape."""
+    try:
+        view = np.frombuffer(out, dtype=np.uint8)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"depth image out must be a writable contiguous buffer, got {type(out).__name__}: {exc}") from None
+    need = int(np.prod(shape)) * sample.itemsize
+    if view.nbytes != need or not view.flags.writeable:
+        raise InputError(f"depth image out must be a writable buffer of {need} bytes, got "
+                         f"{'a read-only ' if not view.flags.writeable else ''}{view.nbytes} bytes")
+    return view.view(sample).reshape(shape)
+
+
+def depth_image_fields(depth_m: np.ndarray, encoding: str = "32FC1", out: Any = None) -> dict[str, Any]:
     """The fields of a depth sensor_msgs/Image (everything but the header).
 
     Args:
         depth_m: (H, W) float metres, NaN (or any non-finite / <= 0 value) invalid.
         encoding: ``32FC1`` (metres, non-finite values written as NaN) or ``16UC1``
             (millimetres, rounded to nearest, 0 = invalid, clipped to 65535).
+        out: None, or a writable buffer of exactly the image's bytes (H W 4 for 32FC1, H W 2
+            for 16UC1; e.g. the message's reused payload) that the samples are written into:
+            ``data`` is then a view of it.
 
     Returns:
         dict with height, width, encoding, is_bigendian (0), step and data (1-D np.uint8,
         little-endian samples, no row padding).
+
+    Raises:
+        InputError: not a non-empty 2-D float array, an unknown encoding, or ``out`` not
+            a writable buffer of the image's size.
     """
     depth_m = np.asarray(depth_m)
     if depth_m.ndim != 2 or depth_m.size == 0:
         raise InputError(f"depth_m must be a non-empty (H, W) array, got shape {depth_m.shape}")
     if depth_m.dtype.kind != "f":
         raise InputError(f"depth_m must be floating point metres, got dtype {depth_m.dtype}")
+    if encoding not in ("32FC1", "16UC1"):
+        raise InputError(f"depth encoding must be '32FC1' or '16UC1', got '{encoding}'")
+    sample = np.dtype("<f4" if encoding == "32FC1" else "<u2")
+    target = None if out is None else _depth_out(out, depth_m.shape, sample)
     if encoding == "32FC1":
-        out = depth_m.astype("<f4", copy=True)
-        out[~np.isfinite(out)] = np.nan
-    elif encoding == "16UC1":
+        if target is None:
+            target = depth_m.astype(sample, copy=True)
+        else:
+            np.copyto(target, depth_m, casting="same_kind")
+        # NaN is kept as it is: only infinities need rewriting
+        np.copyto(target, np.float32(np.nan), where=np.isinf(target))
+    else:
         with np.errstate(invalid="ignore", over="ignore"):
             mm = np.rint(depth_m.astype(np.float64) * 1000.0)
             valid = mm > 0  # False for NaN
             mm = np.where(valid, np.minimum(mm, 65535.0), 0.0)
-        out = mm.astype("<u2")
-    else:
-        raise InputError(f"depth encoding must be '32FC1' or '16UC1', got '{encoding}'")
+        if target is None:
+            target = mm.astype(sample)
+        else:
+            np.copyto(target, mm, casting="unsafe")  # whole numbers within 0..65535
+    out = target
     height, width = out.shape
     return {
         "height": height,

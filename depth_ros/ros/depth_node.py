@@ -168,6 +168,7 @@ class DepthNode(FrameWorker, Node):
         self.frames_skipped = 0  # frames the worker refused (bad content or model output)
         self.clouds_built = 0
         self._cloud_payload = ReusedPayload()  # depth/points payload, written in place
+        self._depth_payload = ReusedPayload()  # depth/image payload, written in place
         self.last_latency_ms = 0.0
         self.last_inference_ms = 0.0
         self.last_stage_ms: dict[str, float] = {}  # the newest frame's ms per stage (depth_ros.timing)
@@ -418,8 +419,10 @@ class DepthNode(FrameWorker, Node):
         out = pipeline.run(rgb, camera, sparse, timer)
         build = messages.rclpy_builder()
         # Depth first: the cloud (several MB) must not delay the image.
-        with timer.stage("fill_depth"):
-            depth_msg = build.depth_image(out.depth_m, header, config.depth_encoding)
+        with timer.stage("fill_depth"):  # written straight into the message's payload
+            depth_bytes = out.depth_m.size * (4 if config.depth_encoding == "32FC1" else 2)
+            depth_msg = build.depth_image(out.depth_m, header, config.depth_encoding,
+                                          payload=self._depth_payload.take(depth_bytes))
         with timer.stage("publish_depth"):
             self.depth_pub.publish(depth_msg)
         latency_ms = (time.monotonic_ns() - pair.received_ns) * 1e-6  # DepthInfo: received -> depth published

@@ -89,3 +89,8 @@ def test_a_cloud_written_into_a_reused_payload_publishes_the_same_bytes_and_a_ke
     assert bytes(serialize_message(kept)) == kept_bytes and pool.reused == 3
     with pytest.raises(ValueError, match="payload holds 16 bytes, the cloud 192"):
         build.pointcloud(make_cloud(depth, cam), header, payload=pool.take(16))
+    for encoding, nbytes in (("32FC1", 48), ("16UC1", 24)):  # the depth image the same way
+        payload = pool.take(nbytes)
+        msg = build.depth_image(depth, header, encoding, payload=payload)
+        assert msg.data is payload
+        assert bytes(serialize_message(msg)) == bytes(serialize_message(build.depth_image(depth, header, encoding)))

@@ -205,6 +205,25 @@ def test_depth_fields_into_rosbags_message_and_serialized():
     np.testing.assert_array_equal(msgconv.image_to_depth_m(back), depth_m)
 
 
+@pytest.mark.parametrize("encoding", ["32FC1", "16UC1"])
+@pytest.mark.parametrize("depth_dtype", [np.float32, np.float64])
+def test_depth_fields_written_into_a_buffer_are_the_same_bytes(encoding: str, depth_dtype: type) -> None:
+    import array
+
+    depth_m = np.array([[1.2346, np.nan, 70.0, -2.0], [0.0004, np.inf, -np.inf, 3.0]], dtype=depth_dtype)
+    want = msgconv.depth_image_fields(depth_m, encoding)
+    buf = array.array("B", b"\xff" * want["data"].nbytes)  # garbage from an earlier frame
+    got = msgconv.depth_image_fields(depth_m, encoding, out=buf)
+    assert bytes(buf) == want["data"].tobytes() == got["data"].tobytes()
+    assert np.shares_memory(got["data"], np.frombuffer(buf, np.uint8))
+    assert {k: v for k, v in got.items() if k != "data"} == {k: v for k, v in want.items() if k != "data"}
+    if encoding == "32FC1":  # infinities written as NaN, into the buffer too
+        assert np.isnan(np.frombuffer(buf, "<f4")[[1, 5, 6]]).all()
+    for bad in (bytearray(3), bytes(want["data"].nbytes)):  # wrong size, read-only
+        with pytest.raises(InputError, match="writable buffer of"):
+            msgconv.depth_image_fields(depth_m, encoding, out=bad)
+
+
 def test_depth_fields_reject_bad_arrays():
     with pytest.raises(InputError, match=r"got shape \(2, 2, 1\)"):
         msgconv.depth_image_fields(np.zeros((2, 2, 1), np.float32))
