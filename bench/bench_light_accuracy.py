@@ -2,6 +2,7 @@
 same bags, in FP32 and INT8 (issue: camera rate, items 3 and 4).
 
     python bench/bench_light_accuracy.py OUT_DIR [--seconds 300] [--seed 0] [--calibration-frames 64]
+                                         [--networks resnet,light]
 
 Renders the demo's scenes (``depth-ros demo``'s defaults: 16 training corridors, 3 held-out
 corridors of other seeds, 384x128 camera) into OUT_DIR, then trains the demo's recipe
@@ -17,6 +18,11 @@ held-out corridors (``depth-ros-train eval``'s library, truth 0.1-80 m as the de
 median-scaled AbsRel (the issue's figure), metric AbsRel (no scale fitted), delta1. ``infer`` gives
 ``depth-ros infer``'s frames per second of each model on one held-out bag (2 threads, no cloud).
 
+``--networks`` picks the variants (:data:`VARIANTS`; ``resnet``, the reference, always
+trains): ``light_pose`` is the light depth network with the light pose network too
+(``model.pose_network: light``), whose training steps spend less time on PoseNet. The variants
+train at the same time, one thread each: give two (this machine has two cores).
+
 Speed at 192x640 is ``bench/bench_light_net.py``'s (speed does not depend on the weights).
 Prints one JSON document and writes ``OUT_DIR/light_accuracy.json``.
 """
@@ -30,7 +36,12 @@ import sys
 import time
 from pathlib import Path
 
-NETWORKS = ("resnet", "light")
+#: variant -> the module's network options.
+VARIANTS = {
+    "resnet": {"depth_network": "resnet"},
+    "light": {"depth_network": "light"},
+    "light_pose": {"depth_network": "light", "pose_network": "light"},
+}
 
 
 def _train_child(out_dir: Path, network: str, seconds: float, seed: int) -> None:
@@ -47,7 +58,7 @@ def _train_child(out_dir: Path, network: str, seconds: float, seed: int) -> None
     train = sorted(str(p) for p in (out_dir / "bags").glob("train_*.mcap"))
     started = time.perf_counter()
     data = BagDataModule(quick_data_config(s, train, s.net_height, s.net_width), batch_size=s.batch_size, num_workers=0)
-    run = train_on_budget(s, data, seconds, started=started, seed=seed, progress_bar=False, module_overrides={"depth_network": network})
+    run = train_on_budget(s, data, seconds, started=started, seed=seed, progress_bar=False, module_overrides=VARIANTS[network])
     export_module(run.module, out_dir / network, pose=False, tensorrt="off", name=f"{network}_demo_recipe")
     info = {"steps": run.steps, "step_s": run.step_s, "wall_s": run.wall_s, "network_dtype": run.network_dtype}
     (out_dir / network / "train.json").write_text(json.dumps(info))
@@ -72,8 +83,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300.0, help="training budget of each network (wall-clock seconds)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (weights, sampling, augmentation) of both networks")
     parser.add_argument("--calibration-frames", type=int, default=64)
-    parser.add_argument("--child", choices=NETWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--networks", default="resnet,light", help=f"comma-separated variants of {', '.join(VARIANTS)}")
+    parser.add_argument("--child", choices=tuple(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    networks = tuple(dict.fromkeys(["resnet", *args.networks.split(",")]))
+    unknown = [n for n in networks if n not in VARIANTS]
+    if unknown:
+        parser.error(f"--networks: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.child:
         _train_child(args.out_dir, args.child, args.seconds, args.seed)
@@ -91,7 +107,7 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     children = {
         net: subprocess.Popen([sys.executable, __file__, str(args.out_dir), "--seconds", str(args.seconds), "--seed", str(args.seed), "--child", net], env=env)
-        for net in NETWORKS
+        for net in networks
     }
     for net, child in children.items():
         if child.wait() != 0:
@@ -100,9 +116,9 @@ def main() -> None:
     quant = QuantizeConfig(frames=args.calibration_frames)
     config = EvalConfig(min_depth_m=0.1, max_depth_m=80.0, truth_topic="/camera/depth/ground_truth", image_topic="/camera/image_raw",
                         scale="model", boundary=False, flicker=False, threads=2)
-    report: dict = {"budget_s": args.seconds, "seed": args.seed, "input": "192x64", "train_bags": len(train), "held_out_bags": len(test),
+    report: dict = {"budget_s": args.seconds, "variants": {n: VARIANTS[n] for n in networks}, "seed": args.seed, "input": "192x64", "train_bags": len(train), "held_out_bags": len(test),
                     "calibration": {"bag": train[0].name, "frames": args.calibration_frames}, "models": {}}
-    for net in NETWORKS:
+    for net in networks:
         fp32 = args.out_dir / net / "depth.onnx"
         inputs = calibration_inputs(train[0], load_model_spec(fp32), quant)
         int8 = quantize_model(fp32, fp32.with_name("depth.int8.onnx"), inputs, quant, source=train[0].name)
@@ -119,7 +135,7 @@ def main() -> None:
     m = report["models"]
     base = m["resnet_fp32"]["median_scaled_abs_rel"]
     report["abs_rel_vs_resnet_fp32"] = {k: round(v["median_scaled_abs_rel"] / base, 3) for k, v in m.items()}
-    report["int8_vs_fp32"] = {net: round(m[f"{net}_int8"]["median_scaled_abs_rel"] / m[f"{net}_fp32"]["median_scaled_abs_rel"], 3) for net in NETWORKS}
+    report["int8_vs_fp32"] = {net: round(m[f"{net}_int8"]["median_scaled_abs_rel"] / m[f"{net}_fp32"]["median_scaled_abs_rel"], 3) for net in networks}
     (args.out_dir / "light_accuracy.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 

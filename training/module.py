@@ -60,7 +60,7 @@ from torch import Tensor
 from depth_ros_training.eval.metrics import compute_depth_metrics, mean_metrics
 from depth_ros_training.losses import ScDepthTerms, edge_aware_smoothness, sc_depth_loss, scale_intrinsics, velocity_loss
 from depth_ros_training.losses.hints import depth_hint_loss, hint_depth, min_reprojection_error
-from depth_ros_training.models import DispNet, ImageNormalization, PoseNet, disp_to_depth, pose_vec_to_mat
+from depth_ros_training.models import DispNet, ImageNormalization, LightPoseNet, PoseNet, disp_to_depth, pose_vec_to_mat
 from depth_ros_training.models.light_dispnet import LightDispNet
 from depth_ros_training.module_config import HintConfig, LossWeights, NetworkConfig, OptimConfig, PoseConfig
 from depth_ros_training.phases import DepthPrediction, LossTerms, PhotometricTerms, PosePrediction, StepInputs
@@ -92,7 +92,8 @@ class DepthTrainingModule(LightningModule):
 
     Args:
         num_layers, min_depth_m, max_depth_m, init_depth_m, encoder_weights_path, mean, std,
-            image_height, image_width, num_scales, network_dtype, depth_network: :class:`NetworkConfig`.
+            image_height, image_width, num_scales, network_dtype, depth_network, pose_network:
+            :class:`NetworkConfig`.
             ``mean``/``std`` are the ModelSpec's: the batch carries images in [0, 1], which
             the losses compare, and ``self.input_norm`` normalises them with these right before
             the depth and pose networks (as the exported model takes its input). With ``num_scales`` > 1, scale k (resolution / 2^k) is
@@ -164,6 +165,7 @@ class DepthTrainingModule(LightningModule):
         log_images_every_n_steps: int = 100,
         auto_mask_error: str = "photometric",
         depth_network: str = "resnet",
+        pose_network: str = "resnet",
     ) -> None:
         super().__init__()
         args = dict(locals())
@@ -180,7 +182,10 @@ class DepthTrainingModule(LightningModule):
             self.depth_net: torch.nn.Module = LightDispNet(num_scales=net.num_scales)
         else:
             self.depth_net = DispNet(num_layers=net.num_layers, num_scales=net.num_scales, weights_path=net.encoder_weights_path)
-        self.pose_net = PoseNet(num_layers=net.num_layers, weights_path=net.encoder_weights_path)
+        if net.pose_network == "light":
+            self.pose_net: torch.nn.Module = LightPoseNet()
+        else:
+            self.pose_net = PoseNet(num_layers=net.num_layers, weights_path=net.encoder_weights_path)
         if net.init_depth_m is not None:
             self._init_output_depth(float(net.init_depth_m))
         self.input_norm = ImageNormalization(net.mean, net.std)  # [0, 1] -> the networks' input

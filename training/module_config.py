@@ -29,6 +29,8 @@ LR_SCHEDULES = ("constant", "step", "onecycle")
 NETWORK_DTYPES = ("float32", "bfloat16")
 #: NetworkConfig.depth_network values.
 DEPTH_NETWORKS = ("resnet", "light")
+#: NetworkConfig.pose_network values.
+POSE_NETWORKS = ("resnet", "light")
 WARP_POSE_SOURCES = ("network", "odometry")
 POSE_PAIRS = ("all", "one")
 
@@ -61,7 +63,12 @@ class NetworkConfig:
         network_dtype: ``"float32"`` or ``"bfloat16"`` (the networks' passes under autocast).
         depth_network: ``"resnet"`` (DispNet on a ResNet-``num_layers`` encoder) or ``"light"``
             (:class:`~depth_ros_training.models.light_dispnet.LightDispNet`, for real time on a
-            CPU; PoseNet keeps its ResNet).
+            CPU).
+        pose_network: ``"resnet"`` (:class:`~depth_ros_training.models.posenet.PoseNet` on a
+            ResNet-``num_layers`` encoder) or ``"light"``
+            (:class:`~depth_ros_training.models.posenet.LightPoseNet`: the light encoder; for
+            visual odometry at camera rate on a CPU, and a training step that spends less of its
+            time on the pose network). ``encoder_weights_path`` goes to ResNet encoders only.
     """
 
     num_layers: int = 18
@@ -76,6 +83,7 @@ class NetworkConfig:
     num_scales: int = 1
     network_dtype: str = "float32"
     depth_network: str = "resnet"
+    pose_network: str = "resnet"
 
     from_hparams = classmethod(_from_hparams)
 
@@ -90,6 +98,8 @@ class NetworkConfig:
             raise ValueError(f"network_dtype must be float32 or bfloat16, got {self.network_dtype!r}")
         if self.depth_network not in DEPTH_NETWORKS:
             raise ValueError(f"depth_network must be one of {', '.join(DEPTH_NETWORKS)}, got {self.depth_network!r}")
+        if self.pose_network not in POSE_NETWORKS:
+            raise ValueError(f"pose_network must be one of {', '.join(POSE_NETWORKS)}, got {self.pose_network!r}")
         if self.depth_network == "light" and self.encoder_weights_path is not None:
             raise ValueError("encoder_weights_path: the light depth network has no ResNet encoder to load into; "
                              "use depth_network: resnet, or leave encoder_weights_path unset")

