@@ -7,6 +7,9 @@ INT8 versions calibrated on frames of a synthetic 640x480 bag (:mod:`depth_ros.i
 
 * ``network``: ONNX Runtime latency, the variants interleaved (median / p10 / p90 ms), and the
   multiply-accumulates of each network.
+* ``pose_network``: the exported pose models (``pose.onnx`` of ``model.pose_network: resnet``, the
+  ResNet-18 PoseNet, and ``light``, :class:`~depth_ros_training.models.posenet.LightPoseNet`) at
+  192x640, ONNX Runtime latency interleaved: what the pose node spends per frame pair.
 * ``infer``: :func:`depth_ros.bag.infer.infer_bag` on a 640x480 synthetic bag (decode,
   preprocess, network, postprocess, write; no cloud), frames per second. Target for the light
   network (INT8 allowed): >= 30 FPS on 2 cores.
@@ -41,6 +44,33 @@ class _Finest(torch.nn.Module):
 def _stats(times: list[float]) -> dict[str, float]:
     q = statistics.quantiles(times, n=10)
     return {"median_ms": round(1e3 * statistics.median(times), 2), "p10_ms": round(1e3 * q[0], 2), "p90_ms": round(1e3 * q[-1], 2)}
+
+
+def _pose_latency(d: Path, runs: int, options: object) -> dict[str, dict[str, float]]:
+    """ONNX Runtime latency of the exported ResNet-18 and light pose models at 192x640."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from depth_ros_training.export import export_module
+    from depth_ros_training.module import DepthTrainingModule
+
+    sessions = {}
+    for name in ("resnet", "light"):
+        module = DepthTrainingModule(image_height=192, image_width=640, depth_network="light", pose_network=name).eval()
+        out = d / f"pose_{name}"
+        export_module(module, out, pose=True, check_parity=False, tensorrt="off")
+        sessions[name] = ort.InferenceSession(str(out / "pose.onnx"), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(1, 6, 192, 640)).astype(np.float32)
+    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for k, s in sessions.items():
+        s.run(None, feeds[k])
+    for _ in range(runs):
+        for k, s in sessions.items():
+            t = time.perf_counter()
+            s.run(None, feeds[k])
+            times[k].append(time.perf_counter() - t)
+    return {k: _stats(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -89,6 +119,7 @@ def main() -> None:
             config = InferConfig(cloud=False, copy_inputs=False, overwrite=True, backend="onnxruntime-cpu", threads=args.threads)
             summary = infer_bag(bag, d / f"{k}_out.mcap", path, config)
             infer[k] = round(summary.fps, 1)
+        pose = _pose_latency(d, args.runs, options)
     result = {
         "machine": platform.processor() or platform.machine(),
         "threads": args.threads,
@@ -97,6 +128,7 @@ def main() -> None:
         "network": {k: _stats(v) for k, v in times.items()},
         "speedup_vs_resnet18_fp32": {k: round(statistics.median(times["resnet18"]) / statistics.median(v), 2) for k, v in times.items()},
         "infer_fps_640x480": infer,
+        "pose_network": pose,
     }
     json.dump(result, sys.stdout, indent=2)
     print()
