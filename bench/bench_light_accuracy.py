@@ -15,7 +15,10 @@ conditions. Each trained network is exported (FP32 ``depth.onnx``) and quantised
 ``depth.int8.onnx``, calibrated on the first training bag's frames, as ``depth-ros-train export
 --int8 --calibration-bag`` does). All four models are then scored through the runtime on the
 held-out corridors (``depth-ros-train eval``'s library, truth 0.1-80 m as the demo scores):
-median-scaled AbsRel (the issue's figure), metric AbsRel (no scale fitted), delta1. ``infer`` gives
+median-scaled AbsRel (the issue's figure), metric AbsRel (no scale fitted), delta1. The FP32 run
+also runs each variant's exported pose network as the pose node does (``--pose-model``): ATE
+(se(3), metres) and RPE (translation %) of its visual odometry against the bags' odometry,
+averaged over the held-out bags (``pose``). ``infer`` gives
 ``depth-ros infer``'s frames per second of each model on one held-out bag (2 threads, no cloud).
 
 ``--networks`` picks the variants (:data:`VARIANTS`; ratios are to ``resnet`` when it trains,
@@ -30,6 +33,7 @@ Prints one JSON document and writes ``OUT_DIR/light_accuracy.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -61,7 +65,7 @@ def _train_child(out_dir: Path, network: str, seconds: float, seed: int) -> None
     started = time.perf_counter()
     data = BagDataModule(quick_data_config(s, train, s.net_height, s.net_width), batch_size=s.batch_size, num_workers=0)
     run = train_on_budget(s, data, seconds, started=started, seed=seed, progress_bar=False, module_overrides=VARIANTS[network])
-    export_module(run.module, out_dir / network, pose=False, tensorrt="off", name=f"{network}_demo_recipe")
+    export_module(run.module, out_dir / network, pose=True, tensorrt="off", name=f"{network}_demo_recipe")
     info = {"steps": run.steps, "step_s": run.step_s, "wall_s": run.wall_s, "network_dtype": run.network_dtype}
     (out_dir / network / "train.json").write_text(json.dumps(info))
 
@@ -77,6 +81,17 @@ def _render(out_dir: Path) -> tuple[list[Path], list[Path]]:
         return train, test
     bags.mkdir(parents=True, exist_ok=True)
     return _synthesize(s, bags)
+
+
+def _pose_summary(bags: list[dict]) -> dict:
+    """Mean ATE (se(3), m) and RPE (translation %, se(3)) of the pose model over the bags."""
+    odometry = [b.get("odometry") or {} for b in bags]
+    usable = [o["se3"] for o in odometry if "se3" in o]
+    if not usable:
+        return {"error": [o.get("error", "no odometry") for o in odometry]}
+    rpe = [u["rpe"]["translation_pct"] for u in usable if u.get("rpe")]
+    return {"bags": len(usable), "ate_se3_rmse_m": round(sum(u["ate"]["rmse_m"] for u in usable) / len(usable), 4),
+            "rpe_translation_pct": round(sum(rpe) / len(rpe), 2) if rpe else None}
 
 
 def main() -> None:
@@ -126,7 +141,8 @@ def main() -> None:
         int8 = quantize_model(fp32, fp32.with_name("depth.int8.onnx"), inputs, quant, source=train[0].name)
         training = json.loads((args.out_dir / net / "train.json").read_text())
         for precision, model in (("fp32", fp32), ("int8", int8)):
-            [r] = evaluate([str(t) for t in test], config, models=[model])
+            pose_model = str(args.out_dir / net / "pose.onnx") if precision == "fp32" else None
+            [r] = evaluate([str(t) for t in test], dataclasses.replace(config, pose_model=pose_model), models=[model])
             fps = infer_bag(test[0], args.out_dir / f"{net}_{precision}_out.mcap", model,
                             InferConfig(cloud=False, copy_inputs=False, overwrite=True, backend="onnxruntime-cpu", threads=2)).fps
             report["models"][f"{net}_{precision}"] = {
@@ -134,6 +150,8 @@ def main() -> None:
                 "median_scaled_abs_rel": r.summary["median"]["abs_rel"], "metric_abs_rel": r.summary["metric"]["abs_rel"],
                 "delta1_median_scaled": r.summary["median"]["delta1"], "frames": r.summary["frames"], "infer_fps": round(fps, 1),
             }
+            if pose_model is not None:
+                report["models"][f"{net}_{precision}"]["pose"] = _pose_summary(r.bags)
     m = report["models"]
     reference = "resnet" if "resnet" in networks else networks[0]
     base = m[f"{reference}_fp32"]["median_scaled_abs_rel"]
