@@ -24,6 +24,19 @@ __all__ = ["LightPoseNet", "PoseNet", "POSE_SCALE", "pose_vec_to_mat", "axis_ang
 POSE_SCALE = 0.01
 
 
+def _pose_head(width: int) -> nn.Sequential:
+    """PoseNet's head after the squeeze: two 3x3 convolutions of ``width`` channels, then 6 outputs
+    per position (averaged over positions by the caller)."""
+    return nn.Sequential(
+        nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 6, 1),
+    )
+
+
 class PoseNet(nn.Module):
     """Two images -> 6-DoF ``T_src_tgt`` as axis-angle (rad) + translation.
 
@@ -44,14 +57,7 @@ class PoseNet(nn.Module):
         self.encoder = ResNetEncoder(num_layers, in_channels=6, weights_path=weights_path)
         c = self.encoder.num_ch_enc[-1]
         self.squeeze = nn.Conv2d(c, 256, 1)
-        self.decoder = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(256, 6, 1),
-        )
+        self.decoder = _pose_head(256)
 
     def forward(self, tgt: Tensor, src: Tensor) -> Tensor:
         if tgt.ndim != 4 or tgt.shape[1] != 3 or tgt.shape != src.shape:
@@ -78,14 +84,7 @@ class LightPoseNet(nn.Module):
         super().__init__()
         self.encoder = pyramid_encoder(6)
         self.squeeze = nn.Conv2d(ENC_CHANNELS[-1], 128, 1)
-        self.decoder = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(128, 128, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(128, 128, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(128, 6, 1),
-        )
+        self.decoder = _pose_head(128)
 
     def forward(self, tgt: Tensor, src: Tensor) -> Tensor:
         if tgt.shape != src.shape:
