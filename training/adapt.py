@@ -332,6 +332,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-info-topic", help="camera_info topic (default: next to the image)")
     parser.add_argument("--odom-topic", default="/odom", help="nav_msgs/Odometry topic (default /odom)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--depth-network", choices=("resnet", "light"), default="resnet",
+                        help="resnet (ResNet-18 DispNet, default) or light (real time on a CPU robot, docs/cpu-robots.md)")
+    parser.add_argument("--pose-network", choices=("resnet", "light"), default="resnet",
+                        help="resnet (ResNet-18 PoseNet, default) or light (LightPoseNet: ~1/7 of its time per frame)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -339,6 +343,7 @@ def run(args: argparse.Namespace) -> int:
         bags=tuple(args.bags), output_dir=args.output_dir, minutes=args.minutes, teacher=args.teacher, truth_topic=args.truth_topic,
         size=args.size, holdout=args.holdout, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
         odom_topic=args.odom_topic, threads=args.threads,
+        recipe=QuickRecipe(depth_network=args.depth_network, pose_network=args.pose_network),
     )
     result = run_adapt(config)
     h, w = result.input_size

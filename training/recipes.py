@@ -72,6 +72,8 @@ class QuickRecipe:
             "float32" or "bfloat16".
         hflip, color_jitter: augmentation of the training samples.
         init_depth_m, min_depth_m, max_depth_m: depth at the start and the output range (metres).
+        depth_network, pose_network: ``"resnet"`` (ResNet-18) or ``"light"`` (the light networks
+            for a CPU robot, docs/cpu-robots.md), ``DepthTrainingModule``'s keys.
 
     Raises:
         InputError: a value out of its range (one line naming the field).
@@ -98,8 +100,16 @@ class QuickRecipe:
     init_depth_m: float = 3.0
     min_depth_m: float = 0.5
     max_depth_m: float = 30.0
+    depth_network: str = "resnet"
+    pose_network: str = "resnet"
 
     def __post_init__(self) -> None:
+        from depth_ros_training.module_config import DEPTH_NETWORKS, POSE_NETWORKS
+
+        for name, value, allowed in (("depth_network", self.depth_network, DEPTH_NETWORKS),
+                                     ("pose_network", self.pose_network, POSE_NETWORKS)):
+            if value not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.network_dtype not in _NETWORK_DTYPES:
             raise InputError(f"network_dtype must be auto|float32|bfloat16, got {self.network_dtype!r}")
         if not isinstance(self.stride, int) or self.stride < 1:
@@ -149,15 +159,16 @@ def quick_module(recipe: QuickRecipe, height: int, width: int, schedule_seconds:
     the teacher's weights)."""
     from depth_ros_training.module import DepthTrainingModule
 
-    return DepthTrainingModule(
+    keys: dict[str, Any] = dict(
         image_height=height, image_width=width, lr=recipe.lr, lr_schedule="onecycle", schedule_seconds=schedule_seconds,
         velocity_weight=recipe.velocity_weight, geometry_weight=recipe.geometry_weight, smoothness_weight=recipe.smoothness_weight,
         min_depth_m=recipe.min_depth_m, max_depth_m=recipe.max_depth_m, pose_from_inverse=True,
         source_depth_grad=recipe.source_depth_grad, pose_supervision_weight=recipe.pose_supervision_weight,
         warp_pose_source=recipe.warp_pose_source, init_depth_m=recipe.init_depth_m, pose_pairs=recipe.pose_pairs,
         num_scales=recipe.num_scales, hint_weight=recipe.hint_weight, use_self_mask=recipe.self_mask,
-        network_dtype=network_dtype, **overrides,
+        network_dtype=network_dtype, depth_network=recipe.depth_network, pose_network=recipe.pose_network,
     )
+    return DepthTrainingModule(**(keys | overrides))
 
 
 @dataclass

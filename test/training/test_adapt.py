@@ -92,6 +92,27 @@ def test_config_refuses_bad_values():
         AdaptConfig(bags=())
     with pytest.raises(InputError, match="network_dtype"):
         QuickRecipe(network_dtype="float16")
+    with pytest.raises(InputError, match="pose_network must be one of resnet, light, got 'tiny'"):
+        QuickRecipe(pose_network="tiny")
+
+
+def test_the_light_networks_are_a_recipe_choice_and_an_adapt_flag():
+    import argparse
+
+    from depth_ros_training.adapt import add_arguments
+    from depth_ros_training.models.light_dispnet import LightDispNet
+    from depth_ros_training.models.posenet import LightPoseNet, PoseNet
+    from depth_ros_training.recipes import quick_module
+
+    module = quick_module(QuickRecipe(depth_network="light", pose_network="light"), 64, 96, 60.0, "float32")
+    assert isinstance(module.depth_net, LightDispNet) and isinstance(module.pose_net, LightPoseNet)
+    # an override still wins (the benches pass the network this way)
+    assert isinstance(quick_module(QuickRecipe(pose_network="light"), 64, 96, 60.0, "float32", pose_network="resnet").pose_net, PoseNet)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["a.mcap", "--depth-network", "light", "--pose-network", "light"])
+    assert (args.depth_network, args.pose_network) == ("light", "light")
+    assert (parser.parse_args(["a.mcap"]).depth_network, parser.parse_args(["a.mcap"]).pose_network) == ("resnet", "resnet")
 
 
 # -- bags --------------------------------------------------------------------------------------
