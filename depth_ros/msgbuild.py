@@ -124,9 +124,8 @@ class MessageBuilder:
         f = msgconv.depth_image_fields(depth_m, encoding, out=payload)
         fields = dict(header=self.header(header), height=int(f["height"]), width=int(f["width"]),
                       encoding=str(f["encoding"]), is_bigendian=int(f["is_bigendian"]), step=int(f["step"]))
-        if payload is None:
-            return self.with_data(self.types["sensor_msgs/msg/Image"], fields, self.byte_array(f["data"]))
-        return self.with_data(self.types["sensor_msgs/msg/Image"], fields, payload)
+        data = self.byte_array(f["data"]) if payload is None else payload
+        return self.with_data(self.types["sensor_msgs/msg/Image"], fields, data)
 
     # -- camera_info ------------------------------------------------------------------------
     def camera_info(self, header: Any, *, height: int, width: int, distortion_model: str, d: Any, k: Any, r: Any,
