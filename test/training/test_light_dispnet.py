@@ -69,6 +69,68 @@ def test_exports_to_onnx_with_parity(tmp_path):
     assert np.abs(got - want).max() < 1e-5
 
 
+def test_encoder_batchnorm_is_folded_into_the_exported_convolutions(tmp_path):
+    """The encoder's BatchNorm (trained statistics, not the identity start) leaves no node in the
+    ONNX graph: the exported network has the BatchNorm-free network's operators, one for one."""
+    import onnx
+
+    from depth_ros.inference.onnx_export import export_onnx
+    from depth_ros.inference.spec import ModelSpec
+
+    torch.manual_seed(2)
+    net = LightDispNet(num_scales=1)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 10
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.rand(4, 3, 64, 96) * 3.0)  # running statistics away from (0, 1)
+    spec = ModelSpec(output_kind="disparity_sigmoid", input_height=64, input_width=96, name="light")
+
+    def ops(model: torch.nn.Module, name: str) -> list[str]:
+        class Finest(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = model
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.net(x)[0]
+
+        path = export_onnx(Finest().eval(), spec, tmp_path / name)  # parity to 1e-4 checked by export_onnx
+        return sorted(n.op_type for n in onnx.load(str(path)).graph.node if n.op_type not in ("Constant", "Identity"))
+
+    got = ops(net, "norm.onnx")
+    assert "BatchNormalization" not in got
+    assert got == ops(LightDispNet(num_scales=1, norm=False), "plain.onnx")
+
+
+def test_a_network_saved_without_encoder_batchnorm_still_loads():
+    """State dicts of the BatchNorm-free encoder (networks saved before it had BatchNorm) load
+    into ``LightDispNet()``, directly and inside the training module, and give the same output."""
+    from depth_ros_training.module import DepthTrainingModule
+
+    torch.manual_seed(3)
+    old = LightDispNet(num_scales=1, norm=False).eval()
+    new = LightDispNet(num_scales=1)
+    assert new.norm and not any(k.endswith("0.bias") for k in new.state_dict() if k.startswith("encoder.0.0."))
+    new.load_state_dict(old.state_dict())
+    assert not new.norm
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(new.eval()(x)[0], old(x)[0])
+    # a current state dict is not mistaken for an old one
+    current = LightDispNet(num_scales=1)
+    fresh = LightDispNet(num_scales=1)
+    fresh.load_state_dict(current.state_dict())
+    assert fresh.norm
+    # inside the training module (what a checkpoint of a light run holds)
+    saved = DepthTrainingModule(image_height=64, image_width=96, depth_network="light")
+    saved.depth_net = LightDispNet(num_scales=saved.network.num_scales, norm=False)
+    loaded = DepthTrainingModule(image_height=64, image_width=96, depth_network="light")
+    loaded.load_state_dict(saved.state_dict())
+    with torch.no_grad():
+        assert torch.equal(loaded.eval().predict_depth(x)[1], saved.eval().predict_depth(x)[1])
+
+
 def test_sc_depth_task_trains_and_exports_the_light_network(tmp_path):
     """``model.depth_network: light``: the SC-Depth task builds LightDispNet, a step runs, the
     export is a disparity_sigmoid model of LightDispNet's size, and the checkpoint reloads it."""

@@ -15,8 +15,15 @@ networks RT-MonoDepth (Feng et al., 2023) and FastDepth (Wofk et al., 2019), wri
   finest levels (monodepth2's multi-scale outputs, which the photometric losses use).
 
 Convolutions are zero-padded (reflection padding, as DispNet uses, costs a copy per layer on
-CPU runtimes), BatchNorm-free (nothing to fold at export) and plain 3x3 / 1x1, the kernels ONNX
-Runtime and TensorRT run fastest, also in INT8. Cost at 192x640: see :func:`count_macs` and
+CPU runtimes) and plain 3x3 / 1x1, the kernels ONNX Runtime and TensorRT run fastest, also in INT8.
+The encoder's convolutions are followed by **BatchNorm** (as in the ResNet encoder, FastDepth's
+MobileNet and Lite-Mono; the decoder has none, as monodepth2's): the ONNX export folds it into the
+convolutions, so the exported graph and its cost are the same as without it. Measured at the
+demo's recipe and budget (docs/cpu-robots.md, "BatchNorm in the light encoder"), it brought the
+light network level with a ResNet-18 DispNet trained beside it. A network saved before the
+encoder had BatchNorm (no
+``running_mean`` in its state dict) still loads: :meth:`LightDispNet.load_state_dict` rebuilds the
+encoder without it first. Cost at 192x640: see :func:`count_macs` and
 ``bench/bench_light_net.py`` (0.91 G multiply-accumulates, 1/8.8 of the ResNet-18 DispNet's 8.0 G).
 """
 from __future__ import annotations
@@ -49,17 +56,22 @@ ENC_CHANNELS = (16, 32, 64, 96, 128)
 DEC_CHANNELS = (8, 16, 32, 64, 96)
 
 
-def _conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
+def _conv(in_ch: int, out_ch: int, stride: int = 1, norm: bool = False) -> nn.Sequential:
+    """3x3 convolution (+ BatchNorm when ``norm``: the convolution then has no bias) + LeakyReLU."""
+    if norm:
+        return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out_ch),
+                             nn.LeakyReLU(0.1, inplace=True))
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1), nn.LeakyReLU(0.1, inplace=True))
 
 
-def pyramid_encoder(in_channels: int) -> nn.ModuleList:
+def pyramid_encoder(in_channels: int, norm: bool = False) -> nn.ModuleList:
     """The light encoder: five stages at 1/2 ... 1/32, each a stride-2 3x3 convolution and one more
     3x3 convolution, channels :data:`ENC_CHANNELS` (``in_channels``: 3 for an image, 6 for
-    PoseNet's two frames)."""
+    PoseNet's two frames); ``norm``: BatchNorm after each convolution."""
     chans = (in_channels, *ENC_CHANNELS)
     return nn.ModuleList(
-        nn.Sequential(_conv(chans[i], chans[i + 1], stride=2), _conv(chans[i + 1], chans[i + 1])) for i in range(5)
+        nn.Sequential(_conv(chans[i], chans[i + 1], stride=2, norm=norm), _conv(chans[i + 1], chans[i + 1], norm=norm))
+        for i in range(5)
     )
 
 
@@ -68,6 +80,8 @@ class LightDispNet(nn.Module):
 
     Args:
         num_scales: number of output scales, 1..4.
+        norm: BatchNorm in the encoder (the default; False: the encoder of networks saved
+            before it had one).
 
     Shapes:
         ``forward(x: (B, 3, H, W))`` -> list, finest first, ``[(B, 1, H, W), (B, 1, H/2, W/2),
@@ -75,17 +89,27 @@ class LightDispNet(nn.Module):
         H and W must be multiples of 32.
     """
 
-    def __init__(self, num_scales: int = 4) -> None:
+    def __init__(self, num_scales: int = 4, norm: bool = True) -> None:
         super().__init__()
         if not isinstance(num_scales, int) or not 1 <= num_scales <= 4:
             raise ValueError(f"num_scales must be an integer in 1..4, got {num_scales!r}")
         self.num_scales = num_scales
-        self.encoder = pyramid_encoder(3)
+        self.norm = bool(norm)
+        self.encoder = pyramid_encoder(3, norm=self.norm)
         # decoder level i works at 1/2^i; level 4's input is the 1/32 bottleneck
         self.reduce = nn.ModuleList(_conv(ENC_CHANNELS[4] if i == 4 else DEC_CHANNELS[i + 1], DEC_CHANNELS[i]) for i in range(5))
         self.skip = nn.ModuleList(nn.Conv2d(ENC_CHANNELS[i - 1], DEC_CHANNELS[i], 1) if i > 0 else nn.Identity() for i in range(5))
         self.fuse = nn.ModuleList(_conv(DEC_CHANNELS[i], DEC_CHANNELS[i]) for i in range(5))
         self.dispconv = nn.ModuleList(nn.Conv2d(DEC_CHANNELS[s], 1, 3, padding=1) for s in range(num_scales))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # runs before the children load: a state dict of the BatchNorm-free encoder (a network
+        # saved before the encoder had BatchNorm) gets that encoder; anything else loads as usual
+        first = prefix + "encoder.0.0."
+        if self.norm and first + "0.bias" in state_dict and first + "1.running_mean" not in state_dict:
+            self.encoder = pyramid_encoder(3, norm=False).to(self.dispconv[0].weight.device)
+            self.norm = False
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         check_image_batch(x, "LightDispNet", min_side=32)
