@@ -2,7 +2,7 @@
 and rclpy's own floor.
 
     python bench/bench_node_soak.py [--duration-s 120] [--short] [--rate-hz 30]
-                                    [--width 640 --height 480] [--model M.onnx]
+                                    [--width 640 --height 480] [--model M.onnx] [--cloud-decimation 1]
 
 The node (own process, ``publish_timing`` on, the conv bench model of bench_node_latency.py
 unless --model) gets rgb8 images + camera_infos at ``rate_hz`` for ``duration_s`` per phase
@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the node from this checkout (e.g. `git archive BASE | tar -x -C DIR`): a before/after "
                              "comparison; a node without publish_timing reports no stages")
     parser.add_argument("--no-floor", action="store_true", help="leave out the rclpy floor phase")
+    parser.add_argument("--cloud-decimation", type=int, default=1,
+                        help="the node's cloud_decimation parameter (default 1: a point per pixel)")
     add_rig_arguments(parser, rate_hz=30.0)
     args = parser.parse_args(argv)
     if args.relay_child:
@@ -269,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="depth_ros_soak_"))
     model = args.model or conv_depth_model(tmp / "bench_conv.onnx")
     load_start = loadavg()
-    extra = {} if args.node_source else {"publish_timing": True}
+    extra: dict[str, Any] = {} if args.node_source else {"publish_timing": True}
+    if args.cloud_decimation != 1:
+        extra["cloud_decimation"] = args.cloud_decimation
     rig = Rig(model, args.width, args.height, False, tmp, extra_params=extra, node_source=args.node_source, backend=args.backend)
     timing: dict[int, dict[str, float]] = {}
 
@@ -294,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             **{k: v for k, v in result_head("node_soak", args, model).items() if k != "cloud_subscribed"},
             "duration_s_per_phase": args.duration_s,
+            "cloud_decimation": args.cloud_decimation,
             "node_source": str(args.node_source or Path(__file__).resolve().parents[1]),
             "loadavg_start": load_start,
             "loadavg_end": loadavg(),
