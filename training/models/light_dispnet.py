@@ -21,9 +21,8 @@ MobileNet and Lite-Mono; the decoder has none, as monodepth2's): the ONNX export
 convolutions, so the exported graph and its cost are the same as without it. Measured at the
 demo's recipe and budget (docs/cpu-robots.md, "BatchNorm in the light encoder"), it brought the
 light network level with a ResNet-18 DispNet trained beside it. A network saved before the
-encoder had BatchNorm (no
-``running_mean`` in its state dict) still loads: :meth:`LightDispNet.load_state_dict` rebuilds the
-encoder without it first. Cost at 192x640: see :func:`count_macs` and
+encoder had BatchNorm (no ``running_mean`` in its state dict) still loads: ``load_state_dict``
+rebuilds the encoder without it first. Cost at 192x640: see :func:`count_macs` and
 ``bench/bench_light_net.py`` (0.91 G multiply-accumulates, 1/8.8 of the ResNet-18 DispNet's 8.0 G).
 """
 from __future__ import annotations
