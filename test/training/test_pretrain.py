@@ -227,6 +227,25 @@ def test_frames_from_a_bag_without_camera_info_and_errors_naming_the_file(shapes
         PretrainFrames(PretrainDataConfig(bags=(str(empty),), image_topic="/cam/image"))
 
 
+def test_crop_ratio_that_excludes_the_frame_shape_is_named_with_a_fitting_range(shapes_bag, caplog):
+    from depth_ros_training.pretrain.data import PretrainDataConfig, PretrainDataModule, check_crop_ratio
+
+    wide = check_crop_ratio(PretrainDataConfig(), (128, 384), "corridor.mcap")  # MoCo's 3/4..4/3 on a 3:1 frame
+    assert wide == (
+        "corridor.mcap: data.data.crop_ratio [0.75, 1.33] excludes the frames' aspect ratio 3.00 (384x128): no crop larger than "
+        "44 % of the frame fits, and the rest fall back to a full-height strip, so the two views often share little; "
+        "set crop_ratio around it, e.g. [2.25, 4.00]"
+    )
+    tall = check_crop_ratio(PretrainDataConfig(crop_ratio=(1.0, 2.0)), (100, 50), "portrait.mcap")
+    assert "aspect ratio 0.50 (50x100): no crop larger than 50 % of the frame fits" in tall and "full-width strip" in tall
+    assert check_crop_ratio(PretrainDataConfig(crop_ratio=(2.25, 4.0)), (128, 384), "corridor.mcap") is None
+    assert check_crop_ratio(PretrainDataConfig(), (48, 64), "vga.mcap") is None  # 4:3 within MoCo's range
+    # the data module checks the first frame of what it will train on (the shapes bag's frames are square)
+    with caplog.at_level("WARNING", logger="depth_ros_training.pretrain.data"):
+        PretrainDataModule(PretrainDataConfig(bags=(str(shapes_bag),), height=32, width=32, crop_ratio=(2.0, 3.0)), batch_size=4).setup("fit")
+    assert any("aspect ratio 1.00" in r.getMessage() and "shapes.mcap" in r.getMessage() for r in caplog.records)
+
+
 def _in_batch_info_nce(module, batch) -> float:
     """InfoNCE of every frame's query against all frames' keys (queue-free, fixed views), with
     training-mode BatchNorm as in a step, on a copy (running statistics untouched)."""

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from depth_ros.bag.reader import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE
 from depth_ros.errors import BagError
 
-__all__ = ["FrameRef", "PretrainDataConfig", "PretrainDataModule", "PretrainFrames", "list_frames"]
+__all__ = ["FrameRef", "PretrainDataConfig", "PretrainDataModule", "PretrainFrames", "check_crop_ratio", "list_frames"]
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,30 @@ class PretrainFrames(Dataset):
         return {"query": views[0].contiguous(), "key": views[1].contiguous(), "index": torch.tensor(item, dtype=torch.int64)}
 
 
+def check_crop_ratio(config: PretrainDataConfig, frame_hw: tuple[int, int], source: str) -> str | None:
+    """Warn (and return the message) when ``config.crop_ratio`` excludes the frames' aspect ratio.
+
+    ``RandomResizedCrop`` draws crops whose width / height lies in ``crop_ratio``; on a frame of
+    another shape only crops up to ``hi / aspect`` (or ``aspect / lo``) of its area fit, and the
+    fallback keeps a strip of full height (or width) at a random place, so the two views of a wide
+    frame often share little content. MoCo's (3/4, 4/3) suits 4:3 photographs; a 3:1 frame wants
+    about (2.25, 4). None when the ratio fits.
+    """
+    h, w = frame_hw
+    aspect = w / h
+    lo, hi = config.crop_ratio
+    if lo <= aspect <= hi:
+        return None
+    largest = hi / aspect if aspect > hi else aspect / lo
+    message = (
+        f"{source}: data.data.crop_ratio [{lo:.2f}, {hi:.2f}] excludes the frames' aspect ratio {aspect:.2f} ({w}x{h}): "
+        f"no crop larger than {100 * largest:.0f} % of the frame fits, and the rest fall back to a full-{'height' if aspect > hi else 'width'} "
+        f"strip, so the two views often share little; set crop_ratio around it, e.g. [{0.75 * aspect:.2f}, {4 * aspect / 3:.2f}]"
+    )
+    log.warning(message)
+    return message
+
+
 class PretrainDataModule(LightningDataModule):
     """Training frames for :class:`~depth_ros_training.pretrain.module.PretrainModule` (no
     validation split: the contrastive loss needs no held-out frames).
@@ -206,6 +230,7 @@ class PretrainDataModule(LightningDataModule):
                     f"{list(self.data_config.bags)}: {len(frames)} frames (frame_stride {self.data_config.frame_stride}), "
                     f"expected at least one batch of {self.batch_size}"
                 )
+            check_crop_ratio(self.data_config, frames.load_rgb(0).shape[:2], frames.frames[0].bag)
             self.train_set = frames
 
     def train_dataloader(self) -> DataLoader:
