@@ -12,11 +12,17 @@ default 4001: corridors no setting of the package or of this bench was chosen on
    the gradient-field key (``model.key: gradient``, the method) and once with an RGB key
    (``model.key: rgb``, plain MoCo v2), the same settings and the same number of steps
    (``--pretrain-steps``), both at the same time, one CPU thread each. Settings (options below):
-   ResNet-18, views 64x192 (the depth network's input) cropped with an aspect ratio in 2.25..4 (the
-   frames are 3:1), every 3rd frame (400 frames), batch 32 in 4 BatchNorm sub-batches, queue 256,
-   m 0.99 (the MoCo authors' small-data setting), T 0.2, SGD lr 0.01 with the cosine schedule over
-   the steps. The loss and queue top-1 of the last steps are read from
-   the run's log. Writes ``OUT_DIR/enc_gradient.pt`` and ``OUT_DIR/enc_rgb.pt`` (reused when present).
+   ResNet-18, views 32x96 (half the depth network's 64x192 input: four times the steps in the
+   same time) cropped with an aspect ratio in 2.25..4 (the frames are 3:1), every 3rd frame (400
+   frames), batch 32 in 4 BatchNorm sub-batches, queue 256, m 0.999, T 0.2, SGD lr 0.01 with the
+   cosine schedule over the steps. (m 0.99 was tried first: within 100 steps the queue top-1 went to
+   1 while every frame's embedding became the same vector: the positive, made by the current key
+   network, beats the queue's keys made by older ones whatever the frame, which the fast-moving key
+   network lets the query network exploit; MoCo's reason for m close to 1.) The loss and queue top-1 of the first and last steps are read from the run's log;
+   what the task learnt is measured by retrieval (the left 80 % of each frame as RGB query against
+   the keys of the right 80 % of all frames: top-1, chance = 1 / frames), on the training
+   corridors (every 15th frame) and on the held-out ones (every 10th); also for a network at its
+   random start (``untrained``). Writes ``OUT_DIR/enc_gradient.pt`` and ``OUT_DIR/enc_rgb.pt`` (reused when present).
 2. **finetune**: the label-efficiency table. ``depth-ros-train fit`` of the MiDaS task (ResNet-18
    DispNet, dense ground-truth depth, scale-and-shift-invariant loss + gradient matching) on every
    ``stride``-th frame of the training corridors (``data.stride``: 100 -> 16 labelled frames = 1.3 %,
@@ -47,6 +53,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from depth_ros_training.pretrain.module import PretrainModule
 
 CLI = [sys.executable, "-m", "depth_ros_training.cli"]
 STARTS = ("random", "gradient", "rgb")
@@ -111,6 +121,41 @@ def _pretrain_summary(log: Path, encoder: Path) -> dict:
             "queue_top1_first": mean([r[2] for r in rows[:n]]), "queue_top1_last": mean([r[2] for r in rows[-n:]])}
 
 
+def _retrieval(module: "PretrainModule", bags: list[Path], frame_stride: int, size: tuple[int, int]) -> dict:
+    """What the contrastive task learnt, on whole frames: the left 80 % of every frame as RGB query
+    (no augmentation) against the keys (gradient field or RGB) of the right 80 % of all the frames
+    (60 % overlap: the same place, not the same pixels; with the same pixels an RGB key network,
+    an average of the query network, would match trivially); top-1 = share of queries whose own
+    frame's key is the most similar (chance 1 / frames), and the mean cosine of positives and of the
+    other pairs. BatchNorm normalises with the statistics of these frames (training mode, on a copy:
+    the same for a trained and an untrained network)."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from depth_ros_training.pretrain.data import PretrainDataConfig, PretrainFrames
+    from depth_ros_training.pretrain.gradient_field import gradient_field
+
+    h, w = size
+    frames = PretrainFrames(PretrainDataConfig(bags=tuple(map(str, bags)), frame_stride=frame_stride))
+    n = len(frames) - len(frames) % int(module.hparams.bn_splits)  # split BatchNorm needs whole sub-batches
+    rgb = torch.stack([torch.from_numpy(frames.load_rgb(i)).permute(2, 0, 1).float() / 255.0 for i in range(n)])
+    width = rgb.shape[-1]
+    cut = round(0.8 * width)
+    left, right = (F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+                   for v in (rgb[..., :cut], rgb[..., width - cut:]))
+    moco = copy.deepcopy(module.moco).train()
+    with torch.no_grad():
+        q = moco.query_net(module.normalise(left))
+        key = gradient_field(right, module.gradient_config) if moco.key == "gradient" else module.normalise(right)
+        k = moco.key_net(moco.key_input(key))
+    sim = q @ k.t()
+    off = sim[~torch.eye(n, dtype=torch.bool)]
+    return {"frames": n, "top1": round(float((sim.argmax(1) == torch.arange(n)).float().mean()), 4), "chance": round(1 / n, 4),
+            "cos_positive": round(float(sim.diag().mean()), 4), "cos_other": round(float(off.mean()), 4)}
+
+
 def _finetune_yaml(args: argparse.Namespace, train: list[Path], stride: int, encoder: Path | None, run_dir: Path) -> str:
     return json.dumps({
         "task": "midas",
@@ -129,19 +174,19 @@ def _finetune_yaml(args: argparse.Namespace, train: list[Path], stride: int, enc
 
 
 def _finetune_job(args: argparse.Namespace, train: list[Path], test: list[Path], start: str, stride: int, encoder: Path | None) -> tuple[str, list[str], Path] | None:
-    run_dir = args.out_dir / "finetune" / f"{start}_s{stride}"
+    run_dir = args.out_dir / "finetune" / (f"{start}_s{stride}" + (f"_seed{args.seed}" if args.seed else ""))
     if (run_dir / "result.json").exists():
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(_finetune_yaml(args, train, stride, encoder, run_dir))
-    argv = [sys.executable, __file__, str(args.out_dir), "--child-finetune", f"{start}:{stride}"]
+    argv = [sys.executable, __file__, str(args.out_dir), "--child-finetune", run_dir.name, "--seed", str(args.seed)]
     return f"fine-tuning {start} stride {stride}", argv, run_dir / "run.log"
 
 
-def _child_finetune(out_dir: Path, test: list[Path], spec: str) -> None:
-    """Child: fit (config written by the parent), export, eval; writes result.json."""
-    start, stride = spec.split(":")
-    run_dir = out_dir / "finetune" / f"{start}_s{stride}"
+def _child_finetune(out_dir: Path, test: list[Path], name: str, seed: int) -> None:
+    """Child: fit (config written by the parent into finetune/NAME), export, eval; writes result.json."""
+    run_dir = out_dir / "finetune" / name
+    start, stride = name.split("_")[0], int(name.split("_")[1][1:])
     t = time.perf_counter()
     subprocess.run([*CLI, "fit", "--config", str(run_dir / "config.yaml")], check=True)
     fit_s = time.perf_counter() - t
@@ -153,7 +198,7 @@ def _child_finetune(out_dir: Path, test: list[Path], spec: str) -> None:
     [model] = json.loads((run_dir / "eval" / "summary.json").read_text())["models"]
     aligned = model["aligned"]
     (run_dir / "result.json").write_text(json.dumps({
-        "start": start, "stride": int(stride), "fit_s": round(fit_s, 1),
+        "start": start, "stride": stride, "seed": seed, "fit_s": round(fit_s, 1),
         "aligned_abs_rel": aligned["abs_rel"], "aligned_delta1": aligned["delta1"], "frames": aligned["frames"],
     }))
 
@@ -201,11 +246,11 @@ def main() -> None:
     parser.add_argument("--stages", default="pretrain,finetune,sc_depth")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-seed", type=int, default=4001, help="first seed of the 3 held-out corridors (used when OUT_DIR has no bags yet)")
-    parser.add_argument("--pretrain-steps", type=int, default=600)
-    parser.add_argument("--pretrain-size", type=_size, default=(64, 192), help="HxW of the pretraining views")
+    parser.add_argument("--pretrain-steps", type=int, default=2500)
+    parser.add_argument("--pretrain-size", type=_size, default=(32, 96), help="HxW of the pretraining views")
     parser.add_argument("--crop-ratio", type=float, nargs=2, default=(2.25, 4.0), help="crop aspect ratio range (w/h)")
     parser.add_argument("--queue", type=int, default=256)
-    parser.add_argument("--momentum", type=float, default=0.99)
+    parser.add_argument("--momentum", type=float, default=0.999)
     parser.add_argument("--pretrain-lr", type=float, default=0.01)
     parser.add_argument("--bn-splits", type=int, default=4, help="BatchNorm sub-batches of the batch of 32 (model.bn_splits)")
     parser.add_argument("--finetune-steps", type=int, default=1200)
@@ -228,7 +273,7 @@ def main() -> None:
         parser.error(f"--starts: choose from {', '.join(STARTS)}")
     train, test = _render(args.out_dir, args.test_seed)
     if args.child_finetune:
-        _child_finetune(args.out_dir, test, args.child_finetune)
+        _child_finetune(args.out_dir, test, args.child_finetune, args.seed)
         return
     if args.child_sc_depth:
         _child_sc_depth(args.out_dir, test, args.child_sc_depth, args.sc_depth_seconds, args.seed)
@@ -249,6 +294,21 @@ def main() -> None:
         report["pretrain_wall_s"] = round(time.perf_counter() - t, 1) if jobs else None
     report["pretrain"] = {k: _pretrain_summary(args.out_dir / f"pretrain_{k}.log", args.out_dir / f"enc_{k}.pt")
                           for k in keys if (args.out_dir / f"pretrain_{k}.log").exists()}
+    if report["pretrain"]:
+        import torch
+
+        from depth_ros_training.pretrain.module import PretrainModule
+
+        torch.manual_seed(args.seed)
+        for k, summary in list(report["pretrain"].items()):
+            [ckpt] = sorted((args.out_dir / f"pretrain_{k}").glob("lightning_logs/version_*/checkpoints/last.ckpt"))[-1:] or [None]
+            if ckpt is None:
+                continue
+            trained = PretrainModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
+            untrained = PretrainModule(**dict(trained.hparams))
+            for name, module in (("", trained), ("untrained_", untrained)):
+                summary[f"{name}retrieval_train_frames"] = _retrieval(module, train, 15, args.pretrain_size)
+                summary[f"{name}retrieval_held_out_frames"] = _retrieval(module, test, 10, args.pretrain_size)
 
     if "finetune" in stages:
         jobs = []
