@@ -379,3 +379,25 @@ def test_config_file_parses_and_builds():
     model, data, resume = build_objects(cfg)
     assert model.moco.queue.size == cfg.model.queue_size and model.moco.encoder.num_layers == 18
     assert data.data_config.bags == ("data/train.mcap",) and resume.enabled
+
+
+def test_stale_queue_watch_warns_once_when_top1_is_high_but_the_loss_stays_near_chance():
+    from depth_ros_training.pretrain.module import StaleQueueWatch
+
+    chance = math.log(257)
+    # learning: top-1 rises as the loss falls well below chance -> no warning
+    healthy = StaleQueueWatch(256, window=10)
+    assert all(healthy.update(chance - 0.3 * i, min(1.0, 0.1 * i)) is None for i in range(30))
+    assert healthy.warned is None
+    # a drifting key network: the positive always wins, the loss hardly moves
+    stale = StaleQueueWatch(256, window=10)
+    messages = [stale.update(5.13, 1.0) for _ in range(25)]
+    assert messages[:9] == [None] * 9  # not before a full window
+    assert messages[9] == (
+        "queue top-1 100% while InfoNCE is 5.13 (chance 5.55) over the last 10 steps: the positives beat the queue because "
+        "its keys are stale, not because frames are told apart; raise model.momentum (MoCo: 0.999) or lower model.lr"
+    )
+    assert messages[10:] == [None] * 15 and stale.warned == messages[9]  # once
+    # near chance with a low top-1 (nothing learnt yet) is no such case
+    slow = StaleQueueWatch(256, window=10)
+    assert all(slow.update(5.5, 0.01) is None for _ in range(30))

@@ -14,7 +14,8 @@ A training step (batch: see :mod:`.data`), all on the module's device:
 3. momentum update of the key network, keys, InfoNCE, enqueue (:class:`.moco.MoCo`).
 
 Logged: ``train/loss`` (InfoNCE), ``train/queue_top1`` (share of queries whose positive key
-beats all K queued negatives), ``train/lr``.
+beats all K queued negatives), ``train/lr``. A queue top-1 near 1 with the loss near chance is a
+key network that moves too fast, warned about once (:class:`StaleQueueWatch`).
 
 Optimiser: SGD (momentum 0.9, weight decay 1e-4) with a cosine learning-rate schedule, as MoCo
 v2; the cosine is evaluated per optimiser step over ``trainer.max_steps`` (MoCo: per epoch).
@@ -33,9 +34,56 @@ from depth_ros_training.models.normalization import ImageNormalization
 from depth_ros_training.pretrain.gradient_field import GradientFieldConfig, gradient_field
 from depth_ros_training.pretrain.moco import MoCo, MoCoOutput
 
-__all__ = ["PretrainModule"]
+__all__ = ["PretrainModule", "StaleQueueWatch"]
 
 log = logging.getLogger(__name__)
+
+
+class StaleQueueWatch:
+    """Warns once when the queue top-1 is high while InfoNCE stays near chance (``log(K + 1)``).
+
+    Both at once mean the positive beats the queued negatives whatever the frame: it was made by
+    the current key network and the queue by older ones, so when the key network moves fast (m
+    too small, lr too large) every embedding can become the same vector that drifts, and "newest
+    key" is all the query network learns (seen with m = 0.99 and lr 0.03 at a batch of 32: queue
+    top-1 1.0, loss 5.1 with chance 5.55, frames not told apart). A network that does tell frames
+    apart lowers the loss well below chance as its top-1 rises.
+
+    Args:
+        queue_size: K.
+        window: steps averaged.
+        top1: mean queue top-1 above this ...
+        loss_share: ... while the mean loss is above this share of ``log(K + 1)``.
+    """
+
+    def __init__(self, queue_size: int, window: int = 50, top1: float = 0.8, loss_share: float = 0.8) -> None:
+        self.chance = math.log(queue_size + 1)
+        self.window = window
+        self.top1 = top1
+        self.loss_share = loss_share
+        self._steps: list[tuple[float, float]] = []
+        self.warned: str | None = None
+
+    def update(self, loss: float, accuracy: float) -> str | None:
+        """Add one step; returns (and logs) the warning the first time the window qualifies."""
+        if self.warned is not None:
+            return None
+        self._steps.append((loss, accuracy))
+        if len(self._steps) > self.window:
+            self._steps.pop(0)
+        if len(self._steps) < self.window:
+            return None
+        mean_loss = sum(s[0] for s in self._steps) / self.window
+        mean_top1 = sum(s[1] for s in self._steps) / self.window
+        if mean_top1 > self.top1 and mean_loss > self.loss_share * self.chance:
+            self.warned = (
+                f"queue top-1 {mean_top1:.0%} while InfoNCE is {mean_loss:.2f} (chance {self.chance:.2f}) over the last "
+                f"{self.window} steps: the positives beat the queue because its keys are stale, not because frames are told "
+                "apart; raise model.momentum (MoCo: 0.999) or lower model.lr"
+            )
+            log.warning(self.warned)
+            return self.warned
+        return None
 
 
 class PretrainModule(pl.LightningModule):
@@ -98,6 +146,7 @@ class PretrainModule(pl.LightningModule):
         self.moco = MoCo(num_layers, key, dim, queue_size, momentum, temperature, bn_splits)
         self.input_norm = ImageNormalization(mean, std)  # [0, 1] views -> the encoder's input
         self._photometric: dict[tuple[int, int], torch.nn.Module] = {}
+        self._stale_queue = StaleQueueWatch(queue_size)
 
     # -- augmentation on the device -------------------------------------------------------
     def photometric(self, rgb: Tensor) -> Tensor:
@@ -140,6 +189,7 @@ class PretrainModule(pl.LightningModule):
         self.log("train/loss", out.loss, prog_bar=True, batch_size=b)
         self.log("train/queue_top1", out.accuracy, prog_bar=True, batch_size=b)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=b)
+        self._stale_queue.update(float(out.loss.detach()), float(out.accuracy))
         return out.loss
 
     def on_train_start(self) -> None:
