@@ -1,8 +1,8 @@
 """What the gradient-field pretraining buys the depth learners (issue: pretraining, item 6).
 
     python bench/bench_pretrain_labels.py OUT_DIR [--stages pretrain,finetune,sc_depth]
-        [--pretrain-steps 600] [--finetune-steps 1200] [--strides 100,10,1] [--random-strides 3]
-        [--sc-depth-seconds 300] [--test-seed 4001]
+        [--pretrain-steps 2500] [--finetune-steps 1200] [--label-scenes 1,4] [--strides 100,10,1]
+        [--random-strides 3] [--sc-depth-seconds 300] [--test-seed 4001] [--parallel 2]
 
 Renders the demo's scenes into OUT_DIR/bags (``depth-ros demo``'s defaults: 16 training corridors of
 75 frames, seeds 0-15, 384x128 camera; and 3 held-out 100-frame corridors from ``--test-seed``,
@@ -18,15 +18,19 @@ default 4001: corridors no setting of the package or of this bench was chosen on
    cosine schedule over the steps. (m 0.99 was tried first: within 100 steps the queue top-1 went to
    1 while every frame's embedding became the same vector: the positive, made by the current key
    network, beats the queue's keys made by older ones whatever the frame, which the fast-moving key
-   network lets the query network exploit; MoCo's reason for m close to 1.) The loss and queue top-1 of the first and last steps are read from the run's log;
-   what the task learnt is measured by retrieval (the left 80 % of each frame as RGB query against
-   the keys of the right 80 % of all frames: top-1, chance = 1 / frames), on the training
-   corridors (every 15th frame) and on the held-out ones (every 10th); also for a network at its
-   random start (``untrained``). Writes ``OUT_DIR/enc_gradient.pt`` and ``OUT_DIR/enc_rgb.pt`` (reused when present).
+   network lets the query network exploit; MoCo's reason for m close to 1.) The loss and queue
+   top-1 of the first and last steps are read from the run's log; what the task learnt is
+   measured by retrieval (the left 80 % of each frame as RGB query against the keys of the right
+   80 % of all frames: top-1, chance = 1 / frames), on the training corridors (every 15th frame)
+   and on the held-out ones (every 10th); also for a network at its random start
+   (``untrained``). Writes ``OUT_DIR/enc_gradient.pt`` and ``OUT_DIR/enc_rgb.pt`` (reused when
+   present).
 2. **finetune**: the label-efficiency table. ``depth-ros-train fit`` of the MiDaS task (ResNet-18
-   DispNet, dense ground-truth depth, scale-and-shift-invariant loss + gradient matching) on every
-   ``stride``-th frame of the training corridors (``data.stride``: 100 -> 16 labelled frames = 1.3 %,
-   10 -> 128 = 10.7 %, 3 -> 400 = 33 %, 1 -> 1200 = 100 %), for the same number of steps
+   DispNet, dense ground-truth depth, scale-and-shift-invariant loss + gradient matching) on all
+   frames of the first k training corridors (``--label-scenes``: 1 -> 75 frames = 6.25 %, 4 -> 300
+   = 25 %; the corridors are what the labels must cover) and on every ``stride``-th frame of all
+   the training corridors (``data.stride``: 100 -> 16 labelled frames = 1.3 %, 10 -> 128 =
+   10.7 %, 3 -> 400 = 33 %, 1 -> 1200 = 100 %), for the same number of steps
    (``--finetune-steps``, batch 4, Adam lr 3e-4 constant, 64x192 input), from random weights and
    from each pretrained encoder (``model.encoder_weights_path``); ``--random-strides`` are label
    fractions run from random weights only (the paper's comparison point: pretrained with 10 % vs
@@ -39,7 +43,8 @@ default 4001: corridors no setting of the package or of this bench was chosen on
    ``fit``), both at the same time, one thread each; scored as the demo scores: median-scaled and
    metric AbsRel over the held-out corridors. Pretraining time is reported apart from this budget.
 
-Every run's result is kept in OUT_DIR (``finetune/<start>_s<stride>/result.json``,
+Every run's result is kept in OUT_DIR (``finetune/<start>_s<stride>/result.json``, ``_c<k>`` for
+corridors,
 ``sc_depth/<start>/result.json``); a rerun skips what is done. Prints one JSON document and writes
 ``OUT_DIR/pretrain_labels.json``.
 """
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
     from depth_ros_training.pretrain.module import PretrainModule
 
 CLI = [sys.executable, "-m", "depth_ros_training.cli"]
+DEMO_TRAIN_FRAMES = 75  # DemoSettings.train_frames
 STARTS = ("random", "gradient", "rgb")
 _PROGRESS = re.compile(r"step (\d+)/\d+ .*loss ([0-9.]+) \(queue_top1 ([0-9.]+)\)")
 
@@ -173,20 +179,24 @@ def _finetune_yaml(args: argparse.Namespace, train: list[Path], stride: int, enc
     })
 
 
-def _finetune_job(args: argparse.Namespace, train: list[Path], test: list[Path], start: str, stride: int, encoder: Path | None) -> tuple[str, list[str], Path] | None:
-    run_dir = args.out_dir / "finetune" / (f"{start}_s{stride}" + (f"_seed{args.seed}" if args.seed else ""))
+def _finetune_job(args: argparse.Namespace, train: list[Path], start: str, stride: int, scenes: int, encoder: Path | None) -> tuple[str, list[str], Path] | None:
+    """One fine-tuning run: every ``stride``-th frame of the first ``scenes`` training corridors."""
+    name = f"{start}_s{stride}" if scenes == len(train) else f"{start}_c{scenes}"
+    run_dir = args.out_dir / "finetune" / (name + (f"_seed{args.seed}" if args.seed else ""))
     if (run_dir / "result.json").exists():
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(_finetune_yaml(args, train, stride, encoder, run_dir))
+    (run_dir / "config.yaml").write_text(_finetune_yaml(args, train[:scenes], stride, encoder, run_dir))
+    (run_dir / "labels.json").write_text(json.dumps({"start": start, "stride": stride, "scenes": scenes,
+                                                     "labelled_frames": scenes * len(range(0, DEMO_TRAIN_FRAMES, stride))}))
     argv = [sys.executable, __file__, str(args.out_dir), "--child-finetune", run_dir.name, "--seed", str(args.seed)]
-    return f"fine-tuning {start} stride {stride}", argv, run_dir / "run.log"
+    return f"fine-tuning {name}", argv, run_dir / "run.log"
 
 
 def _child_finetune(out_dir: Path, test: list[Path], name: str, seed: int) -> None:
     """Child: fit (config written by the parent into finetune/NAME), export, eval; writes result.json."""
     run_dir = out_dir / "finetune" / name
-    start, stride = name.split("_")[0], int(name.split("_")[1][1:])
+    labels = json.loads((run_dir / "labels.json").read_text())
     t = time.perf_counter()
     subprocess.run([*CLI, "fit", "--config", str(run_dir / "config.yaml")], check=True)
     fit_s = time.perf_counter() - t
@@ -198,7 +208,7 @@ def _child_finetune(out_dir: Path, test: list[Path], name: str, seed: int) -> No
     [model] = json.loads((run_dir / "eval" / "summary.json").read_text())["models"]
     aligned = model["aligned"]
     (run_dir / "result.json").write_text(json.dumps({
-        "start": start, "stride": stride, "seed": seed, "fit_s": round(fit_s, 1),
+        **labels, "seed": seed, "fit_s": round(fit_s, 1),
         "aligned_abs_rel": aligned["abs_rel"], "aligned_delta1": aligned["delta1"], "frames": aligned["frames"],
     }))
 
@@ -235,6 +245,10 @@ def _child_sc_depth(out_dir: Path, test: list[Path], start: str, seconds: float,
     }))
 
 
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
 def _size(text: str) -> tuple[int, int]:
     h, w = (int(v) for v in text.lower().split("x"))
     return h, w
@@ -255,7 +269,8 @@ def main() -> None:
     parser.add_argument("--bn-splits", type=int, default=4, help="BatchNorm sub-batches of the batch of 32 (model.bn_splits)")
     parser.add_argument("--finetune-steps", type=int, default=1200)
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
-    parser.add_argument("--strides", default="100,10,1", help="label strides run from every start")
+    parser.add_argument("--label-scenes", default="1,4", help="labels on all frames of the first N training corridors, run from every start")
+    parser.add_argument("--strides", default="100,10,1", help="labels on every n-th frame of all training corridors, run from every start")
     parser.add_argument("--random-strides", default="3", help="label strides run from random weights only")
     parser.add_argument("--starts", default=",".join(STARTS))
     parser.add_argument("--sc-depth-seconds", type=float, default=300.0)
@@ -312,20 +327,22 @@ def main() -> None:
 
     if "finetune" in stages:
         jobs = []
-        grid = [(s, int(st)) for st in args.strides.split(",") if st for s in starts]
-        grid += [("random", int(st)) for st in args.random_strides.split(",") if st and "random" in starts]
-        for start, stride in grid:
+        n = len(train)
+        grid = [(s, c, 1) for c in _ints(args.label_scenes) for s in starts]
+        grid += [(s, n, st) for st in _ints(args.strides) for s in starts]
+        grid += [("random", n, st) for st in _ints(args.random_strides) if "random" in starts]
+        for start, scenes, stride in grid:
             encoder = None if start == "random" else args.out_dir / f"enc_{start}.pt"
             if encoder is not None and not encoder.exists():
                 sys.exit(f"{encoder}: no pretrained encoder; run the pretrain stage first")
-            job = _finetune_job(args, train, test, start, stride, encoder)
+            if not 1 <= scenes <= n:
+                sys.exit(f"--label-scenes: {scenes} is not in 1..{n}")
+            job = _finetune_job(args, train, start, stride, scenes, encoder)
             if job:
                 jobs.append(job)
         _run_all(jobs, args.parallel)
     results = [json.loads(p.read_text()) for p in sorted((args.out_dir / "finetune").glob("*/result.json"))]
-    report["finetune"] = {"steps": args.finetune_steps, "lr": args.finetune_lr, "batch": 4,
-                          "frames_per_stride": {st: sum(len(range(0, 75, st)) for _ in train) for st in sorted({r["stride"] for r in results})},
-                          "runs": results}
+    report["finetune"] = {"steps": args.finetune_steps, "lr": args.finetune_lr, "batch": 4, "runs": results}
 
     if "sc_depth" in stages:
         jobs = [(f"SC-Depth from {start}", [sys.executable, __file__, str(args.out_dir), "--child-sc-depth", start,
