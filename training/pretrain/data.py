@@ -32,7 +32,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from depth_ros.bag.reader import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE
-from depth_ros.errors import BagError
+from depth_ros.errors import BagError, DepthRosError
 
 __all__ = ["FrameRef", "PretrainDataConfig", "PretrainDataModule", "PretrainFrames", "check_crop_ratio", "list_frames"]
 
@@ -230,7 +230,12 @@ class PretrainDataModule(LightningDataModule):
                     f"{list(self.data_config.bags)}: {len(frames)} frames (frame_stride {self.data_config.frame_stride}), "
                     f"expected at least one batch of {self.batch_size}"
                 )
-            check_crop_ratio(self.data_config, frames.load_rgb(0).shape[:2], frames.frames[0].bag)
+            try:
+                first = frames.load_rgb(0)
+            except (DepthRosError, ValueError) as exc:  # a bad first frame: no check, the training decides
+                log.debug("crop_ratio not checked: %s", exc)
+            else:
+                check_crop_ratio(self.data_config, first.shape[:2], frames.frames[0].bag)
             self.train_set = frames
 
     def train_dataloader(self) -> DataLoader:

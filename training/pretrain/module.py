@@ -51,7 +51,7 @@ class StaleQueueWatch:
 
     Args:
         queue_size: K.
-        window: steps averaged.
+        window: steps averaged (consecutive, non-overlapping windows).
         top1: mean queue top-1 above this ...
         loss_share: ... while the mean loss is above this share of ``log(K + 1)``.
     """
@@ -61,20 +61,25 @@ class StaleQueueWatch:
         self.window = window
         self.top1 = top1
         self.loss_share = loss_share
-        self._steps: list[tuple[float, float]] = []
+        self._loss: float | Tensor = 0.0
+        self._top1: float | Tensor = 0.0
+        self._count = 0
         self.warned: str | None = None
 
-    def update(self, loss: float, accuracy: float) -> str | None:
-        """Add one step; returns (and logs) the warning the first time the window qualifies."""
+    def update(self, loss: float | Tensor, accuracy: float | Tensor) -> str | None:
+        """Add one step (floats or 0-d tensors, which stay on their device until a window is
+        complete: one host sync per window, not per step); returns (and logs) the warning the
+        first time a window of ``window`` consecutive steps qualifies."""
         if self.warned is not None:
             return None
-        self._steps.append((loss, accuracy))
-        if len(self._steps) > self.window:
-            self._steps.pop(0)
-        if len(self._steps) < self.window:
+        self._loss = self._loss + loss
+        self._top1 = self._top1 + accuracy
+        self._count += 1
+        if self._count < self.window:
             return None
-        mean_loss = sum(s[0] for s in self._steps) / self.window
-        mean_top1 = sum(s[1] for s in self._steps) / self.window
+        mean_loss = float(self._loss) / self.window
+        mean_top1 = float(self._top1) / self.window
+        self._loss, self._top1, self._count = 0.0, 0.0, 0
         if mean_top1 > self.top1 and mean_loss > self.loss_share * self.chance:
             self.warned = (
                 f"queue top-1 {mean_top1:.0%} while InfoNCE is {mean_loss:.2f} (chance {self.chance:.2f}) over the last "
@@ -189,7 +194,7 @@ class PretrainModule(pl.LightningModule):
         self.log("train/loss", out.loss, prog_bar=True, batch_size=b)
         self.log("train/queue_top1", out.accuracy, prog_bar=True, batch_size=b)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=b)
-        self._stale_queue.update(float(out.loss.detach()), float(out.accuracy))
+        self._stale_queue.update(out.loss.detach(), out.accuracy)
         return out.loss
 
     def on_train_start(self) -> None:
